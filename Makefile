@@ -1,0 +1,31 @@
+# Two commands a user needs:  `make quickstart`  and  `make test`.
+# Both install what is missing first (idempotent, seconds when up to date).
+#
+#   PYTHON  the interpreter to install into (default: python3)
+#   TORCH   the torch requirement installed before the package; the default
+#           is the CPU wheel. Use TORCH= to keep a torch you already have
+#           (for example a CUDA build).
+PYTHON ?= python3
+TORCH  ?= torch==2.13.0
+STAMP  := .install-stamp
+
+.PHONY: install quickstart test bench clean
+
+$(STAMP): pyproject.toml
+	$(if $(strip $(TORCH)),$(PYTHON) -m pip install --quiet "$(TORCH)")
+	$(PYTHON) -m pip install --quiet -e ".[test]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+quickstart: $(STAMP)
+	$(PYTHON) -m manifold_lab run experiments/quickstart.yaml
+
+test: $(STAMP)
+	$(PYTHON) -m pytest
+
+bench: $(STAMP)
+	$(PYTHON) -m benchmarks
+
+clean:
+	rm -f $(STAMP)

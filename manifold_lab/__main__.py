@@ -1,0 +1,3 @@
+from manifold_lab.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Sub-commands of ``manifold-lab``; see ``manifold_lab.cli`` for the protocol."""
