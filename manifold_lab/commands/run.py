@@ -1,0 +1,101 @@
+"""``manifold-lab run SPEC [key.path=value ...]``: run (or resume) an experiment.
+
+See ``manifold_lab.experiment`` for the spec, the results folder and the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "run or resume the experiment of a YAML spec (skips completed runs), then write its report"
+
+
+def _int_at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # Overrides may come after options (`run x.yaml --jobs 2 params.a=1`); plain
+    # argparse stops filling a positional list at the first option, so this
+    # sub-parser parses intermixed (the main parser hands it the remaining words).
+    def intermixed(args=None, namespace=None):
+        # parse_known_intermixed_args calls parse_known_args itself: use the class's meanwhile.
+        del parser.parse_known_args
+        try:
+            return parser.parse_known_intermixed_args(args, namespace)
+        finally:
+            parser.parse_known_args = intermixed
+
+    parser.parse_known_args = intermixed  # type: ignore[method-assign]
+    parser.add_argument("spec", help="the experiment file, e.g. experiments/quickstart.yaml")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="key.path=value",
+        help="override a value of the spec, parsed as YAML (params.width=0.5, sweep.seeds=[0,1,2])",
+    )
+    parser.add_argument("--jobs", "-j", type=_int_at_least(1), default=1, metavar="N",
+                        help="runs executed at a time, as local processes (default 1)")
+    parser.add_argument("--list", action="store_true", help="print the runs and their status; run nothing")
+    parser.add_argument("--run-index", type=_int_at_least(0), metavar="I",
+                        help="run only run I of --list (cluster array jobs); then `manifold-lab report DIR`")
+    parser.add_argument("--out", metavar="DIR", help="results folder (default: the spec's output, results/<name>)")
+    parser.add_argument("--dry-run", action="store_true", help="validate and print the plan; write nothing")
+    parser.add_argument("--force", action="store_true", help="redo completed runs too")
+
+
+def _print_plan(spec, runs, root, header: bool) -> None:
+    from dataclasses import asdict
+
+    from manifold_lab.experiment.spec import display_path
+    from manifold_lab.experiment.store import ResultsStore
+    from manifold_lab.experiment.sweep import format_values
+
+    store = ResultsStore(root)
+    states = []
+    for run in runs:
+        record = store.record(asdict(run)) if (root / "runs" / run.run_id).is_dir() else None
+        states.append(record.status if record is not None else "todo")
+    if header:
+        print(f"experiment {spec.name}: kind {spec.kind.name}, results in {display_path(root)}")
+        print(f"{len(spec.points)} grid point(s) x {len(spec.seeds)} seed(s) = {len(runs)} runs; "
+              f"{states.count('done')} done, {len(runs) - states.count('done')} to run")
+    width = len(str(max(len(runs) - 1, 0)))
+    for run, state in zip(runs, states):
+        print(f"{run.index:>{width}}  {run.run_id}  {state:<8}  seed={run.seed}  {format_values(run.sweep_values)}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from manifold_lab.experiment.runner import check_plan, run_experiment
+    from manifold_lab.experiment.spec import load_spec
+    from manifold_lab.experiment.sweep import plan
+
+    spec = load_spec(args.spec, args.overrides)
+    root = Path(args.out) if args.out else spec.output
+    if args.list or args.dry_run:
+        runs = plan(spec)
+        check_plan(runs)
+        if args.run_index is not None and args.run_index >= len(runs):
+            raise ValueError(f"--run-index {args.run_index} is out of range: the plan has runs 0..{len(runs) - 1}")
+        _print_plan(spec, runs, root, header=args.dry_run)
+        return 0
+    summary = run_experiment(spec, out=root if args.out else None, jobs=args.jobs,
+                             run_index=args.run_index, force=args.force)
+    print(summary.line(spec.name))
+    if args.run_index is None:
+        from manifold_lab.experiment.spec import display_path
+
+        print(f"report: {display_path(root / 'report.md')}")
+    if summary.report_error:
+        print(f"the kind's figures failed: {summary.report_error}", file=sys.stderr)
+    return 1 if summary.failed or summary.report_error else 0

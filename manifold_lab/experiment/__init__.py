@@ -1,0 +1,16 @@
+"""YAML experiments: validated specs, sweeps, a resumable results store, reports.
+
+- ``manifold_lab.experiment.spec``    load, merge and validate a spec (``load_spec``)
+- ``manifold_lab.experiment.sweep``   grid x seeds expansion and stable run ids
+- ``manifold_lab.experiment.store``   the results folder: files, run states, locks
+- ``manifold_lab.experiment.runner``  execute the runs (resumable, ``jobs`` processes)
+- ``manifold_lab.experiment.stats``   mean / std / t intervals, paired tests over seeds
+- ``manifold_lab.experiment.report``  ``summary.csv``, ``comparisons.csv``, ``report.md``
+
+The experiment kinds themselves live in ``manifold_lab.kinds``. The engine
+uses the kinds; the kinds never import the engine.
+"""
+
+from manifold_lab.experiment.spec import Spec, load_spec
+
+__all__ = ["Spec", "load_spec"]

@@ -1,0 +1,281 @@
+"""The runner: execute the planned runs of a spec, resumably, in one or N processes.
+
+``run_experiment(spec, ...)`` takes the results folder's lock, writes the plan
+(``spec.yaml``, ``plan.json``), skips the runs whose ``metrics.json`` exists,
+and executes the others (in this process, or ``jobs`` spawned processes). A
+run that raises, returns a non-finite metric or a non-dict is recorded as
+``failed`` with a one-line error (the traceback goes to its ``run.log``); a run
+returning ``{"status": "diverged", ...}`` is recorded as ``diverged``. The sweep
+always goes on. See ``manifold_lab.experiment.store`` for the files.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing
+import os
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from manifold_lab.errors import UsageError
+from manifold_lab.experiment.spec import Spec, display_path
+from manifold_lab.experiment.store import ResultsStore
+from manifold_lab.experiment.sweep import PlannedRun, plan
+from manifold_lab.kinds import Kind, RunContext
+
+__all__ = ["RunSummary", "check_plan", "execute_run", "run_experiment", "to_jsonable"]
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+@dataclass
+class RunSummary:
+    """What one invocation did."""
+
+    planned: int = 0
+    done: int = 0
+    skipped: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (run_id, error)
+    report_error: str | None = None  # the kind's report hook failed
+
+    def line(self, name: str) -> str:
+        return (
+            f"{name}: {self.planned} runs: {self.done} done, {self.skipped} skipped, "
+            f"{len(self.failed)} failed"
+        )
+
+
+# --------------------------------------------------------------------------- one run
+
+
+def to_jsonable(value: Any) -> Any:
+    """Metrics as plain JSON types (numpy scalars and arrays, tuples, paths converted)."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if hasattr(value, "tolist"):  # numpy arrays and scalars, torch tensors
+        return to_jsonable(value.tolist())
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"metric of type {type(value).__name__} is not JSON-serializable")
+
+
+def _non_finite(value: Any, path: str) -> str | None:
+    """The path of the first NaN / infinite number inside ``value``, if any."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{path} is {value}"
+    if isinstance(value, dict):
+        items = ((f"{path}.{k}", v) for k, v in value.items())
+    elif isinstance(value, list):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for sub, v in items:
+        found = _non_finite(v, sub)
+        if found:
+            return found
+    return None
+
+
+def check_metrics(raw: Any) -> tuple[str, dict, str | None]:
+    """``(status, metrics, error)`` from what a kind's ``run`` returned."""
+    if not isinstance(raw, dict):
+        return "failed", {}, f"run() returned {type(raw).__name__}, expected a dict of metrics"
+    metrics = to_jsonable(raw)
+    status = metrics.pop("status", "done")
+    if status == "diverged":
+        return "diverged", metrics, str(metrics.get("error") or "diverged")
+    if status != "done":
+        return "failed", metrics, f"run() returned status {status!r}; allowed: 'done', 'diverged'"
+    bad = _non_finite(metrics, "metric")
+    if bad:
+        return "failed", metrics, f"{bad} (a non-finite metric marks the run failed)"
+    return "done", metrics, None
+
+
+def _run_logger(run_dir: Path, run_id: str) -> tuple[logging.Logger, logging.Handler]:
+    log = logging.getLogger(f"manifold_lab.run.{run_id}")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    handler = logging.FileHandler(run_dir / "run.log", mode="w", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    return log, handler
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def execute_run(
+    kind: Kind, run: PlannedRun, root: str | os.PathLike, name: str, show_progress: bool = False
+) -> tuple[str, str | None]:
+    """Execute one run into its folder; return ``(status, error)``. Never raises for run errors."""
+    store = ResultsStore(root)
+    with store.lock_run(run.run_id):
+        config = {
+            "experiment": name,
+            "kind": kind.name,
+            "run_id": run.run_id,
+            "seed": run.seed,
+            "sweep_values": run.sweep_values,
+            "params": run.params,
+        }
+        run_dir = store.begin(run.run_id, config)
+        log, handler = _run_logger(run_dir, run.run_id)
+        start = time.perf_counter()
+        try:
+            log.info("run %s: kind %s, seed %d, %s", run.run_id, kind.name, run.seed, run.sweep_values)
+            ctx = RunContext(run_dir=run_dir, seed=run.seed, log=log, show_progress=show_progress)
+            params = kind.params.model_validate(run.params)
+            status, metrics, error = check_metrics(kind.run(params, run.seed, ctx))
+        except Exception as exc:  # any error of a run is recorded, the sweep goes on
+            log.exception("run failed")
+            status, metrics, error = "failed", {}, _one_line(exc)
+        seconds = time.perf_counter() - start
+        log.info("%s in %.2f s%s", status, seconds, f": {error}" if error else "")
+        log.removeHandler(handler)
+        handler.close()
+        store.finish(run.run_id, status, metrics, error, seconds)
+    return status, error
+
+
+def _worker_init(threads: int) -> None:
+    # N runs share the cores: keep each from starting one BLAS / torch thread per core.
+    for var in _THREAD_VARS:
+        os.environ.setdefault(var, str(threads))
+
+
+# --------------------------------------------------------------------------- the sweep
+
+
+def check_plan(runs: list[PlannedRun]) -> None:
+    """Two grid points resolving to the same parameters would share a run folder."""
+    seen: dict[str, PlannedRun] = {}
+    for run in runs:
+        if run.run_id in seen:
+            other = seen[run.run_id]
+            raise UsageError(
+                f"sweep points {other.sweep_values} and {run.sweep_values} resolve to the same "
+                "parameters; remove the repeated value"
+            )
+        seen[run.run_id] = run
+
+
+def command_line(spec: Spec, out: str | os.PathLike | None) -> str:
+    """The command that regenerates these results (as a user would type it)."""
+    words = ["manifold-lab", "run", display_path(spec.source) if spec.source else "SPEC", *spec.overrides]
+    if out is not None:
+        words += ["--out", display_path(Path(out))]
+    return shlex.join(words)
+
+
+def run_experiment(
+    spec: Spec,
+    *,
+    out: str | os.PathLike | None = None,
+    jobs: int = 1,
+    run_index: int | None = None,
+    force: bool = False,
+    report: bool = True,
+) -> RunSummary:
+    """Run (or resume) the experiment; write the report unless ``run_index`` is given.
+
+    Parameters
+    ----------
+    spec : Spec
+        A validated spec (``load_spec``).
+    out : path, optional
+        Results folder instead of ``spec.output``.
+    jobs : int
+        Runs executed at a time (separate processes when > 1).
+    run_index : int, optional
+        Execute only this run of the plan (for cluster array jobs).
+    force : bool
+        Redo completed runs too.
+    report : bool
+        Write ``summary.csv``, ``comparisons.csv`` and ``report.md`` afterwards.
+    """
+    if jobs < 1:
+        raise UsageError(f"--jobs must be >= 1, got {jobs}")
+    runs = plan(spec)
+    check_plan(runs)
+    if run_index is not None and not 0 <= run_index < len(runs):
+        raise UsageError(f"--run-index {run_index} is out of range: the plan has runs 0..{len(runs) - 1}")
+    store = ResultsStore(out if out is not None else spec.output)
+    summary = RunSummary(planned=len(runs))
+    selected = runs if run_index is None else [runs[run_index]]
+
+    with store.lock(shared=run_index is not None):
+        store.write_plan(spec.resolved(), command_line(spec, out), [asdict(r) for r in runs])
+        todo = [r for r in selected if force or not store.is_complete(r.run_id)]
+        summary.skipped = len(selected) - len(todo)
+        _execute_all(spec, todo, store, jobs, summary, total=len(selected))
+        if report and run_index is None:
+            from manifold_lab.experiment.report import write_report
+
+            _, summary.report_error = write_report(store.root, kind=spec.kind)
+    return summary
+
+
+def _execute_all(
+    spec: Spec, todo: list[PlannedRun], store: ResultsStore, jobs: int, summary: RunSummary, total: int
+) -> None:
+    from tqdm.auto import tqdm
+
+    bar = tqdm(
+        total=total,
+        initial=total - len(todo),
+        desc=spec.name,
+        unit="run",
+        disable=None,  # no bar when stderr is not a terminal
+        dynamic_ncols=True,
+    )
+
+    def record(run: PlannedRun, status: str, error: str | None) -> None:
+        if status == "done":
+            summary.done += 1
+        else:
+            summary.failed.append((run.run_id, error or status))
+            bar.write(f"run {run.index} ({run.run_id}) {status}: {error}", file=sys.stderr)
+        bar.update(1)
+
+    try:
+        if jobs == 1 or len(todo) <= 1:
+            inner = sys.stderr.isatty()
+            for run in todo:
+                record(run, *execute_run(spec.kind, run, store.root, spec.name, inner))
+            return
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init, initargs=(threads,)) as pool:
+            futures = {
+                pool.submit(execute_run, spec.kind, run, str(store.root), spec.name, False): run
+                for run in todo
+            }
+            try:
+                for future in as_completed(futures):
+                    run = futures[future]
+                    try:
+                        status, error = future.result()
+                    except BrokenProcessPool as exc:
+                        status, error = "failed", f"worker process died ({_one_line(exc)})"
+                        store.finish(run.run_id, status, {}, error, 0.0)
+                    record(run, status, error)
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+    finally:
+        bar.close()

@@ -1,0 +1,493 @@
+"""Experiment specs: load a YAML file, merge presets and overrides, validate it.
+
+A spec is a YAML mapping with the top-level keys
+
+``name``
+    The experiment name (letters, digits, ``_ . -``); results go to
+    ``results/<name>/`` unless ``output`` says otherwise.
+``kind``
+    One of the registered experiment kinds (``manifold_lab.kinds``).
+``description``
+    Optional free text shown in the report.
+``include``
+    Optional list of preset files (partial specs with the same keys, which may
+    include others), e.g. ``configs/optim/cifar_sgd.yaml``. A path is looked up
+    relative to the current directory, then relative to the including file's
+    folder and each of its parents (so the repository root works from anywhere
+    inside it).
+``params``
+    The kind's parameters, validated by the kind's pydantic model.
+``sweep``
+    A mapping from a dotted path under ``params`` (``width``, ``block.act``)
+    to a non-empty list of values, plus ``seeds: [...]`` (non-negative
+    integers; default ``[0]``).
+``output``
+    Optional results folder (default ``results/<name>``).
+
+Merge order: the includes in order (each one after its own includes), then the
+file itself, then the command-line overrides ``key.path=value`` (the value is
+parsed as YAML: ``params.width=0.5``, ``sweep.seeds=[0,1,2]``; for the sweep the
+whole rest of the key is one dotted path: ``sweep.block.act=[relu,identity]``).
+Mappings merge key by key, recursively; anything else (lists included) is
+replaced.
+
+Everything is checked before any work starts and before anything is written:
+YAML syntax (line:column), duplicate keys, unknown keys at any depth (with a
+"did you mean"), types and ranges (the kind's pydantic constraints), unknown
+kinds, sweep paths that are not parameters, and every grid point's parameters.
+Every problem is one ``UsageError`` line naming the file, line and column (or
+the override) it comes from.
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import yaml
+
+from manifold_lab.errors import UsageError
+from manifold_lab.experiment.sweep import canonical_json, format_values, grid, set_path
+from manifold_lab.kinds import Kind, get_kind
+
+__all__ = ["GridPoint", "Spec", "display_path", "load_spec", "parse_override"]
+
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class _SpecModel(pydantic.BaseModel):
+    """The top level of a spec (after merging)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    name: str = pydantic.Field(pattern=_NAME_PATTERN)
+    kind: str
+    description: str = ""
+    include: list[str] = []
+    params: dict[str, Any] = {}
+    sweep: dict[str, Any] = {}
+    output: str | None = None
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """One point of the sweep grid: the swept values and the validated params."""
+
+    values: dict[str, Any]
+    params: pydantic.BaseModel
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated experiment.
+
+    Attributes
+    ----------
+    name, description : str
+    kind : Kind
+    params : pydantic.BaseModel
+        The base parameters (file + presets + overrides, no sweep applied).
+    raw_params : dict
+        The merged ``params:`` mapping as written (before defaults).
+    sweep : dict[str, list]
+        Dotted param path -> values, in spec order (``seeds`` excluded).
+    seeds : tuple of int
+    points : tuple of GridPoint
+        The grid, validated (one point, ``{}``, without a sweep).
+    output : Path
+        The results folder.
+    source : Path or None
+        The spec file.
+    overrides : tuple of str
+        The ``key.path=value`` overrides applied.
+    """
+
+    name: str
+    description: str
+    kind: Kind
+    params: pydantic.BaseModel
+    raw_params: dict
+    sweep: dict[str, list]
+    seeds: tuple[int, ...]
+    points: tuple[GridPoint, ...]
+    output: Path
+    source: Path | None
+    overrides: tuple[str, ...]
+
+    def resolved(self) -> dict:
+        """The spec as one self-contained mapping (no includes), for ``spec.yaml``."""
+        return {
+            "name": self.name,
+            "kind": self.kind.name,
+            "description": self.description,
+            "params": self.params.model_dump(mode="json"),
+            "sweep": {**self.sweep, "seeds": list(self.seeds)},
+        }
+
+
+# --------------------------------------------------------------------------- YAML + provenance
+
+# Where each key path came from: (path tuple) -> "file:line:col" or "override 'k=v'".
+_Origins = dict[tuple, str]
+
+
+def _load_yaml(path: Path, shown: str) -> tuple[Any, _Origins]:
+    """Parse one YAML file; return the data and the origin of every key path."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"spec file not found: {shown}") from None
+    except (IsADirectoryError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read spec file {shown}: {exc}") from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f"{shown}:{mark.line + 1}:{mark.column + 1}" if mark else shown
+        problem = getattr(exc, "problem", None) or str(exc)
+        context = getattr(exc, "context", None)
+        detail = f"{context}, {problem}" if context else problem
+        raise UsageError(f"{where}: invalid YAML: {detail}") from None
+    finally:
+        loader.dispose()
+    if data is None:
+        raise UsageError(f"{shown}: the file is empty; expected a mapping with name, kind, params")
+    if not isinstance(data, dict):
+        raise UsageError(
+            f"{shown}:1:1: expected a mapping with name, kind, params, got {type(data).__name__}"
+        )
+    origins: _Origins = {}
+    _walk_marks(node, (), shown, origins)
+    return data, origins
+
+
+def _walk_marks(node: yaml.Node, path: tuple, shown: str, origins: _Origins) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: set = set()
+        for knode, vnode in node.value:
+            key = knode.value if isinstance(knode, yaml.ScalarNode) else str(knode.value)
+            where = f"{shown}:{knode.start_mark.line + 1}:{knode.start_mark.column + 1}"
+            if key in seen:
+                raise UsageError(f"{where}: duplicate key {_dotted(path + (key,))!r}")
+            seen.add(key)
+            # The sweep's keys are whole dotted paths: do not split them.
+            origins[path + (key,)] = where
+            _walk_marks(vnode, path + (key,), shown, origins)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            origins[path + (i,)] = f"{shown}:{item.start_mark.line + 1}:{item.start_mark.column + 1}"
+            _walk_marks(item, path + (i,), shown, origins)
+
+
+def _dotted(path: Sequence) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _origin(origins: _Origins, path: tuple, default: str) -> str:
+    for n in range(len(path), 0, -1):
+        if path[:n] in origins:
+            return origins[path[:n]]
+    return default
+
+
+def _deep_merge(base: dict, over: dict, origins: _Origins, over_origins: _Origins, path=()) -> dict:
+    """Merge ``over`` into ``base``: mappings key by key, everything else replaced.
+
+    ``origins`` (the merged result's key origins) is updated in place from
+    ``over_origins`` so that errors point at the file that set a value last.
+    """
+    out = dict(base)
+    for key, value in over.items():
+        sub = path + (key,)
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value, origins, over_origins, sub)
+            if sub in over_origins:
+                origins[sub] = over_origins[sub]
+        else:
+            out[key] = value
+            for p in [p for p in origins if p[: len(sub)] == sub]:
+                del origins[p]
+            origins.update({p: w for p, w in over_origins.items() if p[: len(sub)] == sub})
+    return out
+
+
+def _find_include(name: str, including: Path) -> Path:
+    candidates = [Path(name)] if Path(name).is_absolute() else [
+        Path.cwd() / name,
+        *(folder / name for folder in [including.parent, *including.parent.parents]),
+    ]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise UsageError(
+        f"include {name!r} (in {display_path(including)}) not found relative to the current "
+        "directory or the including file's folders"
+    )
+
+
+def display_path(path: Path) -> str:
+    """A path as the user would write it: relative to the current directory if possible."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _load_with_includes(path: Path, shown: str, stack: tuple[Path, ...]) -> tuple[dict, _Origins]:
+    data, origins = _load_yaml(path, shown)
+    includes = data.get("include", [])
+    if isinstance(includes, str):
+        includes = [includes]
+    if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
+        where = _origin(origins, ("include",), shown)
+        raise UsageError(f"{where}: include must be a list of file paths, got {includes!r}")
+    merged: dict = {}
+    merged_origins: _Origins = {}
+    for name in includes:
+        inc = _find_include(name, path)
+        key = inc.resolve()
+        if key in stack:
+            chain = " -> ".join(display_path(p) for p in (*stack, key))
+            raise UsageError(f"include cycle: {chain}")
+        inc_data, inc_origins = _load_with_includes(inc, display_path(inc), (*stack, key))
+        merged = _deep_merge(merged, inc_data, merged_origins, inc_origins)
+    body = {k: v for k, v in data.items() if k != "include"}
+    merged = _deep_merge(merged, body, merged_origins, origins)
+    return merged, merged_origins
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
+    """Split ``"a.b=value"`` into ``(("a", "b"), parsed YAML value)``.
+
+    Under ``sweep`` the rest of the key is one dotted path:
+    ``"sweep.block.act=[relu]"`` -> ``(("sweep", "block.act"), ["relu"])``.
+    """
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise UsageError(f"bad override {text!r}: expected key.path=value, e.g. params.width=0.5")
+    parts = tuple(key.split("."))
+    if any(not p for p in parts):
+        raise UsageError(f"bad override {text!r}: empty component in key {key!r}")
+    if parts[0] == "include":
+        raise UsageError(f"bad override {text!r}: include cannot be overridden; edit the file")
+    if parts[0] == "sweep" and len(parts) > 2:
+        parts = ("sweep", ".".join(parts[1:]))
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise UsageError(f"bad override {text!r}: the value is not valid YAML ({problem})") from None
+    return parts, value
+
+
+def _apply_override(data: dict, origins: _Origins, text: str) -> dict:
+    parts, value = parse_override(text)
+    try:
+        data = set_path(data, parts, value)
+    except ValueError as exc:
+        raise UsageError(f"bad override {text!r}: {exc}") from None
+    for p in [p for p in origins if p[: len(parts)] == parts]:
+        del origins[p]
+    origins[parts] = f"override {text!r}"
+    return data
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _models_in(annotation: Any) -> list[type[pydantic.BaseModel]]:
+    """The pydantic models inside a type annotation (through Optional, list, dict...)."""
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return [annotation]
+    out: list = []
+    for arg in typing.get_args(annotation):
+        out += _models_in(arg)
+    return out
+
+
+def _fields_at(model: type[pydantic.BaseModel], path: Sequence) -> list[str] | None:
+    """The field names valid under ``path`` of ``model`` (None when not a model there)."""
+    models = [model]
+    for part in path:
+        nxt: list = []
+        for m in models:
+            if isinstance(part, str) and part in m.model_fields:
+                nxt += _models_in(m.model_fields[part].annotation)
+        if nxt or isinstance(part, int):
+            models = nxt or models
+        else:
+            return None
+    names: list[str] = []
+    for m in models:
+        names += [n for n in m.model_fields if n not in names]
+    return names or None
+
+
+def _did_you_mean(word: Any, choices: Sequence[str] | None) -> str:
+    if not choices:
+        return ""
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f"; valid keys: {', '.join(choices)}"
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _explain(
+    exc: pydantic.ValidationError,
+    model: type[pydantic.BaseModel],
+    prefix: tuple,
+    origins: _Origins,
+    default_where: str,
+) -> str:
+    """One line for the first error of a pydantic ValidationError."""
+    errors = exc.errors(include_url=False)
+    err = errors[0]
+    loc = tuple(err["loc"])
+    path = prefix + loc
+    where = _origin(origins, path, default_where)
+    if err["type"] == "extra_forbidden":
+        msg = f"unknown key {_dotted(path)!r}{_did_you_mean(loc[-1], _fields_at(model, loc[:-1]))}"
+    elif err["type"] == "missing":
+        msg = f"{_dotted(path)}: required key is missing"
+    else:
+        msg = f"{_dotted(path)}: {err['msg']} (got {_short(err.get('input'))})"
+    more = f" (and {len(errors) - 1} more problem{'s' * (len(errors) > 2)})" if len(errors) > 1 else ""
+    return f"{where}: {msg}{more}"
+
+
+def _check_sweep(
+    sweep: dict, kind: Kind, origins: _Origins, where: str
+) -> tuple[dict[str, list], tuple[int, ...]]:
+    seeds_value = sweep.get("seeds", [0])
+    seed_where = _origin(origins, ("sweep", "seeds"), where)
+    if (
+        not isinstance(seeds_value, list)
+        or not seeds_value
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds_value)
+    ):
+        raise UsageError(
+            f"{seed_where}: sweep.seeds must be a non-empty list of integers >= 0, "
+            f"got {_short(seeds_value)}"
+        )
+    if len(set(seeds_value)) != len(seeds_value):
+        raise UsageError(f"{seed_where}: sweep.seeds has repeated values: {seeds_value}")
+    out: dict[str, list] = {}
+    for key, values in sweep.items():
+        if key == "seeds":
+            continue
+        kwhere = _origin(origins, ("sweep", key), where)
+        parts = str(key).split(".")
+        if not isinstance(key, str) or any(not p for p in parts):
+            raise UsageError(f"{kwhere}: bad sweep key {key!r}: expected a dotted parameter path")
+        for i in range(len(parts)):
+            choices = _fields_at(kind.params, parts[:i])
+            if choices is None:
+                break  # below a free-form mapping: checked when the grid is built
+            if parts[i] not in choices:
+                raise UsageError(
+                    f"{kwhere}: sweep key {key!r}: {'.'.join(parts[: i + 1])!r} is not a "
+                    f"parameter of kind {kind.name!r}{_did_you_mean(parts[i], choices)}"
+                )
+        if not isinstance(values, list) or not values:
+            raise UsageError(
+                f"{kwhere}: sweep.{key} must be a non-empty list of values, got {_short(values)}"
+            )
+        texts = [canonical_json(v) for v in values]
+        if len(set(texts)) != len(texts):
+            raise UsageError(f"{kwhere}: sweep.{key} has repeated values: {_short(values)}")
+        out[key] = values
+    return out, tuple(seeds_value)
+
+
+def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
+    """Load, merge and validate an experiment spec.
+
+    Parameters
+    ----------
+    path : str or Path
+        The YAML file.
+    overrides : sequence of str
+        ``key.path=value`` items applied after the file (see the module docstring).
+
+    Returns
+    -------
+    Spec
+
+    Raises
+    ------
+    UsageError
+        One line naming the file:line:column (or override) and the problem.
+    """
+    path = Path(path)
+    shown = display_path(path)
+    data, origins = _load_with_includes(path, shown, (path.resolve(),))
+    for text in overrides:
+        data = _apply_override(data, origins, text)
+
+    try:
+        top = _SpecModel.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise UsageError(_explain(exc, _SpecModel, (), origins, shown)) from None
+    try:
+        kind = get_kind(top.kind)
+    except ValueError as exc:
+        raise UsageError(f"{_origin(origins, ('kind',), shown)}: {exc}") from None
+
+    def build(params: dict, sweep_note: str = "") -> pydantic.BaseModel:
+        try:
+            return kind.params.model_validate(params)
+        except pydantic.ValidationError as exc:
+            line = _explain(exc, kind.params, ("params",), origins, shown)
+            raise UsageError(f"{line}{sweep_note}") from None
+
+    base = build(top.params)
+    sweep, seeds = _check_sweep(top.sweep, kind, origins, shown)
+    # From here on a bad value of a swept parameter comes from the sweep.
+    for key in sweep:
+        origins[("params", *key.split("."))] = _origin(origins, ("sweep", key), shown)
+    points = []
+    for values in grid(sweep):
+        params = top.params
+        for key, value in values.items():
+            try:
+                params = set_path(params, key, value)
+            except ValueError as exc:
+                where = _origin(origins, ("sweep", key), shown)
+                raise UsageError(f"{where}: sweep key {key!r}: {exc}") from None
+        note = f" [in the sweep point {format_values(values)}]" if values else ""
+        points.append(GridPoint(values=values, params=build(params, note)))
+
+    output = Path(top.output) if top.output else Path("results") / top.name
+    return Spec(
+        name=top.name,
+        description=top.description,
+        kind=kind,
+        params=base,
+        raw_params=top.params,
+        sweep=sweep,
+        seeds=seeds,
+        points=tuple(points),
+        output=output,
+        source=path,
+        overrides=tuple(overrides),
+    )
+

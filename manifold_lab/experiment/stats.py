@@ -1,0 +1,108 @@
+"""Statistics over seeds: summaries with t confidence intervals, paired tests.
+
+Every accuracy is a distribution over seeds. For values ``x_1..x_n``:
+
+- mean ``x̄``, standard deviation ``s`` with ``ddof=1``;
+- 95% confidence interval of the mean, the Student t interval
+  ``x̄ ± t_{0.975, n-1} s / sqrt(n)`` (``scipy.stats.t``); NaN when ``n < 2``.
+
+Two variants A and B measured on the same seeds are compared through the
+per-seed differences ``d_i = B_i - A_i``: their mean with its t interval, the
+paired t-test (``scipy.stats.ttest_rel``) and the Wilcoxon signed-rank test
+(``scipy.stats.wilcoxon``). Degenerate cases give NaN and a note instead of a
+misleading number.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats
+
+CONFIDENCE = 0.95
+NAN = float("nan")
+
+
+def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """``x̄ ± t_{(1+c)/2, n-1} s / sqrt(n)``; ``(nan, nan)`` when ``n < 2``."""
+    x = np.asarray(values, dtype=float)
+    n = x.size
+    if n < 2:
+        return NAN, NAN
+    mean = float(x.mean())
+    half = float(stats.t.ppf(0.5 + confidence / 2, df=n - 1) * x.std(ddof=1) / math.sqrt(n))
+    return mean - half, mean + half
+
+
+def describe(values: Sequence[float]) -> dict[str, float]:
+    """``{"mean", "std", "ci_low", "ci_high", "n"}`` of a sample (``std`` with ddof=1)."""
+    x = np.asarray(values, dtype=float)
+    n = int(x.size)
+    if n == 0:
+        return {"mean": NAN, "std": NAN, "ci_low": NAN, "ci_high": NAN, "n": 0}
+    low, high = t_interval(x)
+    return {
+        "mean": float(x.mean()),
+        "std": float(x.std(ddof=1)) if n > 1 else NAN,
+        "ci_low": low,
+        "ci_high": high,
+        "n": n,
+    }
+
+
+def paired(a: Sequence[float], b: Sequence[float]) -> dict[str, float | int | str]:
+    """Compare B with A over shared seeds (``a[i]`` and ``b[i]`` from the same seed).
+
+    Returns
+    -------
+    dict
+        ``n``, ``mean_a``, ``mean_b``, ``mean_diff`` (of ``b - a``),
+        ``diff_ci_low``, ``diff_ci_high``, ``t_stat``, ``t_pvalue``,
+        ``wilcoxon_stat``, ``wilcoxon_pvalue`` and ``note`` (why a value is NaN).
+    """
+    xa = np.asarray(a, dtype=float)
+    xb = np.asarray(b, dtype=float)
+    if xa.shape != xb.shape or xa.ndim != 1:
+        raise ValueError(f"paired() needs two 1-D samples of equal length, got {xa.shape} and {xb.shape}")
+    d = xb - xa
+    n = int(d.size)
+    low, high = t_interval(d)
+    out: dict[str, float | int | str] = {
+        "n": n,
+        "mean_a": float(xa.mean()) if n else NAN,
+        "mean_b": float(xb.mean()) if n else NAN,
+        "mean_diff": float(d.mean()) if n else NAN,
+        "diff_ci_low": low,
+        "diff_ci_high": high,
+        "t_stat": NAN,
+        "t_pvalue": NAN,
+        "wilcoxon_stat": NAN,
+        "wilcoxon_pvalue": NAN,
+        "note": "",
+    }
+    notes = []
+    if n < 2:
+        notes.append(f"n={n} shared seed{'s' * (n != 1)}: no test")
+    elif np.all(d == 0):
+        notes.append("all differences are zero: no test")
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            if np.all(d == d[0]):
+                notes.append("constant differences: t undefined")
+            else:
+                t = stats.ttest_rel(xb, xa)
+                out["t_stat"], out["t_pvalue"] = float(t.statistic), float(t.pvalue)
+            nonzero = int(np.count_nonzero(d))
+            if nonzero < 2:
+                notes.append("fewer than 2 non-zero differences: no Wilcoxon test")
+            else:
+                w = stats.wilcoxon(xb, xa)
+                out["wilcoxon_stat"], out["wilcoxon_pvalue"] = float(w.statistic), float(w.pvalue)
+                if nonzero < n:
+                    notes.append(f"Wilcoxon dropped {n - nonzero} zero difference(s)")
+    out["note"] = "; ".join(notes)
+    return out

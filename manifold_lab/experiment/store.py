@@ -1,0 +1,163 @@
+"""The results folder of one experiment: layout, run states and the lock.
+
+Layout::
+
+    results/<name>/
+        .lock                 fcntl lock: one runner at a time
+        spec.yaml             the resolved spec (no includes) and the command
+        plan.json             every run: index, id, grid point, sweep values, seed
+        summary.csv, comparisons.csv, report.md, figures/   (manifold_lab.experiment.report)
+        runs/<id>/
+            config.yaml       resolved kind, params, seed, sweep values
+            status.json       {"status": "running" | "done" | "failed" | "diverged", "error", ...}
+            metrics.json      the kind's metrics; written LAST, only for a done run
+            run.log           the run's log
+            .lock             held while the run executes
+
+Every file except the log is written atomically (``manifold_lab.io``), so a
+run is complete exactly when ``metrics.json`` exists and parses; a run killed
+at any moment is seen as interrupted and done again on the next invocation.
+
+Locks: a whole-experiment runner holds ``.lock`` exclusively. ``--run-index``
+runners (one per cluster task, possibly at the same time) hold it shared plus
+the run's own ``runs/<id>/.lock`` exclusively, so array tasks coexist but
+never with a whole-experiment runner, and never two on the same run.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from manifold_lab import io
+from manifold_lab.errors import UsageError
+from manifold_lab.kinds import RunRecord
+
+SPEC_FILE = "spec.yaml"
+PLAN_FILE = "plan.json"
+
+
+@contextmanager
+def locked(path: Path, *, shared: bool = False, what: str = "results folder") -> Iterator[None]:
+    """Hold an ``fcntl.flock`` on ``path`` (created if missing) or raise UsageError at once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise UsageError(
+                f"{what} {path.parent} is locked by another runner ({holder}); "
+                "wait for it to finish or use --out to write elsewhere"
+            ) from None
+        if not shared:
+            f.seek(0)
+            f.truncate()
+            f.write(f"pid {os.getpid()} on {os.uname().nodename}\n")
+            f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _read_json(path: Path) -> Any:
+    """The parsed file, or None when it is missing or not valid JSON."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+class ResultsStore:
+    """One experiment's results folder (see the module docstring)."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+
+    # ----------------------------------------------------------------- experiment files
+    def lock(self, *, shared: bool = False):
+        return locked(self.root / ".lock", shared=shared)
+
+    def lock_run(self, run_id: str):
+        return locked(self.run_dir(run_id) / ".lock", what="run folder")
+
+    def write_plan(self, resolved_spec: dict, command: str, runs: list[dict]) -> None:
+        io.write_text(
+            self.root / SPEC_FILE,
+            yaml.safe_dump({**resolved_spec, "command": command}, sort_keys=False),
+        )
+        io.write_json(self.root / PLAN_FILE, {"runs": runs})
+
+    def read_spec(self) -> dict:
+        path = self.root / SPEC_FILE
+        if not self.root.is_dir():
+            raise UsageError(f"results folder not found: {self.root}")
+        try:
+            spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UsageError(
+                f"{self.root} holds no {SPEC_FILE}; is it a results folder written by "
+                "`manifold-lab run`?"
+            ) from None
+        plan = _read_json(self.root / PLAN_FILE)
+        if not isinstance(spec, dict) or not isinstance(plan, dict):
+            raise UsageError(f"{self.root}: {SPEC_FILE} or {PLAN_FILE} is missing or unreadable")
+        return {**spec, "runs": plan["runs"]}
+
+    # ----------------------------------------------------------------- one run
+    def run_dir(self, run_id: str) -> Path:
+        return self.root / "runs" / run_id
+
+    def is_complete(self, run_id: str) -> bool:
+        return isinstance(_read_json(self.run_dir(run_id) / "metrics.json"), dict)
+
+    def begin(self, run_id: str, config: dict) -> Path:
+        """Mark a run as started: drop stale results, write its config and status."""
+        run_dir = self.run_dir(run_id)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "metrics.json").unlink(missing_ok=True)
+        io.write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+        io.write_json(run_dir / "status.json", {"status": "running", "pid": os.getpid()})
+        return run_dir
+
+    def finish(self, run_id: str, status: str, metrics: dict, error: str | None, seconds: float) -> None:
+        """Record the outcome; for a done run ``metrics.json`` comes last (the complete marker)."""
+        run_dir = self.run_dir(run_id)
+        record = {"status": status, "error": error, "seconds": round(seconds, 3)}
+        if status != "done":
+            record["metrics"] = metrics
+        io.write_json(run_dir / "status.json", record)
+        if status == "done":
+            io.write_json(run_dir / "metrics.json", metrics)
+
+    def record(self, run: dict) -> RunRecord | None:
+        """The finished run ``run`` (an entry of plan.json), or None if pending / interrupted."""
+        run_dir = self.run_dir(run["run_id"])
+        common = dict(
+            run_id=run["run_id"],
+            params=run["params"],
+            seed=run["seed"],
+            run_dir=run_dir,
+            sweep_values=run["sweep_values"],
+        )
+        metrics = _read_json(run_dir / "metrics.json")
+        if isinstance(metrics, dict):
+            return RunRecord(status="done", metrics=metrics, error=None, **common)
+        status = _read_json(run_dir / "status.json")
+        if isinstance(status, dict) and status.get("status") in ("failed", "diverged"):
+            return RunRecord(
+                status=status["status"],
+                metrics=status.get("metrics") or {},
+                error=status.get("error"),
+                **common,
+            )
+        return None

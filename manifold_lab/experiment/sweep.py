@@ -1,0 +1,128 @@
+"""Sweeps: the grid of parameter values times the seeds, and stable run ids.
+
+Expansion order (stable, documented in ``configs/README.md``): the grid is the
+Cartesian product of the swept values, keys in the order they appear in the
+merged spec, the *last* key varying fastest (``itertools.product``); every
+grid point is repeated for each seed, seeds innermost. Run ``i`` is therefore
+grid point ``i // len(seeds)`` with seed ``seeds[i % len(seeds)]``.
+
+A run id is the first 12 hex digits of the SHA-256 of the canonical JSON of
+``{"kind", "params", "seed"}`` (keys sorted, no whitespace), with ``params``
+the kind's *resolved* parameters (defaults filled in). It does not depend on
+the order of keys in a file, the experiment name or the output folder, and
+changes whenever anything that can change the result changes.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from manifold_lab.experiment.spec import Spec
+
+RUN_ID_LENGTH = 12
+
+
+def canonical_json(obj: Any) -> str:
+    """JSON with sorted keys and no whitespace: equal objects give equal text."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=True)
+
+
+def run_id(kind: str, params: Mapping[str, Any], seed: int) -> str:
+    """Stable short id of one run: ``sha256(canonical_json(kind, params, seed))[:12]``."""
+    text = canonical_json({"kind": kind, "params": params, "seed": int(seed)})
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:RUN_ID_LENGTH]
+
+
+def set_path(tree: dict, path: str | Sequence[str], value: Any) -> dict:
+    """Return a deep copy of ``tree`` with ``value`` at ``path`` (creating mappings).
+
+    ``path`` is a dotted string (``"block.width"``) or a sequence of keys.
+    """
+    out = copy.deepcopy(tree)
+    node = out
+    parts = path.split(".") if isinstance(path, str) else list(path)
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ValueError(
+                f"{'.'.join(parts[: i + 1])!r} is a {type(child).__name__}, not a mapping"
+            )
+        node = child
+    node[parts[-1]] = copy.deepcopy(value)
+    return out
+
+
+def grid(sweep: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """The grid points ``[{key: value, ...}, ...]``; the last key varies fastest.
+
+    An empty sweep has one grid point, ``{}`` (the base parameters).
+    """
+    keys = list(sweep)
+    return [dict(zip(keys, values)) for values in itertools.product(*(sweep[k] for k in keys))]
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of the plan.
+
+    Attributes
+    ----------
+    index : int
+        Position in the plan (``--run-index``).
+    run_id : str
+    point : int
+        Index of its grid point.
+    sweep_values : dict
+        ``{dotted path: value}`` of the grid point.
+    seed : int
+    params : dict
+        Resolved parameters (JSON-like, defaults filled in).
+    """
+
+    index: int
+    run_id: str
+    point: int
+    sweep_values: dict
+    seed: int
+    params: dict
+
+
+def plan(spec: "Spec") -> list[PlannedRun]:
+    """Expand a validated spec into its runs (grid points outer, seeds inner)."""
+    runs: list[PlannedRun] = []
+    for p, point in enumerate(spec.points):
+        params = point.params.model_dump(mode="json")
+        for seed in spec.seeds:
+            runs.append(
+                PlannedRun(
+                    index=len(runs),
+                    run_id=run_id(spec.kind.name, params, seed),
+                    point=p,
+                    sweep_values=dict(point.values),
+                    seed=seed,
+                    params=params,
+                )
+            )
+    return runs
+
+
+def format_values(values: Mapping[str, Any]) -> str:
+    """``"width=0.5, act=relu"`` (JSON for non-scalars); ``"-"`` for no values."""
+    if not values:
+        return "-"
+    return ", ".join(f"{k}={format_value(v)}" for k, v in values.items())
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)

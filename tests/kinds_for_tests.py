@@ -1,0 +1,84 @@
+"""A tiny experiment kind for the engine's tests (not shipped with the package).
+
+Its metrics are closed-form functions of the params and the seed, so the
+tests can recompute every aggregate by hand::
+
+    y = a * (seed + 1) + b          z = a ** 2 + seed          curve = [a * i for i in 0, 1, 2]
+
+It fails, returns NaN, diverges or sleeps on demand. Every execution appends a
+line to ``executions.txt`` in its run folder, so a test can count how many
+times a run was computed. Loaded by subprocesses through the plugin hook
+``MANIFOLD_LAB_EXTRA_KINDS=tests.kinds_for_tests``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from manifold_lab.kinds import Kind, ReportContext, ReportItem, RunContext
+
+
+class Inner(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    width: float = Field(1.0, gt=0)
+    act: Literal["identity", "relu", "relu6"] = "identity"
+
+
+class ClosedFormParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    a: float = Field(1.0, gt=0)
+    b: int = 0
+    block: Inner = Inner()
+    fail_seeds: list[int] = []
+    nan_seeds: list[int] = []
+    diverge_seeds: list[int] = []
+    sleep: float = Field(0.0, ge=0)
+
+
+def run(params: ClosedFormParams, seed: int, ctx: RunContext) -> dict:
+    with open(ctx.run_dir / "executions.txt", "a") as f:
+        f.write(f"{seed}\n")
+    for _ in ctx.progress(range(3), total=3, desc="steps"):
+        time.sleep(params.sleep / 3)
+    ctx.log.info("a=%s b=%s seed=%s", params.a, params.b, seed)
+    if seed in params.fail_seeds:
+        raise RuntimeError(f"asked to fail for seed {seed}")
+    y = params.a * (seed + 1) + params.b
+    if seed in params.nan_seeds:
+        y = float("nan")
+    metrics = {
+        "y": y,
+        "z": params.a**2 + seed,
+        "w": params.block.width * params.a,
+        "curve": [params.a * i for i in range(3)],
+        "flag": True,
+        "label": params.block.act,
+    }
+    if seed in params.diverge_seeds:
+        metrics.update(status="diverged", error="loss became inf", z=float("inf"))
+    return metrics
+
+
+def report(ctx: ReportContext) -> list[ReportItem]:
+    total = sum(r.metrics["y"] for r in ctx.done_runs)
+    figure = ctx.out_dir / "figures" / "closed_form.txt"
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    figure.write_text(f"{total}\n")
+    return [
+        ReportItem(title="Sum of y", markdown=f"sum of y over {len(ctx.done_runs)} runs: {total}"),
+        ReportItem(title="Figure", figure="figures/closed_form.txt", caption="a stand-in figure"),
+    ]
+
+
+KIND = Kind(
+    name="closed_form",
+    description="closed-form metrics of (a, b, seed) for the engine's tests",
+    params=ClosedFormParams,
+    run=run,
+    report=report,
+)
