@@ -82,3 +82,43 @@ KIND = Kind(
     run=run,
     report=report,
 )
+
+
+# --------------------------------------------------------------------------- helpers for the tests
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def cli_env() -> dict:
+    """Environment for ``python -m manifold_lab`` subprocesses that need this kind."""
+    import os
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    env["MANIFOLD_LAB_EXTRA_KINDS"] = "tests.kinds_for_tests"
+    return env
+
+
+def cli(*args, cwd, timeout=120):
+    """Run ``python -m manifold_lab ARGS`` in ``cwd`` with this kind registered."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "manifold_lab", *map(str, args)],
+        cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def write_spec(path, text: str):
+    """Write a spec file (dedented) and return its path."""
+    import textwrap
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path
+
+
+def files_under(folder) -> set:
+    """Every path below ``folder`` (to check that nothing was written)."""
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}

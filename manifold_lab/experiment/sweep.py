@@ -54,7 +54,7 @@ def set_path(tree: dict, path: str | Sequence[str], value: Any) -> dict:
             child = node[part] = {}
         if not isinstance(child, dict):
             raise ValueError(
-                f"{'.'.join(parts[: i + 1])!r} is a {type(child).__name__}, not a mapping"
+                f"{'.'.join(parts[: i + 1])!r} is {type(child).__name__}, not a mapping"
             )
         node = child
     node[parts[-1]] = copy.deepcopy(value)

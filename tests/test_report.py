@@ -1,0 +1,139 @@
+"""Aggregation: summary.csv, comparisons.csv and report.md against hand computations."""
+
+import csv
+import itertools
+import math
+import re
+
+import numpy as np
+import pytest
+from kinds_for_tests import KIND, cli, write_spec
+from scipy import stats
+
+from manifold_lab.experiment.report import write_report
+from manifold_lab.experiment.runner import run_experiment
+from manifold_lab.experiment.spec import load_spec
+from manifold_lab.experiment.stats import describe, paired
+from manifold_lab.kinds import register
+
+register(KIND)
+
+SEEDS = [0, 1, 2, 3, 4]
+SPEC = """\
+name: agg
+kind: closed_form
+description: Closed-form metrics for checking the aggregation.
+params: {fail_seeds: [4]}
+sweep:
+  a: [1.0, 3.0]
+  b: [0, 10]
+  seeds: [0, 1, 2, 3, 4]
+"""
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def hand_interval(x):
+    """x̄ ± t s/√n with the t quantile from the table of Student's t (scipy only for the quantile)."""
+    x = np.asarray(x, float)
+    half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+    return x.mean() - half, x.mean() + half
+
+
+def exact_wilcoxon_p(d):
+    """Two-sided exact signed-rank p-value by enumerating all 2^n sign patterns (no ties, no zeros)."""
+    ranks = stats.rankdata(np.abs(d))
+    observed = ranks[np.asarray(d) > 0].sum()
+    total = ranks.sum()
+    null = [sum(r for r, s in zip(ranks, signs) if s) for signs in itertools.product([0, 1], repeat=len(d))]
+    tail = min(observed, total - observed)
+    return min(1.0, 2 * np.mean([w <= tail for w in null]))
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("agg")
+    spec = load_spec(write_spec(folder / "agg.yaml", SPEC))
+    summary = run_experiment(spec, out=folder / "out")
+    assert (summary.done, len(summary.failed)) == (16, 4)  # seed 4 fails everywhere
+    return folder / "out"
+
+
+def test_summary_matches_a_hand_computation(results):
+    rows = read_csv(results / "summary.csv")
+    assert [(float(r["a"]), int(r["b"])) for r in rows] == [(1.0, 0), (1.0, 10), (3.0, 0), (3.0, 10)]
+    done_seeds = np.array([0, 1, 2, 3])  # seed 4 failed: not averaged
+    for row in rows:
+        a, b = float(row["a"]), int(row["b"])
+        assert (row["runs"], row["done"], row["failed"]) == ("5", "4", "1")
+        y = a * (done_seeds + 1) + b  # the kind's closed form
+        assert float(row["y_mean"]) == pytest.approx(y.mean(), rel=1e-12)
+        assert float(row["y_std"]) == pytest.approx(np.sqrt(((y - y.mean()) ** 2).sum() / 3), rel=1e-12)
+        low, high = hand_interval(y)
+        assert (float(row["y_ci_low"]), float(row["y_ci_high"])) == pytest.approx((low, high), rel=1e-12)
+        assert row["y_n"] == "4"
+        assert float(row["z_mean"]) == pytest.approx(a**2 + done_seeds.mean(), rel=1e-12)
+    # Non-numeric or non-scalar metrics (a bool, a string, a list) are not averaged.
+    assert not any(c.startswith(("flag_", "label_", "curve_")) for c in rows[0])
+
+
+def test_paired_comparison_matches_a_hand_computation(results):
+    rows = read_csv(results / "comparisons.csv")
+    # Factor a (1 -> 3) with b held at 0: d = (3 - 1) * (seed + 1) for the 4 shared done seeds.
+    (row,) = [r for r in rows if r["factor"] == "a" and r["b"] == "0" and r["metric"] == "y"]
+    d = 2.0 * (np.array([0, 1, 2, 3]) + 1)
+    t = d.mean() / (d.std(ddof=1) / math.sqrt(4))
+    assert (row["value_a"], row["value_b"], row["n"]) == ("1.0", "3.0", "4")
+    assert float(row["mean_diff"]) == pytest.approx(d.mean(), rel=1e-12)
+    assert (float(row["diff_ci_low"]), float(row["diff_ci_high"])) == pytest.approx(hand_interval(d), rel=1e-12)
+    assert float(row["t_stat"]) == pytest.approx(t, rel=1e-12)
+    assert float(row["t_pvalue"]) == pytest.approx(2 * stats.t.sf(t, 3), rel=1e-9)
+    assert float(row["wilcoxon_pvalue"]) == pytest.approx(exact_wilcoxon_p(d), rel=1e-12)  # 2/16
+    # Factor b (0 -> 10): y differs by exactly 10 on every seed, z not at all.
+    (row,) = [r for r in rows if r["factor"] == "b" and r["a"] == "1.0" and r["metric"] == "y"]
+    assert float(row["mean_diff"]) == 10.0 and math.isnan(float(row["t_pvalue"]))
+    assert row["note"] == "constant differences: t undefined"
+    (row,) = [r for r in rows if r["factor"] == "b" and r["a"] == "1.0" and r["metric"] == "z"]
+    assert math.isnan(float(row["wilcoxon_pvalue"])) and row["note"] == "all differences are zero: no test"
+    # 2 factors x 2 settings of the other x 1 pair x 3 numeric metrics (y, z, w).
+    assert len(rows) == 2 * 2 * 1 * 3
+
+
+def test_report_lists_runs_failures_command_and_kind_items(results):
+    report = (results / "report.md").read_text()
+    assert re.search(r"^    manifold-lab run \S*agg\.yaml --out \S*out$", report, re.M)
+    assert re.search(r"^    manifold-lab report \S*out$", report, re.M)
+    assert "20 runs: 16 done, 4 failed, 0 not run" in report
+    assert report.count("RuntimeError: asked to fail for seed 4") == 4
+    assert report.count("| 4 | failed |") == 4 and report.count("| done |") == 16
+    assert "sum of y over 16 runs: " + str(sum(a * (s + 1) + b for a in (1.0, 3.0) for b in (0, 10) for s in range(4))) in report
+    assert "![a stand-in figure](figures/closed_form.txt)" in report
+    # The report is regenerated from the files alone, identically.
+    before = {p: p.read_text() for p in (results / "report.md", results / "summary.csv", results / "comparisons.csv")}
+    write_report(results)
+    assert {p: p.read_text() for p in before} == before
+
+
+def test_describe_and_paired_degenerate_cases():
+    one = describe([2.5])
+    assert one["mean"] == 2.5 and one["n"] == 1 and math.isnan(one["std"]) and math.isnan(one["ci_low"])
+    assert describe([])["n"] == 0
+    single = paired([1.0], [2.0])
+    assert single["n"] == 1 and single["mean_diff"] == 1.0 and math.isnan(single["t_pvalue"])
+    assert "no test" in single["note"]
+    some_zero = paired([1.0, 2.0, 3.0, 4.0], [1.0, 3.0, 5.0, 4.5])
+    assert "dropped 1 zero difference" in some_zero["note"] and not math.isnan(some_zero["wilcoxon_pvalue"])
+    with pytest.raises(ValueError, match="equal length"):
+        paired([1.0, 2.0], [1.0])
+
+
+def test_report_command_on_a_folder_without_results(tmp_path):
+    out = cli("report", tmp_path, cwd=tmp_path)
+    assert out.returncode == 2
+    (line,) = out.stderr.strip().splitlines()
+    assert "holds no spec.yaml" in line
+    missing = cli("report", tmp_path / "nope", cwd=tmp_path)
+    assert missing.returncode == 2 and "results folder not found" in missing.stderr

@@ -1,0 +1,187 @@
+"""The runner: resume after a real SIGKILL, the lock, failures, --list / --run-index / --dry-run / --jobs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from kinds_for_tests import KIND, cli, cli_env, files_under, write_spec
+
+from manifold_lab.errors import UsageError
+from manifold_lab.experiment.runner import check_metrics, run_experiment
+from manifold_lab.experiment.spec import load_spec
+from manifold_lab.experiment.store import ResultsStore
+from manifold_lab.experiment.sweep import plan
+from manifold_lab.kinds import register
+
+register(KIND)
+
+SPEC = """\
+name: r
+kind: closed_form
+params: {a: 2.0}
+sweep:
+  b: [0, 1]
+  seeds: [0, 1, 2]
+"""
+
+
+def executions(run_dir):
+    """How many times the run was computed (the test kind appends one line each time)."""
+    path = run_dir / "executions.txt"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def metrics_files(root):
+    return sorted((root / "runs").glob("*/metrics.json"))
+
+
+def test_resume_after_sigkill_recomputes_nothing_completed(tmp_path):
+    write_spec(tmp_path / "s.yaml", SPEC.replace("{a: 2.0}", "{a: 2.0, sleep: 0.25}").replace("[0, 1, 2]", "[0, 1, 2, 3]"))
+    root = tmp_path / "results" / "r"
+    proc = subprocess.Popen([sys.executable, "-m", "manifold_lab", "run", "s.yaml"], cwd=tmp_path,
+                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while len(metrics_files(root)) < 3 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    completed = metrics_files(root)
+    assert 3 <= len(completed) < 8, "the kill should land mid-sweep"
+    stamps = {p: p.stat().st_mtime_ns for p in completed}
+    # Nothing half-written: every file that exists parses; the interrupted run is "running".
+    for p in root.rglob("*.json"):
+        json.loads(p.read_text())
+    statuses = [json.loads(p.read_text())["status"] for p in (root / "runs").glob("*/status.json")]
+    assert statuses.count("running") <= 1
+
+    out = cli("run", "s.yaml", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert f"8 runs: {8 - len(completed)} done, {len(completed)} skipped, 0 failed" in out.stdout
+    assert len(metrics_files(root)) == 8
+    for p, stamp in stamps.items():
+        assert p.stat().st_mtime_ns == stamp  # not rewritten
+        assert executions(p.parent) == 1  # computed once only
+    assert sum(executions(d) for d in (root / "runs").iterdir()) <= 8 + 1  # at most the killed one twice
+    assert (root / "report.md").exists()
+
+    again = cli("run", "s.yaml", cwd=tmp_path)
+    assert again.returncode == 0 and "8 runs: 0 done, 8 skipped, 0 failed" in again.stdout
+
+
+def test_lock_stops_a_second_runner(tmp_path):
+    write_spec(tmp_path / "s.yaml", SPEC)
+    store = ResultsStore(tmp_path / "results" / "r")
+    with store.lock():
+        out = cli("run", "s.yaml", cwd=tmp_path)
+        assert out.returncode == 2
+        (line,) = out.stderr.strip().splitlines()
+        assert "is locked by another runner (pid " in line and str(os.getpid()) in line
+        # Array tasks of a cluster job (--run-index) also wait for a whole-sweep runner.
+        assert cli("run", "s.yaml", "--run-index", "0", cwd=tmp_path).returncode == 2
+    assert not (store.root / "runs").exists()
+    with store.lock(shared=True):  # another array task: --run-index runs coexist
+        assert cli("run", "s.yaml", "--run-index", "1", cwd=tmp_path).returncode == 0
+        assert cli("run", "s.yaml", cwd=tmp_path).returncode == 2
+    assert len(metrics_files(store.root)) == 1
+
+
+def test_failures_are_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_spec(tmp_path / "s.yaml", SPEC)
+    spec = load_spec("s.yaml", ["params.nan_seeds=[1]", "params.fail_seeds=[2]", "sweep.b=[0]",
+                                "sweep.seeds=[0,1,2,3]", "params.diverge_seeds=[3]"])
+    summary = run_experiment(spec)
+    assert (summary.done, summary.skipped, len(summary.failed)) == (1, 0, 3)
+    store = ResultsStore(spec.output)
+    records = {r.seed: store.record(r.__dict__) for r in plan(spec)}
+    assert records[0].status == "done"
+    assert records[1].status == "failed" and records[1].error.startswith("metric.y is nan")
+    assert records[2].status == "failed" and records[2].error == "RuntimeError: asked to fail for seed 2"
+    assert records[3].status == "diverged" and records[3].error == "loss became inf"
+    assert "Traceback" in (records[2].run_dir / "run.log").read_text()
+    assert not (records[1].run_dir / "metrics.json").exists()
+    # Re-running redoes the failed ones (and they fail again), never the done one.
+    summary = run_experiment(spec)
+    assert (summary.done, summary.skipped, len(summary.failed)) == (0, 1, 3)
+    assert [executions(records[s].run_dir) for s in range(4)] == [1, 2, 2, 2]
+
+
+def test_exit_status_1_when_a_run_failed(tmp_path):
+    write_spec(tmp_path / "s.yaml", SPEC)
+    out = cli("run", "s.yaml", "params.fail_seeds=[1]", cwd=tmp_path)
+    assert out.returncode == 1
+    assert "6 runs: 4 done, 0 skipped, 2 failed" in out.stdout
+    assert "RuntimeError: asked to fail for seed 1" in out.stderr
+
+
+def test_check_metrics():
+    assert check_metrics({"a": 1, "c": [1.0, 2.0]}) == ("done", {"a": 1, "c": [1.0, 2.0]}, None)
+    status, _, error = check_metrics({"a": 1, "c": {"d": [0.0, float("inf")]}})
+    assert status == "failed" and error.startswith("metric.c.d[1] is inf")
+    assert check_metrics([1, 2])[0] == "failed"
+    assert check_metrics({"status": "weird"})[0] == "failed"
+    np = pytest.importorskip("numpy")
+    assert check_metrics({"x": np.float32(0.5), "v": np.arange(3)}) == ("done", {"x": 0.5, "v": [0, 1, 2]}, None)
+
+
+def test_list_and_dry_run_write_nothing(tmp_path):
+    write_spec(tmp_path / "s.yaml", SPEC)
+    before = files_under(tmp_path)
+    listed = cli("run", "s.yaml", "--list", cwd=tmp_path)
+    assert listed.returncode == 0
+    lines = listed.stdout.strip().splitlines()
+    assert len(lines) == 6
+    assert [line.split()[0] for line in lines] == [str(i) for i in range(6)]
+    assert all(line.split()[2] == "todo" for line in lines)
+    dry = cli("run", "s.yaml", "--dry-run", cwd=tmp_path)
+    assert dry.returncode == 0
+    assert "2 grid point(s) x 3 seed(s) = 6 runs" in dry.stdout
+    assert files_under(tmp_path) == before
+
+
+def test_run_index_runs_one_run_then_report_aggregates(tmp_path):
+    write_spec(tmp_path / "s.yaml", SPEC)
+    root = tmp_path / "results" / "r"
+    ids = [line.split()[1] for line in cli("run", "s.yaml", "--list", cwd=tmp_path).stdout.splitlines()]
+    for i in (4, 1):
+        out = cli("run", "s.yaml", "--run-index", i, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+    assert sorted(p.parent.name for p in metrics_files(root)) == sorted([ids[1], ids[4]])
+    assert not (root / "report.md").exists()  # array tasks do not write the report
+    listed = cli("run", "s.yaml", "--list", cwd=tmp_path).stdout.splitlines()
+    assert [line.split()[2] for line in listed] == ["todo", "done", "todo", "todo", "done", "todo"]
+    out = cli("report", root, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    report = (root / "report.md").read_text()
+    assert "6 runs: 2 done, 0 failed, 4 not run" in report
+    bad = cli("run", "s.yaml", "--run-index", 6, cwd=tmp_path)
+    assert bad.returncode == 2 and "out of range" in bad.stderr
+
+
+def test_jobs_2_gives_the_same_results_as_serial(tmp_path):
+    write_spec(tmp_path / "s.yaml", SPEC)
+    assert cli("run", "s.yaml", "--out", "serial", cwd=tmp_path).returncode == 0
+    out = cli("run", "s.yaml", "--jobs", "2", "--out", "parallel", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "6 runs: 6 done, 0 skipped, 0 failed" in out.stdout
+    serial = {p.parent.name: p.read_text() for p in metrics_files(tmp_path / "serial")}
+    parallel = {p.parent.name: p.read_text() for p in metrics_files(tmp_path / "parallel")}
+    assert len(serial) == 6 and serial == parallel
+    assert (tmp_path / "parallel" / "summary.csv").read_text() == (tmp_path / "serial" / "summary.csv").read_text()
+    assert not (tmp_path / "results").exists()  # --out replaced the default folder
+
+
+def test_force_redoes_completed_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = load_spec(write_spec(tmp_path / "s.yaml", SPEC), ["sweep.seeds=[0]"])
+    run_experiment(spec)
+    summary = run_experiment(spec, force=True)
+    assert (summary.done, summary.skipped) == (2, 0)
+    assert all(executions(d) == 2 for d in (spec.output / "runs").iterdir())
+    with pytest.raises(UsageError, match="--jobs must be >= 1"):
+        run_experiment(spec, jobs=0)
