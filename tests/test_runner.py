@@ -39,6 +39,7 @@ def metrics_files(root):
     return sorted((root / "runs").glob("*/metrics.json"))
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_recomputes_nothing_completed(tmp_path):
     write_spec(tmp_path / "s.yaml", SPEC.replace("{a: 2.0}", "{a: 2.0, sleep: 0.25}").replace("[0, 1, 2]", "[0, 1, 2, 3]"))
     root = tmp_path / "results" / "r"
@@ -144,6 +145,7 @@ def test_list_and_dry_run_write_nothing(tmp_path):
     assert files_under(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_run_index_runs_one_run_then_report_aggregates(tmp_path):
     write_spec(tmp_path / "s.yaml", SPEC)
     root = tmp_path / "results" / "r"
@@ -163,6 +165,7 @@ def test_run_index_runs_one_run_then_report_aggregates(tmp_path):
     assert bad.returncode == 2 and "out of range" in bad.stderr
 
 
+@pytest.mark.slow
 def test_jobs_2_gives_the_same_results_as_serial(tmp_path):
     write_spec(tmp_path / "s.yaml", SPEC)
     assert cli("run", "s.yaml", "--out", "serial", cwd=tmp_path).returncode == 0
