@@ -8,7 +8,7 @@
 - ``manifold_lab.experiment.report``  ``summary.csv``, ``comparisons.csv``, ``report.md``
 
 The experiment kinds themselves live in ``manifold_lab.kinds``. The engine
-uses the kinds; the kinds never import the engine.
+uses the kinds; the kinds never import the runner (``stats`` is theirs to use for intervals).
 """
 
 from manifold_lab.experiment.spec import Spec, load_spec

@@ -176,13 +176,14 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]], limit: int | None = None) -> str:
+    """A markdown table; with ``limit``, at most that many rows and a pointer to the CSV."""
     lines = ["| " + " | ".join(_md_escape(str(h)) for h in header) + " |"]
     lines.append("|" + "---|" * len(header))
-    for row in rows[:_MD_MAX_ROWS]:
+    for row in rows[:limit]:
         lines.append("| " + " | ".join(_md_escape(_cell(v)) for v in row) + " |")
-    if len(rows) > _MD_MAX_ROWS:
-        lines.append(f"\n({len(rows) - _MD_MAX_ROWS} more rows in the CSV file)")
+    if limit is not None and len(rows) > limit:
+        lines.append(f"\n({len(rows) - limit} more rows in the CSV file)")
     return "\n".join(lines)
 
 
@@ -285,11 +286,13 @@ def write_report(root: str | Path, kind: Kind | None = None) -> tuple[Path, str 
     if not agg.metrics:
         lines += ["_No numeric metric from a done run yet._", ""]
 
-    if comparisons:
+    # The markdown shows each factor's values against its first value; the CSV has every pair.
+    baseline = [c for c in comparisons if canonical_json(c["value_a"]) == canonical_json(agg.sweep[c["factor"]][0])]
+    if baseline:
         lines += ["## Paired comparisons", "",
-                  "B - A over the seeds both variants completed, the other factors held fixed; "
-                  "paired t-test and Wilcoxon signed-rank test (scipy). All rows in "
-                  "[comparisons.csv](comparisons.csv).", ""]
+                  "B - A over the seeds both variants completed, the other factors held fixed, "
+                  "A the first value of the factor; paired t-test and Wilcoxon signed-rank test "
+                  "(scipy). Every pair of values in [comparisons.csv](comparisons.csv).", ""]
         header = ["factor", "A", "B", "held fixed", "metric", "n", "mean B-A", "95% CI",
                   "t-test p", "Wilcoxon p", "note"]
         rows = [
@@ -298,9 +301,9 @@ def write_report(root: str | Path, kind: Kind | None = None) -> tuple[Path, str 
              c["metric"], c["n"], c["mean_diff"],
              f"[{_num(c['diff_ci_low'])}, {_num(c['diff_ci_high'])}]",
              c["t_pvalue"], c["wilcoxon_pvalue"], c["note"]]
-            for c in comparisons
+            for c in baseline
         ]
-        lines += [md_table(header, rows), ""]
+        lines += [md_table(header, rows, limit=_MD_MAX_ROWS), ""]
 
     kind_lines, kind_error = _kind_items(agg, kind, out)
     if kind_lines:
