@@ -5,7 +5,7 @@ tests can recompute every aggregate by hand::
 
     y = a * (seed + 1) + b          z = a ** 2 + seed          curve = [a * i for i in 0, 1, 2]
 
-It fails, returns NaN, diverges or sleeps on demand. Every execution appends a
+It fails, returns NaN, diverges, sleeps or breaks its report on demand. Every execution appends a
 line to ``executions.txt`` in its run folder, so a test can count how many
 times a run was computed. Loaded by subprocesses through the plugin hook
 ``MANIFOLD_LAB_EXTRA_KINDS=tests.kinds_for_tests``.
@@ -38,6 +38,7 @@ class ClosedFormParams(BaseModel):
     nan_seeds: list[int] = []
     diverge_seeds: list[int] = []
     sleep: float = Field(0.0, ge=0)
+    fail_report: bool = False
 
 
 def run(params: ClosedFormParams, seed: int, ctx: RunContext) -> dict:
@@ -65,6 +66,8 @@ def run(params: ClosedFormParams, seed: int, ctx: RunContext) -> dict:
 
 
 def report(ctx: ReportContext) -> list[ReportItem]:
+    if any(r.params["fail_report"] for r in ctx.runs):
+        raise RuntimeError("asked to fail the report")
     total = sum(r.metrics["y"] for r in ctx.done_runs)
     figure = ctx.out_dir / "figures" / "closed_form.txt"
     figure.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ import pytest
 from kinds_for_tests import KIND, cli, write_spec
 from scipy import stats
 
+from manifold_lab.errors import UsageError
 from manifold_lab.experiment.report import write_report
 from manifold_lab.experiment.runner import run_experiment
 from manifold_lab.experiment.spec import load_spec
@@ -135,5 +136,17 @@ def test_report_command_on_a_folder_without_results(tmp_path):
     assert out.returncode == 2
     (line,) = out.stderr.strip().splitlines()
     assert "holds no spec.yaml" in line
-    missing = cli("report", tmp_path / "nope", cwd=tmp_path)
-    assert missing.returncode == 2 and "results folder not found" in missing.stderr
+    with pytest.raises(UsageError, match="results folder not found"):
+        write_report(tmp_path / "nope")
+
+
+def test_a_broken_kind_report_keeps_the_tables_and_is_reported(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = load_spec(write_spec(tmp_path / "s.yaml", SPEC), ["params.fail_report=true", "params.fail_seeds=[]"])
+    summary = run_experiment(spec)
+    assert summary.report_error == "RuntimeError: asked to fail the report"
+    report = (spec.output / "report.md").read_text()
+    assert "_The kind's report failed: RuntimeError: asked to fail the report_" in report
+    assert "## Summary over seeds" in report and (spec.output / "summary.csv").exists()
+    out = cli("report", spec.output, cwd=tmp_path)
+    assert out.returncode == 1 and "asked to fail the report" in out.stderr

@@ -10,7 +10,7 @@ from kinds_for_tests import KIND, cli, files_under, write_spec
 
 from manifold_lab.errors import UsageError
 from manifold_lab.experiment.spec import load_spec, parse_override
-from manifold_lab.kinds import register
+from manifold_lab.kinds import KINDS, Kind, ReportItem, get_kind, register
 
 register(KIND)
 
@@ -141,3 +141,29 @@ def test_missing_spec_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UsageError, match="spec file not found: nope.yaml"):
         load_spec("nope.yaml")
+
+
+def test_kind_registry_and_interface_checks():
+    from pydantic import BaseModel, ConfigDict
+
+    assert get_kind("closed_form") is KIND and "closed_form" in KINDS
+    with pytest.raises(ValueError, match=r"unknown kind 'closed_fom' \(did you mean 'closed_form'\?\); known kinds: .*closed_form"):
+        get_kind("closed_fom")
+
+    class Loose(BaseModel):
+        a: int = 1
+
+    class Required(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        a: int
+
+    with pytest.raises(ValueError, match="extra='forbid'"):
+        Kind(name="loose", description="", params=Loose, run=lambda p, s, c: {})
+    with pytest.raises(ValueError, match=r"no default for \['a'\]"):
+        Kind(name="required", description="", params=Required, run=lambda p, s, c: {})
+    twin = Kind(name="closed_form", description="", params=KIND.params, run=lambda p, s, c: {})
+    with pytest.raises(ValueError, match="two experiment kinds are named 'closed_form'"):
+        register(twin)
+    register(KIND)  # registering the same object again is harmless
+    with pytest.raises(ValueError, match="exactly one of figure= and markdown="):
+        ReportItem(title="t")
