@@ -313,14 +313,14 @@ def write_report(root: str | Path, kind: Kind | None = None) -> tuple[Path, str 
     run_rows = []
     for run, record in zip(agg.plan, records):
         status = record.status if record is not None else "not run"
-        link = f"[{run['run_id']}](runs/{run['run_id']}/)" if record is not None else run["run_id"]
-        run_rows.append([run["index"], link, format_values(run["sweep_values"]), run["seed"], status])
-    lines += [md_table(["#", "run id", "sweep values", "seed", "status"], run_rows), ""]
+        run_rows.append([run["index"], f"`{run['run_id']}`", format_values(run["sweep_values"]), run["seed"], status])
+    lines += ["Each run's files are in `runs/<run id>/` (config.yaml, metrics.json, status.json, run.log).", "",
+              md_table(["#", "run id", "sweep values", "seed", "status"], run_rows), ""]
     failed = [(run, r) for run, r in zip(agg.plan, records) if r is not None and not r.ok]
     lines += ["## Failed runs", ""]
     if failed:
         lines += [md_table(["#", "run id", "status", "error"],
-                           [[run["index"], run["run_id"], r.status, r.error or ""] for run, r in failed]), ""]
+                           [[run["index"], f"`{run['run_id']}`", r.status, r.error or ""] for run, r in failed]), ""]
     else:
         lines += ["None.", ""]
     path = io.write_text(out / "report.md", "\n".join(lines))

@@ -125,6 +125,10 @@ class ResultsStore:
         run_dir = self.run_dir(run_id)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "metrics.json").unlink(missing_ok=True)
+        # Temporary files of writes cut short by a kill (manifold_lab.io names them ".<name>.*").
+        for leftover in run_dir.glob(".*"):
+            if leftover.name != ".lock" and leftover.is_file():
+                leftover.unlink(missing_ok=True)
         io.write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
         io.write_json(run_dir / "status.json", {"status": "running", "pid": os.getpid()})
         return run_dir
