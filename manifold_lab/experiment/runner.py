@@ -18,7 +18,6 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
@@ -272,6 +271,9 @@ def _execute_all(
                         status, error = future.result()
                     except BrokenProcessPool as exc:
                         status, error = "failed", f"worker process died ({_one_line(exc)})"
+                        store.finish(run.run_id, status, {}, error, 0.0)
+                    except Exception as exc:  # e.g. a kind that cannot be sent to a process
+                        status, error = "failed", f"could not run in a worker process: {_one_line(exc)}"
                         store.finish(run.run_id, status, {}, error, 0.0)
                     record(run, status, error)
             except BaseException:
