@@ -307,3 +307,24 @@ def test_real_cifar10_jpeg_copy(tmp_path_factory):
     # CIFAR-10's well-known statistics, within JPEG re-encoding error
     np.testing.assert_allclose(train.mean, (0.4914, 0.4822, 0.4465), atol=0.01)
     np.testing.assert_allclose(train.std, (0.2470, 0.2435, 0.2616), atol=0.01)
+
+
+# --------------------------------------------------------------------------- large images: streaming
+
+
+def test_large_imagefolder_streams_with_the_same_protocol(tmp_path):
+    root = tmp_path / "big"
+    write_png_tree(root, sizes=(70, 90))  # larger than SMALL_MAX_SIDE: not cached in memory
+    cfg = {"name": "imagefolder", "root": str(root), "batch_size": 2, "eval_batch_size": 3, "image_size": 65,
+           "num_workers": 0}
+    train, test, num_classes, in_channels = build_loaders(cfg, device="cpu", seed=3, world_size=2, rank=1)
+    assert (num_classes, in_channels) == (2, 3)
+    assert train.num_samples == 3 and len(train) == 1 and len(test) == 1  # 6 train / 4 test over 2 ranks
+    train.set_epoch(1)
+    (x1, y1), = list(train)
+    (x2, y2), = list(train)
+    assert x1.shape == (2, 3, 65, 65) and torch.equal(x1, x2) and torch.equal(y1, y2)  # pure function of the epoch
+    train.set_epoch(2)
+    assert not torch.equal(next(iter(train))[0], x1)
+    (xt, yt), = list(test)
+    assert xt.shape == (2, 3, 65, 65) and yt.tolist() == [0, 1]  # rank 1 of [cat0, cat1, dog0, dog1], no shuffle
