@@ -82,3 +82,104 @@ def test_toy_params_reject_bad_values():
         params.model_validate({"model": {"bottleneck_act": "gelu"}})
     with pytest.raises(pydantic.ValidationError):
         params.model_validate({"model": {"widht": 2}})
+
+
+
+# --------------------------------------------------------------------------- recoverability
+
+
+def test_recoverability_kind(tmp_path):
+    from manifold_lab.kinds.recoverability import CURVES
+
+    records = []
+    for act in ("identity", "relu"):
+        for seed in (0, 1):
+            params = {"manifold": "spiral", "n_samples": 120, "width": 3, "depth": 3, "expand_ratio": 2,
+                      "bottleneck_act": act, "shortcut": act == "identity", "n_neighbors": 5}
+            _, m, rec = _run("recoverability", params, seed, tmp_path)
+            _finite_scalars(m, [f"final_{c}" for c in CURVES] + ["input_twonn_dimension"])
+            for c in CURVES:
+                assert len(m[c]) == 3 and m[f"final_{c}"] == m[c][-1]
+                assert all(math.isfinite(v) for v in m[c])
+            for c in ("invertible_fraction", "collapsed_fraction", "trustworthiness", "knn_overlap"):
+                assert all(0.0 <= v <= 1.0 for v in m[c]), (c, m[c])
+            records.append(rec)
+    items = _report("recoverability", records, ["bottleneck_act", "shortcut"], tmp_path)
+    assert [i.figure for i in items] == ["figures/recoverability_0.png"]
+
+
+def test_recoverability_rejects_unknown_manifold():
+    import pydantic
+
+    with pytest.raises(pydantic.ValidationError, match="manifold"):
+        get_kind("recoverability").params.model_validate({"manifold": "klein_bottle"})
+
+
+# --------------------------------------------------------------------------- collapse_theorem
+
+
+@pytest.mark.parametrize("m, n", [(1, 2), (4, 1), (6, 2), (8, 3)])
+def test_collapse_theorem_kind(tmp_path, m, n):
+    from manifold_lab.theory import kept_fraction
+
+    _, metrics, _ = _run("collapse_theorem", {"m": m, "n": n, "n_matrices": 100, "n_points": 50}, 0, tmp_path)
+    _finite_scalars(metrics, ["kept_fraction_mc", "standard_error", "kept_fraction_theory", "difference", "z_score"])
+    assert metrics["kept_fraction_theory"] == kept_fraction(m, n)
+    assert metrics["difference"] == pytest.approx(metrics["kept_fraction_mc"] - metrics["kept_fraction_theory"])
+    if m < n:  # fewer rows than dimensions: every point collapses
+        assert metrics["kept_fraction_mc"] == 0.0 and metrics["kept_fraction_theory"] == 0.0
+    else:  # Theorem 1 within 4 standard errors (the estimate over 100 matrices)
+        assert abs(metrics["z_score"]) < 4, metrics
+
+
+def test_collapse_theorem_report(tmp_path):
+    records = [_run("collapse_theorem", {"m": m, "n": 2, "n_matrices": 20, "n_points": 20}, 0, tmp_path)[2]
+               for m in (2, 4)]
+    items = _report("collapse_theorem", records, ["m"], tmp_path)
+    table = next(i.markdown for i in items if i.markdown)
+    assert "| 2 | 2 |" in table and "| 4 | 2 |" in table
+
+
+# --------------------------------------------------------------------------- spiral_figure
+
+
+def test_spiral_figure_kind(tmp_path):
+    from manifold_lab.kinds.spiral_figure import FIGURE_METRICS
+
+    records = []
+    for seed in (0, 1):
+        _, m, rec = _run("spiral_figure", {"dims": [2, 30], "n_points": 300}, seed, tmp_path)
+        _finite_scalars(m, [f"{name}_n{d}" for name in FIGURE_METRICS for d in (2, 30)])
+        assert (rec.run_dir / m["figure"]).exists()
+        # n = 2: ReLU of a 2-D embedding folds the spiral; n = 30 keeps it (Figure 1).
+        assert m["collapsed_fraction_n2"] > m["collapsed_fraction_n30"]
+        records.append(rec)
+    items = _report("spiral_figure", records, [], tmp_path)
+    assert len([i for i in items if i.figure]) == 2
+
+
+# --------------------------------------------------------------------------- quickstart end to end
+
+
+@pytest.mark.slow
+def test_quickstart_end_to_end_then_skips(tmp_path):
+    """`python -m manifold_lab run experiments/quickstart.yaml` writes report.md; a rerun skips every run."""
+    import re
+
+    out = tmp_path / "quickstart"
+    cmd = [sys.executable, "-m", "manifold_lab", "run", "experiments/quickstart.yaml", "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    first = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert first.returncode == 0, first.stderr[-2000:]
+    n_runs = int(re.search(r"(\d+) runs: (\d+) done", first.stdout + first.stderr).group(1))
+    assert re.search(rf"{n_runs} runs: {n_runs} done, 0 skipped, 0 failed", first.stdout + first.stderr)
+    report = (out / "report.md").read_text()
+    assert "figures/score_vs_width.png" in report and (out / "figures" / "score_vs_width.png").exists()
+    metrics = sorted(out.glob("runs/*/metrics.json"))
+    assert len(metrics) == n_runs
+    stamps = [p.stat().st_mtime_ns for p in metrics]
+
+    second = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert re.search(rf"{n_runs} runs: 0 done, {n_runs} skipped, 0 failed", second.stdout + second.stderr)
+    assert [p.stat().st_mtime_ns for p in metrics] == stamps

@@ -1,0 +1,125 @@
+"""Experiment kind ``spiral_figure``: the paper's Figure 1 as an experiment.
+
+A 2-D manifold (the spiral by default) is embedded into ``R^n`` by a random
+matrix ``T``, passed through ReLU and projected back with ``T^+``, for every
+``n`` in ``dims`` (``manifold_lab.figure1``). One run writes the six-panel
+figure and its numbers into its run folder; the metrics are, per ``n``, the
+collapsed fraction, the Lemma-2 invertible fraction and the reconstruction
+errors. Sweep ``manifold`` or ``n_points`` and seeds; the report shows the
+figure of the first run of each setting and every metric against ``n`` with
+95% intervals over seeds.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from manifold_lab.kinds import Kind, ReportContext, ReportItem, RunContext
+
+
+class SpiralFigureParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    manifold: str = Field("spiral", description="a generator of manifold_lab.manifolds.MANIFOLDS")
+    dims: list[int] = Field([2, 3, 5, 15, 30], min_length=1, description="embedding dimensions n")
+    n_points: int = Field(2000, ge=10, le=1_000_000)
+
+    @field_validator("dims")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if any(d < 1 for d in value):
+            raise ValueError(f"dims={value} must all be >= 1")
+        return value
+
+    @field_validator("manifold")
+    @classmethod
+    def _known_manifold(cls, value: str) -> str:
+        from manifold_lab.manifolds import MANIFOLDS
+
+        if value not in MANIFOLDS:
+            raise ValueError(f"manifold={value!r} is not one of {sorted(MANIFOLDS)}")
+        return value
+
+
+#: Per-dimension numbers of manifold_lab.figure1 kept as metrics ``<name>_n<dim>``.
+FIGURE_METRICS = ("collapsed_fraction", "invertible_fraction", "error_pinv", "error_linear", "error_knn")
+
+
+def run(params: SpiralFigureParams, seed: int, ctx: RunContext) -> dict:
+    """Write Figure 1 into the run folder; return its numbers.
+
+    Metrics: ``<name>_n<dim>`` for every ``name`` in ``FIGURE_METRICS`` and
+    every ``dim`` in ``dims``, plus ``figure`` (the PNG's file name in the run
+    folder, for the report).
+    """
+    from manifold_lab.figure1 import write_figure1
+
+    result = write_figure1(
+        ctx.run_dir, dims=params.dims, manifold=params.manifold, n_points=params.n_points, random_state=seed
+    )
+    metrics: dict = {"figure": result["png"].name}
+    for row in result["rows"]:
+        for name in FIGURE_METRICS:
+            metrics[f"{name}_n{row['dim']}"] = float(row[name])
+    return metrics
+
+
+def report(ctx: ReportContext) -> list[ReportItem]:
+    """The figure of the first done run per setting, and every metric vs n with 95% t-intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from manifold_lab.experiment.stats import describe
+    from manifold_lab.io import savefig, write_bytes
+
+    runs = [r for r in ctx.done_runs if "figure" in r.metrics]
+    if not runs:
+        return []
+    items: list[ReportItem] = []
+    keys = list(ctx.sweep_keys)
+    settings = sorted({tuple(str(r.param(k)) for k in keys) for r in runs})
+    for i, setting in enumerate(settings):
+        sub = [r for r in runs if tuple(str(r.param(k)) for k in keys) == setting]
+        first = sub[0]
+        label = ", ".join(f"{k}={v}" for k, v in zip(keys, setting)) or first.param("manifold")
+        src = first.run_dir / first.metrics["figure"]
+        if src.exists():
+            target = ctx.out_dir / "figures" / f"figure1_{i}_seed{first.seed}.png"
+            write_bytes(target, src.read_bytes())
+            items.append(ReportItem(
+                f"Figure 1 ({label}, seed {first.seed})", figure=str(target.relative_to(ctx.out_dir)),
+                caption="Input manifold, then T^+ ReLU(T x) for each embedding dimension n; each panel gives its "
+                "collapsed fraction, Lemma-2 invertible fraction and reconstruction errors.",
+            ))
+        dims = first.param("dims")
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+        for name, ax in zip(FIGURE_METRICS, [axes[0], axes[0], axes[1], axes[1], axes[1]]):
+            stats = [describe([r.metrics[f"{name}_n{d}"] for r in sub if f"{name}_n{d}" in r.metrics]) for d in dims]
+            mean = [s["mean"] for s in stats]
+            ax.errorbar(dims, mean, yerr=[[m - s["ci_low"] if s["n"] > 1 else 0 for m, s in zip(mean, stats)],
+                                          [s["ci_high"] - m if s["n"] > 1 else 0 for m, s in zip(mean, stats)]],
+                        fmt="o-", capsize=3, label=name.replace("_", " "))
+        for ax, ylabel in zip(axes, ("fraction of points", "normalised reconstruction error")):
+            ax.set_xscale("log")
+            ax.set_xticks(dims, [str(d) for d in dims])
+            ax.minorticks_off()
+            ax.set_xlabel("embedding dimension n")
+            ax.set_ylabel(ylabel)
+            ax.legend(fontsize=8)
+        fig.suptitle(f"Figure 1 numbers vs n ({label}; mean over {len(sub)} seed(s), 95% t-interval)", fontsize=10)
+        fig.tight_layout()
+        name = f"figures/figure1_numbers_{i}.png"
+        savefig(fig, ctx.out_dir / name, dpi=120)
+        plt.close(fig)
+        items.append(ReportItem(f"Collapse and recoverability vs n ({label})", figure=name))
+    return items
+
+
+KIND = Kind(
+    name="spiral_figure",
+    description="Figure 1: a 2-D manifold embedded in R^n, ReLU, projected back; collapse at small n",
+    params=SpiralFigureParams,
+    run=run,
+    report=report,
+)
