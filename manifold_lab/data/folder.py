@@ -100,7 +100,7 @@ def list_folder(root: Path) -> list[tuple[str, str, Path]]:
     return entries
 
 
-def _iter_archive(path: Path) -> Iterator[tuple[str, str, bytes]]:
+def iter_archive(path: Path) -> Iterator[tuple[str, str, bytes]]:
     """``(split, class, bytes)`` for every ``.../<split>/<class>/<image>`` member, in archive order."""
     with tarfile.open(path, "r|*") as tf:  # streaming mode: one sequential pass over the gzip
         for member in tf:
@@ -194,7 +194,7 @@ def load_folder_arrays(
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     if _is_archive(source):
-        arrays = _decode_all(_iter_archive(source), None, source.name, image_size)
+        arrays = _decode_all(iter_archive(source), None, source.name, image_size)
     else:
         entries = list_folder(source)
         arrays = _decode_all(((s, c, f) for s, c, f in entries), len(entries), source.name, image_size)

@@ -76,13 +76,14 @@ def crop_flip(
     b, c, h, w = images.shape
     if padding:
         images = torch.nn.functional.pad(images, (padding, padding, padding, padding))
+    width = w + 2 * padding
     rows = dy[:, None] + torch.arange(h, device=images.device)  # (B, H)
     j = torch.arange(w, device=images.device)
     cols = dx[:, None] + torch.where(flip[:, None], w - 1 - j, j)  # (B, W)
-    batch = torch.arange(b, device=images.device)[:, None, None]
-    # Advanced indexing on dims 0, 2, 3 moves the channel dim last: (B, H, W, C).
-    out = images[batch, :, rows[:, :, None], cols[:, None, :]]
-    return out.permute(0, 3, 1, 2)
+    # One flat gather along the pixel axis (shared by the channels) is several
+    # times faster than 4-D advanced indexing on CPU.
+    flat = (rows[:, :, None] * width + cols[:, None, :]).view(b, 1, h * w).expand(b, c, h * w)
+    return images.reshape(b, c, -1).gather(2, flat).view(b, c, h, w)
 
 
 class DeviceLoader:
