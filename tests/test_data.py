@@ -270,6 +270,33 @@ def test_imagefolder_resize_and_missing(tmp_path):
         load_dataset("imagefolder", root=tmp_path / "nowhere", cache_dir=tmp_path / "c")
 
 
+def test_imagefolder_corrupt_inputs_are_clear_errors(tmp_path):
+    root = tmp_path / "tree"
+    write_png_tree(root)
+    (root / "train" / "cat" / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="cannot decode image .*bad.png"):
+        load_dataset("imagefolder", root=root, cache_dir=tmp_path / "c")
+    archive = tmp_path / "broken.tar.gz"
+    archive.write_bytes(b"\x1f\x8b" + b"garbage" * 10)
+    with pytest.raises(ValueError, match="cannot read archive"):
+        load_dataset("imagefolder", root=archive, cache_dir=tmp_path / "c")
+
+
+def test_imagefolder_tar_gz_equals_folder(tmp_path):
+    import tarfile
+
+    root = tmp_path / "tree"
+    write_png_tree(root)
+    (root / "val" / "cat").mkdir(parents=True)  # ignored: "test" comes first
+    with tarfile.open(tmp_path / "tree.tar.gz", "w:gz") as tf:
+        tf.add(root / "train", arcname="train")
+        tf.add(root / "test", arcname="test")
+    for split in ("train", "test"):
+        a = load_dataset("imagefolder", root=root, split=split, cache_dir=tmp_path / "c")
+        b = load_dataset("imagefolder", root=tmp_path / "tree.tar.gz", split=split, cache_dir=tmp_path / "c")
+        assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels) and a.classes == b.classes
+
+
 def test_cifar10_jpeg_missing_names_paths_and_how(tmp_path, monkeypatch):
     monkeypatch.setenv("MANIFOLD_LAB_DATA", str(tmp_path / "empty"))
     with pytest.raises(FileNotFoundError) as err:

@@ -22,6 +22,7 @@ import io
 import json
 import os
 import tarfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Iterator
 
@@ -87,11 +88,15 @@ def decode_image(data: bytes | os.PathLike | str, image_size: int | None = None)
 
 
 def list_folder(root: Path) -> list[tuple[str, str, Path]]:
-    """``(split, class, file)`` for every image under ``root/<split>/<class>/``, sorted."""
+    """``(split, class, file)`` for every image under ``root/<split>/<class>/``, sorted.
+
+    The first existing folder of ``SPLIT_DIRS[split]`` is the split (``test``
+    before ``val``).
+    """
     entries = []
-    for split_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        split = _split_of(split_dir.name)
-        if split is None:
+    for split, names in SPLIT_DIRS.items():
+        split_dir = next((root / n for n in names if (root / n).is_dir()), None)
+        if split_dir is None:
             continue
         for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
             for f in sorted(class_dir.iterdir()):
@@ -102,17 +107,20 @@ def list_folder(root: Path) -> list[tuple[str, str, Path]]:
 
 def iter_archive(path: Path) -> Iterator[tuple[str, str, bytes]]:
     """``(split, class, bytes)`` for every ``.../<split>/<class>/<image>`` member, in archive order."""
-    with tarfile.open(path, "r|*") as tf:  # streaming mode: one sequential pass over the gzip
-        for member in tf:
-            if not member.isfile() or not _is_image(member.name):
-                continue
-            parts = PurePosixPath(member.name).parts
-            if len(parts) < 3 or _split_of(parts[-3]) is None:
-                continue
-            f = tf.extractfile(member)
-            if f is None:
-                continue
-            yield _split_of(parts[-3]), parts[-2], f.read()
+    try:
+        with tarfile.open(path, "r|*") as tf:  # streaming mode: one sequential pass over the gzip
+            for member in tf:
+                if not member.isfile() or not _is_image(member.name):
+                    continue
+                parts = PurePosixPath(member.name).parts
+                if len(parts) < 3 or _split_of(parts[-3]) is None:
+                    continue
+                f = tf.extractfile(member)
+                if f is None:
+                    continue
+                yield _split_of(parts[-3]), parts[-2], f.read()
+    except (tarfile.TarError, EOFError, zlib.error) as exc:
+        raise UsageError(f"cannot read archive {path}: {exc}") from exc
 
 
 def _fingerprint(source: Path) -> str:
@@ -147,10 +155,16 @@ def _progress(total: int | None, desc: str) -> "object":
 
 
 def _decode_all(items: Iterable[tuple[str, str, bytes | Path]], total: int | None, desc: str, image_size: int | None) -> dict:
+    from PIL import UnidentifiedImageError
+
     per_split: dict[str, tuple[list[np.ndarray], list[str]]] = {}
     with _progress(total, desc) as bar:
         for split, cls, data in items:
-            arr = decode_image(data, image_size)
+            try:
+                arr = decode_image(data, image_size)
+            except (UnidentifiedImageError, OSError) as exc:
+                where = data if isinstance(data, Path) else f"{desc}/{split}/{cls}"
+                raise UsageError(f"cannot decode image {where}: {exc}") from exc
             if max(arr.shape[1:]) > SMALL_MAX_SIDE:
                 raise UsageError(
                     f"an image of {arr.shape[2]}x{arr.shape[1]} pixels is too large to cache in memory "

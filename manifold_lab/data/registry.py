@@ -138,7 +138,8 @@ def build_loaders(
     image_size`` (and optionally ``channels`` for digits). Small-image
     datasets give two ``DeviceLoader`` s; an ImageFolder of large images
     gives two ``StreamingLoader`` s (DataLoader with workers and a
-    ``DistributedSampler``, same ``set_epoch`` protocol).
+    ``DistributedSampler``, same ``set_epoch`` protocol). ``subset`` thins the
+    train split only; every run evaluates on the whole test split.
 
     Returns
     -------
