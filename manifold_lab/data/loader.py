@@ -149,6 +149,7 @@ class DeviceLoader:
         self.images = data.images.to(self.device)
         self.labels = data.labels.to(self.device)
         self.classes = list(data.classes)
+        self.mean, self.std = tuple(data.mean), tuple(data.std)
         self.batch_size = batch_size
         self.train = bool(train)
         self.seed = int(seed)

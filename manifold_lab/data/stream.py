@@ -144,6 +144,7 @@ class StreamingLoader:
 
         self.dataset = dataset
         self.classes = classes or []
+        self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
         self.batch_size = batch_size
         self.train = train
         self.device = torch.device(device)
