@@ -355,3 +355,7 @@ def test_large_imagefolder_streams_with_the_same_protocol(tmp_path):
     assert not torch.equal(next(iter(train))[0], x1)
     (xt, yt), = list(test)
     assert xt.shape == (2, 3, 65, 65) and yt.tolist() == [0, 1]  # rank 1 of [cat0, cat1, dog0, dog1], no shuffle
+    # the augmentation does not depend on the worker processes
+    with_workers, *_ = build_loaders(dict(cfg, num_workers=1), device="cpu", seed=3, world_size=2, rank=1)
+    with_workers.set_epoch(1)
+    assert torch.equal(next(iter(with_workers))[0], x1)
