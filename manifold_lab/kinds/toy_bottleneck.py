@@ -93,68 +93,118 @@ _SCORE = {"classify": ("test_accuracy", "test accuracy"), "regress": ("test_nmse
 _ACT_STYLE = {"identity": ("C0", "linear bottleneck"), "relu": ("C3", "relu bottleneck"), "relu6": ("C1", "relu6 bottleneck")}
 
 
-def report(ctx: ReportContext) -> list[ReportItem]:
-    """Score vs bottleneck width per activation (95% t-intervals over seeds), and Lemma-2 statistics."""
-    from manifold_lab.kinds.recoverability import group_mean_ci, panel_label
+def linear_advantage(runs, task: str, act: str) -> list[tuple[float, dict]]:
+    """Per width: paired comparison over shared seeds of the linear bottleneck with ``act``.
 
+    The advantage is ``accuracy(linear) - accuracy(act)`` for ``classify`` and
+    ``nmse(act) - nmse(linear)`` for ``regress``: positive when the linear
+    bottleneck is better, as the paper predicts. Returns ``[(width, paired
+    stats)]`` (``manifold_lab.experiment.stats.paired``; ``mean_diff`` is the advantage).
+    """
+    from manifold_lab.experiment.stats import paired
+
+    key = _SCORE[task][0]
+    by = {}
+    for r in runs:
+        by[(r.param("model.width"), r.param("model.bottleneck_act"), r.seed)] = r.metrics[key]
+    out = []
+    for width in sorted({w for w, _, _ in by}):
+        seeds = sorted(s for w, a, s in by if w == width and a == "identity" and (width, act, s) in by)
+        if not seeds:
+            continue
+        lin = [by[(width, "identity", s)] for s in seeds]
+        other = [by[(width, act, s)] for s in seeds]
+        out.append((float(width), paired(other, lin) if task == "classify" else paired(lin, other)))
+    return out
+
+
+def report(ctx: ReportContext) -> list[ReportItem]:
+    """Score and linear-bottleneck advantage vs width per activation (95% intervals), Lemma-2 statistics."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from manifold_lab.io import savefig
+    from manifold_lab.kinds.recoverability import group_mean_ci, panel_label
 
-    runs = ctx.done_runs
+    runs = [r for r in ctx.done_runs if any(k in r.metrics for k, _ in _SCORE.values())]
     if not runs:
         return []
     # Panels: every swept setting other than width and activation (task first).
     fixed = [k for k in ctx.sweep_keys if k not in ("model.width", "model.bottleneck_act")]
     panel_keys = ["data.task"] + [k for k in fixed if k != "data.task"]
     panels = sorted({tuple(r.param(k) for k in panel_keys) for r in runs}, key=str)
-    items: list[ReportItem] = []
     table = ["| setting | width | activation | score mean | 95% interval | n |", "|---|---|---|---|---|---|"]
-
-    fig, axes = plt.subplots(2, len(panels), figsize=(4.2 * len(panels), 6.4), squeeze=False)
+    gaps = ["| setting | width | vs | linear advantage | 95% interval | paired t p | Wilcoxon p | seeds |",
+            "|---|---|---|---|---|---|---|---|"]
+    rows = (
+        ("score", None),
+        ("advantage", "linear-bottleneck advantage\n(paired over seeds)"),
+        ("invertible_fraction_min", "Lemma-2 invertible fraction\n(min over expansion layers)"),
+    )
+    fig, axes = plt.subplots(3, len(panels), figsize=(4.4 * len(panels), 9.6), squeeze=False)
     for col, panel in enumerate(panels):
         sub = [r for r in runs if tuple(r.param(k) for k in panel_keys) == panel]
         task = panel[0]
-        key, ylabel = _SCORE[task]
+        key, score_label = _SCORE[task]
         label = panel_label(panel_keys, panel)
         for act in ("identity", "relu", "relu6"):
             act_runs = [r for r in sub if r.param("model.bottleneck_act") == act]
             if not act_runs:
                 continue
             colour, name = _ACT_STYLE[act]
-            for row, (metric, ylab) in enumerate(((key, ylabel), ("invertible_fraction_min", "Lemma-2 invertible fraction\n(min over expansion layers)"))):
-                xs, mean, lo, hi, n = group_mean_ci(act_runs, "model.width", metric)
+            for row, (what, ylabel) in enumerate(rows):
                 ax = axes[row, col]
+                if what == "advantage":
+                    if act == "identity":
+                        continue
+                    comp = linear_advantage(sub, task, act)
+                    xs = [w for w, _ in comp]
+                    mean = [c["mean_diff"] for _, c in comp]
+                    lo, hi = [c["diff_ci_low"] for _, c in comp], [c["diff_ci_high"] for _, c in comp]
+                    ax.axhline(0, color="0.5", lw=0.8)
+                    for w, c in comp:
+                        gaps.append(
+                            f"| {label} | {w:g} | {act} | {c['mean_diff']:+.4f} | [{c['diff_ci_low']:+.4f}, "
+                            f"{c['diff_ci_high']:+.4f}] | {c['t_pvalue']:.3g} | {c['wilcoxon_pvalue']:.3g} | {c['n']} |"
+                        )
+                else:
+                    metric = key if what == "score" else what
+                    xs, mean, lo, hi, n = group_mean_ci(act_runs, "model.width", metric)
+                    if what == "score":
+                        for x, m_, l_, h_, c in zip(xs, mean, lo, hi, n):
+                            table.append(f"| {label} | {x:g} | {act} | {m_:.4f} | [{l_:.4f}, {h_:.4f}] | {c} |")
+                if not xs:
+                    continue
                 ax.plot(xs, mean, "o-", color=colour, label=name)
                 ax.fill_between(xs, lo, hi, color=colour, alpha=0.2)
                 ax.set_xscale("log", base=2)
                 ax.set_xticks(xs, [f"{x:g}" for x in xs])
                 ax.minorticks_off()
                 ax.set_xlabel("bottleneck width k")
-                ax.set_ylabel(ylab)
-                if row == 0:
-                    ax.set_title(label, fontsize=9)
-                    for x, m_, l_, h_, c in zip(xs, mean, lo, hi, n):
-                        table.append(f"| {label} | {x:g} | {act} | {m_:.4f} | [{l_:.4f}, {h_:.4f}] | {c} |")
+                ax.set_ylabel(ylabel or score_label)
+        axes[0, col].set_title(label, fontsize=9)
         axes[0, col].legend(fontsize=8)
-        # Intervals from few seeds can leave [0, 1]; show the meaningful range.
+        # Intervals from few seeds can leave the metric's range; show the range that has meaning.
         axes[0, col].set_ylim((0.45, 1.02) if task == "classify" else (-0.02, 1.1))
-        axes[1, col].set_ylim(-0.05, 1.05)
+        axes[2, col].set_ylim(-0.05, 1.05)
     fig.tight_layout()
     savefig(fig, ctx.out_dir / "figures" / "score_vs_width.png", dpi=120)
     plt.close(fig)
-    items.append(ReportItem(
-        "Test score vs bottleneck width", figure="figures/score_vs_width.png",
-        caption="Top: test accuracy (classify; higher is better) or normalised error 1 - R^2 "
-        "(regress; lower is better) against the bottleneck width, mean over seeds with 95% t-interval. "
-        "Bottom: share of test points at which every expansion layer has at least k units in its linear "
-        "piece (the Lemma-2 invertibility threshold), minimum over layers.",
-    ))
-    items.append(ReportItem("Score per width and activation (mean over seeds, 95% t-interval)", markdown="\n".join(table)))
-    return items
+    return [
+        ReportItem(
+            "Test score and linear-bottleneck advantage vs bottleneck width", figure="figures/score_vs_width.png",
+            caption="Top: test accuracy (classify; higher is better) or normalised error 1 - R^2 "
+            "(regress; lower is better), mean over seeds with 95% t-interval. Middle: advantage of the linear "
+            "bottleneck over relu / relu6 on the same seeds (accuracy difference, or error difference), with "
+            "the 95% t-interval of the paired differences; above 0 means the linear bottleneck is better. "
+            "Bottom: share of test points at which every expansion layer has at least k units in its linear "
+            "piece (the Lemma-2 invertibility threshold), minimum over layers.",
+        ),
+        ReportItem("Score per width and activation (mean over seeds, 95% t-interval)", markdown="\n".join(table)),
+        ReportItem("Linear-bottleneck advantage per width (paired over seeds)", markdown="\n".join(gaps)),
+    ]
 
 
 KIND = Kind(
