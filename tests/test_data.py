@@ -176,6 +176,31 @@ def test_normalization_of_constant_image():
     assert torch.allclose(x, expected, atol=1e-6)
 
 
+def test_normalization_with_own_stats_of_constant_image_is_zero():
+    # a constant dataset: mean = its value, std floored at one grey level -> exactly 0
+    images = torch.full((3, 2, 4, 4), 200, dtype=torch.uint8)
+    images[:, 1] = 7
+    mean, std = channel_stats(images)
+    assert std == (1 / 255, 1 / 255)
+    data = ImageData(images, torch.zeros(3, dtype=torch.int64), ["a"], mean, std)
+    (x, _), = list(DeviceLoader(data, batch_size=3, train=True, crop_padding=0, flip=True))
+    assert x.abs().max() < 1e-4
+
+
+def test_eval_shards_num_valid_counts_every_sample_once():
+    n, world = 11, 3
+    data = make_data(n_per_class=1, n_classes=n)
+    data = ImageData(data.images, torch.arange(n), [str(i) for i in range(n)], data.mean, data.std)
+    seen = []
+    for rank in range(world):
+        loader = DeviceLoader(data, batch_size=3, train=False, rank=rank, world_size=world)
+        assert len(loader) == 2  # same batch count on every rank (4 samples, the last one maybe padding)
+        y = collect(loader)[1]
+        assert y.numel() == loader.num_samples == 4
+        seen += y[: loader.num_valid].tolist()
+    assert sorted(seen) == list(range(n))
+
+
 def test_channels_last_and_dtype():
     data = make_data()
     (x, _), *_ = list(DeviceLoader(data, batch_size=4, train=True, channels_last=True, dtype=torch.float64))
@@ -215,6 +240,26 @@ def test_build_loaders_on_digits():
     assert len(train) == 1437 // 64 and len(test) == 4
     x, y = next(iter(train))
     assert x.shape == (64, 1, 16, 16) and y.dtype == torch.int64
+
+
+def test_build_loaders_reads_device_seed_and_sharding_from_the_config():
+    cfg = {"name": "digits", "batch_size": 32, "subset": 8, "seed": 4, "rank": 1, "world_size": 2, "device": "cpu"}
+    train, test, _, _ = build_loaders(cfg)
+    assert (train.seed, train.rank, train.world_size) == (4, 1, 2) and train.device.type == "cpu"
+    assert train.num_samples == 40 and len(test) == -(-180 // 32)
+    override, *_ = build_loaders(cfg, seed=5, rank=0)
+    assert (override.seed, override.rank) == (5, 0)
+    assert torch.equal(next(iter(build_loaders(cfg)[0]))[0], next(iter(train))[0])
+
+
+def test_relative_root_resolves_from_cwd_then_repository_root(tmp_path, monkeypatch):
+    from manifold_lab.data.base import resolve_path
+
+    monkeypatch.chdir(tmp_path)
+    assert resolve_path("manifold_lab/data") == repo_root() / "manifold_lab" / "data"
+    (tmp_path / "manifold_lab" / "data").mkdir(parents=True)
+    assert resolve_path("manifold_lab/data") == tmp_path / "manifold_lab" / "data"
+    assert resolve_path("absent") == tmp_path / "absent"
 
 
 def test_unknown_dataset_name():

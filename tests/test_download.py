@@ -37,8 +37,36 @@ def batch_arrays(index: int, n: int = N_PER_BATCH, n_classes: int = 10):
     return data, labels
 
 
-def make_cifar_archive(path: Path, name: str = "cifar10", protocol: int = 2) -> dict:
-    """Write a tiny archive in the official layout; return the arrays it holds."""
+class Py2Pickler(pickle._Pickler):
+    """Writes what Python 2's cPickle wrote for the official files: ``bytes`` as
+    py2 ``str`` opcodes (BINSTRING, read back as latin1 ``str``) instead of
+    ``_codecs.encode`` calls, and numpy under its old ``numpy.core`` module name."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def save_py2_str(self, obj):
+        n = len(obj)
+        if n < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([n]) + obj)
+        else:
+            self.write(pickle.BINSTRING + n.to_bytes(4, "little") + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_py2_str
+
+
+def py2_dumps(obj) -> bytes:
+    buf = io.BytesIO()
+    Py2Pickler(buf, protocol=2).dump(obj)
+    return buf.getvalue().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+
+
+def make_cifar_archive(path: Path, name: str = "cifar10", protocol: int | str = 2) -> dict:
+    """Write a tiny archive in the official layout; return the arrays it holds.
+
+    ``protocol="py2"`` writes the pickles as Python 2 did (the genuine files).
+    """
+    dumps = py2_dumps if protocol == "py2" else functools.partial(pickle.dumps, protocol=protocol)
     spec = CIFAR[name]
     n_classes = 10 if name == "cifar10" else 100
     members: dict[str, bytes] = {}
@@ -52,11 +80,11 @@ def make_cifar_archive(path: Path, name: str = "cifar10", protocol: int = 2) -> 
             else:
                 batch[b"fine_labels"] = labels
                 batch[b"coarse_labels"] = [lab // 5 for lab in labels]
-            members[fname] = pickle.dumps(batch, protocol=protocol)
+            members[fname] = dumps(batch)
             expected[split].append((data, labels))
     names = [f"class{i:02d}".encode() for i in range(n_classes)]
     meta = {spec["names_key"].encode(): names, b"num_cases_per_batch": N_PER_BATCH}
-    members[spec["meta"]] = pickle.dumps(meta, protocol=protocol)
+    members[spec["meta"]] = dumps(meta)
     with tarfile.open(path, "w:gz") as tf:
         for fname, blob in members.items():
             info = tarfile.TarInfo(f"{spec['folder']}/{fname}")
@@ -144,6 +172,16 @@ def test_cifar10_archive_and_folder(tmp_path, unpacked):
     all_train = np.concatenate([d for d, _ in expected["train"]]).reshape(-1, 3, 32, 32) / 255.0
     np.testing.assert_allclose(test.mean, all_train.mean(axis=(0, 2, 3)), rtol=1e-10)
     assert test.images.dtype == torch.uint8 and test.labels.dtype == torch.int64
+
+
+def test_python2_pickles_as_in_the_official_files(tmp_path):
+    expected = make_cifar_archive(tmp_path / "cifar-10-python.tar.gz", protocol="py2")
+    raw = tarfile.open(tmp_path / "cifar-10-python.tar.gz").extractfile("cifar-10-batches-py/test_batch").read()
+    assert b"cnumpy.core.multiarray\n_reconstruct" in raw and b"_codecs" not in raw  # really the py2 form
+    test = load_dataset("cifar10", root=tmp_path, split="test")
+    data, labels = expected["test"][0]
+    assert np.array_equal(test.images.numpy(), data.reshape(-1, 3, 32, 32)) and test.labels.tolist() == labels
+    assert test.classes[3] == "class03"
 
 
 def test_cifar100_fine_labels(tmp_path):
@@ -236,3 +274,18 @@ def test_load_dataset_download_true(http_root, tmp_path, monkeypatch):
     # second call finds the extracted folder: no network needed
     served.joinpath("cifar-10-python.tar.gz").unlink()
     assert len(load_dataset("cifar10", root=root, split="test", download=True)) == N_PER_BATCH
+
+
+def test_download_into_cache_is_found_again_without_download(http_root, tmp_path, monkeypatch):
+    served, base = http_root
+    make_cifar_archive(served / "cifar-10-python.tar.gz")
+    spec = dict(CIFAR["cifar10"], url=f"{base}/cifar-10-python.tar.gz", sha256=sha256_file(served / "cifar-10-python.tar.gz"))
+    monkeypatch.setitem(cifar_mod.CIFAR, "cifar10", spec)
+    monkeypatch.setenv("MANIFOLD_LAB_DATA", str(tmp_path / "no-data-here"))
+    cache = tmp_path / "cache"
+    with pytest.raises(FileNotFoundError, match="download=True"):
+        load_dataset("cifar10", cache_dir=cache)
+    assert len(load_dataset("cifar10", cache_dir=cache, download=True)) == 5 * N_PER_BATCH
+    assert (cache / "cifar" / "cifar-10-batches-py").is_dir()
+    served.joinpath("cifar-10-python.tar.gz").unlink()
+    assert len(load_dataset("cifar10", cache_dir=cache)) == 5 * N_PER_BATCH

@@ -24,6 +24,8 @@ SPLITS = ("train", "test")
 DATA_ENV = "MANIFOLD_LAB_DATA"
 #: Environment variable naming the cache folder for decoded arrays and downloads.
 CACHE_ENV = "MANIFOLD_LAB_CACHE"
+#: Smallest per-channel std returned by ``channel_stats`` (one grey level, in [0, 1] units).
+STD_FLOOR = 1.0 / 255.0
 
 
 @dataclass
@@ -84,8 +86,9 @@ def check_split(split: str) -> str:
 def channel_stats(images: torch.Tensor | np.ndarray, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std of uint8 images ``(N, C, H, W)`` in ``[0, 1]`` units.
 
-    ``mean_c = E[x/255]``, ``std_c = sqrt(E[(x/255)^2] - mean_c^2)`` over all
-    images and pixels, accumulated in float64 chunks (exact, bounded memory).
+    ``mean_c = E[x/255]``, ``std_c = max(sqrt(E[(x/255)^2] - mean_c^2), 1/255)``
+    over all images and pixels, accumulated in float64 chunks (exact, bounded
+    memory).
     """
     images = torch.as_tensor(images)
     n, c = images.shape[:2]
@@ -99,7 +102,9 @@ def channel_stats(images: torch.Tensor | np.ndarray, chunk: int = 4096) -> tuple
         s2 += x.square().sum(dim=(0, 2, 3))
     count = n * images.shape[2] * images.shape[3]
     mean = s1 / count
-    std = (s2 / count - mean.square()).clamp_min(0).sqrt().clamp_min(1e-8)
+    # Floor at one grey level: a (near-)constant channel would otherwise be
+    # divided by ~0 and its rounding noise blown up to huge values.
+    std = (s2 / count - mean.square()).clamp_min(0).sqrt().clamp_min(STD_FLOOR)
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
@@ -147,18 +152,31 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
+def resolve_path(path: str | os.PathLike) -> Path:
+    """``path`` with ``~`` expanded; a relative path is tried from the current
+    directory, then from the repository root (so ``../shared/datasets`` in a
+    config works from either), and the first that exists is returned (the
+    current-directory one when neither exists, for the error message).
+    """
+    path = Path(path).expanduser()
+    if path.is_absolute():
+        return path
+    candidates = [Path.cwd() / path, repo_root() / path]
+    return next((c.resolve() for c in candidates if c.exists()), candidates[0].resolve())
+
+
 def data_search_roots(root: str | os.PathLike | None = None) -> list[Path]:
     """Folders searched for a dataset, in order.
 
     ``root`` when given (only it); otherwise ``$MANIFOLD_LAB_DATA`` when set;
     otherwise ``../shared/datasets`` relative to the current directory and to
-    the repository root.
+    the repository root. Relative paths are resolved by ``resolve_path``.
     """
     if root is not None:
-        return [Path(root).expanduser()]
+        return [resolve_path(root)]
     env = os.environ.get(DATA_ENV)
     if env:
-        return [Path(env).expanduser()]
+        return [resolve_path(env)]
     found: list[Path] = []
     for base in (Path.cwd(), repo_root()):
         cand = (base / ".." / "shared" / "datasets").resolve()
@@ -194,6 +212,7 @@ __all__ = [
     "subset_indices",
     "make_image_data",
     "data_search_roots",
+    "resolve_path",
     "default_cache_dir",
     "missing_data_error",
     "check_split",

@@ -114,10 +114,21 @@ def _text(v: object) -> str:
     return v.decode("utf-8") if isinstance(v, bytes) else str(v)
 
 
-def find_cifar(name: str, root: str | os.PathLike | None = None) -> Path | None:
-    """The archive or unpacked folder of ``name`` under the search roots, or None."""
+def cifar_search_roots(root: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None) -> list[Path]:
+    """``data_search_roots(root)``, plus ``<cache_dir>/cifar`` (where ``download=True``
+    puts the archive) when no ``root`` is given."""
+    roots = data_search_roots(root)
+    if root is None:
+        roots.append(default_cache_dir(cache_dir) / "cifar")
+    return roots
+
+
+def find_cifar(
+    name: str, root: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None
+) -> Path | None:
+    """The archive or unpacked folder of ``name`` under ``cifar_search_roots``, or None."""
     spec = CIFAR[name]
-    for base in data_search_roots(root):
+    for base in cifar_search_roots(root, cache_dir):
         for cand in (base / spec["folder"], base / spec["archive"]):
             if cand.exists():
                 return cand
@@ -194,9 +205,10 @@ def load_cifar(
 ) -> ImageData:
     """One split of the official CIFAR-10 / CIFAR-100 release as ``ImageData``.
 
-    With ``download=True`` and nothing found, the archive is fetched from the
-    official URL (sha256 checked) into ``root`` (or ``<cache_dir>/cifar``) and
-    extracted there.
+    Searched in ``cifar_search_roots(root, cache_dir)``. With ``download=True``
+    and nothing found, the archive is fetched from the official URL (sha256
+    checked) into ``root`` (or ``<cache_dir>/cifar``) and extracted there;
+    later calls find it there without ``download``.
     """
     from manifold_lab.data.download import download_and_extract
 
@@ -204,13 +216,13 @@ def load_cifar(
         raise UsageError(f"name={name!r} is not one of {tuple(CIFAR)}")
     check_split(split)
     spec = CIFAR[name]
-    source = find_cifar(name, root)
+    source = find_cifar(name, root, cache_dir)
     if source is None and download:
-        dest = Path(root) if root is not None else default_cache_dir(cache_dir) / "cifar"
+        dest = data_search_roots(root)[0] if root is not None else default_cache_dir(cache_dir) / "cifar"
         download_and_extract(spec["url"], dest, sha256=spec["sha256"], filename=spec["archive"])
         source = dest / spec["folder"]
     if source is None:
-        searched = [b / f for b in data_search_roots(root) for f in (spec["folder"], spec["archive"])]
+        searched = [b / f for b in cifar_search_roots(root, cache_dir) for f in (spec["folder"], spec["archive"])]
         raise missing_data_error(
             f"{name} ({spec['archive']})",
             searched,

@@ -37,6 +37,7 @@ from manifold_lab.data.base import (
     default_cache_dir,
     make_image_data,
     missing_data_error,
+    resolve_path,
 )
 from manifold_lab.errors import UsageError
 from manifold_lab.io import atomic_path
@@ -233,7 +234,7 @@ def load_imagefolder(
     ``ImageFolder``); mean/std are those of the train split.
     """
     check_split(split)
-    source = Path(source)
+    source = resolve_path(source)
     if not source.exists():
         raise missing_data_error("image folder", [source], "Give root=<folder with train/ and test/ subfolders>.")
     arrays = load_folder_arrays(source, image_size=image_size, cache_dir=cache_dir)
@@ -274,7 +275,9 @@ def find_cifar10_jpeg(root: str | os.PathLike | None = None) -> Path:
 
 def image_side(source: str | os.PathLike) -> int:
     """Largest side of the first image in a folder tree (archives hold small images)."""
-    source = Path(source)
+    source = resolve_path(source)
+    if not source.exists():
+        raise missing_data_error("image folder", [source], "Give root=<folder with train/ and test/ subfolders>.")
     if _is_archive(source):
         return 0
     from PIL import Image

@@ -39,7 +39,11 @@ def shard_indices(n: int, *, rank: int, world_size: int, shuffle: bool, seed: in
     The (shuffled or identity) order of ``n`` indices is padded by wrapping to
     ``ceil(n / world_size) * world_size`` entries, and rank ``r`` takes entries
     ``r, r + world_size, ...``: shards are disjoint as positions, of equal size,
-    and together cover every sample.
+    and together cover every sample. The padding sits at positions ``>= n`` of
+    the padded order, so on every rank the duplicates are the *last*
+    ``len(shard) - len(range(rank, n, world_size))`` entries: an evaluation
+    that sums over the first ``num_valid`` samples of each rank and
+    all-reduces counts every sample exactly once.
     """
     if shuffle:
         order = torch.randperm(n, generator=epoch_generator(seed, epoch))
@@ -111,6 +115,15 @@ class DeviceLoader:
     dtype : torch.dtype
         Floating dtype of ``x``.
 
+    Attributes
+    ----------
+    num_samples : int
+        Samples per rank and epoch, ``ceil(N / world_size)`` (padded by wrapping).
+    num_valid : int
+        How many of them are not padding, ``len(range(rank, N, world_size))``;
+        the padded duplicates come last, so exact distributed evaluation sums
+        the first ``num_valid`` samples on each rank and all-reduces.
+
     Yields
     ------
     x : (B, C, H, W) float tensor, ``(pixel / 255 - mean) / std``
@@ -160,12 +173,16 @@ class DeviceLoader:
         self.channels_last = channels_last
         self.dtype = dtype
         self.epoch = 0
-        # x * scale + shift == (x / 255 - mean) / std, folded into one multiply-add.
-        std = torch.tensor(data.std, dtype=torch.float32)
-        mean = torch.tensor(data.mean, dtype=torch.float32)
+        # (x - 255 mean) * 1 / (255 std) == (x / 255 - mean) / std; subtracting first
+        # keeps the result exact-ish for channels whose values sit at their mean.
+        std = torch.tensor(data.std, dtype=torch.float64)
+        mean = torch.tensor(data.mean, dtype=torch.float64)
+        self._offset = (255.0 * mean).view(1, -1, 1, 1).to(self.device, dtype)
         self._scale = (1.0 / (255.0 * std)).view(1, -1, 1, 1).to(self.device, dtype)
-        self._shift = (-mean / std).view(1, -1, 1, 1).to(self.device, dtype)
         self.num_samples = math.ceil(len(data) / world_size)
+        # Positions past the dataset are wrap-around padding; they are the last
+        # num_samples - num_valid samples of this rank's epoch (see shard_indices).
+        self.num_valid = len(range(rank, len(data), world_size))
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose order and augmentation the next iteration replays."""
@@ -178,7 +195,7 @@ class DeviceLoader:
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (B, C, H, W) -> float ``(x / 255 - mean) / std`` in ``self.dtype``."""
-        return images.to(self.dtype).mul_(self._scale).add_(self._shift)
+        return images.to(self.dtype).sub_(self._offset).mul_(self._scale)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         idx = shard_indices(

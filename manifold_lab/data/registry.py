@@ -91,7 +91,7 @@ def load_dataset(
     else:
         if root is None:
             raise UsageError("dataset 'imagefolder' needs root=<folder with train/<class>/ and test/<class>/>")
-        source = root
+        source = root  # resolved (cwd, then repository root) by load_imagefolder
     return load_imagefolder(source, split, subset=subset, seed=seed, image_size=image_size, cache_dir=cache_dir)
 
 
@@ -125,17 +125,21 @@ def augment_options(augment: Any) -> dict[str, Any]:
 def build_loaders(
     data_cfg: Any,
     *,
-    device: str | torch.device,
-    seed: int,
-    rank: int = 0,
-    world_size: int = 1,
+    device: str | torch.device | None = None,
+    seed: int | None = None,
+    rank: int | None = None,
+    world_size: int | None = None,
     channels_last: bool = False,
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[Any, Any, int, int]:
     """Train and test loaders for a data config.
 
     ``data_cfg`` is a mapping or an object with ``name, root, subset,
     batch_size, eval_batch_size, download, cache_dir, augment, num_workers,
-    image_size`` (and optionally ``channels`` for digits). Small-image
+    image_size, device, seed, rank, world_size`` (and optionally ``channels``
+    for digits). ``device``, ``seed``, ``rank`` and ``world_size`` given as
+    keyword arguments override the config's (defaults ``"cpu"``, 0, 0, 1).
+    ``dtype`` is the floating type of the device loaders' batches. Small-image
     datasets give two ``DeviceLoader`` s; an ImageFolder of large images
     gives two ``StreamingLoader`` s (DataLoader with workers and a
     ``DistributedSampler``, same ``set_epoch`` protocol). ``subset`` thins the
@@ -147,6 +151,10 @@ def build_loaders(
     """
     from manifold_lab.data.loader import DeviceLoader
 
+    device = device if device is not None else _get(data_cfg, "device", "cpu")
+    seed = int(seed if seed is not None else _get(data_cfg, "seed", 0))
+    rank = int(rank if rank is not None else _get(data_cfg, "rank", 0))
+    world_size = int(world_size if world_size is not None else _get(data_cfg, "world_size", 1))
     name = _get(data_cfg, "name")
     if name is None:
         raise UsageError(f"data config needs a 'name', one of {DATASETS}")
@@ -190,7 +198,7 @@ def build_loaders(
     )
     train = load_dataset(name, split="train", **kwargs)
     test = load_dataset(name, split="test", **dict(kwargs, subset=None))
-    loader_kw = dict(device=device, seed=seed, rank=rank, world_size=world_size, channels_last=channels_last)
+    loader_kw = dict(device=device, seed=seed, rank=rank, world_size=world_size, channels_last=channels_last, dtype=dtype)
     train_loader = DeviceLoader(train, batch_size=batch_size, train=True, **aug, **loader_kw)
     test_loader = DeviceLoader(test, batch_size=eval_batch_size, train=False, **loader_kw)
     return train_loader, test_loader, train.num_classes, train.in_channels

@@ -25,7 +25,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from manifold_lab.data.base import subset_indices
+from manifold_lab.data.base import resolve_path, subset_indices
 from manifold_lab.data.folder import SPLIT_DIRS, _is_image
 from manifold_lab.data.loader import epoch_generator
 from manifold_lab.errors import UsageError
@@ -38,7 +38,7 @@ CROP_FRACTION = 0.875
 
 def list_split(root: str | os.PathLike, split: str) -> tuple[list[str], list[tuple[str, int]]]:
     """Sorted class names and ``(path, label)`` samples of ``root/<split>/<class>/*``."""
-    root = Path(root)
+    root = resolve_path(root)
     for dirname in SPLIT_DIRS[split]:
         split_dir = root / dirname
         if split_dir.is_dir():
@@ -155,6 +155,8 @@ class StreamingLoader:
         self.epoch = 0
         self.sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=train, seed=seed)
         self.num_samples = self.sampler.num_samples
+        # DistributedSampler pads by wrapping, like shard_indices: duplicates come last.
+        self.num_valid = len(range(rank, len(dataset), world_size))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
