@@ -247,6 +247,7 @@ def test_build_loaders_reads_device_seed_and_sharding_from_the_config():
     train, test, _, _ = build_loaders(cfg)
     assert (train.seed, train.rank, train.world_size) == (4, 1, 2) and train.device.type == "cpu"
     assert train.num_samples == 40 and len(test) == -(-180 // 32)
+    assert len(build_loaders(dict(cfg, eval_subset=3, rank=0, world_size=1))[1].labels) == 30
     override, *_ = build_loaders(cfg, seed=5, rank=0)
     assert (override.seed, override.rank) == (5, 0)
     assert torch.equal(next(iter(build_loaders(cfg)[0]))[0], next(iter(train))[0])

@@ -85,7 +85,12 @@ def extract(archive: str | os.PathLike, dest_dir: str | os.PathLike) -> list[Pat
         for entry in sorted(tmp.iterdir()):
             target = dest_dir / entry.name
             if not target.exists():
-                os.replace(entry, target)
+                try:
+                    os.replace(entry, target)
+                except OSError:
+                    # another process (a second DDP rank) put it there first: keep theirs
+                    if not target.exists():
+                        raise
             tops.append(target)
         return tops
     except tarfile.TarError as exc:

@@ -139,11 +139,12 @@ def build_loaders(
     image_size, device, seed, rank, world_size`` (and optionally ``channels``
     for digits). ``device``, ``seed``, ``rank`` and ``world_size`` given as
     keyword arguments override the config's (defaults ``"cpu"``, 0, 0, 1).
-    ``dtype`` is the floating type of the device loaders' batches. Small-image
+    ``dtype`` is the floating type of the device loaders' batches. ``subset``
+    thins the train split; the optional ``eval_subset`` (images per class,
+    default None = all) thins the test split for quick CPU studies. Small-image
     datasets give two ``DeviceLoader`` s; an ImageFolder of large images
     gives two ``StreamingLoader`` s (DataLoader with workers and a
-    ``DistributedSampler``, same ``set_epoch`` protocol). ``subset`` thins the
-    train split only; every run evaluates on the whole test split.
+    ``DistributedSampler``, same ``set_epoch`` protocol).
 
     Returns
     -------
@@ -179,6 +180,7 @@ def build_loaders(
                 eval_batch_size=eval_batch_size,
                 image_size=size or 224,
                 subset=_get(data_cfg, "subset"),
+                eval_subset=_get(data_cfg, "eval_subset"),
                 flip=aug["flip"],
                 random_crop=bool(aug["crop_padding"]) or aug["flip"],
                 num_workers=_get(data_cfg, "num_workers", 4),
@@ -197,7 +199,7 @@ def build_loaders(
         channels=_get(data_cfg, "channels"),
     )
     train = load_dataset(name, split="train", **kwargs)
-    test = load_dataset(name, split="test", **dict(kwargs, subset=None))
+    test = load_dataset(name, split="test", **dict(kwargs, subset=_get(data_cfg, "eval_subset")))
     loader_kw = dict(device=device, seed=seed, rank=rank, world_size=world_size, channels_last=channels_last, dtype=dtype)
     train_loader = DeviceLoader(train, batch_size=batch_size, train=True, **aug, **loader_kw)
     test_loader = DeviceLoader(test, batch_size=eval_batch_size, train=False, **loader_kw)

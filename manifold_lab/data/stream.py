@@ -191,6 +191,7 @@ def build_streaming_loaders(
     eval_batch_size: int,
     image_size: int = 224,
     subset: int | None = None,
+    eval_subset: int | None = None,
     flip: bool = True,
     random_crop: bool = True,
     num_workers: int = 4,
@@ -208,6 +209,9 @@ def build_streaming_loaders(
     if subset is not None:
         keep = subset_indices(np.array([lab for _, lab in train_samples]), subset, seed)
         train_samples = [train_samples[i] for i in keep]
+    if eval_subset is not None:
+        keep = subset_indices(np.array([lab for _, lab in test_samples]), eval_subset, seed)
+        test_samples = [test_samples[i] for i in keep]
     common = dict(device=device, seed=seed, num_workers=num_workers, rank=rank, world_size=world_size,
                   channels_last=channels_last, classes=classes)
     train = StreamingLoader(
