@@ -209,7 +209,12 @@ def test_channels_last_and_dtype():
 
 @pytest.mark.parametrize(
     "kw,match",
-    [({"batch_size": 0}, "batch_size"), ({"rank": 2, "world_size": 2}, "rank"), ({"crop_padding": -1}, "crop_padding")],
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"rank": 2, "world_size": 2}, "rank"),
+        ({"crop_padding": -1}, "crop_padding"),
+        ({"batch_size": 9, "world_size": 2}, "batch_size=9 is larger than the 8 samples per rank"),
+    ],
 )
 def test_loader_bad_arguments(kw, match):
     args = dict(batch_size=4, train=True) | kw

@@ -183,6 +183,12 @@ class DeviceLoader:
         # Positions past the dataset are wrap-around padding; they are the last
         # num_samples - num_valid samples of this rank's epoch (see shard_indices).
         self.num_valid = len(range(rank, len(data), world_size))
+        if len(self) == 0:
+            raise ValueError(
+                f"batch_size={batch_size} is larger than the {self.num_samples} samples per rank "
+                f"({len(data)} images over world_size={world_size}) and drop_last=True: no batch per epoch; "
+                "use a smaller batch_size, a larger subset, or drop_last=False"
+            )
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose order and augmentation the next iteration replays."""

@@ -157,6 +157,11 @@ class StreamingLoader:
         self.num_samples = self.sampler.num_samples
         # DistributedSampler pads by wrapping, like shard_indices: duplicates come last.
         self.num_valid = len(range(rank, len(dataset), world_size))
+        if len(self) == 0:
+            raise ValueError(
+                f"batch_size={batch_size} is larger than the {self.num_samples} samples per rank "
+                f"and drop_last=True: no batch per epoch; use a smaller batch_size or a larger subset"
+            )
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
