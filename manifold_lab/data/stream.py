@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
