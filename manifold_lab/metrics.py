@@ -1,0 +1,142 @@
+"""Which points does ``ReLU(Bx)`` collapse? (Theorem 1, Lemma 2 of the paper.)
+
+For points ``X`` (N x d) and ``B`` (m x d), the rows of ``B`` *active* at ``x``
+are ``T(x) = {i : (Bx + b)_i > 0}``. Near ``x`` the map is ``x -> B_T x``, so it
+is locally injective iff ``rank(B_T) = d``; otherwise a neighbourhood of ``x``
+is collapsed onto a lower-dimensional set. A point is *collapsed* when
+``rank(B_{T(x)}) < d`` (in particular when fewer than ``d`` rows are active).
+
+Points are grouped by activation pattern so the rank is computed once per
+distinct pattern (there are at most ``O(m^d)`` of them), not once per point.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+from manifold_lab._checks import check_bias, check_int, check_matrix_for, check_points
+
+__all__ = [
+    "active_mask",
+    "active_counts",
+    "group_by_pattern",
+    "pattern_ranks",
+    "collapsed_mask",
+    "collapsed_fraction",
+    "estimate_kept_fraction",
+]
+
+
+def active_mask(X, B, *, bias=None) -> np.ndarray:
+    """Boolean ``(N, m)``: ``(X B^T + bias) > 0``."""
+    X = check_points(X, "X")
+    B = check_matrix_for(X, B)
+    b = check_bias(bias, B.shape[0])
+    pre = X @ B.T
+    if b is not None:
+        pre += b
+    return pre > 0
+
+
+def active_counts(X, B, *, bias=None) -> np.ndarray:
+    """Number of positive units of ``ReLU(Bx + b)`` at each point, shape ``(N,)``."""
+    return active_mask(X, B, bias=bias).sum(axis=1)
+
+
+def group_by_pattern(active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of a boolean ``(N, m)`` mask.
+
+    Returns ``patterns`` (P, m) bool and ``inverse`` (N,) with
+    ``active == patterns[inverse]``. Patterns of up to 64 units are packed into
+    one ``uint64`` key so grouping is a sort of N integers.
+    """
+    N, m = active.shape
+    packed = np.packbits(active, axis=1, bitorder="little")
+    if m <= 64:
+        width = packed.shape[1]
+        buf = np.zeros((N, 8), dtype=np.uint8)
+        buf[:, :width] = packed
+        keys = buf.view(np.uint64).ravel()
+        uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    else:
+        _, first, inverse = np.unique(packed, axis=0, return_index=True, return_inverse=True)
+    return active[first], inverse.ravel()
+
+
+def pattern_ranks(B: np.ndarray, patterns: np.ndarray, tol=None) -> np.ndarray:
+    """Rank of ``B[p]`` for every boolean row pattern ``p`` in ``patterns`` (P, m).
+
+    Inactive rows are zeroed rather than removed, which leaves the singular
+    values unchanged, so all patterns go through one batched SVD. The default
+    tolerance is ``np.linalg.matrix_rank``'s: ``S.max() * max(|p|, d) * eps``.
+    """
+    m, d = B.shape
+    if len(patterns) == 0:
+        return np.zeros(0, dtype=int)
+    S = np.linalg.svd(patterns[:, :, None] * B[None], compute_uv=False)  # (P, min(m, d))
+    if tol is None:
+        sizes = np.maximum(patterns.sum(axis=1), d)
+        tol = S.max(axis=1) * sizes * np.finfo(np.float64).eps
+    return (S > np.reshape(tol, (-1, 1))).sum(axis=1)
+
+
+def collapsed_mask(X, B, *, bias=None, tol=None) -> np.ndarray:
+    """Boolean ``(N,)``: the rows of ``B`` active at the point have rank ``< d``.
+
+    Parameters
+    ----------
+    X : array (N, d)
+        Points.
+    B : array (m, d)
+        The matrix of ``ReLU(Bx + bias)``.
+    bias : array (m,), optional
+    tol : float, optional
+        Singular-value tolerance of ``np.linalg.matrix_rank`` (its default when None).
+    """
+    active = active_mask(X, B, bias=bias)
+    B = np.asarray(B, dtype=np.float64)
+    d = B.shape[1]
+    counts = active.sum(axis=1)
+    collapsed = counts < d  # too few active rows: no rank to compute
+    candidates = np.flatnonzero(~collapsed)
+    if candidates.size:
+        patterns, inverse = group_by_pattern(active[candidates])
+        full = pattern_ranks(B, patterns, tol) == d
+        collapsed[candidates] = ~full[inverse]
+    return collapsed
+
+
+def collapsed_fraction(X, B, *, bias=None, tol=None) -> float:
+    """Fraction of the points of ``X`` collapsed by ``ReLU(Bx + bias)`` (see ``collapsed_mask``)."""
+    return float(collapsed_mask(X, B, bias=bias, tol=tol).mean())
+
+
+def estimate_kept_fraction(m, n, *, n_matrices=200, n_points=1000, random_state=None):
+    """Monte Carlo estimate of Theorem 1's kept fraction ``N_{m,n} / 2^m``.
+
+    Draws ``n_matrices`` Gaussian ``B`` (m x n, sign-symmetric as the theorem
+    requires) and, for each, ``n_points`` points uniform in the unit n-ball;
+    the kept fraction of one draw is ``1 - collapsed_fraction``.
+
+    Returns
+    -------
+    mean : float
+        Mean kept fraction over the draws of ``B``.
+    stderr : float
+        Standard deviation over draws / sqrt(n_matrices) (0 for one draw).
+    """
+    from manifold_lab.manifolds import make_ball
+
+    m = check_int(m, "m", minimum=1)
+    n = check_int(n, "n", minimum=1)
+    K = check_int(n_matrices, "n_matrices", minimum=1)
+    P = check_int(n_points, "n_points", minimum=1)
+    rng = check_random_state(random_state)
+    kept = np.empty(K)
+    for k in range(K):
+        B = rng.standard_normal((m, n))
+        X, _ = make_ball(P, n_dims=n, random_state=rng)
+        kept[k] = 1.0 - collapsed_fraction(X, B)
+    stderr = float(kept.std(ddof=1) / np.sqrt(K)) if K > 1 else 0.0
+    return float(kept.mean()), stderr

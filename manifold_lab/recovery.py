@@ -1,0 +1,146 @@
+"""Recovering the input of a ReLU layer from its output.
+
+Decoders, from the most to the least structured:
+
+- ``relu_preimage``: the exact inverse of Lemma 2. ``y = ReLU(Bx)`` determines
+  ``x`` uniquely iff the rows of ``B`` at the non-zero coordinates ``T`` of ``y``
+  have rank ``d``; then ``x = pinv(B_T) y_T`` (least squares on the active rows).
+- ``pinv_projection``: the paper's Figure 1 read-out ``T^+ ReLU(T x)``.
+- ``linear_decoder``: the best affine map from ``y`` back to ``x`` (least squares
+  with intercept, fitted and evaluated on the same points: an in-sample optimum).
+- ``knn_decoder``: k-nearest-neighbour regression (scikit-learn), fitted on a
+  random 75% and evaluated on the held-out 25%: an empirical upper bound on
+  what any smooth decoder can recover.
+
+Errors are *normalized*: ``sum_i |x_i - x_hat_i|^2 / sum_i |x_i - mean(x)|^2``
+(0 = perfect, 1 = no better than predicting the mean).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.neighbors import KNeighborsRegressor
+from sklearn.utils import check_random_state
+
+from manifold_lab._checks import check_int, check_points
+from manifold_lab.activations import get_activation
+from manifold_lab.metrics import group_by_pattern, pattern_ranks
+
+__all__ = [
+    "normalized_error",
+    "relu_preimage",
+    "pinv_projection",
+    "linear_decoder",
+    "knn_decoder",
+    "reconstruction_errors",
+]
+
+
+def normalized_error(X, X_hat) -> float:
+    """``sum |x - x_hat|^2 / sum |x - mean(x)|^2`` over rows."""
+    X = np.asarray(X, dtype=np.float64)
+    X_hat = np.asarray(X_hat, dtype=np.float64)
+    if X.shape != X_hat.shape:
+        raise ValueError(f"X_hat must have the shape of X {X.shape}, got {X_hat.shape}")
+    denom = float(((X - X.mean(axis=0)) ** 2).sum())
+    return float(((X - X_hat) ** 2).sum() / denom) if denom > 0 else float(((X - X_hat) ** 2).sum())
+
+
+def relu_preimage(B, Y, *, tol=None):
+    """Invert ``Y = ReLU(X B^T)`` by Lemma 2.
+
+    Parameters
+    ----------
+    B : array (m, d)
+    Y : array (N, m)
+        Non-negative ReLU outputs.
+    tol : float, optional
+        A coordinate counts as active when ``y > tol`` (default 0); also the
+        rank tolerance of ``np.linalg.matrix_rank``.
+
+    Returns
+    -------
+    X_hat : array (N, d)
+        ``pinv(B_T) y_T`` for the active set ``T`` of each point (the
+        minimum-norm least-squares solution where it is not unique; 0 when no
+        unit is active).
+    invertible : array (N,) bool
+        Lemma 2's condition: at least ``d`` active rows and ``rank(B_T) = d``.
+    """
+    B = check_points(B, "B")
+    m, d = B.shape
+    Y = check_points(Y, "Y", n_features=m)
+    if np.any(Y < 0):
+        raise ValueError("Y must be a ReLU output (non-negative); it has negative values")
+    active = Y > (0.0 if tol is None else tol)
+    patterns, inverse = group_by_pattern(active)
+    # Zeroing the inactive rows keeps pinv(B_T) (with zero columns at the
+    # inactive coordinates), so every pattern goes through one batched pinv.
+    masked = patterns[:, :, None] * B[None]
+    pinvs = np.linalg.pinv(masked)  # (P, d, m)
+    full = pattern_ranks(B, patterns, tol) == d
+    Y_active = np.where(active, Y, 0.0)
+    X_hat = np.empty((Y.shape[0], d))
+    for start in range(0, len(Y), 65536):  # bound the (chunk, d, m) gather
+        sl = slice(start, start + 65536)
+        X_hat[sl] = np.einsum("nim,nm->ni", pinvs[inverse[sl]], Y_active[sl])
+    invertible = full[inverse]
+    return X_hat, invertible
+
+
+def pinv_projection(X, T, *, act="relu") -> np.ndarray:
+    """Figure 1's read-out ``T^+ act(T x)`` for points ``X`` (N, d), ``T`` (n, d): (N, d)."""
+    X = check_points(X, "X")
+    T = check_points(T, "T", n_features=X.shape[1])
+    return get_activation(act)(X @ T.T) @ np.linalg.pinv(T).T
+
+
+def linear_decoder(X, Y) -> np.ndarray:
+    """Best affine reconstruction of ``X`` (N, d) from ``Y`` (N, m) (in-sample least squares)."""
+    X = check_points(X, "X")
+    Y = check_points(Y, "Y")
+    if len(Y) != len(X):
+        raise ValueError(f"X and Y must have the same number of rows, got {len(X)} and {len(Y)}")
+    Z = np.column_stack([Y, np.ones(len(Y))])
+    W, *_ = np.linalg.lstsq(Z, X, rcond=None)
+    return Z @ W
+
+
+def knn_decoder(X, Y, *, n_neighbors=10, test_fraction=0.25, random_state=None):
+    """k-NN regression of ``X`` from ``Y`` fitted on a random split.
+
+    Returns ``(X_test, X_hat_test)`` for the held-out points.
+    """
+    X = check_points(X, "X", min_rows=4)
+    Y = check_points(Y, "Y", min_rows=4)
+    if len(Y) != len(X):
+        raise ValueError(f"X and Y must have the same number of rows, got {len(X)} and {len(Y)}")
+    k = check_int(n_neighbors, "n_neighbors", minimum=1)
+    rng = check_random_state(random_state)
+    order = rng.permutation(len(X))
+    n_test = max(1, int(round(test_fraction * len(X))))
+    test, train = order[:n_test], order[n_test:]
+    k = min(k, len(train))
+    model = KNeighborsRegressor(n_neighbors=k).fit(Y[train], X[train])
+    return X[test], model.predict(Y[test])
+
+
+def reconstruction_errors(X, Y, *, T=None, B=None, n_neighbors=10, random_state=None) -> dict[str, float]:
+    """Normalized errors of every decoder of ``X`` (N, d) from the layer output ``Y`` (N, m).
+
+    Keys: ``linear`` and ``knn`` always; ``pinv`` (``T^+ Y``) when the embedding
+    ``T`` (m, d) is given; ``preimage`` (Lemma 2 on ``Y = ReLU(X B^T)``) when
+    ``B`` (m, d) is given.
+    """
+    X = check_points(X, "X")
+    Y = check_points(Y, "Y")
+    out = {
+        "linear": normalized_error(X, linear_decoder(X, Y)),
+        "knn": normalized_error(*knn_decoder(X, Y, n_neighbors=n_neighbors, random_state=random_state)),
+    }
+    if T is not None:
+        T = check_points(T, "T", n_features=X.shape[1])
+        out["pinv"] = normalized_error(X, Y @ np.linalg.pinv(T).T)
+    if B is not None:
+        out["preimage"] = normalized_error(X, relu_preimage(B, Y)[0])
+    return out
