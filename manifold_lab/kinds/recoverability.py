@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from manifold_lab.kinds import Kind, ReportContext, ReportItem, RunContext, RunRecord
 
@@ -83,7 +83,7 @@ class RecoverabilityParams(BaseModel):
     expand_ratio: int = Field(6, ge=1, le=64, description="expansion t (t*k hidden units)")
     bottleneck_act: Literal["identity", "relu", "relu6"] = "identity"
     shortcut: bool = Field(True, description="residual connection between bottlenecks")
-    expand_act: Literal["relu", "relu6"] = "relu6"
+    expand_act: Literal["relu", "relu6"] = Field("relu6", description="activation of the expansion layer")
     n_neighbors: int = Field(10, ge=1, le=1000, description="k of kNN decoder, trustworthiness, kNN overlap")
 
     @field_validator("manifold")
@@ -94,6 +94,16 @@ class RecoverabilityParams(BaseModel):
         if value not in MANIFOLDS:
             raise ValueError(f"manifold={value!r} is not one of {sorted(MANIFOLDS)}")
         return value
+
+    @model_validator(mode="after")
+    def _width_holds_manifold(self) -> "RecoverabilityParams":
+        from manifold_lab.manifolds import get_manifold
+
+        ambient = get_manifold(self.manifold)(20, random_state=0)[0].shape[1]
+        if self.width < ambient:
+            raise ValueError(f"width={self.width} is smaller than the dimension of {self.manifold!r} points "
+                             f"({ambient}); width must be >= {ambient}")
+        return self
 
 
 #: Curves returned per depth; ``final_<name>`` is the value after the last block.
@@ -116,8 +126,11 @@ def run(params: RecoverabilityParams, seed: int, ctx: RunContext) -> dict:
     block, ``input_twonn_dimension`` (of the embedded input) and ``depth``.
     Reconstruction errors are of the stack's input ``X_0`` (``N x k``) from the
     block output; trustworthiness and kNN overlap compare the block output with
-    ``X_0``; the invertible and collapsed fractions are those of the block's
-    expansion ``ReLU(B x)`` at the block's input points.
+    ``X_0``; the collapsed fraction is that of the block's expansion
+    ``ReLU(B x)`` at the block's input points (``metrics.collapsed_fraction``)
+    and the invertible fraction is Lemma 2's condition on the units in their
+    linear piece (``recovery.relu_preimage``; for ReLU6 a unit saturated at 6
+    counts as inactive). ``X_0`` is centred and scaled to unit RMS norm.
     """
     from sklearn.utils import check_random_state
 
@@ -129,6 +142,9 @@ def run(params: RecoverabilityParams, seed: int, ctx: RunContext) -> dict:
     p = params
     X, _t = get_manifold(p.manifold)(p.n_samples, noise=p.noise, random_state=rng)
     X0, _T = embed(X, p.width, kind=p.embedding, random_state=rng)
+    # Unit root-mean-square norm, as after a normalisation layer: the generators' scales differ
+    # (the spiral reaches radius 8 pi), and ReLU6 would saturate on large inputs.
+    X0 = (X0 - X0.mean(axis=0)) / np.sqrt(np.mean(np.sum((X0 - X0.mean(axis=0)) ** 2, axis=1)))
     stack = random_stack(
         p.width, p.depth, p.expand_ratio,
         bottleneck_act=p.bottleneck_act, shortcut=p.shortcut, expand_act=p.expand_act, random_state=rng,
@@ -140,9 +156,12 @@ def run(params: RecoverabilityParams, seed: int, ctx: RunContext) -> dict:
         errors = recovery.reconstruction_errors(X0, y, n_neighbors=p.n_neighbors, random_state=rng)
         curves["error_linear"].append(float(errors["linear"]))
         curves["error_knn"].append(float(errors["knn"]))
-        collapsed = metrics.collapsed_mask(x_in, block.B)
-        curves["collapsed_fraction"].append(float(collapsed.mean()))
-        _, invertible = recovery.relu_preimage(block.B, np.maximum(x_in @ block.B.T, 0.0))
+        curves["collapsed_fraction"].append(float(metrics.collapsed_fraction(x_in, block.B)))
+        # Lemma 2 on the units in their linear piece: a ReLU6 unit saturated at 6 carries no
+        # information about x either, so it is treated like an inactive one.
+        z = block.expansion(x_in)
+        linear_piece = (z > 0) & (z < 6) if p.expand_act == "relu6" else z > 0
+        _, invertible = recovery.relu_preimage(block.B, np.where(linear_piece, z, 0.0))
         curves["invertible_fraction"].append(float(np.mean(invertible)))
         curves["trustworthiness"].append(float(geometry.trustworthiness(X0, y, n_neighbors=p.n_neighbors)))
         curves["knn_overlap"].append(float(geometry.knn_overlap(X0, y, n_neighbors=p.n_neighbors)))
