@@ -72,8 +72,9 @@ def collapsed_fraction_theory(m, n):
 def kept_fraction_bound(m, n):
     """The appendix lower bound ``1 - m^{n+1} / (2^m n!)`` on ``kept_fraction(m, n)``.
 
-    Useful for ``m >> n``; for small ``m`` it is below 0 (vacuous) and is
-    returned as is.
+    It holds for ``m >= n`` and is useful for ``m >> n``; for small ``m`` it is
+    below 0 (vacuous) and is returned as is. For ``m < n`` it is not a bound
+    (the kept fraction is 0 there).
     """
 
     def bound(a, b):

@@ -1,0 +1,65 @@
+"""``collapsed_fraction`` against the bare ReLU map on the same points.
+
+10^6 points of the 2-D spiral, ``B`` of shape 30 x 2. The reference is
+``np.maximum(X @ B.T, 0)``, timed in the same process; the figure is the ratio
+of medians over ``--repeats`` runs (target: at most 3x).
+
+    python -m benchmarks.bench_collapsed [--points 1000000] [--repeats 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from manifold_lab import io
+from manifold_lab.manifolds import make_spiral
+from manifold_lab.metrics import collapsed_fraction
+
+
+def median_time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def machine() -> str:
+    import os
+
+    return f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, numpy {np.__version__}"
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--out", default="benchmarks/results/collapsed.json")
+    args = parser.parse_args(argv)
+    X, _ = make_spiral(args.points, random_state=0)
+    B = np.random.RandomState(0).standard_normal((30, 2))
+    reference = median_time(lambda: np.maximum(X @ B.T, 0), args.repeats)
+    ours = median_time(lambda: collapsed_fraction(X, B), args.repeats)
+    result = {
+        "benchmark": "collapsed_fraction vs np.maximum(X @ B.T, 0)",
+        "points": args.points, "B_shape": [30, 2], "repeats": args.repeats,
+        "reference_median_s": reference, "collapsed_fraction_median_s": ours,
+        "ratio": ours / reference, "target": "<= 3", "machine": machine(),
+    }
+    io.write_json(Path(args.out), result)
+    print(f"bare ReLU map     {reference * 1e3:8.1f} ms (median of {args.repeats})")
+    print(f"collapsed_fraction{ours * 1e3:8.1f} ms")
+    print(f"ratio             {ours / reference:8.2f}x  (target <= 3x)  -> {args.out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

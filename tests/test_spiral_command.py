@@ -1,0 +1,59 @@
+"""``manifold-lab spiral`` and ``manifold-lab theorem`` as a user runs them."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "manifold_lab", *args], capture_output=True, text=True,
+                          timeout=300, cwd=cwd)
+
+
+def test_spiral_writes_figure_and_numbers(tmp_path):
+    out = tmp_path / "fig"
+    res = cli("spiral", "--points", "1500", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["figure1.csv", "figure1.json", "figure1.pdf", "figure1.png"]
+    rows = {r["dim"]: r for r in json.loads((out / "figure1.json").read_text())["rows"]}
+    assert sorted(rows) == [2, 3, 5, 15, 30]
+    # the paper's picture: collapse at n = 2, 3, the spiral kept at n = 15, 30
+    assert rows[2]["collapsed_fraction"] > 0.3 and rows[3]["collapsed_fraction"] > 0.2
+    for n in (15, 30):
+        assert rows[n]["collapsed_fraction"] < 0.01 and rows[n]["error_knn"] < 0.01
+    assert (out / "figure1.png").read_bytes()[:4] == b"\x89PNG"
+    assert len((out / "figure1.csv").read_text().splitlines()) == 6
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["spiral", "--dims", "1,3"], "dims entry must be >= 2"),
+        (["spiral", "--dims", "2,x"], "comma-separated integers"),
+        (["spiral", "--points", "0"], "n_points must be >= 20"),
+        (["spiral", "--manifold", "klein"], "'spiral'"),
+        (["spiral", "--seed", "-1"], "--seed must be >= 0"),
+        (["spiral", "--points", "abc"], "invalid int value"),
+        (["theorem", "--m", "0-3"], "m must be >= 1"),
+        (["theorem", "--matrices", "1"], "n_matrices must be >= 2"),
+    ],
+)
+def test_bad_input_one_line_exit_2_nothing_written(tmp_path, args, message):
+    out = tmp_path / "out"
+    res = cli(*args, "--out", str(out))
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], res.stderr
+    assert "Traceback" not in res.stderr
+    assert not out.exists()
+
+
+def test_theorem_command(tmp_path):
+    out = tmp_path / "th"
+    res = cli("theorem", "--m", "2-6", "--n", "1,2", "--matrices", "50", "--points", "100", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    recs = json.loads((out / "theorem1.json").read_text())["records"]
+    assert len(recs) == 10
+    assert "within 3 standard errors" in res.stdout
