@@ -1,0 +1,19 @@
+"""The model zoo: MobileNetV2 with ablation switches (and its counters)."""
+
+from manifold_lab.models.complexity import count_macs, count_parameters
+from manifold_lab.models.layers import ACTIVATIONS, make_divisible
+from manifold_lab.models.mobilenetv2 import (
+    PRESETS,
+    SHORTCUTS,
+    TABLE2,
+    InvertedResidual,
+    MobileNetV2,
+    bottleneck_modules,
+    mobilenet_v2,
+    relu_modules,
+)
+
+__all__ = [
+    "ACTIVATIONS", "PRESETS", "SHORTCUTS", "TABLE2", "InvertedResidual", "MobileNetV2", "bottleneck_modules",
+    "count_macs", "count_parameters", "make_divisible", "mobilenet_v2", "relu_modules",
+]

@@ -1,0 +1,56 @@
+"""Torch building blocks shared by the model zoo: activations by name, conv + BN + act."""
+
+from __future__ import annotations
+
+from torch import nn
+
+#: Activation modules by config name. ``identity`` is the linear bottleneck.
+ACTIVATIONS = {"identity": nn.Identity, "relu": nn.ReLU, "relu6": nn.ReLU6}
+
+
+def make_activation(name: str, *, what: str = "activation") -> nn.Module:
+    """A fresh activation module; ``ValueError`` listing the valid names otherwise."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"{what}={name!r} is not one of {', '.join(map(repr, ACTIVATIONS))}")
+    return ACTIVATIONS[name]()
+
+
+def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """Round ``v`` to the nearest multiple of ``divisor``, never below 90% of ``v``.
+
+    The rule of the reference TF code (and torchvision's ``_make_divisible``):
+    ``max(min_value, int(v + divisor / 2) // divisor * divisor)``, plus one
+    ``divisor`` when that drops more than 10%. Width 1.4 gives 48 stem channels.
+    """
+    if min_value is None:
+        min_value = divisor
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
+
+
+class ConvBNAct(nn.Sequential):
+    """``Conv2d(k x k, stride, groups, no bias) -> BatchNorm2d -> activation``; names ``conv``, ``bn``, ``act``."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, groups: int = 1,
+                 act: str = "relu6"):
+        super().__init__()
+        self.conv = nn.Conv2d(in_ch, out_ch, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False)
+        self.bn = nn.BatchNorm2d(out_ch)
+        self.act = make_activation(act)
+
+
+def init_weights(model: nn.Module) -> None:
+    """torchvision's initialisation: Kaiming-normal (fan_out) convs, BN (1, 0), linear N(0, 0.01)."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)

@@ -1,0 +1,237 @@
+"""MobileNetV2 (Sandler et al. 2018, Table 2) with the ablation switches of section 6.
+
+The architecture is data: the ``[t, c, n, s]`` table (expansion, output
+channels, repeats, stride of the first repeat) walked by one loop.
+
+Block (Table 1), from ``k`` to ``k'`` channels, stride ``s``, expansion ``t``::
+
+    conv_pw  1x1, k -> t k      bn1  act1 (expand_act, ReLU6)     [omitted when t = 1]
+    conv_dw  3x3 depthwise, s   bn2  act2 (depthwise_act, ReLU6)
+    conv_pwl 1x1, t k -> k'     bn3  act3 (bottleneck_act: identity = the linear bottleneck)
+
+Disabled parts are ``nn.Identity`` so state-dict keys and hook names are the
+same in every variant; every block is ``features.<i>`` and its bottleneck
+activation ``features.<i>.act3``.
+
+``shortcut`` (Figure 6b):
+
+- ``"bottleneck"`` (default, Figure 3b): ``y = x + F(x)`` between the narrow
+  k-channel tensors, for blocks with stride 1 and ``k = k'``.
+- ``"none"``: no residual connections.
+- ``"expansion"``: the identity shortcut joins the *expanded* tensors. Write
+  ``e_i = act1(bn1(conv_pw(x_i)))`` for the expanded (t k-channel) tensor of
+  block ``i``. When block ``i`` and the block before it both have stride 1 and
+  ``k = k'`` (so their expanded tensors have equal shape), block ``i`` uses
+  ``e_i + e_{i-1}`` in place of ``e_i``. Equivalently the network is regrouped
+  into units ``depthwise -> linear projection -> expansion`` with the residual
+  around each unit. A stage of ``n`` repeats has ``n - 2`` such connections
+  (``n - 1`` bottleneck shortcuts): the first repeat changes the shape.
+
+Width multiplier: every layer is ``make_divisible(c * width_mult, 8)`` except
+the last 1x1 conv, which stays 1280 for ``width_mult < 1`` and scales above.
+``stem_stride`` and ``stage_strides`` (one per row of the table) adapt the
+network to small inputs (the CIFAR presets in ``PRESETS``); pooling is
+adaptive, so any input resolution at least the total stride works.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from manifold_lab.models.layers import ConvBNAct, init_weights, make_activation, make_divisible
+
+#: Table 2 of the paper: [t, c, n, s].
+TABLE2 = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+SHORTCUTS = ("bottleneck", "expansion", "none")
+
+#: Named configurations. ``cifar`` follows kuangliu/pytorch-cifar (stem stride 1 and the c=24
+#: stage at stride 1: 32x32 -> 4x4 features); ``cifar_fast`` keeps the c=24 stage at stride 2
+#: (about 3x less compute, 32x32 -> 2x2). Counts: ``manifold-lab models``.
+PRESETS = {
+    "imagenet": dict(num_classes=1000),
+    "cifar": dict(num_classes=10, stem_stride=1, stage_strides=(1, 1, 2, 2, 1, 2, 1)),
+    "cifar_fast": dict(num_classes=10, stem_stride=1, stage_strides=(1, 2, 2, 2, 1, 2, 1)),
+}
+
+
+class InvertedResidual(nn.Module):
+    """One bottleneck residual block (Table 1); see the module docstring for names and shortcuts.
+
+    Input ``(B, k, H, W)`` -> output ``(B, k', H / s, W / s)``.
+    """
+
+    def __init__(self, inp: int, oup: int, stride: int, expand_ratio: int, *, bottleneck_act="identity",
+                 shortcut="bottleneck", expand_act="relu6", depthwise_act="relu6", expansion_residual=False):
+        super().__init__()
+        if stride not in (1, 2):
+            raise ValueError(f"stride must be 1 or 2, got {stride}")
+        hidden = int(round(inp * expand_ratio))
+        self.stride, self.inp, self.oup, self.hidden = stride, inp, oup, hidden
+        self.use_res_connect = shortcut == "bottleneck" and stride == 1 and inp == oup
+        self.expansion_residual = bool(expansion_residual)
+        if expand_ratio != 1:
+            self.conv_pw = nn.Conv2d(inp, hidden, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(hidden)
+            self.act1 = make_activation(expand_act, what="expand_act")
+        else:
+            self.conv_pw, self.bn1, self.act1 = nn.Identity(), nn.Identity(), nn.Identity()
+        self.conv_dw = nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False)
+        self.bn2 = nn.BatchNorm2d(hidden)
+        self.act2 = make_activation(depthwise_act, what="depthwise_act")
+        self.conv_pwl = nn.Conv2d(hidden, oup, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(oup)
+        self.act3 = make_activation(bottleneck_act, what="bottleneck_act")
+
+    def expand(self, x: torch.Tensor) -> torch.Tensor:
+        """The expanded tensor ``e = act1(bn1(conv_pw(x)))``: (B, t k, H, W)."""
+        return self.act1(self.bn1(self.conv_pw(x)))
+
+    def project(self, e: torch.Tensor) -> torch.Tensor:
+        """Depthwise then linear projection of an expanded tensor: (B, k', H / s, W / s)."""
+        return self.act3(self.bn3(self.conv_pwl(self.act2(self.bn2(self.conv_dw(e))))))
+
+    def forward_expanded(self, x: torch.Tensor, e_prev: torch.Tensor | None):
+        """``(output, expanded)``; adds ``e_prev`` to the expansion when this block has an expansion shortcut."""
+        e = self.expand(x)
+        if self.expansion_residual and e_prev is not None:
+            e = e + e_prev
+        out = self.project(e)
+        return (x + out if self.use_res_connect else out), e
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.project(self.expand(x))
+        return x + out if self.use_res_connect else out
+
+
+class MobileNetV2(nn.Module):
+    """MobileNetV2; input ``(B, in_channels, H, W)`` -> logits ``(B, num_classes)``.
+
+    Parameters
+    ----------
+    num_classes, width_mult, dropout, in_channels
+        As in torchvision (``width_mult > 0``; dropout before the classifier).
+    bottleneck_act : {"identity", "relu", "relu6"}
+        Activation after the projection (``identity`` = linear bottleneck).
+    shortcut : {"bottleneck", "expansion", "none"}
+        Where the residual connections go (module docstring).
+    expand_ratio : int, optional
+        Replaces ``t`` of every row with ``t > 1`` (section 4: 5-10 perform alike).
+    expand_act, depthwise_act : {"relu6", "relu", "identity"}
+        Activations after the expansion and the depthwise conv.
+    stem_stride : int
+        Stride of the first 3x3 conv (2 in Table 2).
+    stage_strides : sequence of int, optional
+        Stride of the first repeat of each table row (defaults to the table's ``s``).
+    setting : sequence of (t, c, n, s), optional
+        The architecture table (default ``TABLE2``).
+    """
+
+    def __init__(self, num_classes=1000, width_mult=1.0, *, bottleneck_act="identity", shortcut="bottleneck",
+                 expand_ratio=None, expand_act="relu6", depthwise_act="relu6", dropout=0.2, stem_stride=2,
+                 stage_strides=None, last_channel=1280, round_nearest=8, in_channels=3, setting=None):
+        super().__init__()
+        if not isinstance(width_mult, (int, float)) or width_mult <= 0:
+            raise ValueError(f"width_mult must be > 0, got {width_mult!r}")
+        if shortcut not in SHORTCUTS:
+            raise ValueError(f"shortcut={shortcut!r} is not one of {', '.join(map(repr, SHORTCUTS))}")
+        for name, act in (("bottleneck_act", bottleneck_act), ("expand_act", expand_act),
+                          ("depthwise_act", depthwise_act)):
+            make_activation(act, what=name)
+        if int(num_classes) < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        setting = [tuple(row) for row in (setting if setting is not None else TABLE2)]
+        if not setting or any(len(row) != 4 for row in setting):
+            raise ValueError(f"setting must be a non-empty list of [t, c, n, s] rows, got {setting}")
+        if stage_strides is not None:
+            stage_strides = tuple(stage_strides)
+            if len(stage_strides) != len(setting):
+                raise ValueError(f"stage_strides needs {len(setting)} entries (one per table row), got {len(stage_strides)}")
+            setting = [(t, c, n, s) for (t, c, n, _), s in zip(setting, stage_strides)]
+        if expand_ratio is not None:
+            if int(expand_ratio) < 1:
+                raise ValueError(f"expand_ratio must be >= 1, got {expand_ratio}")
+            setting = [(int(expand_ratio) if t > 1 else t, c, n, s) for (t, c, n, s) in setting]
+        for name, s in [("stem_stride", stem_stride)] + [("stage stride", row[3]) for row in setting]:
+            if s not in (1, 2):
+                raise ValueError(f"{name} must be 1 or 2, got {s}")
+
+        self.setting, self.stem_stride, self.shortcut = setting, stem_stride, shortcut
+        input_channel = make_divisible(32 * width_mult, round_nearest)
+        self.last_channel = make_divisible(last_channel * max(1.0, width_mult), round_nearest)
+        layers: list[nn.Module] = [ConvBNAct(in_channels, input_channel, 3, stem_stride, act=expand_act)]
+        prev_same_shape = False  # did the previous block keep its shape (stride 1, k = k')?
+        for t, c, n, s in setting:
+            out_channel = make_divisible(c * width_mult, round_nearest)
+            for i in range(n):
+                stride = s if i == 0 else 1
+                same_shape = stride == 1 and input_channel == out_channel
+                layers.append(InvertedResidual(
+                    input_channel, out_channel, stride, t, bottleneck_act=bottleneck_act, shortcut=shortcut,
+                    expand_act=expand_act, depthwise_act=depthwise_act,
+                    expansion_residual=shortcut == "expansion" and same_shape and prev_same_shape and t != 1,
+                ))
+                prev_same_shape = same_shape
+                input_channel = out_channel
+        layers.append(ConvBNAct(input_channel, self.last_channel, 1, act=expand_act))
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Dropout(p=dropout), nn.Linear(self.last_channel, int(num_classes)))
+        init_weights(self)
+
+    @property
+    def total_stride(self) -> int:
+        out = self.stem_stride
+        for row in self.setting:
+            out *= row[3]
+        return out
+
+    def check_resolution(self, size: int) -> None:
+        """``ValueError`` unless an input of ``size x size`` keeps at least one pixel at the end."""
+        if size < self.total_stride:
+            raise ValueError(
+                f"input resolution {size} is too small for the strides of this network (total stride "
+                f"{self.total_stride}); use inputs of at least {self.total_stride} pixels or lower stem_stride / "
+                f"stage_strides (presets: {', '.join(PRESETS)})"
+            )
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.shortcut != "expansion":
+            return self.features(x)
+        e_prev = None
+        for layer in self.features:
+            if isinstance(layer, InvertedResidual):
+                x, e_prev = layer.forward_expanded(x, e_prev)
+            else:
+                x, e_prev = layer(x), None
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4:
+            raise ValueError(f"input must be (batch, channels, height, width), got shape {tuple(x.shape)}")
+        self.check_resolution(min(x.shape[-2:]))
+        x = self.forward_features(x)
+        x = nn.functional.adaptive_avg_pool2d(x, 1).flatten(1)
+        return self.classifier(x)
+
+
+def mobilenet_v2(preset: str = "imagenet", **overrides) -> MobileNetV2:
+    """A ``MobileNetV2`` from a named preset (``PRESETS``) with keyword overrides."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset={preset!r} is not one of {', '.join(map(repr, PRESETS))}")
+    return MobileNetV2(**{**PRESETS[preset], **overrides})
+
+
+def relu_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Every ReLU / ReLU6 module of ``model`` with its name, in forward order (Figure 7)."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, (nn.ReLU, nn.ReLU6))]
+
+
+def bottleneck_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The bottleneck activation (``act3``) of every block, with its name."""
+    return [(f"{name}.act3", m.act3) for name, m in model.named_modules() if isinstance(m, InvertedResidual)]
+
+
