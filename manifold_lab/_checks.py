@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 
@@ -80,3 +81,14 @@ def check_bias(bias, m: int, name: str = "bias") -> np.ndarray | None:
     if not np.all(np.isfinite(b)):
         raise ValueError(f"{name} contains NaN or inf values")
     return b
+
+
+def check_out_dir(path, name: str = "out") -> Path:
+    """An output folder: it may not exist yet, but it may not be an existing file."""
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise ValueError(f"{name}={str(path)!r} must be a folder, but {str(p)!r} is a file")
+            break
+    return path

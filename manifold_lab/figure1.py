@@ -20,13 +20,12 @@ For every ``n`` the figure's numbers are:
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 from sklearn.utils import check_random_state
 
 from manifold_lab import io
-from manifold_lab._checks import check_int
+from manifold_lab._checks import check_int, check_out_dir
 from manifold_lab.manifolds import embed, get_manifold
 from manifold_lab.metrics import collapsed_fraction
 from manifold_lab.recovery import pinv_projection, reconstruction_errors, relu_preimage
@@ -88,8 +87,13 @@ def _plane(X: np.ndarray) -> np.ndarray:
     return Vt[:2].T
 
 
-def figure1(*, manifold="spiral", dims=DEFAULT_DIMS, n_points=5000, noise=0.0, random_state=0):
-    """Draw Figure 1: returns ``(fig, rows)`` (see ``figure1_data`` for ``rows``)."""
+def figure1(*, manifold="spiral", dims=DEFAULT_DIMS, n_points=5000, noise=0.0, random_state=0, seed=None):
+    """Draw Figure 1: returns ``(fig, rows)`` (see ``figure1_data`` for ``rows``).
+
+    ``seed`` is an alias of ``random_state`` (an int seed; it wins when both are given).
+    """
+    if seed is not None:
+        random_state = check_int(seed, "seed", minimum=0)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -100,7 +104,7 @@ def figure1(*, manifold="spiral", dims=DEFAULT_DIMS, n_points=5000, noise=0.0, r
     basis = _plane(X)
     proj = (lambda Z: Z @ basis) if X.shape[1] > 2 else (lambda Z: Z)
     panels = [("Input", X, None)] + [(f"Output/dim={r['dim']}", outputs[r["dim"]], r) for r in rows]
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.6), squeeze=False)
     for ax, (title, Z, row) in zip(axes[0], panels):
         P = proj(Z)
         ax.scatter(P[:, 0], P[:, 1], c=t, cmap="viridis", s=2, linewidths=0, rasterized=True)
@@ -110,8 +114,9 @@ def figure1(*, manifold="spiral", dims=DEFAULT_DIMS, n_points=5000, noise=0.0, r
         ax.set_yticks([])
         if row is not None:
             ax.set_xlabel(
-                f"collapsed {row['collapsed_fraction']:.0%}, invertible {row['invertible_fraction']:.0%}\n"
-                f"error: pinv {row['error_pinv']:.2f}, kNN {row['error_knn']:.3f}",
+                f"collapsed {row['collapsed_fraction']:.0%}, Lemma-2 invertible {row['invertible_fraction']:.0%}\n"
+                f"error: pinv {row['error_pinv']:.2f}, linear {row['error_linear']:.2f}\n"
+                f"preimage {row['error_preimage']:.2g}, kNN {row['error_knn']:.2g}",
                 fontsize=7.5,
             )
     fig.suptitle(
@@ -123,7 +128,8 @@ def figure1(*, manifold="spiral", dims=DEFAULT_DIMS, n_points=5000, noise=0.0, r
     return fig, rows
 
 
-def write_figure1(out_dir, *, manifold="spiral", dims=DEFAULT_DIMS, n_points=5000, noise=0.0, random_state=0):
+def write_figure1(out_dir, *, manifold="spiral", dims=DEFAULT_DIMS, n_points=5000, noise=0.0, random_state=0,
+                  seed=None):
     """Write ``figure1.png``, ``figure1.pdf``, ``figure1.csv`` and ``figure1.json`` into ``out_dir``.
 
     Everything is computed (and validated) before the first file is written;
@@ -132,8 +138,10 @@ def write_figure1(out_dir, *, manifold="spiral", dims=DEFAULT_DIMS, n_points=500
     """
     import matplotlib.pyplot as plt
 
+    if seed is not None:
+        random_state = check_int(seed, "seed", minimum=0)
+    out = check_out_dir(out_dir)
     fig, rows = figure1(manifold=manifold, dims=dims, n_points=n_points, noise=noise, random_state=random_state)
-    out = Path(out_dir)
     header = ["dim", *NUMBERS]
     csv = "\n".join([",".join(header)] + [",".join(f"{r[h]:.6g}" if h != "dim" else str(r[h]) for h in header)
                                          for r in rows]) + "\n"

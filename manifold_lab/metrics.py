@@ -27,6 +27,9 @@ __all__ = [
     "estimate_kept_fraction",
 ]
 
+#: Largest temporary array (in float64 entries, 2^23 = 64 MB) built by the batched linear algebra.
+CHUNK_FLOATS = 2**23
+
 
 def active_mask(X, B, *, bias=None) -> np.ndarray:
     """Boolean ``(N, m)``: ``(X B^T + bias) > 0``."""
@@ -68,17 +71,24 @@ def pattern_ranks(B: np.ndarray, patterns: np.ndarray, tol=None) -> np.ndarray:
     """Rank of ``B[p]`` for every boolean row pattern ``p`` in ``patterns`` (P, m).
 
     Inactive rows are zeroed rather than removed, which leaves the singular
-    values unchanged, so all patterns go through one batched SVD. The default
-    tolerance is ``np.linalg.matrix_rank``'s: ``S.max() * max(|p|, d) * eps``.
+    values unchanged, so the patterns go through batched SVDs (in chunks of
+    at most ``CHUNK_FLOATS`` floats, so memory stays bounded when every point
+    has its own pattern). The default tolerance is ``np.linalg.matrix_rank``'s:
+    ``S.max() * max(|p|, d) * eps``.
     """
     m, d = B.shape
-    if len(patterns) == 0:
-        return np.zeros(0, dtype=int)
-    S = np.linalg.svd(patterns[:, :, None] * B[None], compute_uv=False)  # (P, min(m, d))
-    if tol is None:
-        sizes = np.maximum(patterns.sum(axis=1), d)
-        tol = S.max(axis=1) * sizes * np.finfo(np.float64).eps
-    return (S > np.reshape(tol, (-1, 1))).sum(axis=1)
+    ranks = np.zeros(len(patterns), dtype=int)
+    step = max(1, CHUNK_FLOATS // (m * d))
+    for start in range(0, len(patterns), step):
+        chunk = patterns[start:start + step]
+        S = np.linalg.svd(chunk[:, :, None] * B[None], compute_uv=False)  # (P, min(m, d))
+        if tol is None:
+            sizes = np.maximum(chunk.sum(axis=1), d)
+            tol_chunk = S.max(axis=1) * sizes * np.finfo(np.float64).eps
+        else:
+            tol_chunk = np.full(len(chunk), float(tol))
+        ranks[start:start + step] = (S > tol_chunk[:, None]).sum(axis=1)
+    return ranks
 
 
 def collapsed_mask(X, B, *, bias=None, tol=None) -> np.ndarray:

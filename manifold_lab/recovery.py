@@ -24,7 +24,7 @@ from sklearn.utils import check_random_state
 
 from manifold_lab._checks import check_int, check_points
 from manifold_lab.activations import get_activation
-from manifold_lab.metrics import group_by_pattern, pattern_ranks
+from manifold_lab.metrics import CHUNK_FLOATS, group_by_pattern, pattern_ranks
 
 __all__ = [
     "normalized_error",
@@ -74,21 +74,22 @@ def relu_preimage(B, Y, *, tol=None):
         raise ValueError("Y must be a ReLU output (non-negative); it has negative values")
     active = Y > (0.0 if tol is None else tol)
     patterns, inverse = group_by_pattern(active)
-    # Zeroing the inactive rows keeps pinv(B_T) (with zero columns at the
-    # inactive coordinates), so every pattern goes through one batched pinv.
-    masked = patterns[:, :, None] * B[None]
-    pinvs = np.linalg.pinv(masked)  # (P, d, m)
-    full = pattern_ranks(B, patterns, tol) == d
+    invertible = (pattern_ranks(B, patterns, tol) == d)[inverse]
     Y_active = np.where(active, Y, 0.0)
     X_hat = np.empty((Y.shape[0], d))
-    for start in range(0, len(Y), 65536):  # bound the (chunk, d, m) gather
-        sl = slice(start, start + 65536)
-        X_hat[sl] = np.einsum("nim,nm->ni", pinvs[inverse[sl]], Y_active[sl])
-    invertible = full[inverse]
+    # Zeroing the inactive rows keeps pinv(B_T) (with zero columns at the
+    # inactive coordinates), so the patterns of a chunk of points go through
+    # one batched pinv; chunks bound the (points, d, m) gather to CHUNK_FLOATS.
+    step = max(1, CHUNK_FLOATS // (m * d))
+    for start in range(0, len(Y), step):
+        sl = slice(start, start + step)
+        used, local = np.unique(inverse[sl], return_inverse=True)
+        pinvs = np.linalg.pinv(patterns[used][:, :, None] * B[None])  # (P_chunk, d, m)
+        X_hat[sl] = np.einsum("nim,nm->ni", pinvs[local.ravel()], Y_active[sl])
     return X_hat, invertible
 
 
-def pinv_projection(X, T, *, act="relu") -> np.ndarray:
+def pinv_projection(X, T, act="relu") -> np.ndarray:
     """Figure 1's read-out ``T^+ act(T x)`` for points ``X`` (N, d), ``T`` (n, d): (N, d)."""
     X = check_points(X, "X")
     T = check_points(T, "T", n_features=X.shape[1])

@@ -90,6 +90,10 @@ class InvertedResidualBlock:
         """Pre-activations of the expansion, ``X B^T``: (N, t k)."""
         return check_points(X, "X", n_features=self.width) @ self.B.T
 
+    def active_pattern(self, X) -> np.ndarray:
+        """Boolean (N, t k): expansion units with positive pre-activation (Lemma 2's set ``T(x)``)."""
+        return self.expansion(X) > 0
+
     def forward(self, X) -> np.ndarray:
         """The block output for points ``X`` (N, k): (N, k)."""
         X = check_points(X, "X", n_features=self.width)

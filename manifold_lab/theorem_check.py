@@ -8,13 +8,11 @@ kept fraction and its standard error are compared with the closed form
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from sklearn.utils import check_random_state
 
 from manifold_lab import io
-from manifold_lab._checks import check_int
+from manifold_lab._checks import check_int, check_out_dir
 from manifold_lab.metrics import estimate_kept_fraction
 from manifold_lab.theory import kept_fraction, kept_fraction_bound
 
@@ -79,10 +77,10 @@ def write_theorem_check(out_dir, ms=DEFAULT_MS, ns=DEFAULT_NS, *, n_matrices=100
     """Compute, then write ``theorem1.png/.pdf/.csv/.json`` atomically into ``out_dir``."""
     import matplotlib.pyplot as plt
 
+    out = check_out_dir(out_dir)
     records = theorem_check(ms, ns, n_matrices=n_matrices, n_points=n_points, random_state=random_state,
                             progress=progress)
     fig = plot_theorem_check(records)
-    out = Path(out_dir)
     csv = "\n".join([",".join(COLUMNS)] + [",".join(f"{r[c]:.8g}" for c in COLUMNS) for r in records]) + "\n"
     paths = {
         "png": io.savefig(fig, out / "theorem1.png", dpi=150),

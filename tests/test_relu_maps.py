@@ -45,3 +45,12 @@ def test_random_stack_shapes_seed_and_scale():
     assert block.B.shape == (48, 8) and block.A.shape == (8, 48)
     with pytest.raises(ValueError, match="depth must be >= 1"):
         random_stack(8, 0, 6)
+
+
+def test_block_exposes_expansion_and_active_pattern():
+    block = random_block(3, 4, random_state=5)
+    X = np.random.RandomState(6).standard_normal((50, 3))
+    np.testing.assert_allclose(block.expansion(X), X @ block.B.T)
+    np.testing.assert_array_equal(block.active_pattern(X), X @ block.B.T > 0)
+    with pytest.raises(ValueError, match="X must have 3 columns"):
+        block.forward(np.ones((2, 4)))

@@ -27,20 +27,41 @@ def test_spiral_writes_figure_and_numbers(tmp_path):
     assert len((out / "figure1.csv").read_text().splitlines()) == 6
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["spiral", "--dims", "1,3"], "dims entry must be >= 2"),
-        (["spiral", "--dims", "2,x"], "comma-separated integers"),
-        (["spiral", "--points", "0"], "n_points must be >= 20"),
-        (["spiral", "--manifold", "klein"], "'spiral'"),
-        (["spiral", "--seed", "-1"], "--seed must be >= 0"),
-        (["spiral", "--points", "abc"], "invalid int value"),
-        (["theorem", "--m", "0-3"], "m must be >= 1"),
-        (["theorem", "--matrices", "1"], "n_matrices must be >= 2"),
-    ],
-)
-def test_bad_input_one_line_exit_2_nothing_written(tmp_path, args, message):
+BAD_INPUT = [
+    (["spiral", "--dims", "1,3"], "dims entry must be >= 2"),
+    (["spiral", "--dims", "2,x"], "comma-separated integers"),
+    (["spiral", "--points", "0"], "n_points must be >= 20"),
+    (["spiral", "--manifold", "klein"], "'spiral'"),
+    (["spiral", "--seed", "-1"], "--seed must be >= 0"),
+    (["spiral", "--noise", "-0.5"], "noise must be >= 0"),
+    (["spiral", "--points", "abc"], "invalid int value"),
+    (["theorem", "--m", "0-3"], "m must be >= 1"),
+    (["theorem", "--m", "3-x"], "range such as 1-24"),
+    (["theorem", "--n", ""], "at least one value"),
+    (["theorem", "--matrices", "1"], "n_matrices must be >= 2"),
+    (["theorem", "--points", "0"], "n_points must be >= 1"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_INPUT)
+def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, args, message):
+    # In process (a subprocess per case would cost seconds of imports); the
+    # process-level contract is checked once below.
+    from manifold_lab.cli import main
+
+    out = tmp_path / "out"
+    try:
+        status = main([*args, "--out", str(out)])
+    except SystemExit as exc:  # argparse errors
+        status = exc.code
+    assert status == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args, message", [BAD_INPUT[0], BAD_INPUT[6]])
+def test_bad_input_as_a_process(tmp_path, args, message):
     out = tmp_path / "out"
     res = cli(*args, "--out", str(out))
     assert res.returncode == 2
@@ -48,6 +69,16 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path, args, message):
     assert len(lines) == 1 and message in lines[0], res.stderr
     assert "Traceback" not in res.stderr
     assert not out.exists()
+
+
+def test_out_must_not_be_a_file(tmp_path, capsys):
+    from manifold_lab.cli import main
+
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    assert main(["spiral", "--points", "50", "--dims", "2", "--out", str(blocker / "fig")]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert blocker.read_text() == "x"
 
 
 def test_theorem_command(tmp_path):
