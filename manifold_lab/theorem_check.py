@@ -60,12 +60,15 @@ def plot_theorem_check(records):
         colour = f"C{i}"
         m_fine = np.arange(m.min(), m.max() + 1)
         ax.plot(m_fine, kept_fraction(m_fine, n), color=colour, lw=1.5, label=f"n={n}: N(m,n)/2^m")
-        ax.plot(m_fine, np.clip(kept_fraction_bound(m_fine, n), 0, 1), color=colour, lw=1, ls=":")
+        # The appendix bound is a bound only for m >= n (below it nothing is kept).
+        m_bound = m_fine[m_fine >= n]
+        if m_bound.size:
+            ax.plot(m_bound, np.clip(kept_fraction_bound(m_bound, n), 0, 1), color=colour, lw=1, ls=":")
         ax.errorbar(m, [r["kept_mc"] for r in rs], yerr=[2 * r["stderr"] for r in rs], fmt="o", ms=3,
                     color=colour, capsize=2)
     ax.set_xlabel("m (output channels of ReLU(Bx))")
     ax.set_ylabel("kept (non-collapsed) fraction")
-    ax.set_title("Theorem 1: lines theory, points Monte Carlo +- 2 s.e., dotted the bound", fontsize=9)
+    ax.set_title("Theorem 1: lines theory, points Monte Carlo +- 2 s.e., dotted the bound (m >= n)", fontsize=9)
     ax.set_ylim(-0.03, 1.03)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()

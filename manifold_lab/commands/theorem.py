@@ -36,7 +36,7 @@ def run(args) -> int:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
     result = write_theorem_check(
         args.out, _range_list(args.m), int_list(args.n), n_matrices=args.matrices, n_points=args.points,
-        random_state=args.seed, progress=lambda it: tqdm(it, desc="(m, n)", leave=False),
+        random_state=args.seed, progress=lambda it: tqdm(it, desc="(m, n)", leave=False, disable=None),
     )
     recs = result["records"]
     worst = max(recs, key=lambda r: abs(r["z"]))
