@@ -225,7 +225,8 @@ def report(ctx: ReportContext) -> list[ReportItem]:
         return []
     line_keys = [k for k in ("bottleneck_act", "shortcut") if k in ctx.sweep_keys]
     panel_keys = [k for k in ctx.sweep_keys if k not in line_keys]
-    settings = sorted({tuple(r.param(k) for k in panel_keys) for r in runs}, key=str)
+    settings = sorted({tuple(r.param(k) for k in panel_keys) for r in runs},
+                      key=lambda t: tuple((isinstance(v, str), str(v) if isinstance(v, str) else v) for v in t))
     items = []
     for i, setting in enumerate(settings):
         sub = [r for r in runs if tuple(r.param(k) for k in panel_keys) == setting]
@@ -237,7 +238,10 @@ def report(ctx: ReportContext) -> list[ReportItem]:
                 depth, mean, lo, hi = curve_bands(group, metric)
                 colour = _ACT_COLOURS.get(act, "k")
                 label = f"{'linear' if act == 'identity' else act} bottleneck, {'shortcut' if shortcut else 'no shortcut'}"
-                ax.plot(depth, mean, "o-" if shortcut else "s--", ms=3, color=colour, label=label)
+                # relu and relu6 often coincide (ReLU6 rarely reaches 6 here): draw relu wider, underneath.
+                ax.plot(depth, mean, "o-" if shortcut else "s--", ms=3, color=colour, label=label,
+                        lw=3.5 if act == "relu" else 1.5, alpha=0.6 if act == "relu" else 1.0,
+                        zorder=1 if act == "relu" else 2)
                 ax.fill_between(depth, lo, hi, color=colour, alpha=0.15)
             ax.set_title(_LABELS[metric], fontsize=9)
             ax.set_xlabel("block")

@@ -41,7 +41,9 @@ class SpiralFigureParams(BaseModel):
 
 
 #: Per-dimension numbers of manifold_lab.figure1 kept as metrics ``<name>_n<dim>``.
-FIGURE_METRICS = ("collapsed_fraction", "invertible_fraction", "error_pinv", "error_linear", "error_knn")
+FIGURE_METRICS = (
+    "collapsed_fraction", "invertible_fraction", "error_pinv", "error_linear", "error_knn", "error_preimage",
+)
 
 
 def run(params: SpiralFigureParams, seed: int, ctx: RunContext) -> dict:
@@ -94,10 +96,13 @@ def report(ctx: ReportContext) -> list[ReportItem]:
             ))
         dims = first.param("dims")
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-        for name, ax in zip(FIGURE_METRICS, [axes[0], axes[0], axes[1], axes[1], axes[1]]):
+        for name, ax in zip(FIGURE_METRICS, [axes[0], axes[0], axes[1], axes[1], axes[1], axes[1]]):
             stats = [describe([r.metrics[f"{name}_n{d}"] for r in sub if f"{name}_n{d}" in r.metrics]) for d in dims]
             mean = [s["mean"] for s in stats]
-            ax.errorbar(dims, mean, yerr=[[m - s["ci_low"] if s["n"] > 1 else 0 for m, s in zip(mean, stats)],
+            # Intervals from few seeds can leave the metric's range: clip them to it for display
+            # (errors are drawn on a log axis, fractions lie in [0, 1]).
+            floor = 0.0 if ax is axes[0] else 1e-6
+            ax.errorbar(dims, mean, yerr=[[max(0.0, m - max(s["ci_low"], floor)) if s["n"] > 1 else 0 for m, s in zip(mean, stats)],
                                           [s["ci_high"] - m if s["n"] > 1 else 0 for m, s in zip(mean, stats)]],
                         fmt="o-", capsize=3, label=name.replace("_", " "))
         for ax, ylabel in zip(axes, ("fraction of points", "normalised reconstruction error")):
@@ -107,6 +112,8 @@ def report(ctx: ReportContext) -> list[ReportItem]:
             ax.set_xlabel("embedding dimension n")
             ax.set_ylabel(ylabel)
             ax.legend(fontsize=8)
+        axes[0].set_ylim(-0.03, 1.03)
+        axes[1].set_yscale("log")
         fig.suptitle(f"Figure 1 numbers vs n ({label}; mean over {len(sub)} seed(s), 95% t-interval)", fontsize=10)
         fig.tight_layout()
         name = f"figures/figure1_numbers_{i}.png"
