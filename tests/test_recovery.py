@@ -87,3 +87,25 @@ def test_reconstruction_errors_keys():
 def test_bad_input(B, Y, message):
     with pytest.raises(ValueError, match=message):
         relu_preimage(B, Y)
+
+
+def test_preimage_and_ranks_same_in_small_chunks(monkeypatch):
+    # Memory is bounded by processing patterns / points in chunks; the chunked
+    # path (here chunks of 1-2 points) must give the same answer.
+    import manifold_lab.metrics as metrics_module
+    import manifold_lab.recovery as recovery_module
+
+    rng = np.random.RandomState(7)
+    B = rng.standard_normal((9, 3))
+    B[1] = B[0]  # a rank-deficient pair so some patterns are flagged
+    X = rng.standard_normal((300, 3))
+    Y = np.maximum(X @ B.T, 0)
+    X_hat, ok = relu_preimage(B, Y)
+    collapsed = metrics_module.collapsed_mask(X, B)
+    monkeypatch.setattr(metrics_module, "CHUNK_FLOATS", 40)
+    monkeypatch.setattr(recovery_module, "CHUNK_FLOATS", 40)
+    X_hat_small, ok_small = relu_preimage(B, Y)
+    np.testing.assert_array_equal(ok_small, ok)
+    np.testing.assert_allclose(X_hat_small, X_hat, atol=1e-12)
+    np.testing.assert_array_equal(metrics_module.collapsed_mask(X, B), collapsed)
+    np.testing.assert_array_equal(ok, ~collapsed)  # without bias, Lemma 2's flag is "not collapsed"
