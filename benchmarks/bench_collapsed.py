@@ -10,7 +10,7 @@ of medians over ``--repeats`` runs (target: at most 3x).
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -22,19 +22,21 @@ from manifold_lab.manifolds import make_spiral
 from manifold_lab.metrics import collapsed_fraction
 
 
-def median_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
+def median_times(fns, repeats: int) -> list[float]:
+    """Median wall time of each function; the calls are interleaved so that
+    load from other processes on a shared machine hits every function alike."""
+    for fn in fns:
+        fn()  # warm-up
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+        for fn, ts in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - start)
+    return [float(np.median(ts)) for ts in times]
 
 
 def machine() -> str:
-    import os
-
     return f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, numpy {np.__version__}"
 
 
@@ -46,13 +48,15 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     X, _ = make_spiral(args.points, random_state=0)
     B = np.random.RandomState(0).standard_normal((30, 2))
-    reference = median_time(lambda: np.maximum(X @ B.T, 0), args.repeats)
-    ours = median_time(lambda: collapsed_fraction(X, B), args.repeats)
+    reference, ours = median_times([lambda: np.maximum(X @ B.T, 0), lambda: collapsed_fraction(X, B)],
+                                   args.repeats)
     result = {
         "benchmark": "collapsed_fraction vs np.maximum(X @ B.T, 0)",
         "points": args.points, "B_shape": [30, 2], "repeats": args.repeats,
         "reference_median_s": reference, "collapsed_fraction_median_s": ours,
         "ratio": ours / reference, "target": "<= 3", "machine": machine(),
+        # other jobs on a shared machine slow both timings; the 1-minute load says how busy it was
+        "load_average_1min": os.getloadavg()[0],
     }
     io.write_json(Path(args.out), result)
     print(f"bare ReLU map     {reference * 1e3:8.1f} ms (median of {args.repeats})")
