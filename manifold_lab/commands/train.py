@@ -1,0 +1,55 @@
+"""``manifold-lab train``: train one MobileNetV2 from a ``kind: mobilenetv2`` spec.
+
+Works unchanged under ``torchrun --nproc_per_node=N -m manifold_lab train ...``
+(DistributedDataParallel; only rank 0 writes). A spec with a sweep trains its
+grid point ``--point`` (default 0) with seed ``--seed`` (default: the spec's
+first seed); ``manifold-lab run`` runs whole sweeps.
+"""
+
+from __future__ import annotations
+
+HELP = "Train one MobileNetV2 from a YAML spec (kind: mobilenetv2); resumes from its checkpoint"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("spec", help="experiment YAML file (kind: mobilenetv2)")
+    p.add_argument("overrides", nargs="*", metavar="key.path=value", help="overrides, e.g. params.train.epochs=3")
+    p.add_argument("--out", help="run folder (default results/<name>/train/point<P>_seed<S>)")
+    p.add_argument("--point", type=int, default=0, help="grid point of the spec's sweep (default 0)")
+    p.add_argument("--seed", type=int, help="seed (default: the spec's first seed)")
+    p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint and start over")
+
+
+def run(args) -> int:
+    import json
+    import os
+    from pathlib import Path
+
+    from manifold_lab.experiment.spec import load_spec
+    from manifold_lab.experiment.sweep import plan
+
+    spec = load_spec(args.spec, args.overrides)
+    if spec.kind.name != "mobilenetv2":
+        raise ValueError(f"{args.spec} has kind {spec.kind.name!r}; train needs kind: mobilenetv2 "
+                         f"(use manifold-lab run for other kinds)")
+    if not 0 <= args.point < len(spec.points):
+        raise ValueError(f"--point must be in 0..{len(spec.points) - 1}, got {args.point}")
+    seed = spec.seeds[0] if args.seed is None else args.seed
+    if seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {seed}")
+    first = next(r for r in plan(spec) if r.point == args.point)
+    params = spec.kind.params.model_validate(first.params)
+    out = Path(args.out) if args.out else spec.output / "train" / f"point{args.point}_seed{seed}"
+    rank = int(os.environ.get("RANK", "0"))
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    from manifold_lab.train.trainer import train
+
+    metrics = train(params, out, seed=seed, resume=not args.no_resume, progress=True)
+    if rank == 0:
+        from manifold_lab import io
+
+        io.write_json(out / "metrics.json", metrics)
+        short = {k: v for k, v in metrics.items() if not k.startswith("curve_")}
+        print(json.dumps(short))
+    return 0 if metrics["status"] == "done" else 1

@@ -1,0 +1,102 @@
+"""Experiment kind ``mobilenetv2``: train one MobileNetV2 per run (``manifold_lab.train``).
+
+Params are ``manifold_lab.train.TrainConfig`` (model / data / optim / schedule /
+train). Metrics: final ``test_acc`` (fraction), ``test_loss``, ``train_acc``,
+``best_test_acc``, ``params``, per-epoch curves ``curve_*``. The report draws
+Figure 6-style accuracy-vs-epoch curves per variant (mean over seeds with a
+min-max band) and the Figure 7 plot of positive channels per ReLU layer.
+"""
+
+from __future__ import annotations
+
+from manifold_lab.kinds import Kind, ReportContext, ReportItem, RunContext
+from manifold_lab.train.config import TrainConfig
+
+
+def run(params: TrainConfig, seed: int, ctx: RunContext) -> dict:
+    from manifold_lab.train.trainer import train
+
+    return train(params, ctx.run_dir, seed=seed, progress=ctx.show_progress, log=ctx.log)
+
+
+def _variant(run, keys) -> str:
+    return ", ".join(f"{k.rsplit('.', 1)[-1]}={run.param(k)}" for k in keys) or "all runs"
+
+
+def report(ctx: ReportContext) -> list[ReportItem]:
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from manifold_lab.io import savefig
+
+    runs = [r for r in ctx.done_runs if r.metrics.get("curve_test_acc")]
+    if not runs:
+        return []
+    keys = list(ctx.sweep_keys)
+    variants: dict[str, list] = {}
+    for r in runs:
+        variants.setdefault(_variant(r, keys), []).append(r)
+    items = []
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for i, (label, rs) in enumerate(sorted(variants.items())):
+        n = min(len(r.metrics["curve_test_acc"]) for r in rs)
+        curves = np.array([r.metrics["curve_test_acc"][:n] for r in rs]) * 100
+        epochs = np.arange(1, n + 1)
+        ax.plot(epochs, curves.mean(0), color=f"C{i}", label=f"{label} ({len(rs)} seeds)")
+        ax.fill_between(epochs, curves.min(0), curves.max(0), color=f"C{i}", alpha=0.2)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test top-1 accuracy (%)")
+    ax.set_title(f"{ctx.name}: mean over seeds, band = min-max", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    savefig(fig, ctx.out_dir / "figures" / "accuracy_vs_epoch.png", dpi=130)
+    plt.close(fig)
+    items.append(ReportItem("Test accuracy vs epoch (Figure 6 style)", figure="figures/accuracy_vs_epoch.png"))
+
+    # Figure 7 for the first seed of each variant that has statistics.
+    stats = [(label, rs[0]) for label, rs in sorted(variants.items()) if (rs[0].run_dir / "relu_stats.json").exists()]
+    if stats:
+        fig, axes = plt.subplots(len(stats), 2, figsize=(11, 2.8 * len(stats)), squeeze=False)
+        lines = ["| variant | when | layers | layers with mean below C/6 | layers with min below C/6 |", "|---|---|---|---|---|"]
+        for row, (label, r) in enumerate(stats):
+            data = json.loads((r.run_dir / "relu_stats.json").read_text())
+            for col, when in enumerate(("step0", "final")):
+                recs = data.get(when) or []
+                ax = axes[row][col]
+                if not recs:
+                    ax.set_visible(False)
+                    continue
+                x = np.arange(len(recs))
+                frac = lambda k: np.array([rec[k] / rec["channels"] for rec in recs])  # noqa: E731
+                ax.fill_between(x, frac("min"), frac("max"), alpha=0.3, label="min-max")
+                ax.plot(x, frac("mean"), label="mean")
+                ax.axhline(1 / 6, color="k", ls="--", lw=1, label="threshold 1/6")
+                ax.set_ylim(0, 1)
+                ax.set_title(f"{label}: {when}", fontsize=8)
+                ax.set_xlabel("ReLU layer")
+                ax.set_ylabel("positive channels / C")
+                lines.append(f"| {label} | {when} | {len(recs)} | "
+                             f"{sum(rec['mean'] < rec['threshold'] for rec in recs)} | "
+                             f"{sum(rec['min'] < rec['threshold'] for rec in recs)} |")
+        axes[0][0].legend(fontsize=7)
+        fig.tight_layout()
+        savefig(fig, ctx.out_dir / "figures" / "relu_stats.png", dpi=110)
+        plt.close(fig)
+        items.append(ReportItem("Positive channels per ReLU layer (Figure 7 style)", figure="figures/relu_stats.png",
+                                caption="first seed of each variant; fraction of channels positive per position"))
+        items.append(ReportItem("Layers below the invertibility threshold", markdown="\n".join(lines)))
+    return items
+
+
+KIND = Kind(
+    name="mobilenetv2",
+    description="train MobileNetV2 (linear vs non-linear bottlenecks, shortcut placement) on real images",
+    params=TrainConfig,
+    run=run,
+    report=report,
+)

@@ -1,0 +1,95 @@
+"""The training configuration: one validated pydantic model, sectioned like the YAML.
+
+    model:    MobileNetV2 preset and ablation switches (manifold_lab.models)
+    data:     dataset, subset, batch sizes, augmentation (manifold_lab.data)
+    optim:    optimizer (sgd | rmsprop | adamw), learning rate, weight decay
+    schedule: learning-rate schedule per step (cosine | step | exponential | constant) + warm-up
+    train:    epochs, label smoothing, EMA, clipping, bf16, channels_last, compile, device
+
+Unknown keys are errors at every depth (``extra="forbid"``); every field has a
+default, so a spec only writes what it changes.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Act = Literal["identity", "relu", "relu6"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(_Section):
+    preset: Literal["imagenet", "cifar", "cifar_fast"] = Field(
+        "cifar_fast", description="strides: imagenet (Table 2), cifar (kuangliu), cifar_fast (c=24 stage at stride 2)")
+    width_mult: float = Field(1.0, gt=0, le=4, description="width multiplier")
+    bottleneck_act: Act = Field("identity", description="activation after the projection; identity = linear bottleneck")
+    shortcut: Literal["bottleneck", "expansion", "none"] = Field("bottleneck", description="where residuals go (Figure 6b)")
+    expand_ratio: int | None = Field(None, ge=1, le=32, description="override t of every expanding block")
+    expand_act: Act = "relu6"
+    depthwise_act: Act = "relu6"
+    dropout: float = Field(0.2, ge=0, lt=1, description="dropout before the classifier")
+
+
+class DataConfig(_Section):
+    name: Literal["cifar10", "cifar100", "cifar10_jpeg", "imagefolder", "digits"] = "digits"
+    root: str | None = Field(None, description="data folder or archive; None searches $MANIFOLD_LAB_DATA and ../shared/datasets")
+    subset: int | None = Field(None, ge=1, description="train images per class (None = all)")
+    eval_subset: int | None = Field(None, ge=1, description="test images per class (None = all)")
+    batch_size: int = Field(128, ge=1)
+    eval_batch_size: int | None = Field(None, ge=1)
+    augment: bool = Field(True, description="random crop (pad 4) + horizontal flip")
+    download: bool = False
+    cache_dir: str | None = None
+    num_workers: int = Field(4, ge=0, description="DataLoader workers (large ImageFolder images only)")
+    image_size: int | None = Field(None, ge=8, description="resize (digits: upscale 8x8 to this size)")
+    channels: int | None = Field(None, ge=1, le=3, description="digits only: 1 or 3 channels")
+
+
+class OptimConfig(_Section):
+    name: Literal["sgd", "rmsprop", "adamw"] = "sgd"
+    lr: float = Field(0.1, gt=0, description="peak learning rate (per batch of batch_size x world size)")
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = True
+    weight_decay: float = Field(5e-4, ge=0)
+    decay_bn_and_bias: bool = Field(False, description="apply weight decay to BN parameters and biases too")
+    alpha: float = Field(0.9, gt=0, lt=1, description="rmsprop: decay of the squared-gradient average")
+    eps: float = Field(1e-3, gt=0, description="rmsprop: TF-style epsilon, added inside the square root")
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+class ScheduleConfig(_Section):
+    name: Literal["cosine", "step", "exponential", "constant"] = "cosine"
+    warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up from 0")
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine: final lr / peak lr")
+    step_epochs: int = Field(30, ge=1, description="step: decay every this many epochs")
+    gamma: float = Field(0.1, gt=0, le=1, description="step: factor per decay")
+    decay: float = Field(0.98, gt=0, le=1, description="exponential: factor per epoch (the paper's 0.98)")
+
+
+class TrainSection(_Section):
+    epochs: int = Field(10, ge=1, le=10_000)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    grad_clip: float | None = Field(None, gt=0, description="max global gradient norm")
+    ema_decay: float | None = Field(None, gt=0, lt=1, description="EMA of weights (evaluated instead of the raw weights)")
+    bf16: bool = Field(False, description="bf16 autocast where the device supports it")
+    channels_last: bool = False
+    compile: bool = Field(False, description="torch.compile the model")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (None = torch's default)")
+    deterministic: bool = Field(True, description="torch.use_deterministic_algorithms (warn only)")
+    relu_stats: bool = Field(True, description="Figure 7 statistics at step 0 and at the end")
+    relu_stats_images: int = Field(256, ge=1, description="test images used for the Figure 7 statistics")
+    checkpoint: bool = Field(True, description="checkpoint every epoch for exact resume")
+
+
+class TrainConfig(_Section):
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    optim: OptimConfig = OptimConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    train: TrainSection = TrainSection()
