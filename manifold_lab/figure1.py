@@ -34,12 +34,15 @@ DEFAULT_DIMS = (2, 3, 5, 15, 30)
 NUMBERS = ("collapsed_fraction", "invertible_fraction", "error_pinv", "error_linear", "error_knn", "error_preimage")
 
 
-def check_dims(dims, d: int) -> tuple[int, ...]:
+def check_dims(dims, d: int, manifold: str = "the manifold") -> tuple[int, ...]:
+    """The dimensions ``n`` to embed into: integers, each at least the ambient dimension ``d`` of ``X``."""
     dims = tuple(dims)
     if not dims:
         raise ValueError("dims must list at least one dimension n, e.g. 2,3,5,15,30")
     for n in dims:
-        check_int(n, "dims entry", minimum=d)
+        check_int(n, "dims entry", minimum=1)
+        if n < d:
+            raise ValueError(f"dims entry must be >= {d} (the points of {manifold} live in R^{d}), got {n}")
     return dims
 
 
@@ -61,7 +64,7 @@ def figure1_data(*, manifold="spiral", dims=DEFAULT_DIMS, n_points=5000, noise=0
     n_points = check_int(n_points, "n_points", minimum=20)
     rng = check_random_state(random_state)
     X, t = generator(n_points, noise=noise, random_state=rng)
-    dims = check_dims(dims, X.shape[1])
+    dims = check_dims(dims, X.shape[1], manifold)
     outputs, rows = {}, []
     for n in dims:
         _, T = embed(X, n, kind="gaussian", random_state=rng)

@@ -126,7 +126,7 @@ def knn_decoder(X, Y, *, n_neighbors=10, test_fraction=0.25, random_state=None):
     return X[test], model.predict(Y[test])
 
 
-def reconstruction_errors(X, Y, *, T=None, B=None, n_neighbors=10, random_state=None) -> dict[str, float]:
+def reconstruction_errors(X, Y, T=None, *, B=None, n_neighbors=10, random_state=None) -> dict[str, float]:
     """Normalized errors of every decoder of ``X`` (N, d) from the layer output ``Y`` (N, m).
 
     Keys: ``linear`` and ``knn`` always; ``pinv`` (``T^+ Y``) when the embedding

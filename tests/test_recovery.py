@@ -70,7 +70,7 @@ def test_reconstruction_errors_keys():
     rng = np.random.RandomState(2)
     X, T = rng.standard_normal((300, 2)), rng.standard_normal((30, 2))
     Y = np.maximum(X @ T.T, 0)
-    errors = reconstruction_errors(X, Y, T=T, B=T, random_state=0)
+    errors = reconstruction_errors(X, Y, T, B=T, random_state=0)
     assert set(errors) == {"linear", "knn", "pinv", "preimage"}
     assert errors["preimage"] < 1e-20  # m = 30 >> d = 2: every point is invertible here
     assert set(reconstruction_errors(X, Y)) == {"linear", "knn"}
