@@ -28,10 +28,11 @@ __all__ = ["kept_fraction", "collapsed_fraction_theory", "kept_fraction_bound", 
 
 
 def n_mn(m: int, n: int) -> int:
-    """``N_{m,n} = sum_{k=0}^{m-n} C(m, k)`` as an exact integer (0 when ``m < n``)."""
+    """``N_{m,n} = sum_{k=0}^{m-n} C(m, k)`` as an exact integer (0 when ``m < n``, ``2^m`` when ``n <= 0``)."""
     m = check_int(m, "m", minimum=0)
-    n = check_int(n, "n", minimum=0)
-    return sum(math.comb(m, k) for k in range(0, m - n + 1))
+    n = check_int(n, "n")
+    # n <= 0 as the formula reads: every C(m, k) with k <= m is summed, N = 2^m.
+    return sum(math.comb(m, k) for k in range(0, min(m, m - n) + 1))
 
 
 def _kept_exact(m: int, n: int) -> Fraction:
@@ -54,12 +55,13 @@ def kept_fraction(m, n):
     m : int or array of int
         Output channels of ``ReLU(Bx)`` (rows of ``B``), ``m >= 0``.
     n : int or array of int
-        Dimension of the input set (columns of ``B``), ``n >= 0``.
+        Dimension of the input set (columns of ``B``); ``n <= 0`` is read by the
+        formula (``N_{m,n} = 2^m``).
 
     Returns
     -------
     float or ndarray
-        ``P(Binomial(m, 1/2) >= n)``; 0 when ``m < n``, 1 when ``n = 0``.
+        ``P(Binomial(m, 1/2) >= n)``; 0 when ``m < n``, 1 when ``n <= 0``.
     """
     return _vectorize(lambda a, b: float(_kept_exact(a, b)), m, n)
 

@@ -90,3 +90,17 @@ def test_theorem_command(tmp_path):
     recs = json.loads((out / "theorem1.json").read_text())["records"]
     assert len(recs) == 10
     assert "within 3 standard errors" in res.stdout
+
+
+def test_spiral_in_process_matches_the_library(tmp_path, capsys):
+    from manifold_lab.cli import main
+    from manifold_lab.figure1 import figure1_data
+
+    out = tmp_path / "fig"
+    assert main(["spiral", "--points", "400", "--dims", "2,15", "--seed", "3", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["figure1.csv", "figure1.json", "figure1.pdf", "figure1.png"]
+    assert "wrote" in capsys.readouterr().out
+    written = json.loads((out / "figure1.json").read_text())
+    assert written["seed"] == 3 and written["n_points"] == 400
+    *_, rows = figure1_data(dims=(2, 15), n_points=400, random_state=3)  # same seed, same numbers
+    assert written["rows"] == rows

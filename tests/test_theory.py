@@ -31,7 +31,8 @@ def test_large_m_no_overflow_and_symmetry():
 
 
 def test_edge_cases_and_scipy_agreement():
-    assert kept_fraction(2, 3) == 0.0 and kept_fraction(5, 0) == 1.0
+    assert kept_fraction(2, 3) == 0.0 and kept_fraction(5, 0) == 1.0 and kept_fraction(5, -2) == 1.0
+    assert n_mn(0, 0) == 1 and n_mn(3, -1) == 8 and n_mn(2, 3) == 0
     assert n_mn(4, 2) == 1 + 4 + 6
     ms = np.arange(1, 40)
     np.testing.assert_allclose(kept_fraction(ms, 3), stats.binom.sf(2, ms, 0.5), rtol=1e-12)
@@ -45,7 +46,7 @@ def test_bound_is_below_the_exact_value_for_m_at_least_n():
             assert kept_fraction_bound(m, n) <= kept_fraction(m, n) + 1e-15
 
 
-@pytest.mark.parametrize("bad", [(-1, 2), (3, -1), (2.5, 1), ("3", 1)])
+@pytest.mark.parametrize("bad", [(-1, 2), (3, 1.0), (2.5, 1), ("3", 1), (True, 1)])
 def test_bad_arguments(bad):
     with pytest.raises(ValueError):
         kept_fraction(*bad)
