@@ -83,13 +83,18 @@ def test_out_must_not_be_a_file(tmp_path, capsys):
     assert blocker.read_text() == "x"
 
 
-def test_theorem_command(tmp_path):
+def test_theorem_command(tmp_path, capsys):
+    from manifold_lab.cli import main
+    from manifold_lab.theory import kept_fraction
+
     out = tmp_path / "th"
-    res = cli("theorem", "--m", "2-6", "--n", "1,2", "--matrices", "50", "--points", "100", "--out", str(out))
-    assert res.returncode == 0, res.stderr
+    assert main(["theorem", "--m", "2-6", "--n", "1,2", "--matrices", "50", "--points", "100", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["theorem1.csv", "theorem1.json", "theorem1.pdf", "theorem1.png"]
     recs = json.loads((out / "theorem1.json").read_text())["records"]
-    assert len(recs) == 10
-    assert "within 3 standard errors" in res.stdout
+    assert sorted((r["m"], r["n"]) for r in recs) == [(m, n) for m in range(2, 7) for n in (1, 2)]
+    assert all(r["kept_theory"] == kept_fraction(r["m"], r["n"]) for r in recs)
+    assert len((out / "theorem1.csv").read_text().splitlines()) == 1 + len(recs)
+    assert "within 3 standard errors" in capsys.readouterr().out
 
 
 def test_spiral_in_process_matches_the_library(tmp_path, capsys):
