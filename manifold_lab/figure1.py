@@ -45,6 +45,8 @@ def check_dims(dims, d: int, manifold: str = "the manifold") -> tuple[int, ...]:
         check_int(n, "dims entry", minimum=1)
         if n < d:
             raise ValueError(f"dims entry must be >= {d} (the points of {manifold} live in R^{d}), got {n}")
+    if len(set(dims)) != len(dims):
+        raise ValueError(f"dims must not repeat a dimension (one panel per n), got {','.join(map(str, dims))}")
     return dims
 
 

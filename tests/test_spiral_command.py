@@ -30,6 +30,7 @@ def test_spiral_writes_figure_and_numbers(tmp_path):
 BAD_INPUT = [
     (["spiral", "--dims", "1,3"], "dims entry must be >= 2"),
     (["spiral", "--dims", "2,x"], "comma-separated integers"),
+    (["spiral", "--dims", "2,5,2"], "must not repeat"),
     (["spiral", "--manifold", "helix", "--dims", "2,5"], "points of helix live in R^3"),
     (["spiral", "--points", "0"], "n_points must be >= 20"),
     (["spiral", "--manifold", "klein"], "'spiral'"),
