@@ -21,7 +21,7 @@ is images/s over ``--batches`` batches after ``--warmup`` batches (worker
 start-up excluded), the median of ``--repeats`` runs.
 
 Run from the repository root:  python benchmarks/bench_augment.py
-Writes benchmarks/results/augment.json and benchmarks/augment.md.
+Writes benchmarks/results/augment.json and benchmarks/results/augment.md (quoted in benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", default=str(HERE / "results" / "augment.json"))
-    parser.add_argument("--md", default=str(HERE / "augment.md"))
+    parser.add_argument("--md", default=str(HERE / "results" / "augment.md"))
     args = parser.parse_args(argv)
 
     data = load_dataset("cifar10_jpeg", root=args.root, cache_dir=args.cache_dir)

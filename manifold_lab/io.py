@@ -28,6 +28,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         dir=path.parent, prefix=f".{path.name}.", suffix=suffix if suffix is not None else path.suffix
     )
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
     tmp_path = Path(tmp)
     try:
         yield tmp_path
@@ -35,6 +36,12 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -60,6 +67,8 @@ def savefig(fig: Any, path: str | os.PathLike, **kwargs: Any) -> Path:
     """``fig.savefig`` through a temporary file (format taken from the suffix)."""
     path = Path(path)
     kwargs.setdefault("format", path.suffix.lstrip(".") or "png")
+    if kwargs["format"] == "pdf":
+        kwargs.setdefault("metadata", {"CreationDate": None})  # same figure, same bytes
     with atomic_path(path) as tmp:
         fig.savefig(tmp, **kwargs)
     return path
