@@ -73,13 +73,45 @@ def _print_plan(spec, runs, root, header: bool) -> None:
         print(f"{run.index:>{width}}  {run.run_id}  {state:<8}  seed={run.seed}  {format_values(run.sweep_values)}")
 
 
+def _run_suite(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from manifold_lab.experiment.runner import run_experiment
+    from manifold_lab.experiment.spec import display_path
+    from manifold_lab.experiment.suite import load_suite, write_suite_report
+
+    suite = load_suite(args.spec, args.overrides)
+    if args.run_index is not None:
+        raise ValueError("--run-index applies to single experiment files, not to a suite; run a part instead")
+    root = Path(args.out) if args.out else Path("results") / suite.name
+    status, lines = 0, []
+    for spec in suite.parts:
+        if args.list or args.dry_run:
+            print(f"part {spec.name} ({display_path(spec.source)}):")
+            args_part = argparse.Namespace(**{**vars(args), "spec": str(spec.source), "overrides": [],
+                                              "out": str(root / spec.name)})
+            run(args_part)
+            continue
+        summary = run_experiment(spec, out=root / spec.name, jobs=args.jobs, force=args.force)
+        lines.append(summary.line(spec.name))
+        print(lines[-1])
+        status = max(status, 1 if summary.failed or summary.report_error else 0)
+    if not (args.list or args.dry_run):
+        command = f"manifold-lab run {display_path(suite.source)}" + (f" --out {args.out}" if args.out else "")
+        print(f"report: {display_path(write_suite_report(suite, root, lines, command))}")
+    return status
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from manifold_lab.experiment.runner import check_plan, run_experiment
     from manifold_lab.experiment.spec import load_spec
+    from manifold_lab.experiment.suite import is_suite
     from manifold_lab.experiment.sweep import plan
 
+    if is_suite(args.spec):
+        return _run_suite(args)
     spec = load_spec(args.spec, args.overrides)
     root = Path(args.out) if args.out else spec.output
     if args.list or args.dry_run:
