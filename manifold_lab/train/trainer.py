@@ -129,7 +129,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool 
     stats: dict = {}
     if resume and ckpt_path.exists():
         state = load_checkpoint(ckpt_path)
-        if state.get("config") != config_record:
+        if {k: state.get(k) for k in config_record} != config_record:
             raise ValueError(f"checkpoint {ckpt_path} was written for a different config or seed; "
                              f"delete it or train with --no-resume")
         model.load_state_dict(state["model"])
