@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils import check_random_state
 
-from manifold_lab._checks import check_bias, check_int, check_matrix_for, check_points
+from manifold_lab._checks import check_int
+from manifold_lab.relu_maps import pre_activation
 
 __all__ = [
     "active_mask",
@@ -33,13 +34,7 @@ CHUNK_FLOATS = 2**23
 
 def active_mask(X, B, *, bias=None) -> np.ndarray:
     """Boolean ``(N, m)``: ``(X B^T + bias) > 0``."""
-    X = check_points(X, "X")
-    B = check_matrix_for(X, B)
-    b = check_bias(bias, B.shape[0])
-    pre = X @ B.T
-    if b is not None:
-        pre += b
-    return pre > 0
+    return pre_activation(X, B, bias=bias) > 0
 
 
 def active_counts(X, B, *, bias=None) -> np.ndarray:

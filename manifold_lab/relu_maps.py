@@ -34,19 +34,24 @@ BOTTLENECK_ACTS = ("identity", "relu", "relu6")
 EXPAND_ACTS = ("relu", "relu6", "leaky_relu")
 
 
-def relu_map(X, B, *, act="relu", bias=None) -> np.ndarray:
-    """``act(X B^T + bias)``: points ``X`` (N, d), ``B`` (m, d) -> (N, m).
-
-    ``act`` is one of ``identity``, ``relu``, ``relu6``, ``leaky_relu``.
-    """
-    f = get_activation(act)
+def pre_activation(X, B, *, bias=None) -> np.ndarray:
+    """``X B^T + bias`` for points ``X`` (N, d) and ``B`` (m, d), validated: (N, m)."""
     X = check_points(X, "X")
     B = check_matrix_for(X, B)
     b = check_bias(bias, B.shape[0])
     pre = X @ B.T
     if b is not None:
         pre += b
-    return f(pre)
+    return pre
+
+
+def relu_map(X, B, *, act="relu", bias=None) -> np.ndarray:
+    """``act(X B^T + bias)``: points ``X`` (N, d), ``B`` (m, d) -> (N, m).
+
+    ``act`` is one of ``identity``, ``relu``, ``relu6``, ``leaky_relu``.
+    """
+    f = get_activation(act)
+    return f(pre_activation(X, B, bias=bias))
 
 
 @dataclass

@@ -23,10 +23,10 @@ their values at the final depth (scalars, aggregated over seeds).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from manifold_lab.kinds import Kind, ReportContext, ReportItem, RunContext, RunRecord
 
@@ -68,11 +68,22 @@ def panel_label(keys: Sequence[str], values: Sequence[Any]) -> str:
 # --------------------------------------------------------------------------- params and run
 
 
+def _known_manifold(value: str) -> str:
+    from manifold_lab.manifolds import get_manifold
+
+    get_manifold(value)  # ValueError listing the names
+    return value
+
+
+#: A manifold name of ``manifold_lab.manifolds.MANIFOLDS``, validated (shared by the manifold kinds).
+ManifoldName = Annotated[str, AfterValidator(_known_manifold)]
+
+
 class RecoverabilityParams(BaseModel):
     """An embedded manifold through ``depth`` random inverted-residual blocks at width ``k``."""
 
     model_config = ConfigDict(extra="forbid")
-    manifold: str = Field("spiral", description="a generator of manifold_lab.manifolds.MANIFOLDS")
+    manifold: ManifoldName = Field("spiral", description="a generator of manifold_lab.manifolds.MANIFOLDS")
     n_samples: int = Field(1000, ge=20, le=200_000)
     noise: float = Field(0.0, ge=0.0)
     embedding: Literal["gaussian", "orthogonal"] = Field(
@@ -85,15 +96,6 @@ class RecoverabilityParams(BaseModel):
     shortcut: bool = Field(True, description="residual connection between bottlenecks")
     expand_act: Literal["relu", "relu6"] = Field("relu6", description="activation of the expansion layer")
     n_neighbors: int = Field(10, ge=1, le=1000, description="k of kNN decoder, trustworthiness, kNN overlap")
-
-    @field_validator("manifold")
-    @classmethod
-    def _known_manifold(cls, value: str) -> str:
-        from manifold_lab.manifolds import MANIFOLDS
-
-        if value not in MANIFOLDS:
-            raise ValueError(f"manifold={value!r} is not one of {sorted(MANIFOLDS)}")
-        return value
 
     @model_validator(mode="after")
     def _width_holds_manifold(self) -> "RecoverabilityParams":

@@ -36,7 +36,6 @@ adaptive, so any input resolution at least the total stride works.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 
 import torch
 from torch import nn
