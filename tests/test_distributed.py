@@ -1,6 +1,8 @@
 """A real 2-process DistributedDataParallel job (gloo on CPU) through torchrun."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 
@@ -13,7 +15,14 @@ def test_torchrun_two_processes_gloo(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "manifold_lab", "train", "experiments/smoke/figure6a.yaml", "params.train.epochs=2",
            "params.data.subset=20", "params.data.eval_subset=11", "params.data.batch_size=16", "--out", str(out)]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both workers: no orphans left behind
+        proc.communicate()
+        pytest.fail("the 2-process job did not finish in 300 s")
+    res = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
     assert res.returncode == 0, res.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["status"] == "done" and metrics["epochs"] == 2
