@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import bench_augment, bench_collapsed
+from benchmarks import bench_augment, bench_collapsed, bench_train_step
 
 
 def main() -> int:
     bench_collapsed.main([])
+    bench_train_step.main([])
     try:
         return int(bench_augment.main([]) or 0)
     except FileNotFoundError as exc:
