@@ -32,15 +32,20 @@ the last 1x1 conv, which stays 1280 for ``width_mult < 1`` and scales above.
 ``stem_stride`` and ``stage_strides`` (one per row of the table) adapt the
 network to small inputs (the CIFAR presets in ``PRESETS``); pooling is
 adaptive, so any input resolution at least the total stride works.
+
+``with model.eval().memory_efficient(t_prime):`` runs every block in ``t_prime``
+channel groups (section 5.1, ``manifold_lab.models.memory_efficient``).
 """
 
 from __future__ import annotations
 
+import contextlib
 
 import torch
 from torch import nn
 
 from manifold_lab.models.layers import ConvBNAct, init_weights, make_activation, make_divisible
+from manifold_lab.models.memory_efficient import check_t_prime, memory_efficient_forward
 
 #: Table 2 of the paper: [t, c, n, s].
 TABLE2 = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
@@ -83,6 +88,8 @@ class InvertedResidual(nn.Module):
         self.conv_pwl = nn.Conv2d(hidden, oup, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(oup)
         self.act3 = make_activation(bottleneck_act, what="bottleneck_act")
+        #: Channel groups of the memory-efficient forward (section 5.1); None = the standard forward.
+        self.t_prime: int | None = None
 
     def expand(self, x: torch.Tensor) -> torch.Tensor:
         """The expanded tensor ``e = act1(bn1(conv_pw(x)))``: (B, t k, H, W)."""
@@ -101,6 +108,8 @@ class InvertedResidual(nn.Module):
         return (x + out if self.use_res_connect else out), e
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.t_prime is not None:
+            return memory_efficient_forward(self, x, self.t_prime)
         out = self.project(self.expand(x))
         return x + out if self.use_res_connect else out
 
@@ -178,6 +187,7 @@ class MobileNetV2(nn.Module):
                 input_channel = out_channel
         layers.append(ConvBNAct(input_channel, self.last_channel, 1, act=expand_act))
         self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)  # a module (no parameters) so hooks see the pooled vector
         self.classifier = nn.Sequential(nn.Dropout(p=dropout), nn.Linear(self.last_channel, int(num_classes)))
         init_weights(self)
 
@@ -213,8 +223,31 @@ class MobileNetV2(nn.Module):
             raise ValueError(f"input must be (batch, channels, height, width), got shape {tuple(x.shape)}")
         self.check_resolution(min(x.shape[-2:]))
         x = self.forward_features(x)
-        x = nn.functional.adaptive_avg_pool2d(x, 1).flatten(1)
+        x = self.pool(x).flatten(1)
         return self.classifier(x)
+
+    @contextlib.contextmanager
+    def memory_efficient(self, t_prime: int):
+        """Context in which every block runs the memory-efficient forward with ``t_prime`` groups.
+
+        Paper section 5.1 (``manifold_lab.models.memory_efficient``); eval mode only. The
+        previous setting is restored on exit. ``with model.eval().memory_efficient(3): model(x)``
+        """
+        check_t_prime(t_prime)
+        if self.training:
+            raise ValueError("memory-efficient inference needs the model in eval mode (call model.eval())")
+        if self.shortcut == "expansion":
+            raise ValueError("memory-efficient inference is not available with shortcut='expansion' "
+                             "(the shortcut adds whole expanded tensors)")
+        blocks = [m for m in self.features if isinstance(m, InvertedResidual)]
+        before = [b.t_prime for b in blocks]
+        for b in blocks:
+            b.t_prime = t_prime
+        try:
+            yield self
+        finally:
+            for b, t in zip(blocks, before):
+                b.t_prime = t
 
 
 def mobilenet_v2(preset: str = "imagenet", **overrides) -> MobileNetV2:

@@ -1,0 +1,47 @@
+"""``manifold-lab models``: parameters and multiply-adds of the model presets; ``--table3`` writes Table 3."""
+
+from __future__ import annotations
+
+HELP = "parameters and MACs of the MobileNetV2 presets (and MobileNetV1); --table3 writes the Table 3 comparison"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--preset", default=None,
+                   help="one MobileNetV2 preset (imagenet, cifar, cifar_fast); default: all, plus MobileNetV1")
+    p.add_argument("--width", type=float, default=None, help="width multiplier (default: the preset's)")
+    p.add_argument("--resolution", type=int, default=None,
+                   help="input size in pixels (default: 224 for imagenet / MobileNetV1, 32 for the CIFAR presets)")
+    p.add_argument("--table3", action="store_true", help="write the Table 3 comparison (table3.md, table3.csv)")
+    p.add_argument("--out", default="results/table3", help="output folder of --table3 (default results/table3)")
+
+
+def run(args) -> int:
+    from manifold_lab.models import PRESETS, count_macs, count_parameters, mobilenet_v2
+    from manifold_lab.models.mobilenetv1 import MobileNetV1
+
+    if args.table3:
+        from manifold_lab.models.table3 import write_table3
+
+        md, csv_path = write_table3(args.out)
+        print(f"wrote {md} and {csv_path}")
+        return 0
+    if args.preset is not None and args.preset not in PRESETS:
+        raise ValueError(f"--preset {args.preset!r} is not one of {', '.join(PRESETS)}")
+    if args.resolution is not None and args.resolution < 1:
+        raise ValueError(f"--resolution must be >= 1, got {args.resolution}")
+    overrides = {} if args.width is None else {"width_mult": args.width}
+    entries = []
+    for name in [args.preset] if args.preset else list(PRESETS):
+        model = mobilenet_v2(name, **overrides)
+        entries.append((f"mobilenet_v2/{name}", model, args.resolution or (32 if "cifar" in name else 224)))
+    if args.preset is None:
+        entries.append(("mobilenet_v1", MobileNetV1(**overrides), args.resolution or 224))
+    print(f"{'model':<24} {'width':>5} {'classes':>7} {'input':>7} {'params':>11} {'MACs':>14}")
+    for label, model, size in entries:
+        if hasattr(model, "check_resolution"):
+            model.check_resolution(size)
+        macs = count_macs(model, (1, 3, size, size))
+        classes = model.classifier[-1].out_features
+        print(f"{label:<24} {args.width or 1.0:>5g} {classes:>7} {size:>4}^2 {count_parameters(model):>11,} "
+              f"{macs / 1e6:>13.2f}M")
+    return 0
