@@ -1,7 +1,8 @@
-"""The model zoo: MobileNetV2 with ablation switches (and its counters)."""
+"""The model zoo: MobileNetV2 with ablation switches, MobileNetV1 (Table 3 baseline), and their counters."""
 
 from manifold_lab.models.complexity import count_macs, count_parameters
 from manifold_lab.models.layers import ACTIVATIONS, make_divisible
+from manifold_lab.models.mobilenetv1 import MobileNetV1
 from manifold_lab.models.mobilenetv2 import (
     PRESETS,
     SHORTCUTS,
@@ -14,6 +15,6 @@ from manifold_lab.models.mobilenetv2 import (
 )
 
 __all__ = [
-    "ACTIVATIONS", "PRESETS", "SHORTCUTS", "TABLE2", "InvertedResidual", "MobileNetV2", "bottleneck_modules",
+    "ACTIVATIONS", "PRESETS", "SHORTCUTS", "TABLE2", "InvertedResidual", "MobileNetV1", "MobileNetV2", "bottleneck_modules",
     "count_macs", "count_parameters", "make_divisible", "mobilenet_v2", "relu_modules",
 ]
