@@ -12,7 +12,9 @@ the ``t k`` inner channels split into ``t'`` groups ``G_1 .. G_t'``::
 applied once after accumulating: splitting them per group would be wrong.
 Only one group of the expanded tensor, ``(B, |G_i|, H, W)``, and its depthwise
 output ``(B, |G_i|, H / s, W / s)`` are alive at a time, besides the input and
-the ``(B, k', H / s, W / s)`` accumulator. Multiply-adds do not depend on ``t'``;
+the ``(B, k', H / s, W / s)`` accumulator: the BN of the expansion and of the
+depthwise conv is folded into the group's conv weights and ReLU / ReLU6 run in
+place, so no second copy of a group is made. Multiply-adds do not depend on ``t'``;
 many small matrix products run slower, hence the paper's ``t'`` of 2-5.
 
 Groups are ``numpy.array_split``-sized: ``t'`` need not divide ``t k``
@@ -22,6 +24,7 @@ Groups are ``numpy.array_split``-sized: ``t'`` need not divide ``t k``
 from __future__ import annotations
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 
@@ -32,14 +35,31 @@ def check_t_prime(t_prime) -> int:
     return t_prime
 
 
-def _eval_bn(bn, x: torch.Tensor, index: slice) -> torch.Tensor:
-    """BatchNorm2d ``bn`` in eval mode restricted to the channels ``index`` of its input."""
-    return F.batch_norm(x, bn.running_mean[index], bn.running_var[index], bn.weight[index], bn.bias[index],
-                        training=False, eps=bn.eps)
+def _folded(conv_weight: torch.Tensor, bn, index: slice) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of ``conv`` followed by eval-mode ``bn``, for the output channels ``index``.
+
+    ``bn(conv(x)) = conv(x; w * a) + (beta - mu * a)`` with ``a = gamma / sqrt(var + eps)``: folding
+    saves the separate BN output tensor.
+    """
+    a = bn.weight[index] / torch.sqrt(bn.running_var[index] + bn.eps)
+    return conv_weight * a.view(-1, *([1] * (conv_weight.ndim - 1))), bn.bias[index] - bn.running_mean[index] * a
+
+
+def _act_(act, x: torch.Tensor) -> torch.Tensor:
+    """Apply a registry activation in place when it is ReLU / ReLU6 (no second tensor), else out of place."""
+    if isinstance(act, nn.ReLU6):
+        return x.clamp_(0.0, 6.0)
+    if isinstance(act, nn.ReLU):
+        return x.relu_()
+    return act(x)
 
 
 def memory_efficient_forward(block, x: torch.Tensor, t_prime: int) -> torch.Tensor:
     """Output of ``block`` (an ``InvertedResidual`` in eval mode) computed in ``t_prime`` channel groups.
+
+    Per group ``G``: expansion conv with ``bn1`` folded into its weights, ``act1`` in place, depthwise
+    conv with ``bn2`` folded, ``act2`` in place, projection ``conv_pwl[:, G]`` added to the accumulator.
+    After the last group: ``bn3`` and ``act3`` (in place) and the shortcut.
 
     Parameters
     ----------
@@ -48,12 +68,13 @@ def memory_efficient_forward(block, x: torch.Tensor, t_prime: int) -> torch.Tens
         expansion shortcut need the whole expanded tensor and are rejected.
     x : torch.Tensor, shape (B, k, H, W)
     t_prime : int
-        Number of groups of the ``t k`` expanded channels (1 = the standard forward).
+        Number of groups of the ``t k`` expanded channels (1 = one group: the standard block,
+        with BN folded and in-place activations).
 
     Returns
     -------
     torch.Tensor, shape (B, k', H / s, W / s)
-        Equal to ``block(x)`` up to floating-point summation order.
+        Equal to ``block(x)`` up to floating-point rounding.
     """
     check_t_prime(t_prime)
     if block.training:
@@ -72,16 +93,21 @@ def memory_efficient_forward(block, x: torch.Tensor, t_prime: int) -> torch.Tens
         g = slice(start, start + size)
         start += size
         if expanded:
-            e = F.conv2d(x, block.conv_pw.weight[g])
-            e = block.act1(_eval_bn(block.bn1, e, g))
+            w, b = _folded(block.conv_pw.weight[g], block.bn1, g)
+            e = _act_(block.act1, F.conv2d(x, w, b))
         else:
             e = x[:, g]
-        d = F.conv2d(e, block.conv_dw.weight[g], stride=block.conv_dw.stride, padding=block.conv_dw.padding,
-                     groups=size)
+        w, b = _folded(block.conv_dw.weight[g], block.bn2, g)
+        d = F.conv2d(e, w, b, stride=block.conv_dw.stride, padding=block.conv_dw.padding, groups=size)
         del e  # the group's expanded slice is dead once the depthwise output exists
-        d = block.act2(_eval_bn(block.bn2, d, g))
+        d = _act_(block.act2, d)
         part = F.conv2d(d, block.conv_pwl.weight[:, g])
         del d
         out = part if out is None else out.add_(part)
-    out = block.act3(block.bn3(out))
-    return x + out if block.use_res_connect else out
+        del part
+    # bn3 is affine on the *sum*: applied once, after accumulating, in place
+    bn = block.bn3
+    a = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    out = out.mul_(a.view(1, -1, 1, 1)).add_((bn.bias - bn.running_mean * a).view(1, -1, 1, 1))
+    out = _act_(block.act3, out)
+    return out.add_(x) if block.use_res_connect else out
