@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import bench_augment, bench_collapsed, bench_train_step
+from benchmarks import bench_augment, bench_collapsed, bench_memory_efficient, bench_train_step
 
 
 def main() -> int:
     bench_collapsed.main([])
     bench_train_step.main([])
+    bench_memory_efficient.main([])
     try:
         return int(bench_augment.main([]) or 0)
     except FileNotFoundError as exc:
