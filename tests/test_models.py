@@ -7,6 +7,7 @@ from manifold_lab.models import (
     InvertedResidual,
     MobileNetV2,
     bottleneck_modules,
+    check_resolution,
     count_macs,
     count_parameters,
     make_divisible,
@@ -134,3 +135,22 @@ def test_bad_arguments(kwargs, message):
 def test_resolution_too_small():
     with pytest.raises(ValueError, match=r"input resolution 16 is too small .*\(total stride 32\)"):
         MobileNetV2()(torch.randn(1, 3, 16, 16))
+
+
+def test_check_resolution_helper():
+    assert check_resolution([2, 1, 2, 2, 2, 1, 2, 1], 32) == 32
+    assert check_resolution(mobilenet_v2("cifar"), 8) == 8  # stem 1, c=24 stage 1: 32 -> 4 pixels
+    with pytest.raises(ValueError, match=r"input resolution 4 is too small .*\(total stride 8\).*presets"):
+        mobilenet_v2("cifar").check_resolution(4)
+    with pytest.raises(ValueError, match="size must be a positive integer"):
+        check_resolution([2], 0)
+    with pytest.raises(ValueError, match="strides must be >= 1"):
+        check_resolution([2, 0], 8)
+
+
+def test_expansion_shortcut_needs_equal_expansions():
+    # two rows of equal c but different t: their expanded tensors (6 x 16 vs 4 x 16) cannot be added
+    setting = [(1, 16, 1, 1), (6, 16, 2, 1), (4, 16, 2, 1)]
+    model = MobileNetV2(num_classes=3, shortcut="expansion", setting=setting, stem_stride=1).eval()
+    assert [b.expansion_residual for b in blocks(model)] == [False, False, True, False, True]
+    assert model(torch.randn(1, 3, 8, 8)).shape == (1, 3)

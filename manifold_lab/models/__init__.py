@@ -1,7 +1,7 @@
 """The model zoo: MobileNetV2 with ablation switches, MobileNetV1 (Table 3 baseline), and their counters."""
 
 from manifold_lab.models.complexity import count_macs, count_parameters
-from manifold_lab.models.layers import ACTIVATIONS, make_divisible
+from manifold_lab.models.layers import ACTIVATIONS, check_resolution, make_divisible
 from manifold_lab.models.mobilenetv1 import MobileNetV1
 from manifold_lab.models.mobilenetv2 import (
     PRESETS,
@@ -16,5 +16,5 @@ from manifold_lab.models.mobilenetv2 import (
 
 __all__ = [
     "ACTIVATIONS", "PRESETS", "SHORTCUTS", "TABLE2", "InvertedResidual", "MobileNetV1", "MobileNetV2", "bottleneck_modules",
-    "count_macs", "count_parameters", "make_divisible", "mobilenet_v2", "relu_modules",
+    "check_resolution", "count_macs", "count_parameters", "make_divisible", "mobilenet_v2", "relu_modules",
 ]

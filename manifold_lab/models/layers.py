@@ -54,3 +54,35 @@ def init_weights(model: nn.Module) -> None:
         elif isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, 0, 0.01)
             nn.init.zeros_(m.bias)
+
+
+def check_resolution(model_or_strides, size: int, *, hint: str = "") -> int:
+    """The total stride; ``ValueError`` unless a ``size x size`` input keeps at least one pixel.
+
+    Parameters
+    ----------
+    model_or_strides : nn.Module with a ``total_stride`` attribute, or sequence of int
+        A model of the zoo (``MobileNetV2``, ``MobileNetV1``) or its strides (e.g. the stem
+        stride followed by the stride of every stage); the total stride is their product.
+    size : int
+        Input height / width in pixels (the smaller one for non-square inputs).
+    hint : str
+        Appended to the error message (how to adapt the network).
+    """
+    if isinstance(model_or_strides, nn.Module):
+        if not hasattr(model_or_strides, "total_stride"):
+            raise ValueError(f"model_or_strides: {type(model_or_strides).__name__} has no total_stride")
+        total, what = int(model_or_strides.total_stride), type(model_or_strides).__name__
+    else:
+        strides = [int(s) for s in model_or_strides]
+        if any(s < 1 for s in strides):
+            raise ValueError(f"model_or_strides: strides must be >= 1, got {strides}")
+        total, what = 1, "this network"
+        for s in strides:
+            total *= s
+    if isinstance(size, bool) or int(size) != size or size < 1:
+        raise ValueError(f"size must be a positive integer number of pixels, got {size!r}")
+    if size < total:
+        raise ValueError(f"input resolution {size} is too small for the strides of {what} (total stride {total}); "
+                         f"use inputs of at least {total} pixels{hint}")
+    return total

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from manifold_lab.models.layers import ConvBNAct, init_weights, make_activation, make_divisible
+from manifold_lab.models.layers import ConvBNAct, check_resolution, init_weights, make_activation, make_divisible
 
 #: The 13 depthwise separable blocks: (output channels, stride of the depthwise conv).
 V1_LAYOUT = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
@@ -78,7 +78,5 @@ class MobileNetV1(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4:
             raise ValueError(f"input must be (batch, channels, height, width), got shape {tuple(x.shape)}")
-        if min(x.shape[-2:]) < self.total_stride:
-            raise ValueError(f"input resolution {min(x.shape[-2:])} is too small for the strides of MobileNetV1 "
-                             f"(total stride {self.total_stride}); use inputs of at least {self.total_stride} pixels")
+        check_resolution(self, min(x.shape[-2:]))
         return self.classifier(self.pool(self.features(x)).flatten(1))

@@ -20,8 +20,9 @@ activation ``features.<i>.act3``.
 - ``"none"``: no residual connections.
 - ``"expansion"``: the identity shortcut joins the *expanded* tensors. Write
   ``e_i = act1(bn1(conv_pw(x_i)))`` for the expanded (t k-channel) tensor of
-  block ``i``. When block ``i`` and the block before it both have stride 1 and
-  ``k = k'`` (so their expanded tensors have equal shape), block ``i`` uses
+  block ``i``. When block ``i`` and the block before it both have stride 1,
+  ``k = k'`` and the same ``t k`` (so their expanded tensors have equal shape;
+  a custom ``setting`` may change ``t`` between rows of equal ``c``), block ``i`` uses
   ``e_i + e_{i-1}`` in place of ``e_i``. Equivalently the network is regrouped
   into units ``depthwise -> linear projection -> expansion`` with the residual
   around each unit. A stage of ``n`` repeats has ``n - 2`` such connections
@@ -44,7 +45,7 @@ import contextlib
 import torch
 from torch import nn
 
-from manifold_lab.models.layers import ConvBNAct, init_weights, make_activation, make_divisible
+from manifold_lab.models.layers import ConvBNAct, check_resolution, init_weights, make_activation, make_divisible
 from manifold_lab.models.memory_efficient import check_t_prime, memory_efficient_forward
 
 #: Table 2 of the paper: [t, c, n, s].
@@ -173,17 +174,20 @@ class MobileNetV2(nn.Module):
         self.last_channel = make_divisible(last_channel * max(1.0, width_mult), round_nearest)
         layers: list[nn.Module] = [ConvBNAct(in_channels, input_channel, 3, stem_stride, act=expand_act)]
         prev_same_shape = False  # did the previous block keep its shape (stride 1, k = k')?
+        prev_hidden = None  # and how many channels did its expansion have?
         for t, c, n, s in setting:
             out_channel = make_divisible(c * width_mult, round_nearest)
             for i in range(n):
                 stride = s if i == 0 else 1
                 same_shape = stride == 1 and input_channel == out_channel
+                hidden = int(round(input_channel * t))
                 layers.append(InvertedResidual(
                     input_channel, out_channel, stride, t, bottleneck_act=bottleneck_act, shortcut=shortcut,
                     expand_act=expand_act, depthwise_act=depthwise_act,
-                    expansion_residual=shortcut == "expansion" and same_shape and prev_same_shape and t != 1,
+                    expansion_residual=(shortcut == "expansion" and same_shape and prev_same_shape and t != 1
+                                        and hidden == prev_hidden),
                 ))
-                prev_same_shape = same_shape
+                prev_same_shape, prev_hidden = same_shape, hidden
                 input_channel = out_channel
         layers.append(ConvBNAct(input_channel, self.last_channel, 1, act=expand_act))
         self.features = nn.Sequential(*layers)
@@ -200,12 +204,7 @@ class MobileNetV2(nn.Module):
 
     def check_resolution(self, size: int) -> None:
         """``ValueError`` unless an input of ``size x size`` keeps at least one pixel at the end."""
-        if size < self.total_stride:
-            raise ValueError(
-                f"input resolution {size} is too small for the strides of this network (total stride "
-                f"{self.total_stride}); use inputs of at least {self.total_stride} pixels or lower stem_stride / "
-                f"stage_strides (presets: {', '.join(PRESETS)})"
-            )
+        check_resolution(self, size, hint=f" or lower stem_stride / stage_strides (presets: {', '.join(PRESETS)})")
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         if self.shortcut != "expansion":
