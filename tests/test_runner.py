@@ -188,3 +188,23 @@ def test_force_redoes_completed_runs(tmp_path, monkeypatch):
     assert all(executions(d) == 2 for d in (spec.output / "runs").iterdir())
     with pytest.raises(UsageError, match="--jobs must be >= 1"):
         run_experiment(spec, jobs=0)
+
+
+def test_reuse_copies_the_runs_another_experiment_completed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = load_spec(write_spec(tmp_path / "a.yaml", SPEC), ["sweep.b=[0]"])  # 3 runs with b = 0
+    run_experiment(first)
+    second = load_spec(write_spec(tmp_path / "s.yaml", SPEC.replace("name: r", "name: r2")),
+                       ["reuse=[results/r]"])  # b = 0 and b = 1: 6 runs, 3 of them in results/r
+    summary = run_experiment(second)
+    assert (summary.done, summary.reused, summary.skipped) == (3, 3, 0)
+    assert "3 reused" in summary.line("r2")
+    copied = sorted(d.name for d in (first.output / "runs").iterdir())
+    for run_id in copied:
+        target = second.output / "runs" / run_id
+        assert executions(target) == 1  # copied, not computed again
+        assert (target / "metrics.json").read_bytes() == (first.output / "runs" / run_id / "metrics.json").read_bytes()
+        assert json.loads((target / "status.json").read_text())["copied_from"] == "results/r"
+    assert len(metrics_files(second.output)) == 6
+    # A second invocation finds everything complete; --force recomputes rather than copies.
+    assert (run_experiment(second).skipped, run_experiment(second, force=True).reused) == (6, 0)

@@ -42,13 +42,15 @@ class RunSummary:
     planned: int = 0
     done: int = 0
     skipped: int = 0
+    reused: int = 0  # copied from another experiment's results (spec key ``reuse``)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (run_id, error)
     report_error: str | None = None  # the kind's report hook failed
 
     def line(self, name: str) -> str:
         return (
             f"{name}: {self.planned} runs: {self.done} done, {self.skipped} skipped, "
-            f"{len(self.failed)} failed"
+            + (f"{self.reused} reused, " if self.reused else "")
+            + f"{len(self.failed)} failed"
         )
 
 
@@ -221,6 +223,11 @@ def run_experiment(
         store.write_plan(spec.resolved(), command_line(spec, out), [asdict(r) for r in runs])
         todo = [r for r in selected if force or not store.is_complete(r.run_id)]
         summary.skipped = len(selected) - len(todo)
+        if not force:
+            others = [ResultsStore(folder) for folder in spec.reuse]
+            reused = {r.run_id for r in todo if any(store.copy_run_from(o, r.run_id) for o in others)}
+            summary.reused = len(reused)
+            todo = [r for r in todo if r.run_id not in reused]
         _execute_all(spec, todo, store, jobs, summary, total=len(selected))
         if report and run_index is None:
             from manifold_lab.experiment.report import write_report

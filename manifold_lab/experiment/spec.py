@@ -23,6 +23,10 @@ A spec is a YAML mapping with the top-level keys
     integers; default ``[0]``).
 ``output``
     Optional results folder (default ``results/<name>``).
+``reuse``
+    Optional list of other experiments' results folders: a run of this plan that
+    one of them completed under the same run id (same kind, parameters and seed)
+    is copied from there, not run again (Figure 6b reuses Figure 6a's linear runs).
 
 Merge order: the includes in order (each one after its own includes), then the
 file itself, then the command-line overrides ``key.path=value`` (the value is
@@ -72,6 +76,7 @@ class _SpecModel(pydantic.BaseModel):
     params: dict[str, Any] = {}
     sweep: dict[str, Any] = {}
     output: str | None = None
+    reuse: list[str] = []
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,9 @@ class Spec:
         The spec file.
     overrides : tuple of str
         The ``key.path=value`` overrides applied.
+    reuse : tuple of Path
+        Results folders of other experiments whose completed runs with the same run id
+        (same kind, parameters and seed) are copied instead of trained again.
     """
 
     name: str
@@ -118,6 +126,7 @@ class Spec:
     output: Path
     source: Path | None
     overrides: tuple[str, ...]
+    reuse: tuple[Path, ...] = ()
 
     def resolved(self) -> dict:
         """The spec as one self-contained mapping (no includes), for ``spec.yaml``."""
@@ -127,6 +136,7 @@ class Spec:
             "description": self.description,
             "params": self.params.model_dump(mode="json"),
             "sweep": {**self.sweep, "seeds": list(self.seeds)},
+            **({"reuse": [str(folder) for folder in self.reuse]} if self.reuse else {}),
         }
 
 
@@ -489,5 +499,6 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
         output=output,
         source=path,
         overrides=tuple(overrides),
+        reuse=tuple(Path(folder) for folder in top.reuse),
     )
 

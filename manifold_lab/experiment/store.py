@@ -120,6 +120,26 @@ class ResultsStore:
     def is_complete(self, run_id: str) -> bool:
         return isinstance(_read_json(self.run_dir(run_id) / "metrics.json"), dict)
 
+    def copy_run_from(self, other: "ResultsStore", run_id: str) -> bool:
+        """Copy the completed run ``run_id`` of ``other`` here; False if ``other`` has not completed it.
+
+        The record files are copied (checkpoints are not), ``metrics.json`` last, and
+        ``status.json`` names the folder it came from.
+        """
+        if not other.is_complete(run_id):
+            return False
+        source, target = other.run_dir(run_id), self.run_dir(run_id)
+        target.mkdir(parents=True, exist_ok=True)
+        for path in sorted(source.iterdir()):
+            if path.is_file() and path.name not in ("metrics.json", "status.json", ".lock") \
+                    and path.suffix != ".pt" and not path.name.startswith("."):
+                io.write_bytes(target / path.name, path.read_bytes())
+        status = _read_json(source / "status.json")
+        status = status if isinstance(status, dict) else {"status": "done"}
+        io.write_json(target / "status.json", {**status, "copied_from": str(other.root)})
+        io.write_bytes(target / "metrics.json", (source / "metrics.json").read_bytes())
+        return True
+
     def begin(self, run_id: str, config: dict) -> Path:
         """Mark a run as started: drop stale results, write its config and status."""
         run_dir = self.run_dir(run_id)
