@@ -43,3 +43,15 @@ def relu_stats(model: nn.Module, images: torch.Tensor, *, expand_ratio: int = 6)
         for h in hooks:
             h.remove()
     return records
+
+
+def layers_below_threshold(records: list[dict]) -> tuple[int, int]:
+    """``(below, layers)``: layers of ``relu_stats`` output whose mean positive-channel count is below ``C / 6``.
+
+    Only the layers Figure 7 has (stem, expansion, depthwise and head ReLUs): the bottleneck
+    activations ``*.act3`` of a non-linear-bottleneck variant are left out, since their input is
+    the expanded tensor and C/6 is no threshold for them. The paper's reading of Figure 7: fully
+    trained, all but two layers stay above the threshold.
+    """
+    kept = [rec for rec in records if not rec["name"].endswith(".act3")]
+    return sum(rec["mean"] < rec["threshold"] for rec in kept), len(kept)
