@@ -40,6 +40,13 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, numpy {np.__version__}"
 
 
+def save_and_print(out, result: dict, lines: list[str]) -> dict:
+    """Write ``result`` to the JSON file ``out`` (atomically), print ``lines``, return ``result``."""
+    io.write_json(Path(out), result)
+    print("\n".join(lines))
+    return result
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=1_000_000)
@@ -58,11 +65,10 @@ def main(argv=None) -> dict:
         # other jobs on a shared machine slow both timings; the 1-minute load says how busy it was
         "load_average_1min": os.getloadavg()[0],
     }
-    io.write_json(Path(args.out), result)
-    print(f"bare ReLU map     {reference * 1e3:8.1f} ms (median of {args.repeats})")
-    print(f"collapsed_fraction{ours * 1e3:8.1f} ms")
-    print(f"ratio             {ours / reference:8.2f}x  (target <= 3x)  -> {args.out}")
-    return result
+    return save_and_print(args.out, result, [
+        f"bare ReLU map     {reference * 1e3:8.1f} ms (median of {args.repeats})",
+        f"collapsed_fraction{ours * 1e3:8.1f} ms",
+        f"ratio             {ours / reference:8.2f}x  (target <= 3x)  -> {args.out}"])
 
 
 if __name__ == "__main__":

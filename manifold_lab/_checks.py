@@ -6,6 +6,7 @@ the command line can print it as its one-line error.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Iterable
 from pathlib import Path
@@ -13,10 +14,16 @@ from pathlib import Path
 import numpy as np
 
 
+def _show(value, limit: int = 60) -> str:
+    """``repr(value)`` on one line (an array's repr spans lines), cut to ``limit`` characters."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def check_int(value, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
     """``value`` as an ``int`` (bools rejected) within ``[minimum, maximum]``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
+        raise ValueError(f"{name} must be an integer, got {_show(value)}")
     value = int(value)
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
@@ -27,17 +34,23 @@ def check_int(value, name: str, *, minimum: int | None = None, maximum: int | No
 
 def check_float(value, name: str, *, minimum: float | None = None) -> float:
     """``value`` as a finite ``float`` >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if minimum is not None and value < minimum:
+    number = math.nan
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        try:
+            number = float(value)  # Fractions too; an int beyond the float range overflows
+        except OverflowError:
+            pass
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {_show(value)}")
+    if minimum is not None and number < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return float(value)
+    return number
 
 
 def check_choice(value, name: str, choices: Iterable[str]) -> str:
     choices = list(choices)
-    if value not in choices:
-        raise ValueError(f"{name}={value!r} is not one of {', '.join(map(repr, choices))}")
+    if not isinstance(value, str) or value not in choices:  # (`in` on an array compares element-wise)
+        raise ValueError(f"{name}={_show(value)} is not one of {', '.join(map(repr, choices))}")
     return value
 
 
@@ -54,6 +67,8 @@ def check_points(X, name: str = "X", *, n_features: int | None = None, min_rows:
         raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}")
     if arr.shape[0] < min_rows:
         raise ValueError(f"{name} must have at least {min_rows} row(s), got shape {arr.shape}")
+    if arr.shape[1] < 1:
+        raise ValueError(f"{name} must have at least one column (a point has a dimension >= 1), got shape {arr.shape}")
     if n_features is not None and arr.shape[1] != n_features:
         raise ValueError(f"{name} must have {n_features} columns, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
@@ -75,7 +90,10 @@ def check_matrix_for(X: np.ndarray, B, name: str = "B") -> np.ndarray:
 def check_bias(bias, m: int, name: str = "bias") -> np.ndarray | None:
     if bias is None:
         return None
-    b = np.asarray(bias, dtype=np.float64)
+    try:
+        b = np.asarray(bias, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a numeric array: {exc}") from None
     if b.shape not in ((m,), ()):
         raise ValueError(f"{name} must have shape ({m},), got {b.shape}")
     if not np.all(np.isfinite(b)):

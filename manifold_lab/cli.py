@@ -10,7 +10,8 @@ Modules are discovered, so a new command is a new file. Command modules import
 heavy libraries (torch, matplotlib) inside ``run`` so ``--help`` stays fast.
 
 Bad input anywhere (a ``ValueError``, including ``manifold_lab.errors.UsageError``,
-or a missing file) prints one line to stderr and exits with status 2.
+a file that cannot be read or written, or a size that does not fit in memory)
+prints one line to stderr and exits with status 2.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error message (no usage block) and exit 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        message = " ".join(message.split())  # an argument may hold a newline ("unrecognized arguments: a\nb")
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
@@ -61,9 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{args._prog}: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+    except (ValueError, OSError) as exc:  # OSError: a missing file, a folder, a name too long...
         msg = " ".join(str(exc).split()) or type(exc).__name__
         print(f"{args._prog}: error: {msg}", file=sys.stderr)
+        return 2
+    except MemoryError as exc:  # a size far beyond this machine, e.g. --points 1099511627776
+        msg = " ".join(str(exc).split()) or "out of memory"
+        print(f"{args._prog}: error: not enough memory for this input ({msg}); use smaller sizes", file=sys.stderr)
         return 2
 
 

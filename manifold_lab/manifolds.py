@@ -16,6 +16,8 @@ With ``noise=0`` each ``X`` is the stated closed form of ``t`` (and, for the
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from sklearn.utils import check_random_state
 
@@ -50,6 +52,30 @@ def _finish(X: np.ndarray, noise: float, rng) -> np.ndarray:
     return X
 
 
+def _angle_span(turns) -> float:
+    """``2 pi turns`` for ``turns`` > 0 small enough that the angle is a finite float."""
+    turns = check_float(turns, "turns", minimum=1e-9)
+    if not np.isfinite(2 * np.pi * turns):
+        raise ValueError(f"turns={turns} is too large: the angle 2 pi turns overflows float64")
+    return 2 * np.pi * turns
+
+
+def _finite_points(generator):
+    """Reject, in one line naming the arguments, parameters so large that the points overflow float64."""
+
+    @functools.wraps(generator)
+    def checked(*args, **kwargs):
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = generator(*args, **kwargs)
+        if not np.all(np.isfinite(out[0])):
+            given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items() if k != "random_state")
+            raise ValueError(f"{generator.__name__}({given}): the points overflow float64; use smaller values")
+        return out
+
+    return checked
+
+
+@_finite_points
 def make_spiral(n_samples=5000, *, turns=4.0, noise=0.0, random_state=None):
     """The paper's 2-D spiral (Figure 1): ``x = (t cos t, t sin t) / t_max``.
 
@@ -60,13 +86,13 @@ def make_spiral(n_samples=5000, *, turns=4.0, noise=0.0, random_state=None):
     Returns ``X`` (N, 2) and ``t`` (N,).
     """
     n, noise, rng = _start(n_samples, noise, random_state)
-    turns = check_float(turns, "turns", minimum=1e-9)
-    t_max = 2 * np.pi * turns
+    t_max = _angle_span(turns)
     t = np.sort(rng.uniform(0.0, t_max, n))
     X = np.column_stack([t * np.cos(t), t * np.sin(t)]) / t_max
     return _finish(X, noise, rng), t
 
 
+@_finite_points
 def make_swiss_roll(n_samples=2000, *, noise=0.0, random_state=None):
     """scikit-learn's swiss roll: ``x = (t cos t, h, t sin t)``.
 
@@ -80,6 +106,7 @@ def make_swiss_roll(n_samples=2000, *, noise=0.0, random_state=None):
     return _finish(X, noise, rng), t
 
 
+@_finite_points
 def make_s_curve(n_samples=2000, *, noise=0.0, random_state=None):
     """scikit-learn's S curve: ``x = (sin t, h, sign(t) (cos t - 1))``.
 
@@ -93,20 +120,22 @@ def make_s_curve(n_samples=2000, *, noise=0.0, random_state=None):
     return _finish(X, noise, rng), t
 
 
+@_finite_points
 def make_helix(n_samples=2000, *, turns=3.0, radius=1.0, pitch=1.0, noise=0.0, random_state=None):
     """A helix: ``x = (r cos t, r sin t, pitch t / (2 pi))``, ``t`` uniform in [0, 2 pi turns].
 
     Returns ``X`` (N, 3) and ``t`` (N,).
     """
     n, noise, rng = _start(n_samples, noise, random_state)
-    turns = check_float(turns, "turns", minimum=1e-9)
+    span = _angle_span(turns)
     radius = check_float(radius, "radius", minimum=1e-12)
     pitch = check_float(pitch, "pitch")
-    t = rng.uniform(0.0, 2 * np.pi * turns, n)
+    t = rng.uniform(0.0, span, n)
     X = np.column_stack([radius * np.cos(t), radius * np.sin(t), pitch * t / (2 * np.pi)])
     return _finish(X, noise, rng), t
 
 
+@_finite_points
 def make_circle(n_samples=1000, *, radius=1.0, noise=0.0, random_state=None):
     """A circle: ``x = (r cos t, r sin t)``, ``t`` uniform in [0, 2 pi).
 
@@ -119,6 +148,7 @@ def make_circle(n_samples=1000, *, radius=1.0, noise=0.0, random_state=None):
     return _finish(X, noise, rng), t
 
 
+@_finite_points
 def make_torus(n_samples=2000, *, major_radius=2.0, minor_radius=1.0, noise=0.0, random_state=None):
     """A torus in R^3: ``x = ((R + r cos v) cos t, (R + r cos v) sin t, r sin v)``.
 
@@ -134,6 +164,7 @@ def make_torus(n_samples=2000, *, major_radius=2.0, minor_radius=1.0, noise=0.0,
     return _finish(X, noise, rng), t
 
 
+@_finite_points
 def make_sphere(n_samples=2000, *, dim=2, radius=1.0, noise=0.0, random_state=None):
     """Uniform points on the ``dim``-sphere of radius ``r`` in R^{dim+1}.
 
@@ -149,6 +180,7 @@ def make_sphere(n_samples=2000, *, dim=2, radius=1.0, noise=0.0, random_state=No
     return _finish(X, noise, rng), t
 
 
+@_finite_points
 def make_ball(n_samples=2000, *, n_dims=2, noise=0.0, random_state=None):
     """Uniform points in the unit ball of R^{n_dims} (the full-dimensional S of Theorem 1).
 
@@ -163,6 +195,7 @@ def make_ball(n_samples=2000, *, n_dims=2, noise=0.0, random_state=None):
     return _finish(X, noise, rng), t
 
 
+@_finite_points
 def make_two_spirals(n_samples=1000, *, turns=1.5, noise=0.0, random_state=None, return_coordinate=False):
     """Two interleaved spiral arms with class labels 0 and 1 (a classification task).
 
@@ -174,10 +207,10 @@ def make_two_spirals(n_samples=1000, *, turns=1.5, noise=0.0, random_state=None,
     position along the arm) when ``return_coordinate=True``.
     """
     n, noise, rng = _start(n_samples, noise, random_state)
-    turns = check_float(turns, "turns", minimum=1e-9)
+    span = _angle_span(turns)
     t = rng.uniform(size=n)
     y = np.arange(n) % 2
-    angle = 2 * np.pi * turns * t
+    angle = span * t
     X = t[:, None] * np.column_stack([np.cos(angle), np.sin(angle)])
     X[y == 1] *= -1
     X = _finish(X, noise, rng)

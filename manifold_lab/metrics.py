@@ -69,7 +69,8 @@ def pattern_ranks(B: np.ndarray, patterns: np.ndarray, tol=None) -> np.ndarray:
     values unchanged, so the patterns go through batched SVDs (in chunks of
     at most ``CHUNK_FLOATS`` floats, so memory stays bounded when every point
     has its own pattern). The default tolerance is ``np.linalg.matrix_rank``'s:
-    ``S.max() * max(|p|, d) * eps``.
+    ``S.max() * max(|p|, d) * eps``; a smaller ``tol`` (0, say) is raised to it,
+    since rounding in the zeroed rows gives singular values of that size.
     """
     m, d = B.shape
     ranks = np.zeros(len(patterns), dtype=int)
@@ -77,11 +78,9 @@ def pattern_ranks(B: np.ndarray, patterns: np.ndarray, tol=None) -> np.ndarray:
     for start in range(0, len(patterns), step):
         chunk = patterns[start:start + step]
         S = np.linalg.svd(chunk[:, :, None] * B[None], compute_uv=False)  # (P, min(m, d))
-        if tol is None:
-            sizes = np.maximum(chunk.sum(axis=1), d)
-            tol_chunk = S.max(axis=1) * sizes * np.finfo(np.float64).eps
-        else:
-            tol_chunk = np.full(len(chunk), float(tol))
+        # The zeroed rows add rounding-sized singular values: a given tol is never below that floor.
+        floor = S.max(axis=1) * np.maximum(chunk.sum(axis=1), d) * np.finfo(np.float64).eps
+        tol_chunk = floor if tol is None else np.maximum(float(tol), floor)
         ranks[start:start + step] = (S > tol_chunk[:, None]).sum(axis=1)
     return ranks
 
@@ -97,7 +96,7 @@ def collapsed_mask(X, B, *, bias=None, tol=None) -> np.ndarray:
         The matrix of ``ReLU(Bx + bias)``.
     bias : array (m,), optional
     tol : float, optional
-        Singular-value tolerance of ``np.linalg.matrix_rank`` (its default when None).
+        Singular-value tolerance of ``np.linalg.matrix_rank`` (its default when None; never below it).
     """
     active = active_mask(X, B, bias=bias)
     B = np.asarray(B, dtype=np.float64)

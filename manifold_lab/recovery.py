@@ -22,7 +22,7 @@ import numpy as np
 from sklearn.neighbors import KNeighborsRegressor
 from sklearn.utils import check_random_state
 
-from manifold_lab._checks import check_int, check_points
+from manifold_lab._checks import check_float, check_int, check_points
 from manifold_lab.activations import get_activation
 from manifold_lab.metrics import CHUNK_FLOATS, group_by_pattern, pattern_ranks
 
@@ -54,9 +54,9 @@ def relu_preimage(B, Y, *, tol=None):
     B : array (m, d)
     Y : array (N, m)
         Non-negative ReLU outputs.
-    tol : float, optional
+    tol : float >= 0, optional
         A coordinate counts as active when ``y > tol`` (default 0); also the
-        rank tolerance of ``np.linalg.matrix_rank``.
+        rank tolerance of ``np.linalg.matrix_rank`` (never below its default).
 
     Returns
     -------
@@ -72,6 +72,8 @@ def relu_preimage(B, Y, *, tol=None):
     Y = check_points(Y, "Y", n_features=m)
     if np.any(Y < 0):
         raise ValueError("Y must be a ReLU output (non-negative); it has negative values")
+    if tol is not None:
+        tol = check_float(tol, "tol", minimum=0.0)
     active = Y > (0.0 if tol is None else tol)
     patterns, inverse = group_by_pattern(active)
     invertible = (pattern_ranks(B, patterns, tol) == d)[inverse]

@@ -101,7 +101,7 @@ def test_models_command(capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["models", "--preset", "tiny"], "--preset 'tiny' is not one of imagenet, cifar, cifar_fast"),
-    (["models", "--preset", "imagenet", "--width", "-1"], "width_mult must be > 0"),
+    (["models", "--preset", "imagenet", "--width", "-1"], "--width must be a finite number > 0"),
     (["models", "--preset", "imagenet", "--resolution", "16"], "input resolution 16 is too small"),
 ])
 def test_models_command_errors(argv, message, capsys):

@@ -16,7 +16,9 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from manifold_lab.models import PRESETS, count_macs, count_parameters, mobilenet_v2
+    import math
+
+    from manifold_lab.models import PRESETS, check_resolution, count_macs, count_parameters, mobilenet_v2
     from manifold_lab.models.mobilenetv1 import MobileNetV1
 
     if args.table3:
@@ -27,6 +29,8 @@ def run(args) -> int:
         return 0
     if args.preset is not None and args.preset not in PRESETS:
         raise ValueError(f"--preset {args.preset!r} is not one of {', '.join(PRESETS)}")
+    if args.width is not None and not (math.isfinite(args.width) and args.width > 0):
+        raise ValueError(f"--width must be a finite number > 0 (e.g. 0.35, 1.4), got {args.width}")
     if args.resolution is not None and args.resolution < 1:
         raise ValueError(f"--resolution must be >= 1, got {args.resolution}")
     overrides = {} if args.width is None else {"width_mult": args.width}
@@ -36,10 +40,10 @@ def run(args) -> int:
         entries.append((f"mobilenet_v2/{name}", model, args.resolution or (32 if "cifar" in name else 224)))
     if args.preset is None:
         entries.append(("mobilenet_v1", MobileNetV1(**overrides), args.resolution or 224))
+    for _, model, size in entries:  # every problem before the first line of the table
+        model.check_resolution(size) if hasattr(model, "check_resolution") else check_resolution(model, size)
     print(f"{'model':<24} {'width':>5} {'classes':>7} {'input':>7} {'params':>11} {'MACs':>14}")
     for label, model, size in entries:
-        if hasattr(model, "check_resolution"):
-            model.check_resolution(size)
         macs = count_macs(model, (1, 3, size, size))
         classes = model.classifier[-1].out_features
         print(f"{label:<24} {args.width or 1.0:>5g} {classes:>7} {size:>4}^2 {count_parameters(model):>11,} "

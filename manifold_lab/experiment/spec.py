@@ -152,21 +152,25 @@ def _load_yaml(path: Path, shown: str) -> tuple[Any, _Origins]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UsageError(f"spec file not found: {shown}") from None
-    except (IsADirectoryError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:  # a folder, no permission, a name too long...
         raise UsageError(f"cannot read spec file {shown}: {exc}") from None
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # rejects control characters already
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: a bad tagged scalar, e.g. !!int x
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        where = f"{shown}:{mark.line + 1}:{mark.column + 1}" if mark else shown
-        problem = getattr(exc, "problem", None) or str(exc)
-        context = getattr(exc, "context", None)
-        detail = f"{context}, {problem}" if context else problem
-        raise UsageError(f"{where}: invalid YAML: {detail}") from None
+        if isinstance(exc, yaml.reader.ReaderError):  # a position in the text, no mark
+            before = text[: exc.position]
+            line, column = before.count("\n") + 1, len(before) - before.rfind("\n")
+            where = f"{shown}:{line}:{column}"
+        else:
+            where = f"{shown}:{mark.line + 1}:{mark.column + 1}" if mark else shown
+        raise UsageError(f"{where}: invalid YAML: {_yaml_problem(exc)}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if data is None:
         raise UsageError(f"{shown}: the file is empty; expected a mapping with name, kind, params")
     if not isinstance(data, dict):
@@ -176,6 +180,15 @@ def _load_yaml(path: Path, shown: str) -> tuple[Any, _Origins]:
     origins: _Origins = {}
     _walk_marks(node, (), shown, origins)
     return data, origins
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """What is wrong, in one line, without the position (PyYAML's own text spans lines)."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        return f"unacceptable character #x{exc.character:04x}: {exc.reason}"
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    return " ".join((f"{context}, {problem}" if context else problem).split())
 
 
 def _walk_marks(node: yaml.Node, path: tuple, shown: str, origins: _Origins) -> None:
@@ -237,8 +250,11 @@ def _find_include(name: str, including: Path) -> Path:
         *(folder / name for folder in [including.parent, *including.parent.parents]),
     ]
     for candidate in candidates:
-        if candidate.is_file():
-            return candidate
+        try:
+            if candidate.is_file():
+                return candidate
+        except OSError:  # e.g. a name too long for the file system: not a file there
+            continue
     raise UsageError(
         f"include {name!r} (in {display_path(including)}) not found relative to the current "
         "directory or the including file's folders"
@@ -298,9 +314,8 @@ def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
         parts = ("sweep", ".".join(parts[1:]))
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise UsageError(f"bad override {text!r}: the value is not valid YAML ({problem})") from None
+    except (yaml.YAMLError, ValueError) as exc:
+        raise UsageError(f"bad override {text!r}: the value is not valid YAML ({_yaml_problem(exc)})") from None
     return parts, value
 
 
@@ -421,7 +436,13 @@ def _check_sweep(
             raise UsageError(
                 f"{kwhere}: sweep.{key} must be a non-empty list of values, got {_short(values)}"
             )
-        texts = [canonical_json(v) for v in values]
+        try:
+            texts = [canonical_json(v) for v in values]
+        except (TypeError, ValueError) as exc:  # a date, bytes, a set, a self-referencing alias...
+            raise UsageError(
+                f"{kwhere}: sweep.{key} values must be numbers, strings, booleans, null, lists or "
+                f"mappings ({' '.join(str(exc).split())})"
+            ) from None
         if len(set(texts)) != len(texts):
             raise UsageError(f"{kwhere}: sweep.{key} has repeated values: {_short(values)}")
         out[key] = values

@@ -29,6 +29,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -77,6 +78,26 @@ def _read_json(path: Path) -> Any:
         return None
 
 
+def _layout_problem(spec: dict, runs: Any) -> str | None:
+    """What in ``spec.yaml`` / ``plan.json`` differs from what ``write_plan`` writes (None if nothing)."""
+    if not isinstance(spec.get("name"), str) or not isinstance(spec.get("kind"), str):
+        return "name and kind must be strings"
+    sweep = spec.get("sweep") or {}
+    if not isinstance(sweep, dict) or not all(isinstance(v, list) and v for v in sweep.values()):
+        return "sweep must map each key to a non-empty list"
+    if not isinstance(runs, list):
+        return "runs must be a list"
+    for i, run in enumerate(runs):
+        if not (
+            isinstance(run, dict) and run.get("index") == i and isinstance(run.get("seed"), int)
+            and isinstance(run.get("run_id"), str) and re.fullmatch(r"[A-Za-z0-9_-]+", run["run_id"])
+            and isinstance(run.get("params"), dict) and isinstance(run.get("sweep_values"), dict)
+            and all(key in run["sweep_values"] for key in sweep if key != "seeds")
+        ):
+            return f"run {i} needs index {i}, a run_id (a folder name), an integer seed, params and every sweep value"
+    return None
+
+
 class ResultsStore:
     """One experiment's results folder (see the module docstring)."""
 
@@ -108,9 +129,15 @@ class ResultsStore:
                 f"{self.root} holds no {SPEC_FILE}; is it a results folder written by "
                 "`manifold-lab run`?"
             ) from None
+        except (yaml.YAMLError, ValueError):  # ValueError: not UTF-8, a bad tagged scalar
+            spec = None
         plan = _read_json(self.root / PLAN_FILE)
         if not isinstance(spec, dict) or not isinstance(plan, dict):
             raise UsageError(f"{self.root}: {SPEC_FILE} or {PLAN_FILE} is missing or unreadable")
+        problem = _layout_problem(spec, plan.get("runs"))
+        if problem:
+            raise UsageError(f"{self.root}: {SPEC_FILE} or {PLAN_FILE} is damaged ({problem}); "
+                             "`manifold-lab run` with the spec writes them again")
         return {**spec, "runs": plan["runs"]}
 
     # ----------------------------------------------------------------- one run
