@@ -97,3 +97,14 @@ def test_command_writes_the_table_and_rejects_a_missing_folder(tmp_path, capsys)
 def test_committed_readme_is_current(monkeypatch):
     monkeypatch.chdir(REPO)
     assert (REPO / "results" / "README.md").read_text() == C.render(C.claims("results"), "results")
+
+
+def test_a_partial_width_sweep_gives_no_verdict(tmp_path):
+    # width 1.0 is planned but has no run yet: the trend is not judged on 0.25 vs 0.5
+    runs = [({"model.width_mult": w, "model.bottleneck_act": a}, s, {"test_acc": 0.5 + 0.1 * (a == "identity") * w}, None)
+            for w in (0.25, 0.5) for a in ("identity", "relu6") for s in range(3)]
+    make_study(tmp_path, "width_sweep_cifar10", "mobilenetv2",
+               {"model.width_mult": [0.25, 0.5, 1.0], "model.bottleneck_act": ["identity", "relu6"]}, runs)
+    row = C.claim_width(tmp_path)
+    assert "gap at 0.25 minus gap at 1 = no runs yet" in row.ours and "1: no runs yet" in row.ours
+    assert row.verdict.startswith("not enough runs yet")

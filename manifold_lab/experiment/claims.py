@@ -69,6 +69,14 @@ def run_counts(folder: Path) -> tuple[int, int, int]:
             sum(r is not None and not r.ok for r in records))
 
 
+def swept_values(folder: Path, key: str) -> list:
+    """The planned values of the swept parameter ``key`` (sorted), done or not: a partial sweep
+    must not stand in for the whole one."""
+    from manifold_lab.experiment.report import aggregate
+
+    return sorted(aggregate(folder).sweep.get(key, [])) if (folder / "plan.json").exists() else []
+
+
 def per_seed(runs: list[RunRecord], metric: str, **fixed) -> dict[int, float]:
     """``{seed: metric}`` of the runs whose dotted params equal ``fixed`` (``model__width_mult`` style keys)."""
     want = {k.replace("__", "."): v for k, v in fixed.items()}
@@ -187,7 +195,7 @@ def claim_width(results: Path) -> Claim:
     verdicts, parts = [], []
     runs = done_runs(cifar)
     if runs:
-        widths = sorted({r.param("model.width_mult") for r in runs})
+        widths = swept_values(cifar, "model.width_mult")
         d, g_n, g_w = _gap_trend(runs, "test_acc", "model.width_mult", widths[0], widths[-1])
         v, s = verdict(d)
         verdicts.append(v)
@@ -201,7 +209,7 @@ def claim_width(results: Path) -> Claim:
         parts.append("CIFAR-10 width sweep: not run yet")
     runs = done_runs(toy)
     if runs:
-        widths = sorted({r.param("model.width") for r in runs})
+        widths = swept_values(toy, "model.width")
         d, g_n, g_w = _gap_trend(runs, "test_accuracy", "model.width", widths[0], widths[-1],
                                  data__task="classify")
         v, s = verdict(d)
