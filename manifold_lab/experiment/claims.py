@@ -319,7 +319,7 @@ def claims(results: str | Path = "results") -> list[Claim]:
 # --------------------------------------------------------------------------- results/README.md
 
 STUDIES = (
-    ("figure1_spiral", "Figure 1 over three seeds"),
+    ("figure1_spiral", "Figure 1 over ten seeds"),
     ("theorem1_collapse", "Theorem 1 over an (m, n) grid"),
     ("recoverability_depth", "recoverability through stacks of random blocks"),
     ("toy_linear_bottleneck", "toy ablation, 5 seeds, widths 1-8"),
