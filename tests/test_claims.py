@@ -108,3 +108,24 @@ def test_a_partial_width_sweep_gives_no_verdict(tmp_path):
     row = C.claim_width(tmp_path)
     assert "gap at 0.25 minus gap at 1 = no runs yet" in row.ours and "1: no runs yet" in row.ours
     assert row.verdict.startswith("not enough runs yet")
+
+
+def test_an_inconclusive_trend_says_when_its_estimate_runs_against_the_prediction(tmp_path):
+    # gap(narrow) - gap(wide) per seed = -3, +1, -1 points: mean -1, interval contains 0
+    gap_narrow = [0.02, 0.06, 0.04]
+    runs = [({"model.width_mult": w, "model.bottleneck_act": a}, s,
+             {"test_acc": 0.5 + (a == "identity") * (gap_narrow[s] if w == 0.25 else 0.05)}, None)
+            for w in (0.25, 1.0) for a in ("identity", "relu6") for s in range(3)]
+    make_study(tmp_path, "width_sweep_cifar10", "mobilenetv2",
+               {"model.width_mult": [0.25, 1.0], "model.bottleneck_act": ["identity", "relu6"]}, runs)
+    row = C.claim_width(tmp_path)
+    assert "-1.00 points" in row.ours
+    assert "inconclusive at this scale; the point estimate runs against the prediction" in row.ours
+    # the same gaps the other way round (mean +1) carry no such note
+    runs = [({"model.width_mult": w, "model.bottleneck_act": a}, s,
+             {"test_acc": 0.5 + (a == "identity") * (0.1 - gap_narrow[s] if w == 0.25 else 0.05)}, None)
+            for w in (0.25, 1.0) for a in ("identity", "relu6") for s in range(3)]
+    make_study(tmp_path / "b", "width_sweep_cifar10", "mobilenetv2",
+               {"model.width_mult": [0.25, 1.0], "model.bottleneck_act": ["identity", "relu6"]}, runs)
+    row = C.claim_width(tmp_path / "b")
+    assert "+1.00 points" in row.ours and "against the prediction" not in row.ours

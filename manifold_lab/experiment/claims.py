@@ -196,14 +196,16 @@ def claim_width(results: Path) -> Claim:
     runs = done_runs(cifar)
     if runs:
         widths = swept_values(cifar, "model.width_mult")
-        d, g_n, g_w = _gap_trend(runs, "test_acc", "model.width_mult", widths[0], widths[-1])
+        d = _gap_trend(runs, "test_acc", "model.width_mult", widths[0], widths[-1])[0]
         v, s = verdict(d)
         verdicts.append(v)
+        against = s["n"] >= 2 and s["mean"] < 0 and v == INCONCLUSIVE
         gaps = ", ".join(
             f"{w:g}: {_pts(describe(list(_gap_trend(runs, 'test_acc', 'model.width_mult', w, w)[1].values())))}"
             for w in widths)
         parts.append(f"CIFAR-10 linear - relu6 gap by width ({gaps}); gap at {widths[0]:g} minus gap at "
-                     f"{widths[-1]:g} = {_pts(s)}{_t_p(d)} ({v})")
+                     f"{widths[-1]:g} = {_pts(s)}{_t_p(d)} ({v}"
+                     f"{'; the point estimate runs against the prediction' if against else ''})")
     else:
         verdicts.append("not enough runs yet (CIFAR-10 width sweep not run)")
         parts.append("CIFAR-10 width sweep: not run yet")
