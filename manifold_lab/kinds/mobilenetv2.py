@@ -4,7 +4,8 @@ Params are ``manifold_lab.train.TrainConfig`` (model / data / optim / schedule /
 train). Metrics: final ``test_acc`` (fraction), ``test_loss``, ``train_acc``,
 ``best_test_acc``, ``params``, per-epoch curves ``curve_*``. The report draws
 Figure 6-style accuracy-vs-epoch curves per variant (mean over seeds with a
-min-max band) and the Figure 7 plot of positive channels per ReLU layer.
+min-max band), a plateau table (test-accuracy gain over the last epochs) and the
+Figure 7 plot and table of positive channels per ReLU layer.
 """
 
 from __future__ import annotations
@@ -21,6 +22,35 @@ def run(params: TrainConfig, seed: int, ctx: RunContext) -> dict:
 
 def _variant(run, keys) -> str:
     return ", ".join(f"{k.rsplit('.', 1)[-1]}={run.param(k)}" for k in keys) or "all runs"
+
+
+PLATEAU_EPOCHS = 3
+
+
+def _plateau_table(variants: dict[str, list]) -> str:
+    """Test-accuracy gain over the last ``PLATEAU_EPOCHS`` epochs of each run, in points.
+
+    gain = 100 * (acc[E] - acc[E - PLATEAU_EPOCHS]) with acc the per-epoch test
+    accuracy and E the last epoch; a gain near 0 (small against the spread over
+    seeds) says the schedule has plateaued.
+    """
+    import numpy as np
+
+    k = PLATEAU_EPOCHS
+    lines = [f"Test-accuracy gain over the last {k} epochs, in points (mean over seeds, min to max): "
+             "near 0 means the curve has flattened by the end of the schedule.", "",
+             f"| variant | seeds | final test acc (%) | gain over the last {k} epochs | per seed |",
+             "|---|---|---|---|---|"]
+    for label, rs in sorted(variants.items()):
+        curves = [r.metrics["curve_test_acc"] for r in sorted(rs, key=lambda r: r.seed)]
+        curves = [c for c in curves if len(c) > k]
+        if not curves:
+            continue
+        gains = np.array([100 * (c[-1] - c[-1 - k]) for c in curves])
+        final = 100 * np.mean([c[-1] for c in curves])
+        lines.append(f"| {label} | {len(curves)} | {final:.1f} | {gains.mean():+.2f} "
+                     f"[{gains.min():+.2f}, {gains.max():+.2f}] | {', '.join(f'{g:+.2f}' for g in gains)} |")
+    return "\n".join(lines)
 
 
 def report(ctx: ReportContext) -> list[ReportItem]:
@@ -57,6 +87,7 @@ def report(ctx: ReportContext) -> list[ReportItem]:
     savefig(fig, ctx.out_dir / "figures" / "accuracy_vs_epoch.png", dpi=130)
     plt.close(fig)
     items.append(ReportItem("Test accuracy vs epoch (Figure 6 style)", figure="figures/accuracy_vs_epoch.png"))
+    items.append(ReportItem("Has training plateaued?", markdown=_plateau_table(variants)))
 
     # Figure 7: the plot for the first seed of each variant, the table for every run.
     from manifold_lab.train.relu_stats import layers_below_threshold
