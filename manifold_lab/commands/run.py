@@ -50,6 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="DIR", help="results folder (default: the spec's output, results/<name>)")
     parser.add_argument("--dry-run", action="store_true", help="validate and print the plan; write nothing")
     parser.add_argument("--force", action="store_true", help="redo completed runs too")
+    parser.add_argument("--launcher", choices=("slurm", "local"),
+                        help="submit the pending runs through submitit: slurm (one job array; settings in the "
+                             "spec's launcher: section or launcher.KEY=VALUE) or local (subprocesses, --jobs at a "
+                             "time); see manifold_lab.experiment.launch")
+    parser.add_argument("--wait", action="store_true",
+                        help="with --launcher slurm: wait for the job array, then write the report")
 
 
 def _print_plan(spec, runs, root, header: bool) -> None:
@@ -92,7 +98,10 @@ def _run_suite(args: argparse.Namespace) -> int:
                                               "out": str(root / spec.name)})
             run(args_part)
             continue
-        summary = run_experiment(spec, out=root / spec.name, jobs=args.jobs, force=args.force)
+        if args.launcher:
+            summary = _launch(args, spec, root / spec.name)
+        else:
+            summary = run_experiment(spec, out=root / spec.name, jobs=args.jobs, force=args.force)
         lines.append(summary.line(spec.name))
         print(lines[-1])
         status = max(status, 1 if summary.failed or summary.report_error else 0)
@@ -100,6 +109,12 @@ def _run_suite(args: argparse.Namespace) -> int:
         command = f"manifold-lab run {display_path(suite.source)}" + (f" --out {args.out}" if args.out else "")
         print(f"report: {display_path(write_suite_report(suite, root, lines, command))}")
     return status
+
+
+def _launch(args: argparse.Namespace, spec, out):
+    from manifold_lab.experiment.launch import launch
+
+    return launch(spec, args.launcher, out=out, wait=args.wait, jobs=args.jobs, force=args.force)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -110,6 +125,11 @@ def run(args: argparse.Namespace) -> int:
     from manifold_lab.experiment.suite import is_suite
     from manifold_lab.experiment.sweep import plan
 
+    if args.wait and not args.launcher:
+        raise ValueError("--wait applies to --launcher slurm (without a launcher, run always waits)")
+    if args.launcher and args.run_index is not None:
+        raise ValueError("--run-index runs one run here; it cannot be combined with --launcher, "
+                         "which submits every pending run")
     if is_suite(args.spec):
         return _run_suite(args)
     spec = load_spec(args.spec, args.overrides)
@@ -121,10 +141,17 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--run-index {args.run_index} is out of range: the plan has runs 0..{len(runs) - 1}")
         _print_plan(spec, runs, root, header=args.dry_run)
         return 0
-    summary = run_experiment(spec, out=root if args.out else None, jobs=args.jobs,
-                             run_index=args.run_index, force=args.force)
+    if args.launcher:
+        summary = _launch(args, spec, root if args.out else None)
+    else:
+        summary = run_experiment(spec, out=root if args.out else None, jobs=args.jobs,
+                                 run_index=args.run_index, force=args.force)
     print(summary.line(spec.name))
-    if args.run_index is None:
+    if args.launcher and not summary.waited:
+        from manifold_lab.experiment.spec import display_path
+
+        print(f"when the jobs are done: manifold-lab report {display_path(root)}")
+    elif args.run_index is None:
         from manifold_lab.experiment.spec import display_path
 
         print(f"report: {display_path(root / 'report.md')}")

@@ -33,6 +33,7 @@ from manifold_lab import io
 from manifold_lab.experiment.stats import describe, paired
 from manifold_lab.experiment.store import ResultsStore
 from manifold_lab.experiment.sweep import canonical_json, format_value, format_values
+from manifold_lab.experiment.tables import write_tables
 from manifold_lab.kinds import Kind, ReportContext, RunRecord, get_kind
 
 __all__ = ["Aggregate", "aggregate", "write_report"]
@@ -246,6 +247,7 @@ def write_report(root: str | Path, kind: Kind | None = None) -> tuple[Path, str 
                        "mean_diff", "diff_ci_low", "diff_ci_high", "t_stat", "t_pvalue",
                        "wilcoxon_stat", "wilcoxon_pvalue", "note"]
     io.write_text(out / "comparisons.csv", to_csv(comparisons, comparison_cols))
+    write_tables(out)  # curves.csv, finals.csv (manifold_lab.experiment.tables)
 
     spec = agg.spec
     records = agg.records

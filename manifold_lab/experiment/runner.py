@@ -30,7 +30,7 @@ from manifold_lab.experiment.store import ResultsStore
 from manifold_lab.experiment.sweep import PlannedRun, plan
 from manifold_lab.kinds import Kind, RunContext
 
-__all__ = ["RunSummary", "check_plan", "execute_run", "run_experiment", "to_jsonable"]
+__all__ = ["RunSummary", "check_plan", "execute_run", "pending_runs", "run_experiment", "to_jsonable"]
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
@@ -183,6 +183,22 @@ def command_line(spec: Spec, out: str | os.PathLike | None) -> str:
     return shlex.join(words)
 
 
+def pending_runs(spec: Spec, store: ResultsStore, selected: list[PlannedRun], force: bool, summary) -> list[PlannedRun]:
+    """The runs of ``selected`` still to execute: not complete (all with ``force``), not reusable.
+
+    Copies the runs another experiment of ``spec.reuse`` completed; sets ``summary.skipped``
+    and ``summary.reused``. Call it holding the results folder's lock.
+    """
+    todo = [r for r in selected if force or not store.is_complete(r.run_id)]
+    summary.skipped = len(selected) - len(todo)
+    if not force:
+        others = [ResultsStore(folder) for folder in spec.reuse]
+        reused = {r.run_id for r in todo if any(store.copy_run_from(o, r.run_id) for o in others)}
+        summary.reused = len(reused)
+        todo = [r for r in todo if r.run_id not in reused]
+    return todo
+
+
 def run_experiment(
     spec: Spec,
     *,
@@ -221,13 +237,7 @@ def run_experiment(
 
     with store.lock(shared=run_index is not None):
         store.write_plan(spec.resolved(), command_line(spec, out), [asdict(r) for r in runs])
-        todo = [r for r in selected if force or not store.is_complete(r.run_id)]
-        summary.skipped = len(selected) - len(todo)
-        if not force:
-            others = [ResultsStore(folder) for folder in spec.reuse]
-            reused = {r.run_id for r in todo if any(store.copy_run_from(o, r.run_id) for o in others)}
-            summary.reused = len(reused)
-            todo = [r for r in todo if r.run_id not in reused]
+        todo = pending_runs(spec, store, selected, force, summary)
         _execute_all(spec, todo, store, jobs, summary, total=len(selected))
         if report and run_index is None:
             from manifold_lab.experiment.report import write_report

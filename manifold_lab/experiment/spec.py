@@ -27,6 +27,9 @@ A spec is a YAML mapping with the top-level keys
     Optional list of other experiments' results folders: a run of this plan that
     one of them completed under the same run id (same kind, parameters and seed)
     is copied from there, not run again (Figure 6b reuses Figure 6a's linear runs).
+``launcher``
+    Optional settings of ``--launcher slurm`` / ``local`` (partition, time limit,
+    GPUs and CPUs per run, ...): ``manifold_lab.experiment.launch.LauncherConfig``.
 
 Merge order: the includes in order (each one after its own includes), then the
 file itself, then the command-line overrides ``key.path=value`` (the value is
@@ -77,6 +80,7 @@ class _SpecModel(pydantic.BaseModel):
     sweep: dict[str, Any] = {}
     output: str | None = None
     reuse: list[str] = []
+    launcher: dict[str, Any] = {}
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,8 @@ class Spec:
     reuse : tuple of Path
         Results folders of other experiments whose completed runs with the same run id
         (same kind, parameters and seed) are copied instead of trained again.
+    launcher : LauncherConfig or None
+        The ``launcher:`` section (``manifold_lab.experiment.launch``); None when absent.
     """
 
     name: str
@@ -127,6 +133,7 @@ class Spec:
     source: Path | None
     overrides: tuple[str, ...]
     reuse: tuple[Path, ...] = ()
+    launcher: Any = None
 
     def resolved(self) -> dict:
         """The spec as one self-contained mapping (no includes), for ``spec.yaml``."""
@@ -491,6 +498,14 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
             raise UsageError(f"{line}{sweep_note}") from None
 
     base = build(top.params)
+    launcher = None
+    if top.launcher:
+        from manifold_lab.experiment.launch import LauncherConfig
+
+        try:
+            launcher = LauncherConfig.model_validate(top.launcher)
+        except pydantic.ValidationError as exc:
+            raise UsageError(_explain(exc, LauncherConfig, ("launcher",), origins, shown)) from None
     sweep, seeds = _check_sweep(top.sweep, kind, origins, shown)
     # From here on a bad value of a swept parameter comes from the sweep.
     for key in sweep:
@@ -521,5 +536,6 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
         source=path,
         overrides=tuple(overrides),
         reuse=tuple(Path(folder) for folder in top.reuse),
+        launcher=launcher,
     )
 

@@ -4,7 +4,9 @@
 
 - ``checkpoint.pt`` after every epoch (atomic; exact resume at epoch boundaries);
 - ``metrics.jsonl``: one line per epoch (train/test loss and accuracy, lr, images/s, time);
-- ``relu_stats.json``: Figure 7 statistics at step 0 and at the end.
+- ``relu_stats.json``: Figure 7 statistics at step 0 and at the end;
+- ``tensorboard/``: event files (per-step and per-epoch scalars, hyper-parameters with
+  the final metrics) when ``tensorboard`` is installed (``manifold_lab.train.tensorboard_log``).
 
 It returns the final metrics: ``test_acc``, ``test_loss``, ``train_acc``,
 ``train_loss``, ``best_test_acc``, ``epochs``, ``params``, per-epoch curves
@@ -32,6 +34,7 @@ from manifold_lab.train.config import TrainConfig
 from manifold_lab.train.ema import EMA
 from manifold_lab.train.optim import build_optimizer, build_scheduler
 from manifold_lab.train.relu_stats import relu_stats
+from manifold_lab.train.tensorboard_log import TensorBoardLog
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -143,6 +146,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool 
     if d.is_main and cfg.train.relu_stats and "step0" not in stats:
         stats["step0"] = relu_stats(model, sample.to(d.device))
 
+    tb = TensorBoardLog.open(run_dir, start_epoch * steps_per_epoch, say) if d.is_main else None
+    step = start_epoch * steps_per_epoch
     status = "done"
     for epoch in range(start_epoch, cfg.train.epochs):
         net.train()
@@ -170,6 +175,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool 
             loss_sum += loss.item() * len(y)
             correct += (logits.argmax(1) == y).sum().item()
             seen += len(y)
+            step += 1
+            if tb is not None:
+                tb.step(step, loss.item(), optimizer.param_groups[0]["lr"])
             bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{seen * d.world_size / (time.perf_counter() - start):.0f}")
         flags = distributed.all_reduce_sum([1.0 if status == "diverged" else 0.0], d)
         if flags[0] > 0:
@@ -187,6 +195,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool 
         }
         history.append(row)
         say(json.dumps(row))
+        if tb is not None:
+            tb.epoch(step, row)
         if d.is_main:
             if cfg.train.checkpoint:
                 save_checkpoint(ckpt_path, {
@@ -216,4 +226,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool 
             out[f"curve_{k}"] = [r[k] for r in done]
     if status == "diverged":
         out = {k: v for k, v in out.items() if not (isinstance(v, float) and not math.isfinite(v))}
+    if tb is not None:
+        tb.hparams(step, config_record["config"], seed, out)
+        tb.close()
     return out

@@ -1,0 +1,354 @@
+"""Launch a sweep's pending runs through submitit: a Slurm job array, or local processes.
+
+``manifold-lab run X.yaml --launcher slurm`` plans the sweep, writes the plan
+(``spec.yaml``, ``plan.json``) under the results folder's lock, and submits the
+runs that are not done as **one Slurm job array** (submitit's
+``SlurmExecutor``, the engine behind Hydra's Slurm launcher): array task ``i``
+executes one planned run through the runner's single-run path
+(``manifold_lab.experiment.runner.execute_run``: the run's lock, its files, its
+resume from ``checkpoint.pt``). It prints the job id and the log folder and
+returns; ``--wait`` waits for the array and writes the report. Rerunning the
+command submits only what is still not done; ``manifold-lab report DIR``
+aggregates whatever has finished.
+
+``--launcher local`` takes the same path through submitit's ``LocalExecutor``:
+each run is a real subprocess started from the same pickled task, with the same
+log folder and result collection, at most ``--jobs`` at a time; it always waits
+and writes the report.
+
+Preemption and time limits: every task is a ``submitit.helpers.Checkpointable``.
+On Slurm's warning signal (``USR2``, ``signal_delay_s`` before the limit)
+submitit calls its ``checkpoint()``, which returns the same task, and requeues
+it (at most ``max_requeues`` times after a timeout); the requeued task resumes
+the run from the checkpoint the trainer writes after every epoch, so finished
+epochs are not recomputed.
+
+Several GPUs per run (``gpus_per_run: G > 1``): the job gets ``G`` tasks on one
+node, one per GPU; submitit's ``TorchDistributedEnvironment`` exports
+``RANK``/``LOCAL_RANK``/``WORLD_SIZE``/``MASTER_ADDR``/``MASTER_PORT`` as
+``torchrun`` would, and the trainer joins the process group
+(``manifold_lab.train.distributed``). Rank 0 owns the run's files.
+
+The ``launcher:`` section of a spec (``LauncherConfig``), every key optional,
+each also settable on the command line as an override (``launcher.partition=gpu``)::
+
+    launcher:
+      partition: gpu            # sbatch --partition
+      timeout_min: 240          # time limit of one run, minutes
+      gpus_per_run: 1           # GPUs of one run (> 1: DistributedDataParallel, mobilenetv2 only)
+      cpus_per_run: 8           # CPU cores of one run
+      mem_gb: 32                # memory of one run
+      array_parallelism: 16     # array tasks running at a time (sbatch --array=0-N%16)
+      max_requeues: 3           # requeues after a timeout
+      sbatch: {account: my_lab, qos: normal}   # any other sbatch option
+      setup: ["source .venv/bin/activate"]     # shell lines run before each task
+      folder: null              # logs and submitit's files (default <results>/submitit)
+
+Files: ``<results>/submitit/`` holds submitit's submission script
+(``<job id>_submission.sh``), pickled tasks and results, the logs
+(``<job id>_<task>_log.out`` / ``.err``) and ``submissions.jsonl`` (one line per
+submission: job id, time, runs, parameters).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import submitit
+
+__all__ = ["LAUNCHERS", "LaunchSummary", "LauncherConfig", "RunTask", "launch"]
+
+LAUNCHERS = ("slurm", "local")
+#: Kinds whose ``run`` joins a torch.distributed process group (``gpus_per_run > 1``).
+DISTRIBUTED_KINDS = ("mobilenetv2",)
+LOG_FOLDER = "submitit"
+
+
+class LauncherConfig(pydantic.BaseModel):
+    """The ``launcher:`` section of a spec (see the module docstring)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    partition: str | None = None
+    timeout_min: int = pydantic.Field(60, ge=1, le=525600)
+    gpus_per_run: int = pydantic.Field(0, ge=0, le=64)
+    cpus_per_run: int | None = pydantic.Field(None, ge=1, le=1024)
+    mem_gb: float | None = pydantic.Field(None, gt=0, le=65536)
+    array_parallelism: int | None = pydantic.Field(None, ge=1, le=100000)
+    max_requeues: int = pydantic.Field(3, ge=0, le=100)
+    signal_delay_s: int = pydantic.Field(120, ge=1, le=3600)
+    sbatch: dict[str, str | int | float | bool] = {}
+    setup: list[str] = []
+    folder: str | None = None
+
+    @pydantic.field_validator("sbatch")
+    @classmethod
+    def _sbatch_names(cls, value: dict) -> dict:
+        for key in value:
+            if not key or not all(c.isalnum() or c in "-_" for c in key):
+                raise ValueError(f"sbatch option {key!r} is not an option name (letters, digits, - and _)")
+        return value
+
+
+@dataclass
+class LaunchSummary:
+    """What one launch did."""
+
+    planned: int = 0
+    submitted: int = 0
+    skipped: int = 0
+    reused: int = 0
+    job_id: str | None = None
+    folder: Path | None = None
+    waited: bool = False
+    done: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    report_error: str | None = None
+
+    def line(self, name: str) -> str:
+        text = f"{name}: {self.planned} runs: {self.submitted} submitted, {self.skipped} already done"
+        if self.reused:
+            text += f", {self.reused} reused"
+        if self.waited and self.submitted:
+            text += f"; {self.done} done, {len(self.failed)} failed"
+        return text
+
+
+# --------------------------------------------------------------------------- the task
+
+
+class RunTask(submitit.helpers.Checkpointable):
+    """One array task: execute planned run ``run`` of experiment ``name`` into ``root``.
+
+    Picklable plain data (the kind by name, the run as a dict), sent to the job by
+    submitit. ``checkpoint()`` (``submitit.helpers.Checkpointable``) returns a
+    ``DelayedSubmission`` of the same task, so a preempted or timed-out task is
+    requeued and resumes the run from its own checkpoint.
+
+    Returns ``{"run_id", "status", "error"}``; ``status`` is the run's
+    (``done``, ``failed``, ``diverged``), ``skipped`` when the run was already
+    complete (a duplicate submission), ``rank`` on a rank other than 0.
+    """
+
+    def __init__(self, kind: str, run: dict, root: str, name: str, cwd: str, tasks: int = 1) -> None:
+        self.kind, self.run, self.root, self.name, self.cwd, self.tasks = kind, run, root, name, cwd, tasks
+
+    def __call__(self) -> dict:
+        from manifold_lab.experiment.runner import execute_run
+        from manifold_lab.experiment.store import ResultsStore
+        from manifold_lab.experiment.sweep import PlannedRun
+        from manifold_lab.kinds import RunContext, get_kind
+
+        os.chdir(self.cwd)  # relative paths of the spec (data roots) as at submission
+        kind = get_kind(self.kind)
+        run = PlannedRun(**self.run)
+        rank = 0
+        if self.tasks > 1:  # one task per GPU: the torchrun variables from Slurm's
+            rank = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False).rank
+        if rank != 0:  # the other ranks compute; rank 0 owns the run's files and locks
+            ctx = RunContext(run_dir=Path(self.root) / "runs" / run.run_id, seed=run.seed,
+                             log=logging.getLogger(f"manifold_lab.run.{run.run_id}.rank{rank}"))
+            kind.run(kind.params.model_validate(run.params), run.seed, ctx)
+            return {"run_id": run.run_id, "status": "rank", "error": None}
+        store = ResultsStore(self.root)
+        with store.lock(shared=True):
+            if store.is_complete(run.run_id):
+                return {"run_id": run.run_id, "status": "skipped", "error": None}
+            status, error = execute_run(kind, run, store.root, self.name)
+        return {"run_id": run.run_id, "status": status, "error": error}
+
+
+# --------------------------------------------------------------------------- the executor
+
+
+def _no_slurm() -> str:
+    return ("--launcher slurm: no Slurm on this machine (srun and sbatch not found on PATH); "
+            "submit from the cluster's login node, or use --launcher local")
+
+
+def build_executor(launcher: str, folder: Path, cfg: LauncherConfig, name: str, n_runs: int):
+    """A configured submitit executor for ``launcher`` (``slurm`` or ``local``)."""
+    import shutil
+
+    from manifold_lab.errors import UsageError
+
+    tasks = max(1, cfg.gpus_per_run)
+    common: dict[str, Any] = dict(name=f"ml-{name}", timeout_min=cfg.timeout_min, tasks_per_node=tasks, nodes=1)
+    if cfg.gpus_per_run:
+        common["gpus_per_node"] = cfg.gpus_per_run
+    if launcher == "local":
+        executor = submitit.AutoExecutor(folder, cluster="local", local_max_num_timeout=cfg.max_requeues)
+        executor.update_parameters(**common)
+        if cfg.setup:
+            executor.update_parameters(local_setup=list(cfg.setup))
+        return executor
+    if shutil.which("srun") is None or shutil.which("sbatch") is None:
+        raise UsageError(_no_slurm())
+    executor = submitit.AutoExecutor(folder, cluster="slurm", slurm_max_num_timeout=cfg.max_requeues)
+    slurm: dict[str, Any] = {
+        "slurm_signal_delay_s": cfg.signal_delay_s,
+        "slurm_array_parallelism": min(cfg.array_parallelism or n_runs, n_runs),
+    }
+    if cfg.cpus_per_run:
+        common["cpus_per_task"] = max(1, cfg.cpus_per_run // tasks)
+    if cfg.mem_gb:
+        common["mem_gb"] = cfg.mem_gb
+    if cfg.partition:
+        slurm["slurm_partition"] = cfg.partition
+    if cfg.sbatch:
+        slurm["slurm_additional_parameters"] = {k.replace("_", "-"): v for k, v in cfg.sbatch.items()}
+    if cfg.setup:
+        slurm["slurm_setup"] = list(cfg.setup)
+    executor.update_parameters(**common, **slurm)
+    return executor
+
+
+# --------------------------------------------------------------------------- launch
+
+
+def _record_submission(folder: Path, job_id: str, launcher: str, runs: list, cfg: LauncherConfig) -> None:
+    from manifold_lab import io
+
+    path = folder / "submissions.jsonl"
+    old = path.read_text(encoding="utf-8") if path.is_file() and not path.is_symlink() else ""
+    line = json.dumps({"job_id": job_id, "launcher": launcher, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                       "runs": [[r.index, r.run_id] for r in runs], "launcher_config": cfg.model_dump()})
+    io.write_text(path, old + line + "\n")
+
+
+def _collect(job, run, summary: LaunchSummary) -> None:
+    """Count the outcome of a finished job; a job that died (killed, out of requeues) counts as failed."""
+    try:
+        out = job.result()
+        status, error = out["status"], out["error"]
+    except Exception as exc:  # noqa: BLE001 - submitit's FailedJobError, UncompletedJobError...
+        status, error = "failed", " ".join(f"job {job.job_id} did not finish: {exc}".split())[:300]
+    if status in ("done", "skipped"):
+        summary.done += 1
+    else:
+        summary.failed.append((run.run_id, error or status))
+
+
+def _wait_local(executor, tasks: list, runs: list, jobs: int, summary: LaunchSummary) -> str:
+    """Submit the tasks to the local executor, at most ``jobs`` running; wait for all."""
+    pending = list(zip(tasks, runs))
+    running: list = []
+    first_id = None
+
+    def stop(signum, frame):  # a killed parent takes its jobs with it (see finally)
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, stop) if _main_thread() else None
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                task, run = pending.pop(0)
+                job = executor.submit(task)
+                first_id = first_id or job.job_id
+                print(f"run {run.index} ({run.run_id}): local job {job.job_id}", flush=True)
+                running.append((job, run))
+            for job, run in [j for j in running if j[0].done()]:
+                running.remove((job, run))
+                _collect(job, run, summary)
+            time.sleep(0.2)
+    finally:
+        for job, _ in running:
+            job.cancel(check=False)
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+    return first_id or ""
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def launch(spec, launcher: str, *, out: str | os.PathLike | None = None, wait: bool = False, jobs: int = 1,
+           force: bool = False) -> LaunchSummary:
+    """Submit the pending runs of ``spec`` through submitit (see the module docstring).
+
+    Parameters
+    ----------
+    spec : Spec
+        A validated spec; its ``launcher`` section configures the jobs.
+    launcher : {"slurm", "local"}
+    out : path, optional
+        Results folder instead of ``spec.output``.
+    wait : bool
+        Wait for the jobs, then write the report (always for ``local``).
+    jobs : int
+        ``local``: runs at a time.
+    force : bool
+        Submit completed runs too.
+    """
+    from manifold_lab.errors import UsageError
+    from manifold_lab.experiment.runner import check_plan, command_line, pending_runs
+    from manifold_lab.experiment.spec import display_path
+    from manifold_lab.experiment.store import ResultsStore
+    from manifold_lab.experiment.sweep import plan
+
+    if launcher not in LAUNCHERS:
+        raise UsageError(f"--launcher {launcher!r}: expected one of {', '.join(LAUNCHERS)}")
+    if jobs < 1:
+        raise UsageError(f"--jobs must be >= 1, got {jobs}")
+    cfg: LauncherConfig = spec.launcher if spec.launcher is not None else LauncherConfig()
+    if cfg.gpus_per_run > 1 and spec.kind.name not in DISTRIBUTED_KINDS:
+        raise UsageError(f"launcher.gpus_per_run={cfg.gpus_per_run}: only kinds {', '.join(DISTRIBUTED_KINDS)} "
+                         f"use several GPUs per run; kind {spec.kind.name!r} needs gpus_per_run 0 or 1")
+    runs = plan(spec)
+    check_plan(runs)
+    store = ResultsStore(out if out is not None else spec.output)
+    root = store.root.resolve()
+    folder = Path(cfg.folder) if cfg.folder else root / LOG_FOLDER
+    summary = LaunchSummary(planned=len(runs), folder=folder)
+    with store.lock():
+        store.write_plan(spec.resolved(), command_line(spec, out), [asdict(r) for r in runs])
+        todo = pending_runs(spec, store, runs, force, summary)
+        if force:  # a forced run must not be skipped by the task as complete
+            for r in todo:
+                (store.run_dir(r.run_id) / "metrics.json").unlink(missing_ok=True)
+    if todo:
+        executor = build_executor(launcher, folder, cfg, spec.name, len(todo))
+        tasks = [RunTask(spec.kind.name, asdict(r), str(root), spec.name, os.getcwd(), max(1, cfg.gpus_per_run))
+                 for r in todo]
+        summary.submitted = len(todo)
+        if launcher == "local":
+            summary.waited = True
+            summary.job_id = _wait_local(executor, tasks, todo, jobs, summary)
+        else:
+            with executor.batch():
+                submitted = [executor.submit(t) for t in tasks]
+            summary.job_id = submitted[0].job_id.split("_")[0]
+            shown = display_path(folder)
+            if len(todo) == 1:  # submitit submits a single task as a plain job, not an array
+                print(f"submitted 1 run as Slurm job {summary.job_id}", flush=True)
+                print(f"logs: {shown}/{summary.job_id}_0_log.out (and .err)", flush=True)
+            else:
+                print(f"submitted {len(todo)} runs as Slurm job array {summary.job_id} "
+                      f"(at most {min(cfg.array_parallelism or len(todo), len(todo))} at a time)", flush=True)
+                print(f"logs: {shown}/{summary.job_id}_<array index>_0_log.out (and .err)", flush=True)
+            if wait:
+                summary.waited = True
+                for job, run in zip(submitted, todo):
+                    job.wait()
+                    _collect(job, run, summary)
+        _record_submission(folder, summary.job_id or "", launcher, todo, cfg)
+    else:
+        summary.waited = True
+    if summary.waited:
+        from manifold_lab.experiment.report import write_report
+
+        with store.lock():
+            _, summary.report_error = write_report(store.root, kind=spec.kind)
+    return summary
