@@ -91,7 +91,7 @@ def _stepper(model, x, y, bf16=False, net=None):
 
     def step(xb=x, yb=y):
         opt.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+        with torch.autocast(xb.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
             logits = net(xb)
         nn.functional.cross_entropy(logits.float(), yb).backward()
         opt.step()

@@ -1,0 +1,53 @@
+"""benchmarks/gpu_check.py: the clear skip without a GPU, and its plumbing on the CPU at toy sizes.
+
+No speed is asserted: the CPU run only checks that every figure is computed and written.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+gpu_check = pytest.importorskip("benchmarks.gpu_check")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present: the check would run")
+def test_without_cuda_one_clear_line_exit_0_and_nothing_written(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--out-dir", str(tmp_path / "gpu")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "no CUDA device: skipped\n"
+    assert not (tmp_path / "gpu").exists()
+
+
+def test_unknown_part_is_one_line_exit_2(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--only", "train_step,nope"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "expected some of train_step, epoch, packed, ddp" in out.stderr
+
+
+@pytest.mark.slow
+def test_cpu_plumbing_computes_and_writes_every_figure_of_the_step_and_epoch_parts(tmp_path, capsys):
+    status = gpu_check.main(["--device", "cpu", "--quick", "--only", "train_step,epoch", "--workers", "0",
+                             "--epoch-images", "32", "--out-dir", str(tmp_path)])
+    assert status == 0
+    result = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert result["errors"] == {}
+    variants = result["train_step"]["variants"]
+    assert set(variants) == {"eager", "channels_last", "bf16", "channels_last_bf16"}  # --quick: no compile
+    assert variants["eager"]["vs_eager"] == 1.0
+    assert all(v["images_per_s"] > 0 for v in variants.values())
+    epoch = result["epoch"]
+    # 32 images, batch 8, drop_last: 4 batches of each loader
+    assert epoch["images"] == 32 and epoch["source"].startswith("random uint8 images")
+    assert epoch["device_vs_dataloader"] == pytest.approx(epoch["device_loader_images_per_s"]
+                                                          / epoch["dataloader_images_per_s"])
+    table = capsys.readouterr().out
+    assert "| train_step | channels_last_bf16 (vs eager) |" in table and "| epoch | device loader:" in table
