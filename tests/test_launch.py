@@ -311,3 +311,53 @@ def test_local_job_preempted_is_requeued_by_submitit_and_resumes(tmp_path):
     assert_resumed(run_dir, 5, resumed_at)
     log = "".join(p.read_text() for p in (root / "submitit").glob("*_0_log.*"))
     assert "this job is preempted" in log and "Requeued job" in log
+
+
+@pytest.mark.slow
+def test_local_run_with_two_gpus_per_run_trains_as_two_ranks(tmp_path):
+    """gpus_per_run: 2 gives one task per GPU with torchrun's variables; on CPU the ranks join over gloo."""
+    import pickle
+
+    spec = REPO / "experiments" / "smoke" / "figure6a.yaml"
+    out = ml("run", spec, "--launcher", "local", "--out", "ddp", "launcher.gpus_per_run=2", "sweep.seeds=[0]",
+             "sweep.model.bottleneck_act=[identity]", "params.train.epochs=1", "params.data.subset=40", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "smoke_figure6a: 1 runs: 1 submitted, 0 already done; 1 done, 0 failed" in out.stdout
+    folder = tmp_path / "ddp" / "submitit"
+    job = re.search(r"local job (\d+)", out.stdout).group(1)
+    results = [pickle.loads((folder / f"{job}_{rank}_result.pkl").read_bytes()) for rank in (0, 1)]
+    assert [r[0] for r in results] == ["success", "success"]
+    assert [r[1]["status"] for r in results] == ["done", "rank"]  # rank 0 owns the run's files
+    assert "global_rank=1(2)" in (folder / f"{job}_1_log.out").read_text()
+    run_dir = run_dirs(tmp_path / "ddp")[0]
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 1
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")  # a zombie is gone
+
+
+@pytest.mark.slow
+def test_local_launcher_terminated_takes_its_jobs_with_it(tmp_path):
+    write_spec(tmp_path / "s.yaml", EPOCHS_SPEC.replace("epochs: 3, sleep: 0.0", "epochs: 50, sleep: 0.4")
+               .replace("[1.0, 2.0]", "[1.0]").replace("[0, 1]", "[0]"))
+    root = tmp_path / "results" / "e"
+    proc, run_dir = start_local_until_checkpoint(tmp_path, root, 1)
+    task = json.loads((run_dir / "status.json").read_text())["pid"]
+    proc.terminate()
+    stdout, stderr = proc.communicate(timeout=60)
+    controller = int(re.search(r"local job (\d+)", stdout).group(1))
+    assert proc.returncode == 130 and "interrupted" in stderr
+    deadline = time.monotonic() + 30
+    while (_alive(task) or _alive(controller)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(task) and not _alive(controller)
+    stopped_at = checkpointed(run_dir)
+    time.sleep(1.0)
+    assert checkpointed(run_dir) == stopped_at < 50  # nothing trains on

@@ -154,12 +154,14 @@ class RunTask(submitit.helpers.Checkpointable):
         rank = 0
         if self.tasks > 1:  # one task per GPU: the torchrun variables from Slurm's
             rank = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False).rank
+        store = ResultsStore(self.root)
         if rank != 0:  # the other ranks compute; rank 0 owns the run's files and locks
+            if store.is_complete(run.run_id):  # rank 0 skips it too
+                return {"run_id": run.run_id, "status": "skipped", "error": None}
             ctx = RunContext(run_dir=Path(self.root) / "runs" / run.run_id, seed=run.seed,
                              log=logging.getLogger(f"manifold_lab.run.{run.run_id}.rank{rank}"))
             kind.run(kind.params.model_validate(run.params), run.seed, ctx)
             return {"run_id": run.run_id, "status": "rank", "error": None}
-        store = ResultsStore(self.root)
         with store.lock(shared=True):
             if store.is_complete(run.run_id):
                 return {"run_id": run.run_id, "status": "skipped", "error": None}
@@ -228,7 +230,7 @@ def _record_submission(folder: Path, job_id: str, launcher: str, runs: list, cfg
 def _collect(job, run, summary: LaunchSummary) -> None:
     """Count the outcome of a finished job; a job that died (killed, out of requeues) counts as failed."""
     try:
-        out = job.result()
+        out = job.results()[0]  # rank 0's (a run with several GPUs is one task per GPU)
         status, error = out["status"], out["error"]
     except Exception as exc:  # noqa: BLE001 - submitit's FailedJobError, UncompletedJobError...
         status, error = "failed", " ".join(f"job {job.job_id} did not finish: {exc}".split())[:300]
