@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from kinds_for_tests import REPO, cli_env, files_under, write_spec
+from kinds_for_tests import REPO, cli_env, write_spec
 
 from manifold_lab.errors import UsageError
 from manifold_lab.experiment.spec import load_spec
@@ -46,6 +46,12 @@ launcher:
 """
 
 
+def epochs_spec(tmp_path: Path, epochs: int, sleep: float, a: str = "[1.0]", seeds: str = "[0]") -> Path:
+    """``s.yaml``: the epochs kind with ``epochs`` epochs of ``sleep`` s, swept over ``a`` and ``seeds``."""
+    return write_spec(tmp_path / "s.yaml", EPOCHS_SPEC.replace("epochs: 3, sleep: 0.0", f"epochs: {epochs}, sleep: {sleep}")
+                      .replace("[1.0, 2.0]", a).replace("[0, 1]", seeds))
+
+
 def env_with_kinds(path_prefix: Path | None = None) -> dict:
     env = cli_env()
     env["MANIFOLD_LAB_EXTRA_KINDS"] = "tests.kinds_for_tests,tests.kinds_for_launch"
@@ -60,13 +66,28 @@ def ml(*args, cwd, env=None, timeout=300):
 
 
 def fake_slurm(folder: Path) -> Path:
-    """``sbatch`` (records the script, prints a job id), ``srun`` and ``scontrol`` (records its arguments)."""
+    """``sbatch`` (records the script, prints a job id), ``srun``, ``sacct`` and ``scontrol`` (records its arguments).
+
+    With ``FAKE_SLURM_START=1`` in the environment, ``sbatch`` also starts every task of the
+    array at once in the background, as Slurm would with free nodes.
+    """
     bin_dir = folder / "bin"
     bin_dir.mkdir()
     (bin_dir / "sbatch").write_text(
         '#!/bin/sh\nn=$(cat "$0.count" 2>/dev/null || echo 4241); n=$((n + 1)); echo $n > "$0.count"\n'
-        'cp "$1" "$0.$n.sh"\necho "Submitted batch job $n"\n')
+        'cp "$1" "$0.$n.sh"\n'
+        'if [ -n "$FAKE_SLURM_START" ]; then\n'
+        '  last=$(sed -n "s/^#SBATCH --array=0-\\([0-9]*\\).*/\\1/p" "$1")\n'
+        '  folder=$(sed -n "s/.* -m submitit.core._submit //p" "$1" | tr -d "\'")\n'
+        '  for i in $(seq 0 $last); do\n'
+        '    SUBMITIT_EXECUTOR=slurm SLURM_JOB_ID=$((n + 100 + i)) SLURM_ARRAY_JOB_ID=$n SLURM_ARRAY_TASK_ID=$i \\\n'
+        '    SLURM_NTASKS=1 SLURM_PROCID=0 SLURM_LOCALID=0 SLURM_NODEID=0 SLURM_JOB_NUM_NODES=1 \\\n'
+        f'    {sys.executable} -u -m submitit.core._submit "$folder" > "$folder/${{n}}_${{i}}_0_log.out" 2>&1 &\n'
+        '  done\n'
+        'fi\n'
+        'echo "Submitted batch job $n"\n')
     (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "sacct").write_text("#!/bin/sh\necho 'JobID|State|NodeList'\n")  # knows no job yet
     (bin_dir / "scontrol").write_text('#!/bin/sh\necho "$@" >> "$0.calls"\n')
     for tool in bin_dir.iterdir():
         tool.chmod(0o755)
@@ -133,6 +154,7 @@ def test_launcher_section_is_validated_in_one_line(tmp_path, section, message):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_launcher_errors_exit_2_and_write_nothing(tmp_path):
     write_spec(tmp_path / "s.yaml", EPOCHS_SPEC + "launcher: {partiton: gpu}\n")
     out = ml("run", "s.yaml", "--launcher", "slurm", cwd=tmp_path)
@@ -147,12 +169,13 @@ def test_launcher_errors_exit_2_and_write_nothing(tmp_path):
         assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
     out = ml("run", "s.yaml", "--launcher", "local", "launcher.gpus_per_run=2", cwd=tmp_path)
     assert out.returncode == 2 and "only kinds mobilenetv2" in out.stderr
-    assert "runs" not in files_under(tmp_path / "results" / "e") if (tmp_path / "results" / "e").exists() else True
+    assert not (tmp_path / "results").exists()  # nothing written by any of them
 
 
 # --------------------------------------------------------------------------- Slurm, up to the scheduler
 
 
+@pytest.mark.slow
 def test_slurm_array_submission_then_tasks_run_as_slurm_starts_them(tmp_path):
     bin_dir = fake_slurm(tmp_path)
     env = env_with_kinds(bin_dir)
@@ -208,12 +231,27 @@ def test_slurm_array_submission_then_tasks_run_as_slurm_starts_them(tmp_path):
 
 
 @pytest.mark.slow
+def test_slurm_wait_waits_for_the_array_then_writes_the_report(tmp_path):
+    bin_dir = fake_slurm(tmp_path)
+    env = {**env_with_kinds(bin_dir), "FAKE_SLURM_START": "1"}
+    epochs_spec(tmp_path, 2, 0.2, a="[1.0, 2.0]", seeds="[0]")
+    out = ml("run", "s.yaml", "--launcher", "slurm", "--wait", cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "submitted 2 runs as Slurm job array 4242 (at most 2 at a time)" in out.stdout
+    assert "e: 2 runs: 2 submitted, 0 already done; 2 done, 0 failed" in out.stdout
+    assert "report: results/e/report.md" in out.stdout
+    root = tmp_path / "results" / "e"
+    assert [computed(d) for d in run_dirs(root)] == [[1, 2], [1, 2]]
+    assert "2 runs: 2 done, 0 failed, 0 not run" in (root / "report.md").read_text()
+    assert len((root / "finals.csv").read_text().splitlines()) == 3
+
+
+@pytest.mark.slow
 def test_slurm_preemption_checkpoints_requeues_and_resumes(tmp_path):
     """USR2 mid-run: submitit calls checkpoint(), runs `scontrol requeue`; the requeued task resumes."""
     bin_dir = fake_slurm(tmp_path)
     env = env_with_kinds(bin_dir)
-    write_spec(tmp_path / "s.yaml", EPOCHS_SPEC.replace("epochs: 3, sleep: 0.0", "epochs: 6, sleep: 0.5")
-               .replace("[1.0, 2.0]", "[1.0]").replace("[0, 1]", "[0]"))
+    epochs_spec(tmp_path, 6, 0.5, seeds="[0]")
     out = ml("run", "s.yaml", "--launcher", "slurm", cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr
     root = tmp_path / "results" / "e"
@@ -277,8 +315,7 @@ def test_local_launcher_runs_the_quickstart_toy_sweep_end_to_end(tmp_path):
 
 @pytest.mark.slow
 def test_local_job_killed_mid_training_resumes_when_resubmitted(tmp_path):
-    write_spec(tmp_path / "s.yaml", EPOCHS_SPEC.replace("epochs: 3, sleep: 0.0", "epochs: 6, sleep: 0.4")
-               .replace("[1.0, 2.0]", "[1.0]"))
+    epochs_spec(tmp_path, 6, 0.4, seeds="[0, 1]")
     root = tmp_path / "results" / "e"
     proc, first = start_local_until_checkpoint(tmp_path, root, 2)
     status = json.loads((first / "status.json").read_text())
@@ -297,8 +334,7 @@ def test_local_job_killed_mid_training_resumes_when_resubmitted(tmp_path):
 @pytest.mark.slow
 def test_local_job_preempted_is_requeued_by_submitit_and_resumes(tmp_path):
     """USR2 to the task process: submitit checkpoints and the local controller restarts the task."""
-    write_spec(tmp_path / "s.yaml", EPOCHS_SPEC.replace("epochs: 3, sleep: 0.0", "epochs: 5, sleep: 0.4")
-               .replace("[1.0, 2.0]", "[1.0]").replace("[0, 1]", "[0]"))
+    epochs_spec(tmp_path, 5, 0.4, seeds="[0]")
     root = tmp_path / "results" / "e"
     proc, run_dir = start_local_until_checkpoint(tmp_path, root, 2)
     os.kill(json.loads((run_dir / "status.json").read_text())["pid"], signal.SIGUSR2)
@@ -345,8 +381,7 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.slow
 def test_local_launcher_terminated_takes_its_jobs_with_it(tmp_path):
-    write_spec(tmp_path / "s.yaml", EPOCHS_SPEC.replace("epochs: 3, sleep: 0.0", "epochs: 50, sleep: 0.4")
-               .replace("[1.0, 2.0]", "[1.0]").replace("[0, 1]", "[0]"))
+    epochs_spec(tmp_path, 50, 0.4, seeds="[0]")
     root = tmp_path / "results" / "e"
     proc, run_dir = start_local_until_checkpoint(tmp_path, root, 1)
     task = json.loads((run_dir / "status.json").read_text())["pid"]

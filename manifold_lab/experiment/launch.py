@@ -172,6 +172,13 @@ class RunTask(submitit.helpers.Checkpointable):
 # --------------------------------------------------------------------------- the executor
 
 
+def slurm_available() -> bool:
+    """Whether Slurm's ``srun`` and ``sbatch`` are on PATH (submitit needs both)."""
+    import shutil
+
+    return shutil.which("srun") is not None and shutil.which("sbatch") is not None
+
+
 def _no_slurm() -> str:
     return ("--launcher slurm: no Slurm on this machine (srun and sbatch not found on PATH); "
             "submit from the cluster's login node, or use --launcher local")
@@ -179,8 +186,6 @@ def _no_slurm() -> str:
 
 def build_executor(launcher: str, folder: Path, cfg: LauncherConfig, name: str, n_runs: int):
     """A configured submitit executor for ``launcher`` (``slurm`` or ``local``)."""
-    import shutil
-
     from manifold_lab.errors import UsageError
 
     tasks = max(1, cfg.gpus_per_run)
@@ -193,7 +198,7 @@ def build_executor(launcher: str, folder: Path, cfg: LauncherConfig, name: str, 
         if cfg.setup:
             executor.update_parameters(local_setup=list(cfg.setup))
         return executor
-    if shutil.which("srun") is None or shutil.which("sbatch") is None:
+    if not slurm_available():
         raise UsageError(_no_slurm())
     executor = submitit.AutoExecutor(folder, cluster="slurm", slurm_max_num_timeout=cfg.max_requeues)
     slurm: dict[str, Any] = {
@@ -305,6 +310,8 @@ def launch(spec, launcher: str, *, out: str | os.PathLike | None = None, wait: b
     if jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {jobs}")
     cfg: LauncherConfig = spec.launcher if spec.launcher is not None else LauncherConfig()
+    if launcher == "slurm" and not slurm_available():  # before anything is written
+        raise UsageError(_no_slurm())
     if cfg.gpus_per_run > 1 and spec.kind.name not in DISTRIBUTED_KINDS:
         raise UsageError(f"launcher.gpus_per_run={cfg.gpus_per_run}: only kinds {', '.join(DISTRIBUTED_KINDS)} "
                          f"use several GPUs per run; kind {spec.kind.name!r} needs gpus_per_run 0 or 1")
