@@ -150,7 +150,7 @@ def test_launcher_section_is_validated_in_one_line(tmp_path, section, message):
     with pytest.raises(UsageError) as info:
         load_spec(spec)
     assert message in str(info.value)
-    assert str(info.value).startswith("s.yaml:") or "s.yaml:" in str(info.value)
+    assert re.search(r"s\.yaml:7:\d+: ", str(info.value))  # file:line:column (line 7: the launcher: line)
     assert "\n" not in str(info.value)
 
 

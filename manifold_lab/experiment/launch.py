@@ -34,7 +34,7 @@ each also settable on the command line as an override (``launcher.partition=gpu`
 
     launcher:
       partition: gpu            # sbatch --partition
-      timeout_min: 240          # time limit of one run, minutes
+      timeout_min: 240          # time limit of one run, minutes (default 60; local: none unless set)
       gpus_per_run: 1           # GPUs of one run (> 1: DistributedDataParallel, mobilenetv2 only)
       cpus_per_run: 8           # CPU cores of one run
       mem_gb: 32                # memory of one run
@@ -71,6 +71,8 @@ LAUNCHERS = ("slurm", "local")
 #: Kinds whose ``run`` joins a torch.distributed process group (``gpus_per_run > 1``).
 DISTRIBUTED_KINDS = ("mobilenetv2",)
 LOG_FOLDER = "submitit"
+#: ``--launcher local`` without ``launcher.timeout_min``: 30 days.
+LOCAL_TIMEOUT_MIN = 30 * 24 * 60
 
 
 class LauncherConfig(pydantic.BaseModel):
@@ -193,6 +195,8 @@ def build_executor(launcher: str, folder: Path, cfg: LauncherConfig, name: str, 
     if cfg.gpus_per_run:
         common["gpus_per_node"] = cfg.gpus_per_run
     if launcher == "local":
+        if "timeout_min" not in cfg.model_fields_set:  # no scheduler limit here: a CPU run may take days
+            common["timeout_min"] = LOCAL_TIMEOUT_MIN
         executor = submitit.AutoExecutor(folder, cluster="local", local_max_num_timeout=cfg.max_requeues)
         executor.update_parameters(**common)
         if cfg.setup:
