@@ -1,5 +1,6 @@
 """A real 2-process DistributedDataParallel job (gloo on CPU) through torchrun."""
 
+import importlib.util
 import json
 import os
 import signal
@@ -32,5 +33,8 @@ def test_torchrun_two_processes_gloo(tmp_path):
     acc = rows[-1]["test_acc"] * 110
     assert abs(acc - round(acc)) < 1e-6
     # only rank 0 wrote: exactly one set of files, printed once
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.json", "metrics.jsonl", "relu_stats.json"]
+    tensorboard = importlib.util.find_spec("tensorboard") is not None  # event files from rank 0 only
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.json", "metrics.jsonl",
+                                                     "relu_stats.json"] + ["tensorboard"] * tensorboard
+    assert len(list(out.glob("tensorboard/events.out.tfevents.*"))) == (1 if tensorboard else 0)
     assert res.stdout.count('"status": "done"') == 1
