@@ -217,7 +217,15 @@ def packed(args, device: torch.device) -> dict:
 # --------------------------------------------------------------------------- 4. torchrun
 
 
-def ddp(args, device: torch.device, out_dir: Path) -> dict:
+def ddp(args, device: torch.device) -> dict:
+    """The smoke training under torchrun and as one process, into a temporary folder (nothing kept)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="gpu_check_ddp_") as tmp:
+        return _ddp(args, device, Path(tmp))
+
+
+def _ddp(args, device: torch.device, out_dir: Path) -> dict:
     gpus = min(2, torch.cuda.device_count()) if device.type == "cuda" else 1
     overrides = [f"params.train.epochs={args.ddp_epochs}", f"params.train.device={'auto' if device.type == 'cuda' else 'cpu'}"]
     commands = {
@@ -319,7 +327,7 @@ def main(argv=None) -> int:
         "errors": {},
     }
     parts = {"train_step": lambda: train_step(args, device), "epoch": lambda: epoch(args, device),
-             "packed": lambda: packed(args, device), "ddp": lambda: ddp(args, device, out_dir)}
+             "packed": lambda: packed(args, device), "ddp": lambda: ddp(args, device)}
     for name in args.parts:
         start = time.perf_counter()
         try:
