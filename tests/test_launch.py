@@ -85,6 +85,7 @@ def fake_slurm(folder: Path) -> Path:
         f'    {sys.executable} -u -m submitit.core._submit "$folder" > "$folder/${{n}}_${{i}}_0_log.out" 2>&1 &\n'
         '  done\n'
         'fi\n'
+        'if [ -n "$FAKE_SLURM_REFUSE" ]; then echo "sbatch: error: invalid partition specified: $FAKE_SLURM_REFUSE" >&2; exit 1; fi\n'
         'echo "Submitted batch job $n"\n')
     (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
     (bin_dir / "sacct").write_text("#!/bin/sh\necho 'JobID|State|NodeList'\n")  # knows no job yet
@@ -170,6 +171,12 @@ def test_launcher_errors_exit_2_and_write_nothing(tmp_path):
     out = ml("run", "s.yaml", "--launcher", "local", "launcher.gpus_per_run=2", cwd=tmp_path)
     assert out.returncode == 2 and "only kinds mobilenetv2" in out.stderr
     assert not (tmp_path / "results").exists()  # nothing written by any of them
+    env = {**env_with_kinds(fake_slurm(tmp_path)), "FAKE_SLURM_REFUSE": "nope"}
+    out = ml("run", "s.yaml", "--launcher", "slurm", "launcher.partition=nope", cwd=tmp_path, env=env)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == ["manifold-lab run: error: sbatch refused the submission: sbatch: error: "
+                                               "invalid partition specified: nope; check the launcher: settings "
+                                               "(partition, account, time limit...)"]
 
 
 # --------------------------------------------------------------------------- Slurm, up to the scheduler

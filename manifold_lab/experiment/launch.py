@@ -56,7 +56,6 @@ import json
 import logging
 import os
 import signal
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -279,6 +278,23 @@ def _wait_local(executor, tasks: list, runs: list, jobs: int, summary: LaunchSum
     return first_id or ""
 
 
+def _submit_array(executor, tasks: list) -> list:
+    """Submit ``tasks`` as one job array; a refusal of ``sbatch`` becomes one UsageError line."""
+    import contextlib
+    import io as _stdio
+
+    from manifold_lab.errors import UsageError
+
+    try:
+        with contextlib.redirect_stderr(_stdio.StringIO()):  # submitit prints sbatch's stderr too
+            with executor.batch():
+                return [executor.submit(t) for t in tasks]
+    except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError) as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        raise UsageError(f"sbatch refused the submission: {lines[0] if lines else type(exc).__name__}; "
+                         "check the launcher: settings (partition, account, time limit...)") from None
+
+
 def _main_thread() -> bool:
     import threading
 
@@ -340,8 +356,7 @@ def launch(spec, launcher: str, *, out: str | os.PathLike | None = None, wait: b
             summary.waited = True
             summary.job_id = _wait_local(executor, tasks, todo, jobs, summary)
         else:
-            with executor.batch():
-                submitted = [executor.submit(t) for t in tasks]
+            submitted = _submit_array(executor, tasks)
             summary.job_id = submitted[0].job_id.split("_")[0]
             shown = display_path(folder)
             if len(todo) == 1:  # submitit submits a single task as a plain job, not an array
