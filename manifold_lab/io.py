@@ -69,33 +69,69 @@ def check_inside(root: str | os.PathLike, path: str | os.PathLike) -> Path:
 
 
 def check_tree(root: str | os.PathLike) -> None:
-    """``UsageError`` naming the first symbolic link anywhere below ``root`` (links are not entered)."""
+    """``UsageError`` naming the first symbolic link, or other non-regular file, below ``root``.
+
+    Links are not entered. Fifos, sockets and devices are refused too (opening
+    one for writing can block forever or write into a device).
+    """
     root = Path(root)
     if not root.is_dir():
         return
     for folder, dirs, files in os.walk(root, followlinks=False):
         for name in sorted(dirs + files):
             path = Path(folder) / name
-            if path.is_symlink():
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode):
                 raise _link_error(path)
+            if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+                raise UsageError(f"{path} is not a regular file or a folder (a fifo, socket or device); remove it")
 
 
 def open_nofollow(path: str | os.PathLike, flags: int, mode: int = 0o666) -> int:
-    """``os.open(path, flags | O_NOFOLLOW)``; a link at ``path`` is a ``UsageError`` naming it."""
+    """``os.open(path, flags | O_NOFOLLOW)``; a link at ``path`` is a ``UsageError`` naming it.
+
+    Opened for writing, ``path`` must be a regular file with no other hard
+    link (writing in place into a second name of a user's file would change
+    that file); ``O_TRUNC`` is applied only after that check.
+    """
+    writing = flags & (os.O_WRONLY | os.O_RDWR)
     try:
-        return os.open(path, flags | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), mode)
+        fd = os.open(path, (flags & ~os.O_TRUNC) | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+                     | (getattr(os, "O_NONBLOCK", 0) if writing else 0), mode)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise _link_error(Path(path)) from None
+        if exc.errno == errno.ENXIO:  # a fifo without a reader
+            raise UsageError(f"{path} is not a regular file; remove it") from None
         raise
+    if writing:
+        st = os.fstat(fd)
+        problem = (None if stat.S_ISREG(st.st_mode) and st.st_nlink <= 1 else
+                   "is not a regular file" if not stat.S_ISREG(st.st_mode) else
+                   f"has {st.st_nlink} hard links (it is also another file)")
+        if problem:
+            os.close(fd)
+            raise UsageError(f"{path} {problem}; manifold-lab does not write into it in place: remove it")
+        if flags & os.O_TRUNC:
+            os.ftruncate(fd, 0)
+        os.set_blocking(fd, True)
+    return fd
 
 
-def read_bytes(path: str | os.PathLike) -> bytes:
-    """The bytes of a regular file, never through a link (``UsageError``) nor from a fifo or device."""
+def read_bytes(path: str | os.PathLike, *, single_link: bool = False) -> bytes:
+    """The bytes of a regular file, never through a link (``UsageError``) nor from a fifo or device.
+
+    ``single_link``: refuse a file with other hard links too (a copy must not
+    take a file from outside the folder).
+    """
     fd = open_nofollow(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
             raise UsageError(f"{path} is not a regular file")
+        if single_link and st.st_nlink > 1:
+            raise UsageError(f"{path} has {st.st_nlink} hard links (it is also another file); "
+                             "manifold-lab does not copy it: remove it")
         return f.read()
 
 

@@ -184,6 +184,28 @@ def test_a_link_inside_the_results_folder_is_refused_and_its_target_untouched(do
     assert sorted(p.name for p in (root / "runs").iterdir()) == results_before
 
 
+def test_hard_links_and_fifos_are_not_written_in_place(done_folder, tmp_path):
+    """Variant: a second name of a user's file (a hard link) or a fifo where the runner writes in place."""
+    work, root, ids = attacked_copy(done_folder, tmp_path)
+    canary = tmp_path / "home" / "notes.txt"
+    before = snapshot(canary)
+    log = root / "runs" / ids[0] / "run.log"
+    log.unlink()
+    os.link(canary, log)
+    (root / "runs" / ids[0] / "metrics.json").unlink()  # so that the run is done again
+    out = cli("run", "s.yaml", cwd=work)
+    assert out.returncode == 1 and "4 runs: 0 done, 3 skipped, 1 failed" in out.stdout
+    assert "run.log has 2 hard links" in out.stderr and ids[0] in out.stderr
+    lock = root / ".lock"
+    lock.unlink()
+    os.link(canary, lock)
+    one_line(cli("report", "results/h", cwd=work), ".lock has 3 hard links")  # canary, run.log, .lock
+    assert snapshot(canary) == before
+    lock.unlink()
+    os.mkfifo(root / "runs" / ids[1] / "run.log.fifo")
+    one_line(cli("run", "s.yaml", cwd=work), "run.log.fifo is not a regular file")
+
+
 def test_a_link_planted_during_the_sweep_fails_only_its_run(tmp_path, monkeypatch):
     """Variant: the link appears after the runner checked the folder (a race); the write path refuses it."""
     monkeypatch.chdir(tmp_path)

@@ -153,7 +153,7 @@ def execute_run(
             ctx = RunContext(run_dir=run_dir, seed=run.seed, log=log, show_progress=show_progress)
             params = kind.params.model_validate(run.params)
             status, metrics, error = check_metrics(kind.run(params, run.seed, ctx))
-        except Exception as exc:  # any error of a run is recorded, the sweep goes on
+        except (Exception, SystemExit) as exc:  # any error of a run is recorded, the sweep goes on
             log.exception("run failed")
             status, metrics, error = "failed", {}, _one_line(exc)
         seconds = time.perf_counter() - start

@@ -143,6 +143,8 @@ def done_problem(run_dir: Path) -> tuple[dict | None, str | None]:
         return None, None
     except OSError as exc:
         return None, f"metrics.json cannot be read ({exc.strerror or exc})"
+    except UsageError as exc:  # a link, a fifo: refused where the run is redone
+        return None, str(exc)
     try:
         metrics = json.loads(data.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
@@ -268,7 +270,8 @@ class ResultsStore:
             io.refuse_link(path)
             if path.is_file() and path.name not in ("metrics.json", "status.json", ".lock") \
                     and path.suffix != ".pt" and not path.name.startswith("."):
-                io.write_bytes(self.path("runs", run_id, path.name), io.read_bytes(path))
+                copy = io.write_bytes(self.path("runs", run_id, path.name), io.read_bytes(path, single_link=True))
+                copy.chmod(copy.stat().st_mode & path.stat().st_mode & 0o777)  # never more readable than its source
         status = _read_json(source / "status.json")
         data = io.read_bytes(source / "metrics.json")
         io.write_json(self.path("runs", run_id, "status.json"),

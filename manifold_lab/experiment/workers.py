@@ -188,7 +188,10 @@ def run_in_workers(
 
 @contextmanager
 def terminate_on_signals(signals: Sequence[int] = (signal.SIGTERM, signal.SIGHUP)) -> Iterator[None]:
-    """Turn these signals into ``KeyboardInterrupt`` in the main thread (so cleanup runs)."""
+    """Turn these signals into ``KeyboardInterrupt`` in the main thread (so cleanup runs).
+
+    Signals that are ignored (``SIG_IGN``) when it is entered are left ignored.
+    """
 
     def handler(signum, frame):
         raise KeyboardInterrupt(f"received {signal.Signals(signum).name}")
@@ -196,7 +199,8 @@ def terminate_on_signals(signals: Sequence[int] = (signal.SIGTERM, signal.SIGHUP
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {s: signal.signal(s, handler) for s in signals}
+    # A signal ignored on purpose (SIGHUP under nohup) stays ignored.
+    previous = {s: signal.signal(s, handler) for s in signals if signal.getsignal(s) is not signal.SIG_IGN}
     try:
         yield
     finally:
