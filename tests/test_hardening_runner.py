@@ -509,6 +509,18 @@ def test_a_native_abort_fails_only_its_run(tmp_path, jobs):
     assert "4 runs: 2 done, 2 failed, 0 not run" in (root / "report.md").read_text()
 
 
+@pytest.mark.slow
+def test_the_issues_absurd_thread_count_fails_only_its_run(tmp_path):
+    """The example of the issue: torch dies natively on 10^8 threads; the run with 1 thread still runs."""
+    out = subprocess.run([sys.executable, "-m", "manifold_lab", "run", *TRAIN, "params.train.epochs=1",
+                          "sweep.train.threads=[100000000,1]", "sweep.seeds=[0]",
+                          "sweep.model.bottleneck_act=[identity]", f"--out={tmp_path / 'r'}"],
+                         capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 1, out.stderr
+    assert "2 runs: 1 done, 0 skipped, 1 failed" in out.stdout and "worker process died (killed by" in out.stderr
+    assert "2 runs: 1 done, 1 failed, 0 not run" in (tmp_path / "r" / "report.md").read_text()
+
+
 # --------------------------------------------------------------------------- 9: leftovers and leaks
 
 KILL_MID_WRITE = (
