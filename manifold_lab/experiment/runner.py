@@ -30,7 +30,7 @@ from manifold_lab.errors import UsageError
 from manifold_lab.experiment.spec import Spec, display_path
 from manifold_lab.experiment.store import ResultsStore
 from manifold_lab.experiment.sweep import PlannedRun, plan
-from manifold_lab.experiment.workers import run_in_workers, terminate_on_signals
+from manifold_lab.experiment.workers import DIED, run_in_workers, terminate_on_signals
 from manifold_lab.kinds import Kind, RunContext
 
 __all__ = ["RunSummary", "check_plan", "execute_run", "run_experiment", "to_jsonable"]
@@ -266,10 +266,13 @@ def _execute_all(
         run = todo[index]
         if ok:
             status, error = value
-        elif value.startswith("worker process died"):  # a native abort: only this run is lost
+        elif value.startswith(DIED):  # a native abort: only this run is lost
             status, error = "failed", value
-            with store.lock_run(run.run_id, wait_stale=STALE_LOCK_WAIT):
-                store.finish(run.run_id, status, {}, error, 0.0)
+            try:
+                with store.lock_run(run.run_id, wait_stale=STALE_LOCK_WAIT):
+                    store.finish(run.run_id, status, {}, error, 0.0)
+            except UsageError as exc:  # still held (by a child of the dead worker): leave its files
+                error = f"{value}; {exc}"
         else:  # the worker could not start it (its lock is held, a link): its files are not touched
             status, error = "failed", value
         if status == "done":

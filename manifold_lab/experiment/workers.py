@@ -37,7 +37,10 @@ from contextlib import contextmanager
 from multiprocessing.connection import wait
 from typing import Any
 
-__all__ = ["die_with_parent", "run_in_workers", "terminate_on_signals"]
+__all__ = ["DIED", "die_with_parent", "run_in_workers", "terminate_on_signals"]
+
+#: How the error line of a task whose worker died begins.
+DIED = "worker process died"
 
 _PR_SET_PDEATHSIG = 1
 WATCH_SECONDS = 0.5
@@ -107,7 +110,7 @@ class _Worker:
                 how = f"killed by signal {-code}"
         else:
             how = f"exit status {code}"
-        return f"worker process died ({how})"
+        return f"{DIED} ({how})"
 
     def stop(self, now: bool) -> None:
         if not now and self.process.is_alive():
