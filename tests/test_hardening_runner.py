@@ -451,6 +451,21 @@ def test_damaged_metrics_are_not_done_and_report_names_them(done_folder, tmp_pat
     assert [executions(root / "runs" / i) for i in ids] == [2, 2, 2, 2]  # each computed once more
 
 
+def test_a_legacy_record_of_wrong_types_is_named_when_the_kinds_report_fails(done_folder, tmp_path):
+    """Variant: a run recorded before the digest existed (none in status.json), its metric of the wrong type."""
+    work, root, ids = attacked_copy(done_folder, tmp_path)
+    run_dir = root / "runs" / ids[2]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    (run_dir / "metrics.json").write_text(json.dumps({**metrics, "y": "lots"}))
+    status = json.loads((run_dir / "status.json").read_text())
+    del status["metrics_sha256"]
+    (run_dir / "status.json").write_text(json.dumps(status))
+    out = cli("report", "results/h", cwd=work)
+    assert out.returncode == 1
+    (line,) = out.stderr.strip().splitlines()
+    assert "TypeError" in line and f"the metrics.json of run {ids[2]} differs" in line
+
+
 @pytest.mark.slow
 def test_force_retrains_from_scratch_not_from_the_checkpoint(tmp_path):
     extra = [f"--out={tmp_path / 'r'}", "sweep.seeds=[0]", "sweep.model.bottleneck_act=[identity]",
