@@ -20,6 +20,7 @@ import pytest
 from kinds_for_tests import REPO, cli_env, write_spec
 
 from manifold_lab.errors import UsageError
+from manifold_lab.experiment.launch import _gone
 from manifold_lab.experiment.spec import load_spec
 
 pytest.importorskip("submitit")
@@ -378,24 +379,23 @@ def test_local_run_with_two_gpus_per_run_trains_as_two_ranks(tmp_path):
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")  # a zombie is gone
+    return not _gone(pid)  # a zombie counts as gone
 
 
 @pytest.mark.slow
-def test_local_launcher_terminated_takes_its_jobs_with_it(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_local_launcher_stopped_or_killed_takes_its_jobs_with_it(tmp_path, sig):
     epochs_spec(tmp_path, 50, 0.4, seeds="[0]")
     root = tmp_path / "results" / "e"
     proc, run_dir = start_local_until_checkpoint(tmp_path, root, 1)
     task = json.loads((run_dir / "status.json").read_text())["pid"]
-    proc.terminate()
+    proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=60)
     controller = int(re.search(r"local job (\d+)", stdout).group(1))
-    assert proc.returncode == 130 and "interrupted" in stderr
+    if sig == signal.SIGTERM:  # cleanly: the jobs are cancelled
+        assert proc.returncode == 130 and "interrupted" in stderr
+    else:  # no cleanup possible: the task's watchdog sees the launcher gone
+        assert proc.returncode == -signal.SIGKILL
     deadline = time.monotonic() + 30
     while (_alive(task) or _alive(controller)) and time.monotonic() < deadline:
         time.sleep(0.1)

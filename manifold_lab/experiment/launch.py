@@ -70,6 +70,8 @@ LAUNCHERS = ("slurm", "local")
 #: Kinds whose ``run`` joins a torch.distributed process group (``gpus_per_run > 1``).
 DISTRIBUTED_KINDS = ("mobilenetv2",)
 LOG_FOLDER = "submitit"
+#: submitit's variable naming the preemption signal (default USR2).
+PREEMPT_SIGNAL_ENV = "SUBMITIT_PREEMPT_SIGNAL"
 #: ``--launcher local`` without ``launcher.timeout_min``: 30 days.
 LOCAL_TIMEOUT_MIN = 30 * 24 * 60
 
@@ -140,10 +142,37 @@ class RunTask(submitit.helpers.Checkpointable):
     complete (a duplicate submission), ``rank`` on a rank other than 0.
     """
 
-    def __init__(self, kind: str, run: dict, root: str, name: str, cwd: str, tasks: int = 1) -> None:
+    def __init__(self, kind: str, run: dict, root: str, name: str, cwd: str, tasks: int = 1,
+                 fresh: bool = False, watch_pid: int | None = None) -> None:
         self.kind, self.run, self.root, self.name, self.cwd, self.tasks = kind, run, root, name, cwd, tasks
+        self.fresh = fresh  # --force: start the run from an empty folder (not once requeued)
+        self.watch_pid = watch_pid  # --launcher local: the launcher, whose death ends this task
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
+        """The same task, requeued: it resumes what this one started (``fresh`` no more)."""
+        self.fresh = False
+        return super().checkpoint(*args, **kwargs)
 
     def __call__(self) -> dict:
+        if self.watch_pid is not None:
+            _end_with(self.watch_pid)
+        sig = getattr(signal, "SIG" + os.environ.get(PREEMPT_SIGNAL_ENV, "USR2"))
+        requeue = signal.getsignal(sig)  # submitit's: checkpoint(), requeue, exit
+        if not callable(requeue):  # not inside a submitit job (a direct call)
+            return self._run()
+        # The runner records any exception of a run, SystemExit included, as its failure; the
+        # preemption signal must instead leave the run "running" (interrupted, as a kill would)
+        # and reach submitit: it becomes an exception the runner lets through.
+        signal.signal(sig, _preempted)
+        try:
+            return self._run()
+        except Preempted as exc:
+            requeue(exc.signum, None)
+            raise
+        finally:
+            signal.signal(sig, requeue)
+
+    def _run(self) -> dict:
         from manifold_lab.experiment.runner import execute_run
         from manifold_lab.experiment.store import ResultsStore
         from manifold_lab.experiment.sweep import PlannedRun
@@ -157,17 +186,56 @@ class RunTask(submitit.helpers.Checkpointable):
             rank = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False).rank
         store = ResultsStore(self.root)
         if rank != 0:  # the other ranks compute; rank 0 owns the run's files and locks
-            if store.is_complete(run.run_id):  # rank 0 skips it too
+            if store.is_complete(run.run_id) and not self.fresh:  # rank 0 skips it too
                 return {"run_id": run.run_id, "status": "skipped", "error": None}
             ctx = RunContext(run_dir=Path(self.root) / "runs" / run.run_id, seed=run.seed,
                              log=logging.getLogger(f"manifold_lab.run.{run.run_id}.rank{rank}"))
             kind.run(kind.params.model_validate(run.params), run.seed, ctx)
             return {"run_id": run.run_id, "status": "rank", "error": None}
         with store.lock(shared=True):
-            if store.is_complete(run.run_id):
+            if store.is_complete(run.run_id) and not self.fresh:
                 return {"run_id": run.run_id, "status": "skipped", "error": None}
-            status, error = execute_run(kind, run, store.root, self.name)
+            status, error = execute_run(kind, run, store.root, self.name, fresh=self.fresh)
         return {"run_id": run.run_id, "status": status, "error": error}
+
+
+class Preempted(BaseException):
+    """The preemption / time-limit signal arrived during a run (not an ``Exception``: the runner lets it through)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
+def _preempted(signum, frame) -> None:
+    raise Preempted(signum)
+
+
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (a zombie not yet reaped by its parent counts as ended)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    try:  # Linux: state Z (zombie) or X (dead)
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state in ("Z", "X")
+
+
+def _end_with(pid: int) -> None:
+    """Kill this process (SIGKILL) within half a second once process ``pid`` has ended (a watchdog thread)."""
+    import threading
+
+    def watch() -> None:
+        while not _gone(pid):
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="end-with-launcher", daemon=True).start()
 
 
 # --------------------------------------------------------------------------- the executor
@@ -250,31 +318,27 @@ def _collect(job, run, summary: LaunchSummary) -> None:
 
 def _wait_local(executor, tasks: list, runs: list, jobs: int, summary: LaunchSummary) -> str:
     """Submit the tasks to the local executor, at most ``jobs`` running; wait for all."""
+    from manifold_lab.experiment.workers import terminate_on_signals
+
     pending = list(zip(tasks, runs))
     running: list = []
     first_id = None
-
-    def stop(signum, frame):  # a killed parent takes its jobs with it (see finally)
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, stop) if _main_thread() else None
-    try:
-        while pending or running:
-            while pending and len(running) < jobs:
-                task, run = pending.pop(0)
-                job = executor.submit(task)
-                first_id = first_id or job.job_id
-                print(f"run {run.index} ({run.run_id}): local job {job.job_id}", flush=True)
-                running.append((job, run))
-            for job, run in [j for j in running if j[0].done()]:
-                running.remove((job, run))
-                _collect(job, run, summary)
-            time.sleep(0.2)
-    finally:
-        for job, _ in running:
-            job.cancel(check=False)
-        if old is not None:
-            signal.signal(signal.SIGTERM, old)
+    with terminate_on_signals():
+        try:
+            while pending or running:
+                while pending and len(running) < jobs:
+                    task, run = pending.pop(0)
+                    job = executor.submit(task)
+                    first_id = first_id or job.job_id
+                    print(f"run {run.index} ({run.run_id}): local job {job.job_id}", flush=True)
+                    running.append((job, run))
+                for job, run in [j for j in running if j[0].done()]:
+                    running.remove((job, run))
+                    _collect(job, run, summary)
+                time.sleep(0.2)
+        finally:  # a stopped launcher takes its jobs with it (a killed one: RunTask.watch_pid)
+            for job, _ in running:
+                job.cancel(check=False)
     return first_id or ""
 
 
@@ -288,17 +352,17 @@ def _submit_array(executor, tasks: list) -> list:
     try:
         with contextlib.redirect_stderr(_stdio.StringIO()):  # submitit prints sbatch's stderr too
             with executor.batch():
-                return [executor.submit(t) for t in tasks]
+                jobs = [executor.submit(t) for t in tasks]
     except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError) as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         raise UsageError(f"sbatch refused the submission: {lines[0] if lines else type(exc).__name__}; "
                          "check the launcher: settings (partition, account, time limit...)") from None
-
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
+    # submitit leaves a link from the submission script's temporary name to its final one; a
+    # results folder holds no link (manifold_lab.io.check_tree), and nothing reads that name.
+    for link in Path(executor.folder).glob(".submission_file_*.sh"):
+        if link.is_symlink():
+            link.unlink()
+    return jobs
 
 
 def launch(spec, launcher: str, *, out: str | os.PathLike | None = None, wait: bool = False, jobs: int = 1,
@@ -341,16 +405,19 @@ def launch(spec, launcher: str, *, out: str | os.PathLike | None = None, wait: b
     root = store.root.resolve()
     folder = Path(cfg.folder) if cfg.folder else root / LOG_FOLDER
     summary = LaunchSummary(planned=len(runs), folder=folder)
-    with store.lock():
+    others = [ResultsStore(f) for f in spec.reuse] if not force else []
+    for results in (store, *others):  # before anything is written
+        results.check_links()
+    with store.lock():  # alone in the folder while planning, as a whole-experiment runner
+        store.check_links()
+        store.remove_temporaries()
         store.write_plan(spec.resolved(), command_line(spec, out), [asdict(r) for r in runs])
-        todo = pending_runs(spec, store, runs, force, summary)
-        if force:  # a forced run must not be skipped by the task as complete
-            for r in todo:
-                (store.run_dir(r.run_id) / "metrics.json").unlink(missing_ok=True)
+        todo = pending_runs(store, runs, force, summary, others)
     if todo:
         executor = build_executor(launcher, folder, cfg, spec.name, len(todo))
-        tasks = [RunTask(spec.kind.name, asdict(r), str(root), spec.name, os.getcwd(), max(1, cfg.gpus_per_run))
-                 for r in todo]
+        watch = os.getpid() if launcher == "local" else None
+        tasks = [RunTask(spec.kind.name, asdict(r), str(root), spec.name, os.getcwd(), max(1, cfg.gpus_per_run),
+                         fresh=force, watch_pid=watch) for r in todo]
         summary.submitted = len(todo)
         if launcher == "local":
             summary.waited = True
