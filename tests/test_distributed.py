@@ -34,7 +34,7 @@ def test_torchrun_two_processes_gloo(tmp_path):
     assert abs(acc - round(acc)) < 1e-6
     # only rank 0 wrote: exactly one set of files, printed once
     tensorboard = importlib.util.find_spec("tensorboard") is not None  # event files from rank 0 only
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.json", "metrics.jsonl",
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "checkpoint.pt", "metrics.json", "metrics.jsonl",
                                                      "relu_stats.json"] + ["tensorboard"] * tensorboard
     assert len(list(out.glob("tensorboard/events.out.tfevents.*"))) == (1 if tensorboard else 0)
     assert res.stdout.count('"status": "done"') == 1
