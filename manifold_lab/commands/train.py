@@ -14,7 +14,7 @@ HELP = "Train one MobileNetV2 from a YAML spec (kind: mobilenetv2); resumes from
 def add_arguments(p) -> None:
     p.add_argument("spec", help="experiment YAML file (kind: mobilenetv2)")
     p.add_argument("overrides", nargs="*", metavar="key.path=value", help="overrides, e.g. params.train.epochs=3")
-    p.add_argument("--out", help="run folder (default results/<name>/train/point<P>_seed<S>)")
+    p.add_argument("--out", help="run folder (default runs/<name>/train/point<P>_seed<S>, ignored by git)")
     p.add_argument("--point", type=int, default=0, help="grid point of the spec's sweep (default 0)")
     p.add_argument("--seed", type=int, help="seed (default: the spec's first seed)")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint and start over")

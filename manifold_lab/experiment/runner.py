@@ -175,12 +175,28 @@ def check_plan(runs: list[PlannedRun]) -> None:
         seen[run.run_id] = run
 
 
-def command_line(spec: Spec, out: str | os.PathLike | None) -> str:
+def command_line(spec: Spec, out: str | os.PathLike | None, reference: bool = False) -> str:
     """The command that regenerates these results (as a user would type it)."""
     words = ["manifold-lab", "run", display_path(spec.source) if spec.source else "SPEC", *spec.overrides]
-    if out is not None:
+    if reference:
+        words += ["--reference"]
+    elif out is not None:
         words += ["--out", display_path(Path(out))]
     return shlex.join(words)
+
+
+def reuse_sources(spec: Spec, root: Path) -> list[ResultsStore]:
+    """Where ``reuse:`` looks: each listed folder, then the folder of the same name next to ``root``.
+
+    ``reuse: [results/figure6a]`` thus copies from the committed reference results
+    and, for a user's run into ``runs/figure6b``, from the user's own ``runs/figure6a``.
+    """
+    folders = []
+    for folder in spec.reuse:
+        for candidate in (Path(folder), root.parent / Path(folder).name):
+            if candidate.resolve() != root.resolve() and candidate not in folders:
+                folders.append(candidate)
+    return [ResultsStore(folder) for folder in folders]
 
 
 def run_experiment(
@@ -191,6 +207,7 @@ def run_experiment(
     run_index: int | None = None,
     force: bool = False,
     report: bool = True,
+    reference: bool = False,
 ) -> RunSummary:
     """Run (or resume) the experiment; write the report unless ``run_index`` is given.
 
@@ -208,6 +225,8 @@ def run_experiment(
         Redo completed runs too.
     report : bool
         Write ``summary.csv``, ``comparisons.csv`` and ``report.md`` afterwards.
+    reference : bool
+        Write the committed reference results (``spec.reference``) instead of ``out``.
     """
     if jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {jobs}")
@@ -215,16 +234,19 @@ def run_experiment(
     check_plan(runs)
     if run_index is not None and not 0 <= run_index < len(runs):
         raise UsageError(f"--run-index {run_index} is out of range: the plan has runs 0..{len(runs) - 1}")
+    if reference:
+        out = spec.reference
     store = ResultsStore(out if out is not None else spec.output)
     summary = RunSummary(planned=len(runs))
     selected = runs if run_index is None else [runs[run_index]]
 
     with store.lock(shared=run_index is not None):
-        store.write_plan(spec.resolved(), command_line(spec, out), [asdict(r) for r in runs])
+        store.write_plan(spec.resolved(), command_line(spec, None if reference else out, reference),
+                         [asdict(r) for r in runs])
         todo = [r for r in selected if force or not store.is_complete(r.run_id)]
         summary.skipped = len(selected) - len(todo)
         if not force:
-            others = [ResultsStore(folder) for folder in spec.reuse]
+            others = reuse_sources(spec, store.root)
             reused = {r.run_id for r in todo if any(store.copy_run_from(o, r.run_id) for o in others)}
             summary.reused = len(reused)
             todo = [r for r in todo if r.run_id not in reused]

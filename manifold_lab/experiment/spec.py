@@ -3,8 +3,10 @@
 A spec is a YAML mapping with the top-level keys
 
 ``name``
-    The experiment name (letters, digits, ``_ . -``); results go to
-    ``results/<name>/`` unless ``output`` says otherwise.
+    The experiment name (letters, digits, ``_ . -``). A user's runs go to
+    ``runs/<name>/`` (git-ignored, ``USER_ROOT``); the committed reference
+    results to ``results/<name>/`` (``REFERENCE_ROOT``), written only by
+    ``manifold-lab run SPEC --reference``.
 ``kind``
     One of the registered experiment kinds (``manifold_lab.kinds``).
 ``description``
@@ -22,7 +24,8 @@ A spec is a YAML mapping with the top-level keys
     to a non-empty list of values, plus ``seeds: [...]`` (non-negative
     integers; default ``[0]``).
 ``output``
-    Optional results folder (default ``results/<name>``).
+    Optional reference results folder (default ``results/<name>``), the folder
+    ``manifold-lab run SPEC --reference`` writes.
 ``reuse``
     Optional list of other experiments' results folders: a run of this plan that
     one of them completed under the same run id (same kind, parameters and seed)
@@ -62,6 +65,11 @@ from manifold_lab.kinds import Kind, get_kind
 __all__ = ["GridPoint", "Spec", "display_path", "load_spec", "parse_override"]
 
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+#: Where a user's runs go (``runs/<name>/``, ignored by git) and where the committed
+#: reference results live (``results/<name>/``, written on purpose with ``--reference``).
+USER_ROOT = Path("runs")
+REFERENCE_ROOT = Path("results")
 
 
 class _SpecModel(pydantic.BaseModel):
@@ -105,7 +113,7 @@ class Spec:
     points : tuple of GridPoint
         The grid, validated (one point, ``{}``, without a sweep).
     output : Path
-        The results folder.
+        Where a user's runs go: ``runs/<name>`` (git-ignored).
     source : Path or None
         The spec file.
     overrides : tuple of str
@@ -113,6 +121,9 @@ class Spec:
     reuse : tuple of Path
         Results folders of other experiments whose completed runs with the same run id
         (same kind, parameters and seed) are copied instead of trained again.
+    reference : Path or None
+        The committed reference results folder (``output:`` or ``results/<name>``),
+        written only by ``manifold-lab run SPEC --reference``.
     """
 
     name: str
@@ -127,6 +138,7 @@ class Spec:
     source: Path | None
     overrides: tuple[str, ...]
     reuse: tuple[Path, ...] = ()
+    reference: Path | None = None
 
     def resolved(self) -> dict:
         """The spec as one self-contained mapping (no includes), for ``spec.yaml``."""
@@ -507,7 +519,7 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
         note = f" [in the sweep point {format_values(values)}]" if values else ""
         points.append(GridPoint(values=values, params=build(params, note)))
 
-    output = Path(top.output) if top.output else Path("results") / top.name
+    output = USER_ROOT / top.name
     return Spec(
         name=top.name,
         description=top.description,
@@ -521,5 +533,6 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
         source=path,
         overrides=tuple(overrides),
         reuse=tuple(Path(folder) for folder in top.reuse),
+        reference=Path(top.output) if top.output else REFERENCE_ROOT / top.name,
     )
 

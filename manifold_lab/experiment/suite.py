@@ -7,8 +7,9 @@
       - experiments/quickstart/theorem.yaml
 
 Every part is loaded and validated before anything runs. Part ``P`` writes
-its usual results folder under ``results/<suite name>/<P's name>/`` (resumable
-like any experiment), and the suite writes ``results/<suite name>/report.md``:
+its usual results folder under ``runs/<suite name>/<P's name>/`` (git-ignored;
+``results/`` with ``--reference``; resumable like any experiment), and the suite
+writes ``runs/<suite name>/report.md``:
 one section per part with its run counts, its figures and a link to its report.
 """
 
