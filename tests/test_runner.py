@@ -222,3 +222,18 @@ def test_reuse_also_copies_from_the_users_own_runs(tmp_path, monkeypatch):
     assert (summary.done, summary.reused) == (1, 1)
     (run_id,) = [d.name for d in (first.output / "runs").iterdir()]
     assert json.loads((second.output / "runs" / run_id / "status.json").read_text())["copied_from"] == "runs/r"
+
+
+def test_progress_lines_in_logs_count_runs_and_estimate_the_time_left(tmp_path):
+    """Not on a terminal, every finished run prints one line: done of total, elapsed, time left."""
+    write_spec(tmp_path / "s.yaml", SPEC)
+    out = cli("run", "s.yaml", "params.fail_seeds=[2]", cwd=tmp_path)
+    assert out.returncode == 1
+    lines = [line for line in out.stderr.splitlines() if line.startswith("r: ")]
+    assert lines[0] == "r: 6 of 6 runs to do (0 already complete)"
+    progress = [line for line in lines if " runs (run " in line]
+    assert [line.split()[1] for line in progress] == [f"{i}/6" for i in range(1, 7)]
+    assert all("elapsed 0:00:" in line for line in progress)
+    assert all(", about 0:" in line and line.endswith(" left") for line in progress[:-1])
+    assert not progress[-1].endswith(" left")  # nothing left after the last run
+    assert sum(" failed: " in line for line in lines) == 2  # seed 2 of both grid points, named with its id

@@ -103,6 +103,7 @@ def _run_suite(args: argparse.Namespace) -> int:
                                               "out": str(root / spec.name), "reference": False})
             run(args_part)
             continue
+        warn_traps(spec)
         summary = run_experiment(spec, out=root / spec.name, jobs=args.jobs, force=args.force)
         lines.append(summary.line(spec.name))
         print(lines[-1])
@@ -113,6 +114,17 @@ def _run_suite(args: argparse.Namespace) -> int:
         print(f"report: {display_path(write_suite_report(suite, root, lines, command))}")
         _print_where(root, args)
     return status
+
+
+def warn_traps(spec) -> None:
+    """Print, once each, the kind's warnings about the parameters of the grid points (one line each)."""
+    if spec.kind.warnings is None:
+        return
+    seen: dict[str, None] = {}
+    for point in spec.points:
+        seen.update((line, None) for line in spec.kind.warnings(point.params))
+    for line in seen:
+        print(f"warning: {spec.name}: {line}", file=sys.stderr)
 
 
 def _check_reference(args: argparse.Namespace) -> None:
@@ -158,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--run-index {args.run_index} is out of range: the plan has runs 0..{len(runs) - 1}")
         _print_plan(spec, runs, root, header=args.dry_run)
         return 0
+    warn_traps(spec)
     summary = run_experiment(spec, out=root if args.out else None, jobs=args.jobs,
                              run_index=args.run_index, force=args.force, reference=args.reference)
     print(summary.line(spec.name))

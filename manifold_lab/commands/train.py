@@ -34,6 +34,9 @@ def run(args) -> int:
                          f"(use manifold-lab run for other kinds)")
     if not 0 <= args.point < len(spec.points):
         raise ValueError(f"--point must be in 0..{len(spec.points) - 1}, got {args.point}")
+    from manifold_lab.commands.run import warn_traps
+
+    warn_traps(spec)
     seed = spec.seeds[0] if args.seed is None else args.seed
     if seed < 0:
         raise ValueError(f"--seed must be >= 0, got {seed}")

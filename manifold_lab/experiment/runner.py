@@ -24,10 +24,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from manifold_lab import io
 from manifold_lab.errors import UsageError
+from manifold_lab.experiment import provenance
 from manifold_lab.experiment.spec import Spec, display_path
 from manifold_lab.experiment.store import ResultsStore
-from manifold_lab.experiment.sweep import PlannedRun, plan
+from manifold_lab.experiment.sweep import PlannedRun, format_values, plan
 from manifold_lab.kinds import Kind, RunContext
 
 __all__ = ["RunSummary", "check_plan", "execute_run", "run_experiment", "to_jsonable"]
@@ -136,7 +138,7 @@ def execute_run(
         }
         run_dir = store.begin(run.run_id, config)
         log, handler = _run_logger(run_dir, run.run_id)
-        start = time.perf_counter()
+        start, started = time.perf_counter(), provenance.now()
         try:
             log.info("run %s: kind %s, seed %d, %s", run.run_id, kind.name, run.seed, run.sweep_values)
             ctx = RunContext(run_dir=run_dir, seed=run.seed, log=log, show_progress=show_progress)
@@ -149,14 +151,18 @@ def execute_run(
         log.info("%s in %.2f s%s", status, seconds, f": {error}" if error else "")
         log.removeHandler(handler)
         handler.close()
+        io.write_json(run_dir / provenance.FILE,
+                      {**provenance.collect(run.params), "started": started, "finished": provenance.now()})
         store.finish(run.run_id, status, metrics, error, seconds)
     return status, error
 
 
-def _worker_init(threads: int) -> None:
+def _worker_init(threads: int, command: str | None = None) -> None:
     # N runs share the cores: keep each from starting one BLAS / torch thread per core.
     for var in _THREAD_VARS:
         os.environ.setdefault(var, str(threads))
+    if command:  # the parent's command line, for each run's provenance
+        os.environ.setdefault(provenance.COMMAND_ENV, command)
 
 
 # --------------------------------------------------------------------------- the sweep
@@ -261,34 +267,30 @@ def run_experiment(
 def _execute_all(
     spec: Spec, todo: list[PlannedRun], store: ResultsStore, jobs: int, summary: RunSummary, total: int
 ) -> None:
-    from tqdm.auto import tqdm
+    from manifold_lab.experiment.progress import RunProgress
 
-    bar = tqdm(
-        total=total,
-        initial=total - len(todo),
-        desc=spec.name,
-        unit="run",
-        disable=None,  # no bar when stderr is not a terminal
-        dynamic_ncols=True,
-    )
+    progress = RunProgress(spec.name, total, total - len(todo))
 
-    def record(run: PlannedRun, status: str, error: str | None) -> None:
+    def record(run: PlannedRun, status: str, error: str | None, seconds: float | None = None) -> None:
         if status == "done":
             summary.done += 1
         else:
             summary.failed.append((run.run_id, error or status))
-            bar.write(f"run {run.index} ({run.run_id}) {status}: {error}", file=sys.stderr)
-        bar.update(1)
+        progress.done(f"run {run.index} ({run.run_id})", status, seconds, error)
 
     try:
         if jobs == 1 or len(todo) <= 1:
-            inner = sys.stderr.isatty()
+            inner = progress.tty
             for run in todo:
-                record(run, *execute_run(spec.kind, run, store.root, spec.name, inner))
+                progress.current(f"run {run.index}: seed={run.seed} {format_values(run.sweep_values)}")
+                started = time.monotonic()
+                status, error = execute_run(spec.kind, run, store.root, spec.name, inner)
+                record(run, status, error, time.monotonic() - started)
             return
         threads = max(1, (os.cpu_count() or 1) // jobs)
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init, initargs=(threads,)) as pool:
+        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init,
+                                 initargs=(threads, provenance.command())) as pool:
             futures = {
                 pool.submit(execute_run, spec.kind, run, str(store.root), spec.name, False): run
                 for run in todo
@@ -309,4 +311,4 @@ def _execute_all(
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
     finally:
-        bar.close()
+        progress.close()

@@ -26,6 +26,12 @@ A spec is a YAML mapping with the top-level keys
 ``output``
     Optional reference results folder (default ``results/<name>``), the folder
     ``manifold-lab run SPEC --reference`` writes.
+``contrast``
+    Optional: the headline comparison the study exists for, which every report opens
+    with: ``{factor: model.bottleneck_act, a: identity, b: relu6, metric: test_acc}``
+    compares ``b - a`` of ``metric`` over shared seeds at each setting of the other
+    factors. ``factor`` is a swept path (or its unique last component), ``a`` and
+    ``b`` two of its values.
 ``reuse``
     Optional list of other experiments' results folders: a run of this plan that
     one of them completed under the same run id (same kind, parameters and seed)
@@ -85,6 +91,7 @@ class _SpecModel(pydantic.BaseModel):
     sweep: dict[str, Any] = {}
     output: str | None = None
     reuse: list[str] = []
+    contrast: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +146,7 @@ class Spec:
     overrides: tuple[str, ...]
     reuse: tuple[Path, ...] = ()
     reference: Path | None = None
+    contrast: dict | None = None
 
     def resolved(self) -> dict:
         """The spec as one self-contained mapping (no includes), for ``spec.yaml``."""
@@ -149,6 +157,7 @@ class Spec:
             "params": self.params.model_dump(mode="json"),
             "sweep": {**self.sweep, "seeds": list(self.seeds)},
             **({"reuse": [str(folder) for folder in self.reuse]} if self.reuse else {}),
+            **({"contrast": dict(self.contrast)} if self.contrast else {}),
         }
 
 
@@ -461,6 +470,40 @@ def _check_sweep(
     return out, tuple(seeds_value)
 
 
+CONTRAST_KEYS = ("factor", "a", "b", "metric")
+
+
+def _check_contrast(contrast: dict | None, sweep: dict[str, list], origins: _Origins, where: str) -> dict | None:
+    """The validated ``contrast:`` mapping with ``factor`` resolved to its full swept path."""
+    if contrast is None:
+        return None
+    where = _origin(origins, ("contrast",), where)
+    for key in contrast:
+        if key not in CONTRAST_KEYS:
+            raise UsageError(f"{_origin(origins, ('contrast', key), where)}: unknown key 'contrast.{key}'"
+                             f"{_did_you_mean(key, CONTRAST_KEYS)}; contrast has {', '.join(CONTRAST_KEYS)}")
+    missing = [k for k in CONTRAST_KEYS if k not in contrast]
+    if missing:
+        raise UsageError(f"{where}: contrast needs {', '.join(CONTRAST_KEYS)}; missing {', '.join(missing)}")
+    factor, metric = contrast["factor"], contrast["metric"]
+    if not isinstance(metric, str) or not metric:
+        raise UsageError(f"{where}: contrast.metric must be a metric name, got {_short(metric)}")
+    matches = [k for k in sweep if k == factor] or [k for k in sweep if k.rsplit(".", 1)[-1] == factor]
+    if len(matches) != 1:
+        choices = ", ".join(sweep) or "(nothing is swept)"
+        raise UsageError(f"{where}: contrast.factor {_short(factor)} is not a swept parameter; swept: {choices} "
+                         "(override contrast=null to drop the contrast)")
+    factor = matches[0]
+    texts = [canonical_json(v) for v in sweep[factor]]
+    for side in ("a", "b"):
+        if canonical_json(contrast[side]) not in texts:
+            raise UsageError(f"{where}: contrast.{side} {_short(contrast[side])} is not a value of sweep.{factor}; "
+                             f"values: {', '.join(map(str, sweep[factor]))} (override contrast=null to drop the contrast)")
+    if canonical_json(contrast["a"]) == canonical_json(contrast["b"]):
+        raise UsageError(f"{where}: contrast.a and contrast.b are the same value {_short(contrast['a'])}")
+    return {"factor": factor, "a": contrast["a"], "b": contrast["b"], "metric": metric}
+
+
 def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
     """Load, merge and validate an experiment spec.
 
@@ -504,6 +547,7 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
 
     base = build(top.params)
     sweep, seeds = _check_sweep(top.sweep, kind, origins, shown)
+    contrast = _check_contrast(top.contrast, sweep, origins, shown)
     # From here on a bad value of a swept parameter comes from the sweep.
     for key in sweep:
         origins[("params", *key.split("."))] = _origin(origins, ("sweep", key), shown)
@@ -534,5 +578,6 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
         overrides=tuple(overrides),
         reuse=tuple(Path(folder) for folder in top.reuse),
         reference=Path(top.output) if top.output else REFERENCE_ROOT / top.name,
+        contrast=contrast,
     )
 

@@ -85,6 +85,14 @@ class Kind:
     report : callable or None
         ``report(ctx: ReportContext) -> list[ReportItem]``: the kind's figures
         and tables, embedded in ``report.md`` after the generic tables.
+    bookkeeping : tuple of str
+        Metrics that describe the run rather than answer a question (parameter
+        counts, epochs, speed, a metric that mirrors another): summarized, never
+        compared by paired tests.
+    warnings : callable or None
+        ``warnings(params) -> list[str]``: one line per trap in a valid set of
+        parameters (e.g. training that never leaves its warm-up), printed by
+        ``manifold-lab run`` before any run starts.
     """
 
     name: str
@@ -92,6 +100,8 @@ class Kind:
     params: type[pydantic.BaseModel]
     run: Callable[[pydantic.BaseModel, int, "RunContext"], dict]
     report: Callable[["ReportContext"], list["ReportItem"]] | None = None
+    bookkeeping: tuple[str, ...] = ()
+    warnings: Callable[[pydantic.BaseModel], list[str]] | None = None
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():

@@ -119,4 +119,5 @@ KIND = Kind(
     params=CollapseTheoremParams,
     run=run,
     report=report,
+    bookkeeping=("kept_fraction_theory",),  # the closed form: no spread over seeds
 )

@@ -278,4 +278,5 @@ KIND = Kind(
     params=RecoverabilityParams,
     run=run,
     report=report,
+    bookkeeping=("depth",),  # the parameter, repeated as a metric
 )

@@ -213,4 +213,5 @@ KIND = Kind(
     params=ToyBottleneckParams,
     run=run,
     report=report,
+    bookkeeping=("params", "test_error"),  # test_error = 1 - test_accuracy
 )
