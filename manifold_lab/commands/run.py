@@ -46,8 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", help="the experiment file, e.g. experiments/quickstart.yaml")
     parser.add_argument(
         "overrides", nargs="*", metavar="key.path=value",
-        help="override a value of the spec, parsed as YAML "
-             "(params.train.steps=100, sweep.seeds=[0,1,2]; `manifold-lab kinds KIND` lists the parameters)",
+        help="override a value of the spec, parsed as YAML, e.g. sweep.seeds=[0,1,2] (any kind) or "
+             "params.train.epochs=3 (kind mobilenetv2); `manifold-lab kinds KIND` lists each kind's parameters",
     )
     parser.add_argument("--jobs", "-j", type=_int_at_least(1), default=1, metavar="N",
                         help="runs executed at a time, as local processes (default 1)")

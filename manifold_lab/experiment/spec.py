@@ -39,7 +39,7 @@ A spec is a YAML mapping with the top-level keys
 
 Merge order: the includes in order (each one after its own includes), then the
 file itself, then the command-line overrides ``key.path=value`` (the value is
-parsed as YAML: ``params.width=0.5``, ``sweep.seeds=[0,1,2]``; for the sweep the
+parsed as YAML: ``params.train.epochs=3``, ``sweep.seeds=[0,1,2]``; for the sweep the
 whole rest of the key is one dotted path: ``sweep.block.act=[relu,identity]``).
 Mappings merge key by key, recursively; anything else (lists included) is
 replaced.
@@ -325,7 +325,7 @@ def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise UsageError(f"bad override {text!r}: expected key.path=value, e.g. params.width=0.5")
+        raise UsageError(f"bad override {text!r}: expected key.path=value, e.g. sweep.seeds=[0,1,2]")
     parts = tuple(key.split("."))
     if any(not p for p in parts):
         raise UsageError(f"bad override {text!r}: empty component in key {key!r}")
