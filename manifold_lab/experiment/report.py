@@ -94,11 +94,14 @@ class Aggregate:
         self.records: list[RunRecord | None] = [self.store.record(r) for r in self.plan]
         self.metrics = numeric_metrics([r for r in self.records if r is not None])
         try:
-            kind_bookkeeping = get_kind(self.spec["kind"]).bookkeeping
+            kind = get_kind(self.spec["kind"])
+            kind_bookkeeping, kind_headline = kind.bookkeeping, kind.headline
         except ValueError:  # a kind that is not installed here: the tables still work
-            kind_bookkeeping = ()
+            kind_bookkeeping, kind_headline = (), ()
         self.bookkeeping = [m for m in self.metrics if m in (*BOOKKEEPING, *kind_bookkeeping)]
         self.compared = [m for m in self.metrics if m not in self.bookkeeping]
+        #: the metrics a report without a contrast opens with
+        self.lead = [m for m in kind_headline if m in self.metrics] or self.compared[:3]
         values = {m: [r.metrics[m] for r in self.records if r is not None and r.ok and _is_number(r.metrics.get(m))]
                   for m in self.metrics}
         #: metric -> (0, 1) for the fractions (by name, every value inside [0, 1]).
@@ -159,6 +162,7 @@ class Aggregate:
                         result = paired(
                             [runs_a[s].metrics[metric] for s in shared],
                             [runs_b[s].metrics[metric] for s in shared],
+                            self.bounds.get(metric),
                         )
                         row: dict[str, Any] = {"factor": factor, "value_a": a, "value_b": b}
                         row.update({k: context.get(k, "") for k in self.sweep})
@@ -269,6 +273,14 @@ def _interval(low: Any, high: Any, scale: float = 1.0, digits: int = 4) -> str:
     return f"[{low * scale:.{digits}g}, {high * scale:.{digits}g}]"
 
 
+def _mean_interval(row: dict, metric: str) -> str:
+    """``mean [low, high]``; the mean alone without an interval (one seed), ``–`` without a mean."""
+    mean, low, high = row[f"{metric}_mean"], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
+    if not _is_number(mean):
+        return "–"
+    return f"{_num(mean)} {_interval(low, high)}" if _is_number(low) and _is_number(high) else _num(mean)
+
+
 def _p(value: Any) -> str:
     return f"{value:.2g}" if _is_number(value) else "–"
 
@@ -293,7 +305,7 @@ def contrast_rows(agg: Aggregate) -> list[dict]:
         if not seeds:
             continue
         result = paired([runs_a[s].metrics[c["metric"]] for s in seeds],
-                        [runs_b[s].metrics[c["metric"]] for s in seeds])
+                        [runs_b[s].metrics[c["metric"]] for s in seeds], agg.bounds.get(c["metric"]))
         rows.append({**context, **result})
     return rows
 
@@ -314,21 +326,22 @@ def headline(agg: Aggregate, link: str = "") -> list[str]:
         table = [[*(r[k] for k in others), r["n"], r["mean_a"], r["mean_b"], r["mean_diff"],
                   _interval(r["diff_ci_low"], r["diff_ci_high"]), _p(r["t_pvalue"]),
                   _p(r["wilcoxon_pvalue"]) if _is_number(r["wilcoxon_pvalue"])
-                  else f"n < {wilcoxon_min_pairs()}: too few" if r["n"] < wilcoxon_min_pairs() else "–"]
+                  else "too few pairs" if "too few" in r["note"] else "–"]
                  for r in rows]
         lines += [md_table(header, table, limit=_PAGE_ROWS, more=f"{link}comparisons.csv"), "",
-                  "B - A: mean of the per-seed differences with its 95% t interval; paired t-test; the "
+                  "B - A: mean of the per-seed differences with its 95% interval ("
+                  + ("bootstrap percentile, inside [-1, 1] by construction" if c["metric"] in agg.bounds
+                     else "t interval") + "); paired t-test; the "
                   "Wilcoxon signed-rank test only where the non-zero pairs can reach p < 0.05 "
                   f"(at least {wilcoxon_min_pairs()}).", ""]
         return lines
     if c:
         return [f"_The declared contrast ({c['metric']}: {c['b']} - {c['a']}) has no seed with both values "
                 "done yet._", ""]
-    metrics = agg.compared[:3]
-    if not metrics:
+    if not agg.lead:
         return ["_No numeric metric from a done run yet._", ""]
-    return ["Mean [95% interval] over seeds of the first metrics (this study declares no `contrast:`):", "",
-            _summary_table(agg, metrics, f"{link}summary.csv"), ""]
+    return ["Mean [95% interval] over seeds of the main metrics (this study declares no `contrast:`):", "",
+            _summary_table(agg, agg.lead, f"{link}summary.csv"), ""]
 
 
 def _summary_table(agg: Aggregate, metrics: Sequence[str], more: str) -> str:
@@ -336,16 +349,15 @@ def _summary_table(agg: Aggregate, metrics: Sequence[str], more: str) -> str:
     keys = list(agg.sweep)
     rows = sorted(agg.summary_rows(),
                   key=lambda row: [natural_key(row[k]) if _is_number(row[k]) else () for k in keys])
-    table = [[*(row[k] for k in keys),
-              *(f"{_num(row[f'{m}_mean'])} {_interval(row[f'{m}_ci_low'], row[f'{m}_ci_high'])}" for m in metrics),
+    table = [[*(row[k] for k in keys), *(_mean_interval(row, m) for m in metrics),
               max(row[f"{m}_n"] for m in metrics)] for row in rows]
-    return md_table([*keys, *metrics, "n"], table, limit=_PAGE_ROWS, more=more)
+    return md_table([*keys, *metrics, "seeds"], table, limit=_PAGE_ROWS, more=more)
 
 
 def _main_metric(agg: Aggregate) -> str | None:
     if agg.contrast and agg.contrast["metric"] in agg.metrics:
         return agg.contrast["metric"]
-    return agg.compared[0] if agg.compared else None
+    return agg.lead[0] if agg.lead else None
 
 
 def _interval_method(agg: Aggregate, metric: str) -> str:
@@ -469,10 +481,12 @@ def write_report(root: str | Path, kind: Kind | None = None) -> tuple[Path, str 
     if factor_lines:
         lines += ["## Against each swept numeric factor", "", *factor_lines]
 
-    if agg.compared:
+    main = _main_metric(agg)
+    ordered = [main, *(m for m in agg.compared if m != main)] if main else []
+    if not agg.contrast:  # the answer showed the lead metrics already
+        ordered = [m for m in ordered if m not in agg.lead]
+    if ordered:
         bounded = [m for m in agg.compared if m in agg.bounds]
-        main = _main_metric(agg)
-        ordered = [main, *(m for m in agg.compared if m != main)]
         shown = ordered[:3]
         lines += ["## Summary over seeds", "",
                   "Mean [95% interval] per grid point"

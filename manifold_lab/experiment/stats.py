@@ -123,8 +123,15 @@ def describe(values: Sequence[float], bounds: tuple[float, float] | None = None)
     }
 
 
-def paired(a: Sequence[float], b: Sequence[float]) -> dict[str, float | int | str]:
+def paired(
+    a: Sequence[float], b: Sequence[float], bounds: tuple[float, float] | None = None
+) -> dict[str, float | int | str]:
     """Compare B with A over shared seeds (``a[i]`` and ``b[i]`` from the same seed).
+
+    With ``bounds = (low, high)`` for the quantity (a fraction: ``(0, 1)``), the
+    interval of the mean difference is ``bounded_interval`` over
+    ``[low - high, high - low]``, so it stays inside ``[-1, 1]`` for fractions;
+    otherwise it is the t interval.
 
     Returns
     -------
@@ -139,7 +146,7 @@ def paired(a: Sequence[float], b: Sequence[float]) -> dict[str, float | int | st
         raise ValueError(f"paired() needs two 1-D samples of equal length, got {xa.shape} and {xb.shape}")
     d = xb - xa
     n = int(d.size)
-    low, high = t_interval(d)
+    low, high = t_interval(d) if bounds is None else bounded_interval(d, bounds[0] - bounds[1], bounds[1] - bounds[0])
     out: dict[str, float | int | str] = {
         "n": n,
         "mean_a": float(xa.mean()) if n else NAN,

@@ -89,6 +89,9 @@ class Kind:
         Metrics that describe the run rather than answer a question (parameter
         counts, epochs, speed, a metric that mirrors another): summarized, never
         compared by paired tests.
+    headline : tuple of str
+        Metrics a report opens with when its spec declares no ``contrast``
+        (default: the first compared metrics).
     warnings : callable or None
         ``warnings(params) -> list[str]``: one line per trap in a valid set of
         parameters (e.g. training that never leaves its warm-up), printed by
@@ -101,6 +104,7 @@ class Kind:
     run: Callable[[pydantic.BaseModel, int, "RunContext"], dict]
     report: Callable[["ReportContext"], list["ReportItem"]] | None = None
     bookkeeping: tuple[str, ...] = ()
+    headline: tuple[str, ...] = ()
     warnings: Callable[[pydantic.BaseModel], list[str]] | None = None
 
     def __post_init__(self) -> None:

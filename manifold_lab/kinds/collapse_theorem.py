@@ -120,4 +120,5 @@ KIND = Kind(
     run=run,
     report=report,
     bookkeeping=("kept_fraction_theory",),  # the closed form: no spread over seeds
+    headline=("kept_fraction_mc", "kept_fraction_theory", "z_score"),
 )

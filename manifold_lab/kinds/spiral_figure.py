@@ -122,4 +122,6 @@ KIND = Kind(
     params=SpiralFigureParams,
     run=run,
     report=report,
+    # Figure 1's claim: collapse at n = 2, 3, none at n = 15, 30 (those present lead the report)
+    headline=tuple(f"collapsed_fraction_n{n}" for n in (2, 3, 15, 30)),
 )
