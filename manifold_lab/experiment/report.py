@@ -473,6 +473,9 @@ def write_report(root: str | Path, kind: Kind | None = None) -> tuple[Path, str 
     lines = [f"# {spec['name']}", ""]
     if spec.get("description"):
         lines += [str(spec["description"]).strip(), ""]
+    if spec.get("overrides"):
+        lines += [f"_Run with overrides of the experiment file: `{' '.join(spec['overrides'])}`; the description "
+                  "above is the file's, the numbers below are the runs'._", ""]
     lines += [f"Kind `{spec['kind']}`; {len(agg.points)} grid point(s) x {len(seeds)} seed(s) = "
               f"{len(records)} runs: {n_done} done, {n_failed} failed, {n_pending} not run.", "",
               "## The answer", "", *headline(agg), *main_figure]

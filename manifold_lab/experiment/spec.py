@@ -158,6 +158,7 @@ class Spec:
             "sweep": {**self.sweep, "seeds": list(self.seeds)},
             **({"reuse": [str(folder) for folder in self.reuse]} if self.reuse else {}),
             **({"contrast": dict(self.contrast)} if self.contrast else {}),
+            **({"overrides": list(self.overrides)} if self.overrides else {}),
         }
 
 
