@@ -237,3 +237,24 @@ def test_progress_lines_in_logs_count_runs_and_estimate_the_time_left(tmp_path):
     assert all(", about 0:" in line and line.endswith(" left") for line in progress[:-1])
     assert not progress[-1].endswith(" left")  # nothing left after the last run
     assert sum(" failed: " in line for line in lines) == 2  # seed 2 of both grid points, named with its id
+
+
+def test_progress_on_a_terminal_is_a_bar_naming_the_current_run():
+    import io
+
+    from manifold_lab.experiment.progress import RunProgress, clock
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    progress = RunProgress("r", total=4, already=1, stream=stream)
+    progress.current("run 1: seed=0 b=1")
+    progress.done("run 1 (abc)", "done", 0.5)
+    progress.done("run 2 (def)", "failed", 0.5, "RuntimeError: boom")
+    progress.close()
+    text = stream.getvalue()
+    assert "r:" in text and "3/4" in text and "run 1: seed=0 b=1" in text  # tqdm: done of total, current run
+    assert "run 2 (def) failed: RuntimeError: boom" in text
+    assert progress.estimate_left() is not None and clock(3725.4) == "1:02:05"

@@ -1,7 +1,8 @@
 """Aggregate a results folder into ``summary.csv``, ``comparisons.csv`` and ``report.md``.
 
 Works from the files alone (``spec.yaml``, ``plan.json``, ``runs/*``), so it can
-run after a cluster array job: ``manifold-lab report results/<name>``.
+run after a cluster array job: ``manifold-lab report runs/<name>`` (or a committed
+``results/<name>``).
 
 ``summary.csv``
     One row per grid point, in plan order: the swept values, ``runs`` (planned

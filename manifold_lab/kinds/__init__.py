@@ -131,7 +131,7 @@ class RunContext:
     Attributes
     ----------
     run_dir : Path
-        The run's own folder ``results/<name>/runs/<id>/`` (exists); extra
+        The run's own folder ``<results folder>/runs/<id>/`` (exists; the results folder is ``runs/<name>/``, or ``results/<name>/`` with ``--reference``); extra
         files go here, written atomically.
     seed : int
         The run's seed (the same value as the ``seed`` argument of ``run``).
@@ -209,7 +209,7 @@ class ReportContext:
     name : str
         The experiment name.
     out_dir : Path
-        The results folder (``results/<name>/``); write figures under it
+        The results folder (``runs/<name>/`` or ``results/<name>/``); write figures under it
         (e.g. ``out_dir / "figures" / "x.png"`` through ``manifold_lab.io.savefig``)
         and return their paths relative to it.
     runs : list of RunRecord
