@@ -229,6 +229,26 @@ def _cell(value: Any) -> str:
 # --------------------------------------------------------------------------- report
 
 
+_KIND_TABLE_ROWS = 24  # rows of a kind's table in report.md
+
+
+def _shorten_tables(markdown: str, limit: int = _KIND_TABLE_ROWS) -> str:
+    """A kind's markdown with every table cut to ``limit`` rows (a page; the CSV files hold the numbers)."""
+    out, rows, dropped = [], 0, 0
+    for line in [*markdown.split("\n"), ""]:
+        if line.startswith("|") and not line.startswith("|---"):
+            rows += 1
+            if rows > limit + 1:  # + the header
+                dropped += 1
+                continue
+        else:
+            if dropped:
+                out.append(f"\n({dropped} more rows: every grid point in summary.csv, every pair in comparisons.csv)")
+            rows = dropped = 0
+        out.append(line)
+    return "\n".join(out[:-1])
+
+
 def _kind_items(agg: Aggregate, kind: Kind | None, out_dir: Path) -> tuple[list[str], str | None, list[str]]:
     """The kind's report section as markdown lines, an error line if it failed, and its first
     figure (the report's main figure, shown with the answer rather than in the section)."""
@@ -256,7 +276,7 @@ def _kind_items(agg: Aggregate, kind: Kind | None, out_dir: Path) -> tuple[list[
             if item.caption:
                 block += ["", f"*{item.caption}*"]
         else:
-            block.append(item.markdown or "")
+            block.append(_shorten_tables(item.markdown or ""))
         block.append("")
         if first_figure:
             main = block
