@@ -171,7 +171,7 @@ def test_launcher_errors_exit_2_and_write_nothing(tmp_path):
         assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
     out = ml("run", "s.yaml", "--launcher", "local", "launcher.gpus_per_run=2", cwd=tmp_path)
     assert out.returncode == 2 and "only kinds mobilenetv2" in out.stderr
-    assert not (tmp_path / "results").exists()  # nothing written by any of them
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "results").exists()  # nothing written
     env = {**env_with_kinds(fake_slurm(tmp_path)), "FAKE_SLURM_REFUSE": "nope"}
     out = ml("run", "s.yaml", "--launcher", "slurm", "launcher.partition=nope", cwd=tmp_path, env=env)
     assert out.returncode == 2
@@ -192,10 +192,10 @@ def test_slurm_array_submission_then_tasks_run_as_slurm_starts_them(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "submitted 4 runs as Slurm job array 4242 (at most 3 at a time)" in out.stdout
     assert "e: 4 runs: 4 submitted, 0 already done" in out.stdout
-    assert "manifold-lab report results/e" in out.stdout
-    root = tmp_path / "results" / "e"
+    assert "manifold-lab report runs/e" in out.stdout
+    root = tmp_path / "runs" / "e"
     folder = root / "submitit"
-    assert "logs: results/e/submitit/4242_<array index>_0_log.out (and .err)" in out.stdout
+    assert "logs: runs/e/submitit/4242_<array index>_0_log.out (and .err)" in out.stdout
 
     script = (bin_dir / "sbatch.4242.sh").read_text()
     assert script == (folder / "4242_submission.sh").read_text()
@@ -216,7 +216,7 @@ def test_slurm_array_submission_then_tasks_run_as_slurm_starts_them(tmp_path):
         assert proc.returncode == 0, log
     dirs = run_dirs(root)
     assert [computed(d) for d in dirs] == [[1, 2, 3], [], [1, 2, 3], []]
-    report = ml("report", "results/e", cwd=tmp_path, env=env)
+    report = ml("report", "runs/e", cwd=tmp_path, env=env)
     assert report.returncode == 0, report.stderr
     assert "2 done, 0 failed, 2 not run" in (root / "report.md").read_text()
 
@@ -235,7 +235,7 @@ def test_slurm_array_submission_then_tasks_run_as_slurm_starts_them(tmp_path):
     assert [computed(d) for d in dirs] == [[1, 2, 3]] * 4
     last = ml("run", "s.yaml", "--launcher", "slurm", cwd=tmp_path, env=env)
     assert "e: 4 runs: 0 submitted, 4 already done" in last.stdout and not (bin_dir / "sbatch.4244.sh").exists()
-    assert "report: results/e/report.md" in last.stdout  # nothing pending: the report is written
+    assert "report: runs/e/report.md" in last.stdout  # nothing pending: the report is written
 
 
 @pytest.mark.slow
@@ -247,8 +247,8 @@ def test_slurm_wait_waits_for_the_array_then_writes_the_report(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "submitted 2 runs as Slurm job array 4242 (at most 2 at a time)" in out.stdout
     assert "e: 2 runs: 2 submitted, 0 already done; 2 done, 0 failed" in out.stdout
-    assert "report: results/e/report.md" in out.stdout
-    root = tmp_path / "results" / "e"
+    assert "report: runs/e/report.md" in out.stdout
+    root = tmp_path / "runs" / "e"
     assert [computed(d) for d in run_dirs(root)] == [[1, 2], [1, 2]]
     assert "2 runs: 2 done, 0 failed, 0 not run" in (root / "report.md").read_text()
     assert len((root / "finals.csv").read_text().splitlines()) == 3
@@ -262,7 +262,7 @@ def test_slurm_preemption_checkpoints_requeues_and_resumes(tmp_path):
     epochs_spec(tmp_path, 6, 0.5, seeds="[0]")
     out = ml("run", "s.yaml", "--launcher", "slurm", cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr
-    root = tmp_path / "results" / "e"
+    root = tmp_path / "runs" / "e"
     folder, run_dir = root / "submitit", run_dirs(root)[0]
     assert "submitted 1 run as Slurm job 4242" in out.stdout and "submitit/4242_0_log.out" in out.stdout
     proc = run_array_task(folder, "4242", None, tmp_path, env)
@@ -311,6 +311,9 @@ def test_local_launcher_runs_the_quickstart_toy_sweep_end_to_end(tmp_path):
     root = tmp_path / "toy"
     metrics = [json.loads((d / "metrics.json").read_text()) for d in run_dirs(root)]
     assert len(metrics) == 2 and all(0.0 <= m["test_accuracy"] <= 1.0 for m in metrics)
+    for d in run_dirs(root):  # provenance names the launcher's command, not submitit's task process
+        assert json.loads((d / "provenance.json").read_text())["command"].startswith(
+            f"manifold-lab run {spec} --launcher local --jobs 2 --out toy")
     # submitit's own files: one pickled task, one result and one log per job
     folder = root / "submitit"
     assert len(list(folder.glob("*_submitted.pkl"))) == 2 and len(list(folder.glob("*_0_result.pkl"))) == 2
@@ -324,7 +327,7 @@ def test_local_launcher_runs_the_quickstart_toy_sweep_end_to_end(tmp_path):
 @pytest.mark.slow
 def test_local_job_killed_mid_training_resumes_when_resubmitted(tmp_path):
     epochs_spec(tmp_path, 6, 0.4, seeds="[0, 1]")
-    root = tmp_path / "results" / "e"
+    root = tmp_path / "runs" / "e"
     proc, first = start_local_until_checkpoint(tmp_path, root, 2)
     status = json.loads((first / "status.json").read_text())
     os.kill(status["pid"], signal.SIGKILL)  # the job's process, mid-training
@@ -343,7 +346,7 @@ def test_local_job_killed_mid_training_resumes_when_resubmitted(tmp_path):
 def test_local_job_preempted_is_requeued_by_submitit_and_resumes(tmp_path):
     """USR2 to the task process: submitit checkpoints and the local controller restarts the task."""
     epochs_spec(tmp_path, 5, 0.4, seeds="[0]")
-    root = tmp_path / "results" / "e"
+    root = tmp_path / "runs" / "e"
     proc, run_dir = start_local_until_checkpoint(tmp_path, root, 2)
     os.kill(json.loads((run_dir / "status.json").read_text())["pid"], signal.SIGUSR2)
     done_before = checkpointed(run_dir)
@@ -386,7 +389,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_local_launcher_stopped_or_killed_takes_its_jobs_with_it(tmp_path, sig):
     epochs_spec(tmp_path, 50, 0.4, seeds="[0]")
-    root = tmp_path / "results" / "e"
+    root = tmp_path / "runs" / "e"
     proc, run_dir = start_local_until_checkpoint(tmp_path, root, 1)
     task = json.loads((run_dir / "status.json").read_text())["pid"]
     proc.send_signal(sig)

@@ -143,8 +143,9 @@ class RunTask(submitit.helpers.Checkpointable):
     """
 
     def __init__(self, kind: str, run: dict, root: str, name: str, cwd: str, tasks: int = 1,
-                 fresh: bool = False, watch_pid: int | None = None) -> None:
+                 fresh: bool = False, watch_pid: int | None = None, command: str | None = None) -> None:
         self.kind, self.run, self.root, self.name, self.cwd, self.tasks = kind, run, root, name, cwd, tasks
+        self.command = command  # the launcher's command line, for the run's provenance.json
         self.fresh = fresh  # --force: start the run from an empty folder (not once requeued)
         self.watch_pid = watch_pid  # --launcher local: the launcher, whose death ends this task
 
@@ -154,8 +155,12 @@ class RunTask(submitit.helpers.Checkpointable):
         return super().checkpoint(*args, **kwargs)
 
     def __call__(self) -> dict:
+        from manifold_lab.experiment import provenance
+
         if self.watch_pid is not None:
             _end_with(self.watch_pid)
+        if self.command:
+            os.environ[provenance.COMMAND_ENV] = self.command
         sig = getattr(signal, "SIG" + os.environ.get(PREEMPT_SIGNAL_ENV, "USR2"))
         requeue = signal.getsignal(sig)  # submitit's: checkpoint(), requeue, exit
         if not callable(requeue):  # not inside a submitit job (a direct call)
@@ -366,7 +371,7 @@ def _submit_array(executor, tasks: list) -> list:
 
 
 def launch(spec, launcher: str, *, out: str | os.PathLike | None = None, wait: bool = False, jobs: int = 1,
-           force: bool = False) -> LaunchSummary:
+           force: bool = False, reference: bool = False) -> LaunchSummary:
     """Submit the pending runs of ``spec`` through submitit (see the module docstring).
 
     Parameters
@@ -381,10 +386,13 @@ def launch(spec, launcher: str, *, out: str | os.PathLike | None = None, wait: b
     jobs : int
         ``local``: runs at a time.
     force : bool
-        Submit completed runs too.
+        Submit completed runs too (they start from scratch).
+    reference : bool
+        Write the committed reference results (``spec.reference``) instead of ``out``.
     """
     from manifold_lab.errors import UsageError
-    from manifold_lab.experiment.runner import check_plan, command_line, pending_runs
+    from manifold_lab.experiment import provenance
+    from manifold_lab.experiment.runner import check_plan, command_line, pending_runs, reuse_sources
     from manifold_lab.experiment.spec import display_path
     from manifold_lab.experiment.store import ResultsStore
     from manifold_lab.experiment.sweep import plan
@@ -401,23 +409,26 @@ def launch(spec, launcher: str, *, out: str | os.PathLike | None = None, wait: b
                          f"use several GPUs per run; kind {spec.kind.name!r} needs gpus_per_run 0 or 1")
     runs = plan(spec)
     check_plan(runs)
+    if reference:
+        out = spec.reference
     store = ResultsStore(out if out is not None else spec.output)
     root = store.root.resolve()
     folder = Path(cfg.folder) if cfg.folder else root / LOG_FOLDER
     summary = LaunchSummary(planned=len(runs), folder=folder)
-    others = [ResultsStore(f) for f in spec.reuse] if not force else []
+    others = reuse_sources(spec, store.root) if not force else []
     for results in (store, *others):  # before anything is written
         results.check_links()
     with store.lock():  # alone in the folder while planning, as a whole-experiment runner
         store.check_links()
         store.remove_temporaries()
-        store.write_plan(spec.resolved(), command_line(spec, out), [asdict(r) for r in runs])
+        store.write_plan(spec.resolved(), command_line(spec, None if reference else out, reference),
+                         [asdict(r) for r in runs])
         todo = pending_runs(store, runs, force, summary, others)
     if todo:
         executor = build_executor(launcher, folder, cfg, spec.name, len(todo))
         watch = os.getpid() if launcher == "local" else None
         tasks = [RunTask(spec.kind.name, asdict(r), str(root), spec.name, os.getcwd(), max(1, cfg.gpus_per_run),
-                         fresh=force, watch_pid=watch) for r in todo]
+                         fresh=force, watch_pid=watch, command=provenance.command()) for r in todo]
         summary.submitted = len(todo)
         if launcher == "local":
             summary.waited = True
