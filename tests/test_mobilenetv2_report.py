@@ -17,3 +17,18 @@ def test_plateau_table_gives_the_gain_over_the_last_epochs_per_seed():
                             "act=relu6": [run(0, [0.5, 0.5])]})  # too short to judge: left out
     rows = [line for line in table.splitlines() if line.startswith("| act=")]
     assert rows == ["| act=identity | 2 | 55.0 | +15.00 [+0.00, +30.00] | +0.00, +30.00 |"]
+
+
+def test_arms_table_shows_parameters_and_shortcuts_and_flags_old_runs():
+    from manifold_lab.kinds.mobilenetv2 import _arms_table, _sample_text
+
+    new = SimpleNamespace(seed=0, metrics={"params": 1234, "shortcuts": 10})
+    old = SimpleNamespace(seed=1, metrics={"params": 1234})
+    rows = [x for x in _arms_table({"shortcut=expansion": [new, old], "shortcut=none": [old]}).splitlines()
+            if x.startswith("| shortcut=")]
+    assert rows == ["| shortcut=expansion | 1,234 | 10 (some runs before issue 11) |",
+                    "| shortcut=none | 1,234 | not recorded (run before issue 11) |"]
+    assert _sample_text({}, short=True) == "old sample"
+    sample = {"images": 250, "per_class": 25, "histogram": {str(i): 25 for i in range(10)},
+              "bn": {"step0": "batch statistics of the sample", "final": "running statistics (eval mode)"}}
+    assert _sample_text({"sample": sample}).startswith("250 test images, 25 per class of 10; step 0: batch")

@@ -11,6 +11,9 @@ per-seed differences ``d_i = B_i - A_i``: their mean with its t interval, the
 paired t-test (``scipy.stats.ttest_rel``) and the Wilcoxon signed-rank test
 (``scipy.stats.wilcoxon``). Degenerate cases give NaN and a note instead of a
 misleading number.
+
+Across several tests (the claim table) ``holm_adjust`` gives Holm's
+family-wise adjusted p-values.
 """
 
 from __future__ import annotations
@@ -106,3 +109,28 @@ def paired(a: Sequence[float], b: Sequence[float]) -> dict[str, float | int | st
                     notes.append(f"Wilcoxon dropped {n - nonzero} zero difference(s)")
     out["note"] = "; ".join(notes)
     return out
+
+
+def holm_adjust(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of ``m`` p-values (family-wise error rate, Holm 1979).
+
+    With the p-values sorted ``p_(1) <= ... <= p_(m)``, the adjusted value of the
+    ``i``-th smallest is ``max_{j <= i} min(1, (m - j + 1) p_(j))``; rejecting where the
+    adjusted p is below ``alpha`` keeps the chance of any false rejection in the
+    family at most ``alpha``, under any dependence between the tests. NaN entries
+    (tests not run) are left NaN and do not count in ``m``. Returned in input order.
+    """
+    p = np.asarray(pvalues, dtype=float)
+    if p.ndim != 1:
+        raise ValueError(f"holm_adjust() needs a 1-D sequence of p-values, got shape {p.shape}")
+    finite = np.flatnonzero(~np.isnan(p))
+    if np.any((p[finite] < 0) | (p[finite] > 1)):
+        raise ValueError(f"p-values must lie in [0, 1], got {p[finite].tolist()}")
+    out = np.full(p.shape, NAN)
+    m = finite.size
+    order = finite[np.argsort(p[finite], kind="stable")]
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out.tolist()
