@@ -109,7 +109,8 @@ def test_bad_config_one_line_exit_2(tmp_path, override, message):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["figure6a", "figure6b", "width_sweep", "imagenet"])
+@pytest.mark.parametrize("name", ["figure6a", "figure6b", "width_sweep", "imagenet", "bottleneck_width",
+                                  "penalty_location", "budget_ladder"])
 def test_smoke_experiments_run(tmp_path, name):
     extra = ["params.model.preset=cifar_fast", "params.train.bf16=false"] if name == "imagenet" else []
     res = cli("run", f"experiments/smoke/{name}.yaml", *extra, "--out", str(tmp_path / name))
