@@ -22,11 +22,19 @@ def test_plateau_table_gives_the_gain_over_the_last_epochs_per_seed():
 def test_arms_table_shows_parameters_and_shortcuts_and_flags_old_runs():
     from manifold_lab.kinds.mobilenetv2 import _arms_table, _sample_text
 
-    new = SimpleNamespace(seed=0, metrics={"params": 1234, "shortcuts": 10})
-    old = SimpleNamespace(seed=1, metrics={"params": 1234})
-    rows = [x for x in _arms_table({"shortcut=expansion": [new, old], "shortcut=none": [old]}).splitlines()
+    def rec(seed, metrics, shortcut):
+        params = {"model": {"preset": "cifar_fast", "width_mult": 0.5, "shortcut": shortcut}}
+        return SimpleNamespace(seed=seed, metrics=metrics, params=params,
+                               param=lambda path: params["model"][path.split(".")[1]])
+
+    new = rec(0, {"params": 1234, "shortcuts": 10}, "expansion")
+    old = rec(1, {"params": 1234}, "expansion")
+    rows = [x for x in _arms_table({"shortcut=expansion": [new, old],
+                                    "shortcut=none": [rec(1, {"params": 1234}, "none")]}).splitlines()
             if x.startswith("| shortcut=")]
-    assert rows == ["| shortcut=expansion | 1,234 | 10 (some runs before issue 11) |",
+    # width 0.5: the old rule joined only blocks that both keep their shape, n - 2 per stage: 5
+    assert rows == ["| shortcut=expansion | 1,234 | 10 (some runs before issue 11); the expansion rule before "
+                    "issue 11 gave these runs 5 shortcuts (now as many as the bottleneck arm): rerun the study |",
                     "| shortcut=none | 1,234 | not recorded (run before issue 11) |"]
     assert _sample_text({}, short=True) == "old sample"
     sample = {"images": 250, "per_class": 25, "histogram": {str(i): 25 for i in range(10)},

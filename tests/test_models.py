@@ -262,3 +262,11 @@ def test_bottleneck_act_blocks(where, expected):
                      res if where == "with_shortcut" else [not r for r in res])
     assert set(model.state_dict()) == set(MobileNetV2(num_classes=10).state_dict())
     assert [n for n, _ in bottleneck_modules(model)] == [f"features.{i}.act3" for i in range(1, 18)]
+
+
+def test_the_rule_before_issue_11_is_counted_for_old_records():
+    from manifold_lab.models.mobilenetv2 import expansion_shortcuts_before_issue11
+
+    # n - 2 per stage of Table 2 with n >= 2 (0 + 1 + 2 + 1 + 1), at the studies' width
+    assert expansion_shortcuts_before_issue11(mobilenet_v2("cifar_fast", width_mult=0.5)) == 5
+    assert mobilenet_v2("cifar_fast", width_mult=0.5, shortcut="expansion").num_shortcuts == 10

@@ -66,6 +66,14 @@ def _sample_text(data: dict, short: bool = False) -> str:
             f"step 0: {sample['bn']['step0']}; trained: {sample['bn']['final']}")
 
 
+def _old_expansion_count(run) -> int:
+    """Expansion shortcuts of a run made before issue 11 (``expansion_shortcuts_before_issue11``)."""
+    from manifold_lab.models.mobilenetv2 import expansion_shortcuts_before_issue11
+    from manifold_lab.train.trainer import build_model
+
+    return expansion_shortcuts_before_issue11(build_model(TrainConfig.model_validate(run.params), 10, 3))
+
+
 def _arms_table(variants: dict[str, list]) -> str:
     """Parameters and residual additions (``MobileNetV2.num_shortcuts``) of every variant, from its runs' metrics."""
     lines = ["| variant | parameters | shortcuts |", "|---|---|---|"]
@@ -75,6 +83,10 @@ def _arms_table(variants: dict[str, list]) -> str:
         shown = ", ".join(map(str, cuts)) or "not recorded (run before issue 11)"
         if cuts and any("shortcuts" not in r.metrics for r in rs):
             shown += " (some runs before issue 11)"
+        old = [r for r in rs if "shortcuts" not in r.metrics and r.param("model.shortcut") == "expansion"]
+        if old:
+            shown += (f"; the expansion rule before issue 11 gave these runs {_old_expansion_count(old[0])} "
+                      "shortcuts (now as many as the bottleneck arm): rerun the study")
         lines.append(f"| {label} | {', '.join(f'{p:,}' for p in params) or '-'} | {shown} |")
     return "\n".join(lines)
 
@@ -115,6 +127,31 @@ def report(ctx: ReportContext) -> list[ReportItem]:
     items.append(ReportItem("Test accuracy vs epoch (Figure 6 style)", figure="figures/accuracy_vs_epoch.png"))
     items.append(ReportItem("Has training plateaued?", markdown=_plateau_table(variants)))
     items.append(ReportItem("Parameters and shortcuts of every variant", markdown=_arms_table(variants)))
+    fitting = {label: [r for r in rs if r.metrics.get("curve_clean_train_loss")] for label, rs in variants.items()}
+    fitting = {label: rs for label, rs in fitting.items() if rs}
+    if fitting:  # issue 11 section 4: the test accuracy at matched fitting
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+        for i, (label, rs) in enumerate(sorted(fitting.items())):
+            n = min(len(r.metrics["curve_clean_train_loss"]) for r in rs)
+            loss = np.mean([r.metrics["curve_clean_train_loss"][:n] for r in rs], axis=0)
+            test = 100 * np.mean([r.metrics["curve_test_acc"][:n] for r in rs], axis=0)
+            clean = 100 * np.mean([r.metrics["curve_clean_train_acc"][:n] for r in rs], axis=0)
+            left.plot(loss, test, marker=".", color=f"C{i}", label=f"{label} ({len(rs)} seeds)")
+            right.plot(np.arange(1, n + 1), clean, marker=".", color=f"C{i}", label=label)
+        left.invert_xaxis()
+        left.set_xlabel("clean train loss (eval mode, no augmentation; decreasing to the right)")
+        left.set_ylabel("test top-1 accuracy (%)")
+        right.set_xlabel("epoch")
+        right.set_ylabel("clean train accuracy (%)")
+        left.legend(fontsize=7)
+        fig.tight_layout()
+        savefig(fig, ctx.out_dir / "figures" / "fitting.png", dpi=120)
+        plt.close(fig)
+        items.append(ReportItem("Test accuracy against how well the training set is fitted", figure="figures/fitting.png",
+                                caption="one point per epoch, mean over seeds; the clean train metrics score a fixed "
+                                        "class-balanced set of training images in eval mode without augmentation "
+                                        "(train.clean_train_images): at equal training loss the curves compare the "
+                                        "variants at matched fitting"))
 
     # Figure 7: the plot for the first seed of each variant, the table for every run.
     from manifold_lab.train.relu_stats import layers_below_threshold

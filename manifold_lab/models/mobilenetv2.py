@@ -323,3 +323,18 @@ def bottleneck_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(f"{name}.act3", m.act3) for name, m in model.named_modules() if isinstance(m, InvertedResidual)]
 
 
+
+
+def expansion_shortcuts_before_issue11(model: MobileNetV2) -> int:
+    """How many expansion shortcuts the rule of the first Figure 6b runs gave ``model``'s architecture.
+
+    That rule joined ``e_{i-1}`` to ``e_i`` only when block ``i`` *and* block ``i - 1`` kept their
+    shape (stride 1, ``k = k'``), both expanded and had equal expanded widths: ``n - 2`` per stage
+    of Table 2 (5 at width 0.5), where the current rule gives the bottleneck arm's count. For
+    labelling run records made before the change (they carry no ``shortcuts`` metric).
+    """
+    blocks = [m for m in model.features if isinstance(m, InvertedResidual)]
+    keeps = [b.stride == 1 and b.inp == b.oup for b in blocks]
+    return sum(keeps[i] and keeps[i - 1] and blocks[i].hidden == blocks[i - 1].hidden
+               and blocks[i].hidden != blocks[i].inp and blocks[i - 1].hidden != blocks[i - 1].inp
+               for i in range(1, len(blocks)))
