@@ -50,8 +50,8 @@ def run(args) -> int:
     for _, model, size in entries:  # every problem before the first line of the table
         model.check_resolution(size) if hasattr(model, "check_resolution") else check_resolution(model, size)
     # shortcuts: residual additions of the bottleneck / expansion arm of Figure 6b (MobileNetV2 only)
-    print(f"{'model':<24} {'width':>5} {'classes':>7} {'input':>7} {'params':>11} {'MACs':>14} "
-          f"{'shortcuts (bottleneck/expansion)':>33}")
+    print(f"{'model':<24} {'width':>5} {'classes':>7} {'input':>7} {'shortcuts (bottleneck/expansion)':>33} "
+          f"{'params':>11} {'MACs':>14}")
     for label, model, size in entries:
         macs = count_macs(model, (1, 3, size, size))
         classes = model.classifier[-1].out_features
@@ -59,6 +59,6 @@ def run(args) -> int:
         if label.startswith("mobilenet_v2/"):
             expansion = mobilenet_v2(label.split("/", 1)[1], shortcut="expansion", **v2)
             shortcuts = f"{model.num_shortcuts}/{expansion.num_shortcuts}"
-        print(f"{label:<24} {args.width or 1.0:>5g} {classes:>7} {size:>4}^2 {count_parameters(model):>11,} "
-              f"{macs / 1e6:>13.2f}M {shortcuts:>33}")
+        print(f"{label:<24} {args.width or 1.0:>5g} {classes:>7} {size:>4}^2 {shortcuts:>33} "
+              f"{count_parameters(model):>11,} {macs / 1e6:>13.2f}M")
     return 0
