@@ -303,6 +303,22 @@ def _gap_text(runs, planned, study, metric, a, b, factor, fixed, slope) -> str:
     return text
 
 
+def _width_of(results: Path, study: str) -> str:
+    """The width multiplier a study ran at: its results' ``spec.yaml``, else its experiment file."""
+    import yaml
+
+    from manifold_lab.data.base import repo_root
+    from manifold_lab.experiment.spec import load_spec
+
+    resolved = results / study / "spec.yaml"
+    width = None
+    if resolved.exists():
+        width = ((yaml.safe_load(resolved.read_text()) or {}).get("params") or {}).get("model", {}).get("width_mult")
+    if width is None:
+        width = load_spec(repo_root() / "experiments" / f"{study}.yaml").params.model.width_mult
+    return f"{width:g}"
+
+
 def evaluate(specs, results: str | Path = "results") -> list[Claim]:
     """Every ``ClaimSpec`` as a row; Holm adjustment across all the paired tests of all rows."""
     results = Path(results)
@@ -328,7 +344,8 @@ def evaluate(specs, results: str | Path = "results") -> list[Claim]:
                    if all(r.param(k) == v for k, v in params.items())):
                 parts.append(note)
         verdict = _worst([r.verdict for r in rs if r.spec.role == "verdict"])
-        rows.append(Claim(spec.claim, spec.paper, f"{spec.setting}: " + "; ".join(parts), verdict,
+        setting = spec.setting.replace("{width}", _width_of(results, spec.studies[0]))
+        rows.append(Claim(spec.claim, spec.paper, f"{setting}: " + "; ".join(parts), verdict,
                           "; ".join(f"manifold-lab run experiments/{s}.yaml" for s in spec.studies), rs))
     return rows
 
@@ -354,7 +371,7 @@ PAIRED_CLAIMS = {
         "Linear bottleneck beats ReLU6 in the bottleneck (Figure 6a)",
         "ImageNet, 16 GPUs: linear ends higher on the 66-72% axis of Figure 6a; section 3.2: "
         "non-linear bottlenecks cost \"several percent\"",
-        f"{_CIFAR}, width 0.5",
+        f"{_CIFAR}, width {{width}}",
         (PairedTest("linear - relu6", "figure6a_linear_bottleneck_cifar10", "test_acc", _LIN, _RELU6),),
         ("figure6a_linear_bottleneck_cifar10",),
         arms=(("linear", "figure6a_linear_bottleneck_cifar10", "test_acc", _LIN),
@@ -362,7 +379,7 @@ PAIRED_CLAIMS = {
     "figure6b": ClaimSpec(
         "Shortcuts between bottlenecks beat shortcuts between expansions and no shortcut (Figure 6b)",
         "ImageNet: the bottleneck-to-bottleneck curve ends highest in Figure 6b",
-        f"{_CIFAR}, width 0.5",
+        f"{_CIFAR}, width {{width}}",
         tuple(PairedTest(f"bottleneck - {other}", "figure6b_shortcuts_cifar10", "test_acc",
                          {"model.shortcut": "bottleneck"}, {"model.shortcut": other})
               for other in ("expansion", "none")),
@@ -391,7 +408,7 @@ PAIRED_CLAIMS = {
         "The ReLU6 penalty grows as only the bottleneck narrows (expanded layers fixed)",
         "The mechanism of section 3.2 (the bottleneck's dimension against what flows through it); "
         "not tested in the paper",
-        f"{_CIFAR}, width 1.0, bottleneck multipliers 1 / 0.5 / 0.25 with t k fixed; pre-registered in "
+        f"{_CIFAR}, width {{width}}, expanded layers fixed (t k) as the bottleneck narrows; pre-registered in "
         "experiments/bottleneck_width_cifar10.yaml",
         (PairedTest("gap at the narrowest minus gap at the widest bottleneck", "bottleneck_width_cifar10",
                     "test_acc", _LIN, _RELU6, across="model.bottleneck_mult", alternative="greater"),),
@@ -401,7 +418,8 @@ PAIRED_CLAIMS = {
     "budget": ClaimSpec(
         "The ReLU6 penalty is not slow fitting: it persists as training converges",
         "Section 3.2 attributes the penalty to information loss, not to optimisation; not tested in the paper",
-        f"{_CIFAR}, width 0.5, 20 / 40 / 80 epochs; pre-registered in experiments/budget_ladder_cifar10.yaml",
+        f"{_CIFAR}, width {{width}}, linear vs relu6 at several budgets; pre-registered in "
+        "experiments/budget_ladder_cifar10.yaml",
         (PairedTest("linear - relu6 at the longest budget", "budget_ladder_cifar10", "test_acc", _LIN, _RELU6,
                     at=("train.epochs", "last")),
          PairedTest("gap at the shortest minus gap at the longest budget (> 0: the gap shrinks)",
@@ -414,7 +432,7 @@ PAIRED_CLAIMS = {
         "The ReLU6 penalty comes from the blocks without a shortcut",
         "Section 3.2's mechanism: where the whole representation passes through the bottleneck (7 of 17 "
         "blocks), a ReLU6 there loses information no shortcut carries around; not tested in the paper",
-        f"{_CIFAR}, width 0.5, ReLU6 in all / only shape-changing / only shortcut blocks; pre-registered in "
+        f"{_CIFAR}, width {{width}}, ReLU6 in all / only shape-changing / only shortcut blocks; pre-registered in "
         "experiments/penalty_location_cifar10.yaml",
         (PairedTest("ReLU6 only with shortcut - ReLU6 only without", "penalty_location_cifar10", "test_acc",
                     {"model.bottleneck_act_blocks": "with_shortcut"},
