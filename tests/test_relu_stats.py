@@ -74,3 +74,26 @@ def test_balanced_sample_bad_sizes():
         per_class_count(5, 10, "train.relu_stats_images")
     with pytest.raises(ValueError, match="but class 0 has only 7"):
         balanced_sample(class_sorted_loader(), 8)
+
+
+def test_balanced_sample_of_a_streaming_evaluation_loader(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from manifold_lab.data import build_loaders
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for cls in ("cat", "dog"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for i in range(3):  # larger than the in-memory limit: streamed from the files
+                Image.fromarray(rng.integers(0, 256, (70, 70, 3), dtype=np.uint8)).save(tmp_path / split / cls / f"{i}.png")
+    train, test, _, _ = build_loaders({"name": "imagefolder", "root": str(tmp_path), "batch_size": 2,
+                                       "image_size": 65, "num_workers": 0}, device="cpu")
+    x, y, hist = balanced_sample(test, 2)
+    assert hist == {"cat": 2, "dog": 2} and x.shape == (4, 3, 65, 65)
+    # the images are the evaluation transform of the chosen files, the same as the loader yields
+    full = torch.cat([xb for xb, _ in test])
+    assert all(any(torch.equal(xi, f) for f in full) for xi in x)
+    with pytest.raises(ValueError, match="streaming training loader augments"):
+        balanced_sample(train, 1)

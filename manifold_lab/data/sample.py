@@ -5,8 +5,8 @@ class: for a device-resident loader (``DeviceLoader``) the indices of
 ``manifold_lab.data.base.subset_indices(labels, per_class, seed)`` (a seeded
 draw without replacement inside each class), read straight from the stored
 uint8 images, so a training loader gives clean images (no crop, no flip); for
-an evaluation ``StreamingLoader`` the first ``per_class`` images of every class
-in the loader's fixed order. Used for the Figure 7 statistics (a split sorted by
+an evaluation ``StreamingLoader`` (ImageNet) the same draw over its dataset's
+labels, decoding only the chosen images with the evaluation transform. Used for the Figure 7 statistics (a split sorted by
 class would otherwise give one class: the first 256 CIFAR-10 test images are all
 airplanes) and for the clean train accuracy of the budget ladder.
 """
@@ -43,25 +43,17 @@ def balanced_sample(loader, per_class: int, *, seed: int = 0) -> tuple[torch.Ten
         if getattr(loader, "channels_last", False):
             x = x.contiguous(memory_format=torch.channels_last)
         y = labels[idx]
-    else:
+    else:  # a streaming loader: decode only the chosen images of its dataset (evaluation transform)
         if getattr(loader, "train", False):
             raise ValueError("a clean class-balanced sample needs an evaluation loader or a device-resident one "
                              "(a streaming training loader augments every image)")
-        loader.set_epoch(0)
-        parts: dict[int, list[torch.Tensor]] = {}
-        for xb, yb in loader:
-            for xi, yi in zip(xb.cpu(), yb.cpu().tolist()):
-                if len(parts.setdefault(yi, [])) < per_class:
-                    parts[yi].append(xi)
-            if classes and len(parts) == len(classes) and all(len(v) == per_class for v in parts.values()):
-                break
-        short = [c for c in range(len(classes) or len(parts)) if len(parts.get(c, [])) < per_class]
-        if short:
-            raise ValueError(f"a sample of {per_class} images per class: class {short[0]} has only "
-                             f"{len(parts.get(short[0], []))}")
-        keys = sorted(parts)
-        x = torch.stack([xi for k in keys for xi in parts[k]])
-        y = torch.tensor([k for k in keys for _ in parts[k]], dtype=torch.long)
+        dataset = loader.dataset
+        labels = torch.tensor([label for _, label in dataset.samples], dtype=torch.long)
+        idx = subset_indices(labels.numpy(), per_class, seed)
+        x = torch.stack([dataset[int(i)][0] for i in idx])
+        if getattr(loader, "channels_last", False):
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = labels[torch.as_tensor(idx, dtype=torch.long)]
     counts = torch.bincount(y, minlength=len(classes) or int(y.max()) + 1).tolist()
     names = classes if len(classes) == len(counts) else [str(i) for i in range(len(counts))]
     return x, y, dict(zip(names, counts))
