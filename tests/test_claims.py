@@ -221,3 +221,23 @@ def test_budget_numbers_come_from_the_configuration():
     assert (b["train_images"], b["batch_size"], b["epochs"]) == (10_000, 128, 20)
     assert b["steps"] == 20 * (10_000 // 128) == 1_560
     assert "1,560 steps of batch 128" in C._scale(REPO / "results")
+
+
+@pytest.mark.parametrize("key", sorted(C.PAIRED_CLAIMS))
+def test_every_paired_claim_matches_its_experiment_file(key):
+    """The declared tests name real studies, swept factors and planned arms (the pre-registration holds)."""
+    from manifold_lab.experiment.spec import load_spec
+    from manifold_lab.experiment.sweep import plan
+
+    spec = C.PAIRED_CLAIMS[key]
+    for test in spec.tests:
+        assert test.study in spec.studies and test.alternative in ("two-sided", "greater")
+        assert test.role in ("verdict", "descriptive")
+        experiment = load_spec(REPO / "experiments" / f"{test.study}.yaml")
+        for factor in filter(None, (test.across, test.at and test.at[0])):
+            assert factor in experiment.sweep and len(experiment.sweep[factor]) >= 2
+        runs = [C.RunRecord(r.run_id, r.params, r.seed, "done", {}, Path(".")) for r in plan(experiment)]
+        for arm in (test.a, test.b):  # every arm has runs in the plan, for every seed
+            want = {**test.fixed, **arm}
+            seeds = {r.seed for r in runs if all(r.param(k) == v for k, v in want.items())}
+            assert seeds == set(experiment.seeds), (test.label, arm)
