@@ -200,10 +200,10 @@ def report(ctx: ReportContext) -> list[ReportItem]:
         ReportItem(
             "Test score and linear-bottleneck advantage vs bottleneck width", figure="figures/score_vs_width.png",
             caption="Top: test accuracy (classify; higher is better) or normalised error 1 - R^2 "
-            "(regress; lower is better), mean over seeds with a 95% interval (accuracy: bootstrap percentile, inside "
+            "(regress; lower is better), mean over seeds with a 95% interval (accuracy: t truncated to "
             "[0, 1]; error: t). Middle: advantage of the linear "
             "bottleneck over relu / relu6 on the same seeds (accuracy difference, or error difference), with "
-            "the 95% interval of the paired differences (accuracy: bootstrap, inside [-1, 1]; error: t); above 0 "
+            "the 95% interval of the paired differences (accuracy: t truncated to [-1, 1]; error: t); above 0 "
             "means the linear bottleneck is better. "
             "Bottom: share of test points at which every expansion layer has at least k units in its linear "
             "piece (the Lemma-2 invertibility threshold), minimum over layers.",

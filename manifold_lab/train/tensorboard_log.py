@@ -9,7 +9,8 @@ Tags, all against the global step (optimizer steps since the start of training):
 
 - every step: ``train/loss_step``, ``train/lr``;
 - every epoch: ``train/loss``, ``train/acc``, ``test/loss``, ``test/acc``,
-  ``perf/images_per_s``, ``epoch`` (the rows of ``metrics.jsonl``);
+  ``perf/images_per_s``, ``epoch`` and, with ``train.clean_train_images``,
+  ``clean_train/loss`` and ``clean_train/acc`` (the rows of ``metrics.jsonl``);
 - at the end: the run's hyper-parameters (the flattened ``TrainConfig`` and the
   seed) with its final metrics ``hparam/test_acc``, ``hparam/best_test_acc``,
   ``hparam/test_loss``, ``hparam/train_acc``, ``hparam/train_loss`` through
@@ -29,7 +30,8 @@ from typing import Any
 
 FOLDER = "tensorboard"
 EPOCH_TAGS = {"train_loss": "train/loss", "train_acc": "train/acc", "test_loss": "test/loss",
-              "test_acc": "test/acc", "images_per_s": "perf/images_per_s"}
+              "test_acc": "test/acc", "images_per_s": "perf/images_per_s",
+              "clean_train_loss": "clean_train/loss", "clean_train_acc": "clean_train/acc"}
 FINAL_METRICS = ("test_acc", "best_test_acc", "test_loss", "train_acc", "train_loss")
 
 
