@@ -23,6 +23,7 @@ __all__ = [
     "active_counts",
     "group_by_pattern",
     "pattern_ranks",
+    "rank_deficient",
     "collapsed_mask",
     "collapsed_fraction",
     "estimate_kept_fraction",
@@ -98,8 +99,21 @@ def collapsed_mask(X, B, *, bias=None, tol=None) -> np.ndarray:
     tol : float, optional
         Singular-value tolerance of ``np.linalg.matrix_rank`` (its default when None; never below it).
     """
-    active = active_mask(X, B, bias=bias)
+    return rank_deficient(active_mask(X, B, bias=bias), B, tol=tol)
+
+
+def rank_deficient(active, B, *, tol=None) -> np.ndarray:
+    """Boolean ``(N,)``: ``rank(B[active[i]]) < d`` for every row ``i`` of the mask ``active`` (N, m).
+
+    Lemma 2's test for any notion of *active* (``z > 0`` for ReLU, the linear
+    piece ``0 < z < 6`` for ReLU6): fewer than ``d`` active rows is deficient
+    without linear algebra; the rest are grouped by pattern and ranked once per
+    distinct pattern (``pattern_ranks``). ``B`` is ``(m, d)``.
+    """
+    active = np.asarray(active, dtype=bool)
     B = np.asarray(B, dtype=np.float64)
+    if active.ndim != 2 or B.ndim != 2 or active.shape[1] != B.shape[0]:
+        raise ValueError(f"active must be (N, m) and B (m, d) with the same m, got {active.shape} and {B.shape}")
     d = B.shape[1]
     counts = active.sum(axis=1)
     collapsed = counts < d  # too few active rows: no rank to compute

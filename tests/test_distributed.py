@@ -32,5 +32,6 @@ def test_torchrun_two_processes_gloo(tmp_path):
     acc = rows[-1]["test_acc"] * 110
     assert abs(acc - round(acc)) < 1e-6
     # only rank 0 wrote: exactly one set of files, printed once
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.json", "metrics.jsonl", "relu_stats.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.json", "metrics.jsonl", "probe.json",
+                                                     "relu_stats.json"]
     assert res.stdout.count('"status": "done"') == 1

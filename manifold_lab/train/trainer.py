@@ -4,11 +4,14 @@
 
 - ``checkpoint.pt`` after every epoch (atomic; exact resume at epoch boundaries);
 - ``metrics.jsonl``: one line per epoch (train/test loss and accuracy, lr, images/s, time);
-- ``relu_stats.json``: Figure 7 statistics at step 0 and at the end.
+- ``relu_stats.json``: Figure 7 statistics at step 0 and at the end;
+- ``probe.json``: the information-loss probe (``manifold_lab.probe``, bounded by
+  ``RUN_PROBE``) at step 0 and at the end, per block, with ``train.relu_stats``.
 
 It returns the final metrics: ``test_acc``, ``test_loss``, ``train_acc``,
 ``train_loss``, ``best_test_acc``, ``epochs``, ``params``, per-epoch curves
-(``curve_test_acc`` ...) and ``status`` (``done`` or ``diverged``, the latter
+(``curve_test_acc`` ...), the probe summary ``probe_step0_<key>`` and
+``probe_final_<key>`` (``manifold_lab.probe.SUMMARY_KEYS``) and ``status`` (``done`` or ``diverged``, the latter
 when a loss is NaN or infinite). Accuracies are fractions in [0, 1].
 Under ``torchrun`` the model is wrapped in DistributedDataParallel, each rank
 reads its shard, and sums are all-reduced, so metrics are over the whole data.
@@ -47,6 +50,17 @@ def build_model(cfg: TrainConfig, num_classes: int, in_channels: int) -> nn.Modu
     )
 
 
+def initial_model(cfg: TrainConfig, seed: int, num_classes: int, in_channels: int) -> nn.Module:
+    """The network at step 0: ``build_model`` right after ``torch.manual_seed(seed)``.
+
+    ``train`` builds its model this way, so the information-loss probe
+    (``manifold_lab.probe.sources``) rebuilds any run's step-0 network exactly
+    from its config and seed.
+    """
+    torch.manual_seed(seed)
+    return build_model(cfg, num_classes, in_channels)
+
+
 def _autocast(cfg: TrainConfig, device: torch.device):
     if cfg.train.bf16 and (device.type == "cpu" or torch.cuda.is_bf16_supported()):
         return torch.autocast(device.type, dtype=torch.bfloat16)
@@ -73,6 +87,16 @@ def evaluate(model: nn.Module, loader, cfg: TrainConfig, d: distributed.Dist) ->
         seen += len(y)
     loss_sum, correct, seen = distributed.all_reduce_sum([loss_sum, correct, seen], d)
     return loss_sum / max(seen, 1), correct / max(seen, 1)
+
+
+def _probe(model: nn.Module, loader) -> dict | None:
+    """The per-run information-loss probe on the test split (``probe.network.run_probe``); None when the
+    loader streams its images from disk (no resident test split to draw from)."""
+    if not (hasattr(loader, "images") and hasattr(loader, "labels")):
+        return None
+    from manifold_lab.probe.network import run_probe
+
+    return run_probe(model, loader.images, loader.labels.cpu().numpy(), transform=loader.normalize)
 
 
 def _fixed_images(loader, n: int, device) -> torch.Tensor:
@@ -106,7 +130,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool 
     train_loader, test_loader, num_classes, in_channels = build_loaders(
         data_cfg, device=d.device, seed=seed, rank=d.rank, world_size=d.world_size,
         channels_last=cfg.train.channels_last)
-    model = build_model(cfg, num_classes, in_channels)
+    model = initial_model(cfg, seed, num_classes, in_channels)
     sample = _fixed_images(test_loader, min(cfg.train.relu_stats_images, 10**9), "cpu")
     model.check_resolution(min(sample.shape[-2:]))
     model.to(d.device)
@@ -127,6 +151,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool 
     history: list[dict] = []
     start_epoch = 0
     stats: dict = {}
+    probe: dict = {}  # the information-loss probe at "step0" and "final"
     if resume and ckpt_path.exists():
         state = load_checkpoint(ckpt_path)
         if {k: state.get(k) for k in config_record} != config_record:
@@ -139,9 +164,16 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool 
             ema.load_state_dict(state["ema"])
         set_rng_state(state["rng"])
         history, start_epoch, stats = list(state["history"]), int(state["epoch"]), dict(state.get("relu_stats") or {})
+        probe = dict(state.get("probe") or {})
         say(f"resumed from {ckpt_path} at epoch {start_epoch}")
     if d.is_main and cfg.train.relu_stats and "step0" not in stats:
         stats["step0"] = relu_stats(model, sample.to(d.device))
+    if d.is_main and cfg.train.relu_stats and "step0" not in probe:
+        if start_epoch == 0:
+            probe["step0"] = _probe(model, test_loader)
+        else:  # a checkpoint from before the probe: rebuild step 0, leaving the resumed RNG state alone
+            with torch.random.fork_rng(devices=[]):
+                probe["step0"] = _probe(initial_model(cfg, seed, num_classes, in_channels).to(d.device), test_loader)
 
     status = "done"
     for epoch in range(start_epoch, cfg.train.epochs):
@@ -193,7 +225,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool 
                     **config_record, "epoch": epoch + 1, "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "ema": ema.state_dict() if ema is not None else None, "rng": rng_state(),
-                    "history": history, "relu_stats": stats,
+                    "history": history, "relu_stats": stats, "probe": probe,
                 })
             io.write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
         distributed.barrier(d)
@@ -201,6 +233,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool 
     if d.is_main and cfg.train.relu_stats and status == "done":
         stats["final"] = relu_stats(ema.module if ema is not None else model, sample.to(d.device))
         io.write_json(run_dir / "relu_stats.json", stats)
+        probe["final"] = _probe(ema.module if ema is not None else model, test_loader)
+        if probe["final"] is not None:
+            io.write_json(run_dir / "probe.json", probe)
     if d.is_main and status == "diverged":
         io.write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
     distributed.shutdown(d)
@@ -214,6 +249,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool 
         out["images_per_s"] = float(sum(r["images_per_s"] for r in done) / len(done))
         for k in ("test_acc", "test_loss", "train_acc", "train_loss"):
             out[f"curve_{k}"] = [r[k] for r in done]
+    for stage in ("step0", "final"):
+        if (probe.get(stage) or {}).get("summary") and status == "done":
+            out.update({f"probe_{stage}_{k}": v for k, v in probe[stage]["summary"].items()})
     if status == "diverged":
         out = {k: v for k, v in out.items() if not (isinstance(v, float) and not math.isfinite(v))}
     return out
