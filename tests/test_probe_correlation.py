@@ -41,3 +41,15 @@ def test_monotone_relation_is_rho_one_and_the_rule():
     res = P.spearman_bootstrap(loss, noise, n_boot=2000)
     assert res["ci_low"] < 0 < res["ci_high"] and P.verdict(res) == P.NO_PREDICTION
     assert P.verdict(P.spearman_bootstrap(loss[:5], loss[:5], n_boot=10)) == "not enough conditions (5 of 6)"
+
+
+def test_study_end_to_end_on_synthetic_folders(tmp_path):
+    # six conditions over two studies, penalty increasing with loss: rho = 1
+    _study(tmp_path, "width_sweep_cifar10", {0.25: (0.30, 0.06), 0.5: (0.20, 0.04), 1.0: (0.10, 0.02)})
+    _study(tmp_path, "figure6a_linear_bottleneck_cifar10", {0.35: (0.25, 0.05), 0.75: (0.15, 0.03), 1.4: (0.05, 0.01)})
+    payload = P.write_study(tmp_path, tmp_path / "out")
+    assert payload["n"] == 6 and payload["rho"] == pytest.approx(1.0) and payload["verdict"] == P.PREDICTS
+    assert len((tmp_path / "out" / "conditions.csv").read_text().splitlines()) == 7
+    assert (tmp_path / "out" / "scatter.png").stat().st_size > 0
+    empty = P.write_study(tmp_path / "out", tmp_path / "empty")  # no study there
+    assert empty["n"] == 0 and empty["verdict"] == "not enough conditions (0 of 6)"

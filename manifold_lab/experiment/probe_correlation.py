@@ -90,3 +90,58 @@ def verdict(result: dict) -> str:
     if result["ci_high"] < 0:
         return OPPOSITE
     return NO_PREDICTION
+
+
+#: The studies whose runs enter (``results/<name>/``), as pre-registered; a missing folder adds nothing.
+STUDIES = ("figure6a_linear_bottleneck_cifar10", "width_sweep_cifar10", "figure6b_shortcuts_cifar10",
+           "toy_linear_bottleneck", "toy_bottleneck_at_scale")
+
+
+def write_study(results: str | Path = "results", out: str | Path | None = None) -> dict:
+    """Run the pre-registered analysis over ``STUDIES`` in ``results``; write it into ``out``.
+
+    Files: ``conditions.csv`` (one row per condition), ``correlation.json``
+    (rho, interval, verdict, the rule's constants) and, with at least one
+    condition, ``scatter.png`` (x = loss, y = penalty, one point per
+    condition, colour = study). Returns the JSON payload.
+    """
+    import csv
+    import io as _io
+
+    from manifold_lab import io
+
+    results = Path(results)
+    out = Path(out) if out is not None else results / "probe_penalty_correlation"
+    points = [c for name in STUDIES for c in conditions(results / name)]
+    res = spearman_bootstrap([c["loss"] for c in points], [c["penalty"] for c in points]) if points else \
+        {"rho": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": 0, "boot_used": 0}
+    payload = {**res, "verdict": verdict(res), "loss_key": LOSS_KEY, "min_seeds": MIN_SEEDS,
+               "min_conditions": MIN_CONDITIONS, "n_boot": N_BOOT, "studies": list(STUDIES),
+               "preregistration": "experiments/probe_penalty_correlation.md", "conditions": points}
+    buf = _io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["study", "condition", "seeds", "loss", "penalty"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(points)
+    io.write_text(out / "conditions.csv", buf.getvalue())
+    io.write_json(out / "correlation.json", payload, allow_nan=True)
+    if points:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5.6, 4.2))
+        for i, name in enumerate(sorted({c["study"] for c in points})):
+            sub = [c for c in points if c["study"] == name]
+            ax.scatter([c["loss"] for c in sub], [100 * c["penalty"] for c in sub], color=f"C{i}", label=name, s=22)
+        ax.axhline(0, color="0.6", lw=0.8)
+        ax.axvline(0, color="0.6", lw=0.8)
+        ax.set_xlabel("information lost: R^2(linear) - R^2(ReLU6), block input from output")
+        ax.set_ylabel("ReLU6 penalty (accuracy points)")
+        ax.set_title(f"Spearman rho = {res['rho']:.2f} [{res['ci_low']:.2f}, {res['ci_high']:.2f}]: "
+                     f"{payload['verdict']}", fontsize=8)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        io.savefig(fig, out / "scatter.png", dpi=120)
+        plt.close(fig)
+    return payload

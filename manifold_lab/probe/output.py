@@ -1,6 +1,7 @@
 """The probe's files: per-layer CSV and JSON, and the information-loss profile through depth.
 
-``write_probe(out_dir, results, meta)`` writes, atomically, into ``out_dir``:
+``write_probe(out_dir, results, meta)`` writes into ``out_dir`` (all three rendered in a
+temporary folder first, then renamed into place):
 
 - ``probe.csv``: one row per (network, stage, block) with every measure;
 - ``probe.json``: ``meta`` (images, class histogram, positions, provenance)
@@ -86,12 +87,25 @@ def plot_profile(results: list[dict], path: Path) -> Path:
 
 def write_probe(out_dir: str | Path, results: list[dict], meta: dict) -> dict[str, Path]:
     """Write ``probe.csv``, ``probe.json`` and ``probe.png`` into ``out_dir``; return their paths."""
+    import os
+    import shutil
+    import tempfile
+
     out_dir = Path(out_dir)
     payload = {"meta": meta, "networks": [
         {**{k: v for k, v in res.items() if k != "records"}, "summary": probe_summary(res["records"]),
          "records": res["records"]} for res in results]}
-    return {
-        "csv": io.write_text(out_dir / "probe.csv", csv_text(results)),
-        "json": io.write_json(out_dir / "probe.json", payload),
-        "png": plot_profile(results, out_dir / "probe.png"),
-    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # All three are written into a temporary folder first: a failure leaves none of them half-done.
+    tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=".probe-"))
+    try:
+        io.write_text(tmp / "probe.csv", csv_text(results))
+        io.write_json(tmp / "probe.json", payload)
+        plot_profile(results, tmp / "probe.png")
+        paths = {}
+        for key, name in (("csv", "probe.csv"), ("json", "probe.json"), ("png", "probe.png")):
+            os.replace(tmp / name, out_dir / name)
+            paths[key] = out_dir / name
+        return paths
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
