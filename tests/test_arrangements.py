@@ -66,3 +66,20 @@ def test_min_active_rows_bounds():
     big = math.comb(400, 4)
     with pytest.raises(ValueError, match=f"{big} vertex rays"):
         min_active_rows(np.random.RandomState(0).standard_normal((400, 5)))
+
+
+def test_the_two_kinds_run_and_decide():
+    from types import SimpleNamespace
+
+    from manifold_lab.kinds import cover_count as cover_kind
+    from manifold_lab.kinds import relu_injectivity as inj_kind
+
+    ctx = SimpleNamespace()
+    m = cover_kind.run(cover_kind.CoverCountParams(m=5, n=2, n_matrices=2), 0, ctx)
+    assert m == {"cover": 10, "regions_min": 10, "regions_max": 10, "exact_matches": 2, "draws": 2, "sweep_matches": 2}
+    below = inj_kind.run(inj_kind.InjectivityParams(n=3, ratio=1.67, n_matrices=20), 0, ctx)
+    assert below["m"] == 5 and below["p_injective"] == 0.0  # m < 2n: never
+    above = inj_kind.run(inj_kind.InjectivityParams(n=2, ratio=12, n_matrices=50), 0, ctx)
+    assert above["m"] == 24 and above["p_injective"] > 0.9 and above["ci_low"] < above["p_injective"] <= above["ci_high"]
+    assert inj_kind.transition([(2, 0.0), (4, 0.25), (6, 0.75), (8, 1.0)]) == pytest.approx(5.0)
+    assert inj_kind.transition([(2, 0.0), (4, 0.2)]) is None

@@ -70,7 +70,11 @@ def load_source(source: str | Path) -> Source:
     from manifold_lab.train.config import TrainConfig
 
     path = checkpoint_path(source)
-    state = load_checkpoint(path)
+    try:
+        state = load_checkpoint(path)
+    except UsageError as exc:  # its advice is about resuming a training; say what the probe needs
+        raise UsageError(f"{path} is not a readable manifold-lab checkpoint ({str(exc).split('(')[-1].split(')')[0]}); "
+                         f"give a run folder of a mobilenetv2 run or its checkpoint.pt") from None
     try:
         config = TrainConfig.model_validate(state["config"])
         weights = state["ema"] if state.get("ema") else state["model"]
