@@ -52,4 +52,4 @@ def test_study_end_to_end_on_synthetic_folders(tmp_path):
     assert len((tmp_path / "out" / "conditions.csv").read_text().splitlines()) == 7
     assert (tmp_path / "out" / "scatter.png").stat().st_size > 0
     empty = P.write_study(tmp_path / "out", tmp_path / "empty")  # no study there
-    assert empty["n"] == 0 and empty["verdict"] == "not enough conditions (0 of 6)"
+    assert empty["n"] == 0 and empty["verdict"] == P.WAITING
