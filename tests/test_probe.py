@@ -185,3 +185,20 @@ def test_step0_rebuild_and_command_end_to_end(tmp_path):
         assert not (tmp_path / "bad").exists()
     done = subprocess.run(cmd[:4] + [str(tmp_path / "nowhere")], capture_output=True, text=True)
     assert done.returncode == 2 and "does not exist" in done.stderr
+
+
+@pytest.mark.parametrize("shortcut", [True, False])
+def test_toy_probe_on_a_dead_bottleneck(shortcut):
+    """A toy block whose projection bias kills every ReLU unit: output x (shortcut) or 0 (none)."""
+    from manifold_lab.toy import ToyBottleneckNet, probe_toy
+
+    model = ToyBottleneckNet(10, 4, depth=1, bottleneck_act="relu", shortcut=shortcut)
+    model.reset_parameters(torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model.blocks[0].project.bias.fill_(-1e3)
+    (rec,) = probe_toy(model, torch.randn(400, 10, generator=torch.Generator().manual_seed(1)))
+    assert rec["zeroed_fraction"] == 1.0 and rec["below_id_fraction"] == 1.0
+    if shortcut:  # out = x + 0: the input comes back exactly
+        assert rec["r2_input_linear"] > 1 - 1e-6
+    else:  # out = 0: nothing comes back
+        assert -0.1 < rec["r2_input_linear"] <= 1e-12 and rec["rankme"] == 0.0
