@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from manifold_lab.experiment.provenance import cpu_model
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -103,16 +105,6 @@ FIGURES = {
     "memory_efficient": _figures_memory_efficient, "augment": _figures_augment, "quickstart": _figures_quickstart,
     "probe": _figures_probe,
 }
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine_info() -> dict:

@@ -18,7 +18,7 @@ def add_arguments(p) -> None:
     p.add_argument("--no-knn", action="store_true", help="skip the k-NN decoder (the ridge decoder always runs)")
     p.add_argument("--resamples", type=int, default=5, help="TwoNN resamples (random halves; default 5)")
     p.add_argument("--seed", type=int, default=0, help="seed of the image draw, positions and splits (default 0)")
-    p.add_argument("--out", default="probe", help="output folder (default ./probe)")
+    p.add_argument("--out", default="runs/probe", help="output folder (default runs/probe)")
 
 
 def run(args) -> int:

@@ -8,7 +8,8 @@ HELP = ("Does the information the bottlenecks lose (probe) predict the ReLU6 acc
 
 def add_arguments(p) -> None:
     p.add_argument("--results", default="results", help="folder holding the studies (default results)")
-    p.add_argument("--out", help="output folder (default <results>/probe_penalty_correlation)")
+    p.add_argument("--out", default="runs/probe_penalty_correlation",
+                   help="output folder (default runs/probe_penalty_correlation)")
 
 
 def run(args) -> int:

@@ -118,7 +118,7 @@ def write_study(results: str | Path = "results", out: str | Path | None = None) 
     from manifold_lab import io
 
     results = Path(results)
-    out = Path(out) if out is not None else results / "probe_penalty_correlation"
+    out = Path(out) if out is not None else Path("runs") / "probe_penalty_correlation"
     points = [c for name in STUDIES for c in conditions(results / name)]
     res = spearman_bootstrap([c["loss"] for c in points], [c["penalty"] for c in points]) if points else \
         {"rho": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": 0, "boot_used": 0}

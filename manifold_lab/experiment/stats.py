@@ -6,11 +6,26 @@ Every accuracy is a distribution over seeds. For values ``x_1..x_n``:
 - 95% confidence interval of the mean, the Student t interval
   ``x̄ ± t_{0.975, n-1} s / sqrt(n)`` (``scipy.stats.t``); NaN when ``n < 2``.
 
+A quantity bounded in ``[low, high]`` (an accuracy, a fraction) gets an interval
+that stays inside its bounds (``bounded_interval``): the t interval above,
+truncated to ``[low, high]``. The mean of such a quantity lies in its bounds, so
+the truncation removes only impossible values: the interval covers the true mean
+exactly when the untruncated one does (the same 95% coverage, no narrower than
+the evidence allows with few seeds). A bootstrap percentile interval also stays
+inside, but with 3-5 seeds it is markedly narrower than the t interval (it ignores
+the t quantile); a t interval on the logit scale stays inside but can leave the
+mean itself outside (five 1.0s and one 0.4).
+
 Two variants A and B measured on the same seeds are compared through the
 per-seed differences ``d_i = B_i - A_i``: their mean with its t interval, the
 paired t-test (``scipy.stats.ttest_rel``) and the Wilcoxon signed-rank test
-(``scipy.stats.wilcoxon``). Degenerate cases give NaN and a note instead of a
-misleading number.
+(``scipy.stats.wilcoxon``), the latter only where the number of non-zero pairs
+can reach p < 0.05 at all (``wilcoxon_min_pairs``: 6 pairs two-sided, since the
+smallest exact two-sided p-value of n pairs is ``2 / 2^n``). Degenerate cases
+give NaN and a note instead of a misleading number.
+
+Across several tests (the claim table) ``holm_adjust`` gives Holm's
+family-wise adjusted p-values.
 """
 
 from __future__ import annotations
@@ -37,13 +52,63 @@ def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple
     return mean - half, mean + half
 
 
-def describe(values: Sequence[float]) -> dict[str, float]:
-    """``{"mean", "std", "ci_low", "ci_high", "n"}`` of a sample (``std`` with ddof=1)."""
+#: How ``bounded_interval`` computes, for reports that name the method.
+BOUNDED_METHOD = "t interval of the mean truncated to the quantity's bounds (same coverage)"
+
+
+def bounded_interval(
+    values: Sequence[float], low: float = 0.0, high: float = 1.0, confidence: float = CONFIDENCE,
+) -> tuple[float, float]:
+    """Confidence interval of the mean of a quantity bounded in ``[low, high]``, inside the bounds.
+
+    ``t_interval(values)`` intersected with ``[low, high]`` (see the module docstring
+    for why the coverage is unchanged). ``(nan, nan)`` when ``n < 2``; ``(x, x)`` when
+    every value is the same ``x``.
+
+    Raises
+    ------
+    ValueError
+        A value outside ``[low, high]``, or ``low >= high``.
+    """
+    x = np.asarray(values, dtype=float)
+    if not high > low:
+        raise ValueError(f"bounded_interval needs low < high, got [{low}, {high}]")
+    if x.size and (x.min() < low or x.max() > high):
+        raise ValueError(f"bounded_interval: values outside [{low}, {high}] (min {x.min()}, max {x.max()})")
+    t_low, t_high = t_interval(x, confidence)
+    if math.isnan(t_low):
+        return NAN, NAN
+    return max(t_low, low), min(t_high, high)
+
+
+def wilcoxon_min_pairs(alpha: float = 0.05, alternative: str = "two-sided") -> int:
+    """The fewest non-zero pairs whose exact Wilcoxon signed-rank p-value can be below ``alpha``.
+
+    The smallest exact p-value of n pairs (all differences of one sign) is ``2 / 2^n``
+    two-sided and ``1 / 2^n`` one-sided: 6 and 5 pairs at ``alpha = 0.05``.
+    """
+    if alternative not in ("two-sided", "less", "greater"):
+        raise ValueError(f"alternative must be two-sided, less or greater, got {alternative!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    tails = 2 if alternative == "two-sided" else 1
+    n = 1
+    while tails / 2**n >= alpha:
+        n += 1
+    return n
+
+
+def describe(values: Sequence[float], bounds: tuple[float, float] | None = None) -> dict[str, float]:
+    """``{"mean", "std", "ci_low", "ci_high", "n"}`` of a sample (``std`` with ddof=1).
+
+    With ``bounds = (low, high)`` the interval is ``bounded_interval`` (inside the
+    bounds), else the t interval of the mean.
+    """
     x = np.asarray(values, dtype=float)
     n = int(x.size)
     if n == 0:
         return {"mean": NAN, "std": NAN, "ci_low": NAN, "ci_high": NAN, "n": 0}
-    low, high = t_interval(x)
+    low, high = t_interval(x) if bounds is None else bounded_interval(x, *bounds)
     return {
         "mean": float(x.mean()),
         "std": float(x.std(ddof=1)) if n > 1 else NAN,
@@ -53,8 +118,15 @@ def describe(values: Sequence[float]) -> dict[str, float]:
     }
 
 
-def paired(a: Sequence[float], b: Sequence[float]) -> dict[str, float | int | str]:
+def paired(
+    a: Sequence[float], b: Sequence[float], bounds: tuple[float, float] | None = None
+) -> dict[str, float | int | str]:
     """Compare B with A over shared seeds (``a[i]`` and ``b[i]`` from the same seed).
+
+    With ``bounds = (low, high)`` for the quantity (a fraction: ``(0, 1)``), the
+    interval of the mean difference is ``bounded_interval`` over
+    ``[low - high, high - low]``, so it stays inside ``[-1, 1]`` for fractions;
+    otherwise it is the t interval.
 
     Returns
     -------
@@ -69,7 +141,7 @@ def paired(a: Sequence[float], b: Sequence[float]) -> dict[str, float | int | st
         raise ValueError(f"paired() needs two 1-D samples of equal length, got {xa.shape} and {xb.shape}")
     d = xb - xa
     n = int(d.size)
-    low, high = t_interval(d)
+    low, high = t_interval(d) if bounds is None else bounded_interval(d, bounds[0] - bounds[1], bounds[1] - bounds[0])
     out: dict[str, float | int | str] = {
         "n": n,
         "mean_a": float(xa.mean()) if n else NAN,
@@ -97,8 +169,9 @@ def paired(a: Sequence[float], b: Sequence[float]) -> dict[str, float | int | st
                 t = stats.ttest_rel(xb, xa)
                 out["t_stat"], out["t_pvalue"] = float(t.statistic), float(t.pvalue)
             nonzero = int(np.count_nonzero(d))
-            if nonzero < 2:
-                notes.append("fewer than 2 non-zero differences: no Wilcoxon test")
+            if nonzero < wilcoxon_min_pairs():
+                notes.append(f"{nonzero} non-zero pair{'s' * (nonzero != 1)}: too few for a Wilcoxon test "
+                             f"to reach p < 0.05 (needs >= {wilcoxon_min_pairs()})")
             else:
                 w = stats.wilcoxon(xb, xa)
                 out["wilcoxon_stat"], out["wilcoxon_pvalue"] = float(w.statistic), float(w.pvalue)
@@ -106,3 +179,28 @@ def paired(a: Sequence[float], b: Sequence[float]) -> dict[str, float | int | st
                     notes.append(f"Wilcoxon dropped {n - nonzero} zero difference(s)")
     out["note"] = "; ".join(notes)
     return out
+
+
+def holm_adjust(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of ``m`` p-values (family-wise error rate, Holm 1979).
+
+    With the p-values sorted ``p_(1) <= ... <= p_(m)``, the adjusted value of the
+    ``i``-th smallest is ``max_{j <= i} min(1, (m - j + 1) p_(j))``; rejecting where the
+    adjusted p is below ``alpha`` keeps the chance of any false rejection in the
+    family at most ``alpha``, under any dependence between the tests. NaN entries
+    (tests not run) are left NaN and do not count in ``m``. Returned in input order.
+    """
+    p = np.asarray(pvalues, dtype=float)
+    if p.ndim != 1:
+        raise ValueError(f"holm_adjust() needs a 1-D sequence of p-values, got shape {p.shape}")
+    finite = np.flatnonzero(~np.isnan(p))
+    if np.any((p[finite] < 0) | (p[finite] > 1)):
+        raise ValueError(f"p-values must lie in [0, 1], got {p[finite].tolist()}")
+    out = np.full(p.shape, NAN)
+    m = finite.size
+    order = finite[np.argsort(p[finite], kind="stable")]
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out.tolist()

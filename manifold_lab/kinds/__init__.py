@@ -86,6 +86,17 @@ class Kind:
     report : callable or None
         ``report(ctx: ReportContext) -> list[ReportItem]``: the kind's figures
         and tables, embedded in ``report.md`` after the generic tables.
+    bookkeeping : tuple of str
+        Metrics that describe the run rather than answer a question (parameter
+        counts, epochs, speed, a metric that mirrors another): summarized, never
+        compared by paired tests.
+    headline : tuple of str
+        Metrics a report opens with when its spec declares no ``contrast``
+        (default: the first compared metrics).
+    warnings : callable or None
+        ``warnings(params) -> list[str]``: one line per trap in a valid set of
+        parameters (e.g. training that never leaves its warm-up), printed by
+        ``manifold-lab run`` before any run starts.
     """
 
     name: str
@@ -93,6 +104,9 @@ class Kind:
     params: type[pydantic.BaseModel]
     run: Callable[[pydantic.BaseModel, int, "RunContext"], dict]
     report: Callable[["ReportContext"], list["ReportItem"]] | None = None
+    bookkeeping: tuple[str, ...] = ()
+    headline: tuple[str, ...] = ()
+    warnings: Callable[[pydantic.BaseModel], list[str]] | None = None
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
@@ -118,7 +132,7 @@ class RunContext:
     Attributes
     ----------
     run_dir : Path
-        The run's own folder ``results/<name>/runs/<id>/`` (exists); extra
+        The run's own folder ``<results folder>/runs/<id>/`` (exists; the results folder is ``runs/<name>/``, or ``results/<name>/`` with ``--reference``); extra
         files go here, written atomically.
     seed : int
         The run's seed (the same value as the ``seed`` argument of ``run``).
@@ -196,7 +210,7 @@ class ReportContext:
     name : str
         The experiment name.
     out_dir : Path
-        The results folder (``results/<name>/``); write figures under it
+        The results folder (``runs/<name>/`` or ``results/<name>/``); write figures under it
         (e.g. ``out_dir / "figures" / "x.png"`` through ``manifold_lab.io.savefig``)
         and return their paths relative to it.
     runs : list of RunRecord

@@ -119,4 +119,6 @@ KIND = Kind(
     params=CollapseTheoremParams,
     run=run,
     report=report,
+    bookkeeping=("kept_fraction_theory",),  # the closed form: no spread over seeds
+    headline=("kept_fraction_mc", "kept_fraction_theory", "z_score"),
 )
