@@ -2,7 +2,9 @@
 
 Params are ``manifold_lab.train.TrainConfig`` (model / data / optim / schedule /
 train). Metrics: final ``test_acc`` (fraction), ``test_loss``, ``train_acc``,
-``best_test_acc``, ``params``, ``shortcuts``, per-epoch curves ``curve_*``. The report draws
+``best_test_acc``, ``params``, ``shortcuts``, per-epoch curves ``curve_*``, and the information-loss
+probe summary at step 0 and at the end, ``probe_step0_*`` / ``probe_final_*``
+(``manifold_lab.probe``; per block in the run's ``probe.json``). The report draws
 Figure 6-style accuracy-vs-epoch curves per variant (mean over seeds with a
 min-max band), a plateau table (test-accuracy gain over the last epochs), the
 parameters and shortcut count of every variant, and the Figure 7 plot and table

@@ -68,7 +68,9 @@ def run(params: ToyBottleneckParams, seed: int, ctx: RunContext) -> dict:
     (regress); ``final_train_loss``, ``params``; per block ``b``
     ``block{b}_invertible_fraction``, ``block{b}_active_mean``,
     ``block{b}_active_min``, ``block{b}_active_max``; ``invertible_fraction_min``
-    and ``active_fraction_mean``.
+    and ``active_fraction_mean``; the information-loss probe at the bottlenecks
+    before and after training, ``probe_step0_<key>`` and ``probe_final_<key>``
+    (``manifold_lab.toy.probe_toy``; keys ``manifold_lab.probe.SUMMARY_KEYS``).
     """
     import torch
 

@@ -87,7 +87,8 @@ class TrainSection(_Section):
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None = torch's default)")
     deterministic: bool = Field(True, description="torch.use_deterministic_algorithms (warn only)")
-    relu_stats: bool = Field(True, description="Figure 7 statistics at step 0 and at the end")
+    relu_stats: bool = Field(True, description="Figure 7 statistics and the information-loss probe summary "
+                                               "at step 0 and at the end")
     relu_stats_images: int = Field(256, ge=1, description="test images for the Figure 7 statistics, class-balanced: "
                                    "relu_stats_images // classes per class")
     clean_train_images: int | None = Field(None, ge=1, description="training images (class-balanced, no augmentation) "

@@ -9,13 +9,16 @@
 - ``relu_stats.json``: Figure 7 statistics at step 0 (batch-norm batch statistics of the sample) and
   at the end (running statistics), on a class-balanced test sample whose class histogram it records
   (``manifold_lab.train.relu_stats``, ``manifold_lab.data.sample``);
+- ``probe.json``: the information-loss probe (``manifold_lab.probe``, bounded by
+  ``RUN_PROBE``) at step 0 and at the end, per block, with ``train.relu_stats``;
 - ``tensorboard/``: event files (per-step and per-epoch scalars, hyper-parameters with
   the final metrics) when ``tensorboard`` is installed (``manifold_lab.train.tensorboard_log``).
 
 It returns the final metrics: ``test_acc``, ``test_loss``, ``train_acc``,
 ``train_loss``, ``best_test_acc``, ``epochs``, ``params``, ``shortcuts`` (residual additions
 of the network, ``MobileNetV2.num_shortcuts``), per-epoch curves
-(``curve_test_acc`` ...) and ``status`` (``done`` or ``diverged``, the latter
+(``curve_test_acc`` ...), the probe summary ``probe_step0_<key>`` and
+``probe_final_<key>`` (``manifold_lab.probe.SUMMARY_KEYS``) and ``status`` (``done`` or ``diverged``, the latter
 when a loss is NaN or infinite). Accuracies are fractions in [0, 1].
 Under ``torchrun`` the model is wrapped in DistributedDataParallel, each rank
 reads its shard, and sums are all-reduced, so metrics are over the whole data.
@@ -57,6 +60,17 @@ def build_model(cfg: TrainConfig, num_classes: int, in_channels: int) -> nn.Modu
     )
 
 
+def initial_model(cfg: TrainConfig, seed: int, num_classes: int, in_channels: int) -> nn.Module:
+    """The network at step 0: ``build_model`` right after ``torch.manual_seed(seed)``.
+
+    ``train`` builds its model this way, so the information-loss probe
+    (``manifold_lab.probe.sources``) rebuilds any run's step-0 network exactly
+    from its config and seed.
+    """
+    torch.manual_seed(seed)
+    return build_model(cfg, num_classes, in_channels)
+
+
 def _autocast(cfg: TrainConfig, device: torch.device):
     if cfg.train.bf16 and (device.type == "cpu" or torch.cuda.is_bf16_supported()):
         return torch.autocast(device.type, dtype=torch.bfloat16)
@@ -83,6 +97,16 @@ def evaluate(model: nn.Module, loader, cfg: TrainConfig, d: distributed.Dist) ->
         seen += len(y)
     loss_sum, correct, seen = distributed.all_reduce_sum([loss_sum, correct, seen], d)
     return loss_sum / max(seen, 1), correct / max(seen, 1)
+
+
+def _probe(model: nn.Module, loader) -> dict | None:
+    """The per-run information-loss probe on the test split (``probe.network.run_probe``); None when the
+    loader streams its images from disk (no resident test split to draw from)."""
+    if not (hasattr(loader, "images") and hasattr(loader, "labels")):
+        return None
+    from manifold_lab.probe.network import run_probe
+
+    return run_probe(model, loader.images, loader.labels.cpu().numpy(), transform=loader.normalize)
 
 
 @torch.no_grad()
@@ -129,7 +153,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool 
     train_loader, test_loader, num_classes, in_channels = build_loaders(
         data_cfg, device=d.device, seed=seed, rank=d.rank, world_size=d.world_size,
         channels_last=cfg.train.channels_last)
-    model = build_model(cfg, num_classes, in_channels)
+    model = initial_model(cfg, seed, num_classes, in_channels)
     per_class = per_class_count(cfg.train.relu_stats_images, num_classes, "train.relu_stats_images")
     sample, _, histogram = balanced_sample(test_loader, per_class)
     sample_record = {"split": "test", "per_class": per_class, "images": len(sample), "histogram": histogram,
@@ -157,6 +181,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool 
     history: list[dict] = []
     start_epoch = 0
     stats: dict = {}
+    probe: dict = {}  # the information-loss probe at "step0" and "final"
     if resume and ckpt_path.exists():
         state = load_checkpoint(ckpt_path)
         if {k: state.get(k) for k in config_record} != config_record:
@@ -169,12 +194,19 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool 
             ema.load_state_dict(state["ema"])
         set_rng_state(state["rng"])
         history, start_epoch, stats = list(state["history"]), int(state["epoch"]), dict(state.get("relu_stats") or {})
+        probe = dict(state.get("probe") or {})
         say(f"resumed from {ckpt_path} at epoch {start_epoch}")
         if d.is_main:  # a kill between the checkpoint and the log left the log an epoch short
             _write_history(run_dir, history)
     if d.is_main and cfg.train.relu_stats and "step0" not in stats:
         stats["sample"] = sample_record
         stats["step0"] = relu_stats(model, sample.to(d.device), bn="batch")
+    if d.is_main and cfg.train.relu_stats and "step0" not in probe:
+        if start_epoch == 0:
+            probe["step0"] = _probe(model, test_loader)
+        else:  # a checkpoint from before the probe: rebuild step 0, leaving the resumed RNG state alone
+            with torch.random.fork_rng(devices=[]):
+                probe["step0"] = _probe(initial_model(cfg, seed, num_classes, in_channels).to(d.device), test_loader)
 
     tb = TensorBoardLog.open(run_dir, start_epoch * steps_per_epoch, say) if d.is_main else None
     step = start_epoch * steps_per_epoch
@@ -236,7 +268,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool 
                     **config_record, "epoch": epoch + 1, "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "ema": ema.state_dict() if ema is not None else None, "rng": rng_state(),
-                    "history": history, "relu_stats": stats,
+                    "history": history, "relu_stats": stats, "probe": probe,
                 })
             _write_history(run_dir, history)
         distributed.barrier(d)
@@ -244,6 +276,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool 
     if d.is_main and cfg.train.relu_stats and status == "done":
         stats["final"] = relu_stats(ema.module if ema is not None else model, sample.to(d.device), bn="running")
         io.write_json(run_dir / "relu_stats.json", stats)
+        probe["final"] = _probe(ema.module if ema is not None else model, test_loader)
+        if probe["final"] is not None:
+            io.write_json(run_dir / "probe.json", probe)
     if d.is_main and status == "diverged":
         _write_history(run_dir, history)
     distributed.shutdown(d)
@@ -261,6 +296,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool 
         for k in ("clean_train_acc", "clean_train_loss"):
             if k in last:
                 out[k] = last[k]
+    for stage in ("step0", "final"):
+        if (probe.get(stage) or {}).get("summary") and status == "done":
+            out.update({f"probe_{stage}_{k}": v for k, v in probe[stage]["summary"].items()})
     if status == "diverged":
         out = {k: v for k, v in out.items() if not (isinstance(v, float) and not math.isfinite(v))}
     if tb is not None:
