@@ -50,6 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="DIR", help="results folder (default: the spec's output, results/<name>)")
     parser.add_argument("--dry-run", action="store_true", help="validate and print the plan; write nothing")
     parser.add_argument("--force", action="store_true", help="redo completed runs too")
+    parser.add_argument("--replace", action="store_true",
+                        help="write into a results folder that holds another experiment (another name, kind or "
+                             "spec file), replacing its spec.yaml, plan.json and report (its runs stay)")
+    parser.add_argument("--allow-long", action="store_true",
+                        help="accept runs estimated above the per-run time bound (1 h; see SECURITY.md)")
 
 
 def _print_plan(spec, runs, root, header: bool) -> None:
@@ -80,10 +85,14 @@ def _run_suite(args: argparse.Namespace) -> int:
     from manifold_lab.experiment.spec import display_path
     from manifold_lab.experiment.suite import load_suite, write_suite_report
 
-    suite = load_suite(args.spec, args.overrides)
+    suite = load_suite(args.spec, args.overrides, allow_long=args.allow_long)
     if args.run_index is not None:
         raise ValueError("--run-index applies to single experiment files, not to a suite; run a part instead")
     root = Path(args.out) if args.out else Path("results") / suite.name
+    if not (args.list or args.dry_run):
+        from manifold_lab.experiment.ownership import check_suite_root
+
+        check_suite_root(root, replace=args.replace)
     status, lines = 0, []
     for spec in suite.parts:
         if args.list or args.dry_run:
@@ -92,7 +101,8 @@ def _run_suite(args: argparse.Namespace) -> int:
                                               "out": str(root / spec.name)})
             run(args_part)
             continue
-        summary = run_experiment(spec, out=root / spec.name, jobs=args.jobs, force=args.force)
+        summary = run_experiment(spec, out=root / spec.name, jobs=args.jobs, force=args.force,
+                                 replace=args.replace)
         lines.append(summary.line(spec.name))
         print(lines[-1])
         status = max(status, 1 if summary.failed or summary.report_error else 0)
@@ -112,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
 
     if is_suite(args.spec):
         return _run_suite(args)
-    spec = load_spec(args.spec, args.overrides)
+    spec = load_spec(args.spec, args.overrides, allow_long=args.allow_long)
     root = Path(args.out) if args.out else spec.output
     if args.list or args.dry_run:
         runs = plan(spec)
@@ -122,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         _print_plan(spec, runs, root, header=args.dry_run)
         return 0
     summary = run_experiment(spec, out=root if args.out else None, jobs=args.jobs,
-                             run_index=args.run_index, force=args.force)
+                             run_index=args.run_index, force=args.force, replace=args.replace)
     print(summary.line(spec.name))
     if args.run_index is None:
         from manifold_lab.experiment.spec import display_path

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from manifold_lab.errors import UsageError
+from manifold_lab.experiment.ownership import check_owner
 from manifold_lab.experiment.spec import Spec, display_path
 from manifold_lab.experiment.store import ResultsStore
 from manifold_lab.experiment.sweep import PlannedRun, plan
@@ -191,6 +192,7 @@ def run_experiment(
     run_index: int | None = None,
     force: bool = False,
     report: bool = True,
+    replace: bool = False,
 ) -> RunSummary:
     """Run (or resume) the experiment; write the report unless ``run_index`` is given.
 
@@ -208,6 +210,8 @@ def run_experiment(
         Redo completed runs too.
     report : bool
         Write ``summary.csv``, ``comparisons.csv`` and ``report.md`` afterwards.
+    replace : bool
+        Write into a folder that holds another experiment (``manifold_lab.experiment.ownership``).
     """
     if jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {jobs}")
@@ -220,6 +224,7 @@ def run_experiment(
     selected = runs if run_index is None else [runs[run_index]]
 
     with store.lock(shared=run_index is not None):
+        check_owner(store.root, spec.name, spec.kind.name, spec.source, replace=replace)
         store.write_plan(spec.resolved(), command_line(spec, out), [asdict(r) for r in runs])
         todo = [r for r in selected if force or not store.is_complete(r.run_id)]
         summary.skipped = len(selected) - len(todo)

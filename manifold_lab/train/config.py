@@ -46,7 +46,7 @@ class DataConfig(_Section):
     download: bool = False
     cache_dir: str | None = None
     num_workers: int = Field(4, ge=0, description="DataLoader workers (large ImageFolder images only)")
-    image_size: int | None = Field(None, ge=8, description="resize (digits: upscale 8x8 to this size)")
+    image_size: int | None = Field(None, ge=8, le=1024, description="resize (digits: upscale 8x8 to this size)")
     channels: int | None = Field(None, ge=1, le=3, description="digits only: 1 or 3 channels")
 
 
