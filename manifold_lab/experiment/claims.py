@@ -24,11 +24,14 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from scipy import stats as sps
 
+from manifold_lab.errors import UsageError
 from manifold_lab.experiment.stats import describe, paired
 from manifold_lab.kinds import RunRecord
 
@@ -269,15 +272,40 @@ def claim_figure7(results: Path) -> Claim:
         v, "manifold-lab run experiments/figure6a_linear_bottleneck_cifar10.yaml")
 
 
+#: Largest CSV a claim reads (the committed ones are a few kilobytes).
+MAX_CSV_BYTES = 16 << 20
+
+
+def _csv_rows(path: Path) -> list[dict]:
+    """The rows of a results CSV (``csv.DictReader``), at most ``MAX_CSV_BYTES`` read."""
+    if path.stat().st_size > MAX_CSV_BYTES:
+        raise ValueError(f"larger than {MAX_CSV_BYTES:,} bytes")
+    with path.open(encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@contextmanager
+def _damaged(path: Path, command: str) -> Iterator[None]:
+    """Turn any error reading a results CSV into one UsageError line naming the file and the fix."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, IndexError, csv.Error, UnicodeDecodeError) as exc:
+        what = f"missing column {exc}" if isinstance(exc, KeyError) else " ".join(str(exc).split())
+        raise UsageError(f"{path} is damaged or empty ({what}); regenerate it with {command}") from None
+
+
 def claim_theorem1(results: Path) -> Claim:
     path = results / "theorem1" / "theorem1.csv"
     cmd = "manifold-lab theorem"
     if not path.exists():
         return Claim("Theorem 1: kept fraction N(m,n)/2^m", "proof", "not run yet", "not run yet", cmd)
-    rows = [r for r in csv.DictReader(path.open()) if float(r["stderr"]) > 0]
-    z = [abs(float(r["z"])) for r in rows]
+    with _damaged(path, cmd):
+        rows = [r for r in _csv_rows(path) if float(r["stderr"]) > 0]
+        z = [abs(float(r["z"])) for r in rows]
+        ms, ns = sorted({int(r["m"]) for r in rows}), sorted({int(r["n"]) for r in rows})
+        if not z:
+            raise ValueError("no row with a positive stderr")
     bound = float(sps.norm.ppf(1 - 0.025 / len(z)))  # Bonferroni: all points together at 95%
-    ms, ns = sorted({int(r["m"]) for r in rows}), sorted({int(r["n"]) for r in rows})
     return Claim(
         "Theorem 1: ReLU(Bx) keeps the fraction N(m,n)/2^m of an n-dimensional set",
         "Proof in Appendix A (no simulation in the paper)",
@@ -293,12 +321,16 @@ def claim_figure1(results: Path) -> Claim:
     cmd = "manifold-lab run experiments/figure1_spiral.yaml"
     if not path.exists():
         return Claim("Figure 1", "", "not run yet", "not run yet", cmd)
-    row = next(csv.DictReader(path.open()))
+    with _damaged(path, cmd):
+        rows = _csv_rows(path)
+        if not rows:
+            raise ValueError("no data row")
+        row = rows[0]
 
-    def cf(n):
-        return {k: float(row[f"collapsed_fraction_n{n}_{k}"]) for k in ("mean", "ci_low", "ci_high", "n")}
+        def cf(n):
+            return {k: float(row[f"collapsed_fraction_n{n}_{k}"]) for k in ("mean", "ci_low", "ci_high", "n")}
 
-    low, high = [cf(n) for n in (2, 3)], [cf(n) for n in (15, 30)]
+        low, high = [cf(n) for n in (2, 3)], [cf(n) for n in (15, 30)]
     ok = all(c["ci_low"] > 0 for c in low) and all(c["ci_high"] < 0.01 for c in high)
     text = "; ".join(f"n = {n}: {100 * c['mean']:.1f}% [{100 * c['ci_low']:.1f}, {100 * c['ci_high']:.1f}]"
                      for n, c in zip((2, 3, 15, 30), low + high))

@@ -554,10 +554,15 @@ def load_spec(path: str | Path, overrides: Sequence[str] = (), *, allow_long: bo
 
     def build(params: dict, sweep_note: str = "") -> pydantic.BaseModel:
         try:
-            return kind.params.model_validate(params)
+            model = kind.params.model_validate(params)
         except pydantic.ValidationError as exc:
             line = _explain(exc, kind.params, ("params",), origins, shown)
             raise UsageError(f"{line}{sweep_note}") from None
+        found = first_non_finite(model.model_dump(), ("params",))  # e.g. the string "1e400" read as a float
+        if found is not None:
+            raise UsageError(f"{_origin(origins, found[0], shown)}: {_dotted(found[0])}: {found[1]} is not a finite "
+                             f"number; parameters take finite numbers only{sweep_note}")
+        return model
 
     for section, tree in (("params", top.params), ("sweep", top.sweep)):
         found = first_non_finite(tree, (section,))

@@ -39,6 +39,7 @@ import yaml
 
 from manifold_lab import io
 from manifold_lab.errors import UsageError
+from manifold_lab.experiment.bounds import check_json_depth, safe_load_bounded
 from manifold_lab.kinds import RunRecord
 
 SPEC_FILE = "spec.yaml"
@@ -74,7 +75,7 @@ def _read_json(path: Path) -> Any:
     """The parsed file, or None when it is missing or not valid JSON."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # nested too deep
         return None
 
 
@@ -123,7 +124,7 @@ class ResultsStore:
         if not self.root.is_dir():
             raise UsageError(f"results folder not found: {self.root}")
         try:
-            spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+            spec = safe_load_bounded(path.read_text(encoding="utf-8"))  # no alias bomb, bounded depth
         except FileNotFoundError:
             raise UsageError(
                 f"{self.root} holds no {SPEC_FILE}; is it a results folder written by "
@@ -134,6 +135,7 @@ class ResultsStore:
         plan = _read_json(self.root / PLAN_FILE)
         if not isinstance(spec, dict) or not isinstance(plan, dict):
             raise UsageError(f"{self.root}: {SPEC_FILE} or {PLAN_FILE} is missing or unreadable")
+        check_json_depth(plan, f"{self.root / PLAN_FILE}")
         problem = _layout_problem(spec, plan.get("runs"))
         if problem:
             raise UsageError(f"{self.root}: {SPEC_FILE} or {PLAN_FILE} is damaged ({problem}); "
