@@ -238,6 +238,10 @@ def test_cost_of_a_run_is_estimated_and_bounded(tmp_path):
     # Variant: another kind, one parameter at its maximum.
     spec_in(tmp_path, "name: r\nkind: recoverability\nparams: {width: 4096, depth: 2}\n", "r.yaml")
     refused(tmp_path, "run", "r.yaml", fragments=["recoverability", "estimated at"])
+    # Variant: the same sizes through the `theorem` command, and a range of 10^11 values of m.
+    refused(tmp_path, "theorem", "--matrices", "1000000", "--points", "1000000",
+            fragments=["estimated at", "--allow-long"])
+    refused(tmp_path, "theorem", "--m", "1-100000000000", fragments=["100,000,000,000 values"])
     # Asking for it explicitly passes validation (a dry run: nothing is run).
     out = run_cli("run", "s.yaml", "params.n_matrices=1000000", "params.n_points=1000000", "--allow-long",
                   "--dry-run", cwd=tmp_path / "work")
