@@ -21,6 +21,7 @@ import os
 import resource
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -356,6 +357,20 @@ def test_claims_on_damaged_or_empty_csv(tmp_path, file, text, fragment):
     path.parent.mkdir(parents=True)
     path.write_bytes(text.encode("latin-1"))
     refused(tmp_path, "claims", fragments=[file, fragment, "regenerate"])
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", '{"final": 3}', "{"], ids=["a list", "wrong types", "cut short"])
+def test_claims_on_a_damaged_relu_stats_json(tmp_path, text):
+    # Variant: a JSON record of one run in a copy of the committed Figure 6a results.
+    import shutil
+
+    study = "figure6a_linear_bottleneck_cifar10"
+    source = Path(__file__).resolve().parents[1] / "results" / study
+    target = tmp_path / "work" / "results" / study
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("*.pt", ".lock", "run.log"))
+    damaged = sorted(target.glob("runs/*/relu_stats.json"))[0]
+    damaged.write_text(text)
+    refused(tmp_path, "claims", fragments=[str(damaged.relative_to(tmp_path / "work")), "damaged"])
 
 
 # --------------------------------------------------------------------------- also: deterministic make test

@@ -241,8 +241,11 @@ def layers_below_threshold(run: RunRecord, when: str = "final") -> tuple[int, in
     path = run.run_dir / "relu_stats.json"
     if not path.exists():
         return None
-    recs = json.loads(path.read_text()).get(when) or []
-    return below(recs)
+    with _damaged(path, "manifold-lab run with the study's spec (--force for this run)"):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a mapping, got {type(data).__name__}")
+        return below(data.get(when) or [])
 
 
 def claim_figure7(results: Path) -> Claim:
@@ -286,10 +289,10 @@ def _csv_rows(path: Path) -> list[dict]:
 
 @contextmanager
 def _damaged(path: Path, command: str) -> Iterator[None]:
-    """Turn any error reading a results CSV into one UsageError line naming the file and the fix."""
+    """Turn any error reading a results file (CSV, JSON) into one UsageError line naming the file and the fix."""
     try:
         yield
-    except (KeyError, TypeError, ValueError, IndexError, csv.Error, UnicodeDecodeError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError, csv.Error) as exc:
         what = f"missing column {exc}" if isinstance(exc, KeyError) else " ".join(str(exc).split())
         raise UsageError(f"{path} is damaged or empty ({what}); regenerate it with {command}") from None
 
