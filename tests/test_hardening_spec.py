@@ -218,6 +218,17 @@ def test_long_or_wide_include_chains_are_refused(tmp_path):
 def test_huge_spec_file_is_refused_before_reading(tmp_path):
     spec_in(tmp_path, SMALL + "description: " + "x" * (bounds.MAX_SPEC_BYTES + 1) + "\n")
     refused(tmp_path, "run", "s.yaml", fragments=["bytes", "the limit"])
+    # Variant: eight presets of 200 kB each, every one under the bound, together over it.
+    for i in range(8):
+        spec_in(tmp_path, "description: " + "x" * 200_000 + "\n", f"p{i}.yaml")
+    spec_in(tmp_path, SMALL + "include: [" + ", ".join(f"p{i}.yaml" for i in range(8)) + "]\n")
+    refused(tmp_path, "run", "s.yaml", fragments=["its includes read more than", "bytes"])
+
+
+def test_suite_of_fifty_thousand_parts_is_refused_before_loading_them(tmp_path):
+    spec_in(tmp_path, SMALL, "part.yaml")
+    spec_in(tmp_path, "name: tour\nsuite: [&p part.yaml" + ", *p" * 49_999 + "]\n", "suite.yaml")
+    refused(tmp_path, "run", "suite.yaml", fragments=["at most 64 parts"])
 
 
 @pytest.mark.parametrize("plan", ["[" * 100_000 + "]" * 100_000, '{"a":' * 500 + "1" + "}" * 500],

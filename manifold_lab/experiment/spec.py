@@ -292,12 +292,18 @@ def display_path(path: Path) -> str:
 def _load_with_includes(
     path: Path, shown: str, stack: tuple[Path, ...], reads: list[int] | None = None
 ) -> tuple[dict, _Origins]:
-    """The file merged over its includes (recursively); ``reads`` counts the files read."""
-    reads = [0] if reads is None else reads
+    """The file merged over its includes (recursively); ``reads`` counts the files and bytes read."""
+    reads = [0, 0] if reads is None else reads
     reads[0] += 1
     if reads[0] > MAX_INCLUDE_FILES:
         raise UsageError(f"{shown}: the spec reads more than {MAX_INCLUDE_FILES} files through its includes "
                          "(the limit); include each preset once")
+    try:
+        reads[1] += path.stat().st_size if path.is_file() else 0
+    except OSError:
+        pass  # _load_yaml says what is wrong with the file
+    if reads[1] > MAX_SPEC_BYTES:
+        raise UsageError(f"{shown}: the spec and its includes read more than {MAX_SPEC_BYTES:,} bytes (the limit)")
     data, origins = _load_yaml(path, shown)
     includes = data.get("include", [])
     if isinstance(includes, str):

@@ -24,6 +24,8 @@ from manifold_lab.errors import UsageError
 from manifold_lab.experiment.spec import NAME_PATTERN, Spec, _load_yaml, display_path, load_spec
 
 SUITE_KEYS = ("name", "description", "suite")
+#: Most experiment files of one suite (each is loaded and validated before anything runs).
+MAX_PARTS = 64
 
 
 def is_suite(path: str | Path) -> bool:
@@ -67,6 +69,10 @@ def load_suite(path: str | Path, overrides=(), *, allow_long: bool = False) -> S
     entries = data["suite"]
     if not isinstance(entries, list) or not entries or not all(isinstance(e, str) for e in entries):
         raise UsageError(f"{shown}: 'suite' must be a non-empty list of experiment files")
+    if len(entries) > MAX_PARTS:
+        raise UsageError(f"{shown}: a suite has at most {MAX_PARTS} parts, got {len(entries):,}")
+    if len(set(entries)) != len(entries):
+        raise UsageError(f"{shown}: suite entries repeat a file: {sorted(e for e in set(entries) if entries.count(e) > 1)}")
     parts = []
     for entry in entries:
         candidate = Path(entry) if Path(entry).exists() else path.parent / entry
