@@ -5,7 +5,8 @@ tests can recompute every aggregate by hand::
 
     y = a * (seed + 1) + b          z = a ** 2 + seed          curve = [a * i for i in 0, 1, 2]
 
-It fails, returns NaN, diverges, sleeps or breaks its report on demand. Every execution appends a
+It fails, returns NaN, diverges, sleeps, aborts its process (``abort_seeds``: a
+native abort, SIGABRT) or breaks its report on demand. Every execution appends a
 line to ``executions.txt`` in its run folder, so a test can count how many
 times a run was computed. Loaded by subprocesses through the plugin hook
 ``MANIFOLD_LAB_EXTRA_KINDS=tests.kinds_for_tests``.
@@ -37,6 +38,7 @@ class ClosedFormParams(BaseModel):
     fail_seeds: list[int] = []
     nan_seeds: list[int] = []
     diverge_seeds: list[int] = []
+    abort_seeds: list[int] = []
     sleep: float = Field(0.0, ge=0)
     fail_report: bool = False
 
@@ -47,6 +49,10 @@ def run(params: ClosedFormParams, seed: int, ctx: RunContext) -> dict:
     for _ in ctx.progress(range(3), total=3, desc="steps"):
         time.sleep(params.sleep / 3)
     ctx.log.info("a=%s b=%s seed=%s", params.a, params.b, seed)
+    if seed in params.abort_seeds:
+        import os
+
+        os.abort()  # what a native library does on an absurd setting: the process dies
     if seed in params.fail_seeds:
         raise RuntimeError(f"asked to fail for seed {seed}")
     y = params.a * (seed + 1) + params.b

@@ -42,15 +42,22 @@ def run(args) -> int:
     params = spec.kind.params.model_validate(first.params)
     out = Path(args.out) if args.out else spec.output / "train" / f"point{args.point}_seed{seed}"
     rank = int(os.environ.get("RANK", "0"))
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-    from manifold_lab.train.trainer import train
+    from contextlib import nullcontext
 
-    metrics = train(params, out, seed=seed, resume=not args.no_resume, progress=True)
-    if rank == 0:
-        from manifold_lab import io
+    from manifold_lab import io
+    from manifold_lab.experiment.store import locked
 
-        io.write_json(out / "metrics.json", metrics)
-        short = {k: v for k, v in metrics.items() if not k.startswith("curve_")}
-        print(json.dumps(short))
+    io.check_tree(out)  # no link inside the run folder
+    # One `train` per folder: a second one into it refuses at once (rank 0 holds the lock).
+    with locked(out / ".lock", what="train folder",
+                hint="wait for it to finish or use --out to train elsewhere") if rank == 0 else nullcontext():
+        from manifold_lab.train.trainer import train
+
+        if rank == 0:
+            io.remove_temporaries(out, all_writers=True)
+        metrics = train(params, out, seed=seed, resume=not args.no_resume, progress=True)
+        if rank == 0:
+            io.write_json(out / "metrics.json", metrics)
+            short = {k: v for k, v in metrics.items() if not k.startswith("curve_")}
+            print(json.dumps(short))
     return 0 if metrics["status"] == "done" else 1

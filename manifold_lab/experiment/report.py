@@ -25,6 +25,7 @@ import csv
 import io as _stdio
 import itertools
 import math
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -196,6 +197,18 @@ def _cell(value: Any) -> str:
 # --------------------------------------------------------------------------- report
 
 
+def _odd_runs(done: Sequence[RunRecord]) -> list[str]:
+    """Ids of the done runs whose metric names and JSON types differ from those most runs share."""
+    def signature(r: RunRecord) -> tuple:
+        return tuple(sorted((k, "number" if _is_number(v) else type(v).__name__) for k, v in r.metrics.items()))
+
+    counts = Counter(signature(r) for r in done)
+    if len(counts) < 2:
+        return []
+    (common, n), (_, m) = counts.most_common(2)
+    return [r.run_id for r in done if signature(r) != common] if n > m else []
+
+
 def _kind_items(agg: Aggregate, kind: Kind | None, out_dir: Path) -> tuple[list[str], str | None]:
     """The kind's report section as markdown lines, and an error line if it failed."""
     name = agg.spec["kind"]
@@ -211,7 +224,10 @@ def _kind_items(agg: Aggregate, kind: Kind | None, out_dir: Path) -> tuple[list[
         items = kind.report(ctx)
     except Exception as exc:  # a broken figure must not lose the tables
         error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-        return [f"_The kind's report failed: {error}_"], error
+        odd = _odd_runs(ctx.done_runs)
+        if odd:
+            error += f" (the metrics.json of run {', '.join(odd)} differs in its keys or types from the others')"
+        return [f"_The kind's report failed: {_md_escape(error)}_"], error
     lines: list[str] = []
     for item in items:
         lines += [f"### {item.title}", ""]

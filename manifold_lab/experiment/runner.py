@@ -1,39 +1,44 @@
 """The runner: execute the planned runs of a spec, resumably, in one or N processes.
 
-``run_experiment(spec, ...)`` takes the results folder's lock, writes the plan
-(``spec.yaml``, ``plan.json``), skips the runs whose ``metrics.json`` exists,
-and executes the others (in this process, or ``jobs`` spawned processes). A
-run that raises, returns a non-finite metric or a non-dict is recorded as
-``failed`` with a one-line error (the traceback goes to its ``run.log``); a run
-returning ``{"status": "diverged", ...}`` is recorded as ``diverged``. The sweep
-always goes on. See ``manifold_lab.experiment.store`` for the files.
+``run_experiment(spec, ...)`` refuses a results folder holding a symbolic
+link, takes its lock, removes the temporaries of writes cut short by a kill,
+writes the plan (``spec.yaml``, ``plan.json``), skips the complete runs and
+executes the others, each in a worker process (``jobs`` at a time,
+``manifold_lab.experiment.workers``) that ends with the runner. A run that
+raises, returns a non-finite metric or a non-dict, or whose worker dies (a
+native abort) is recorded as ``failed`` with a one-line error (the traceback
+goes to its ``run.log``); a run returning ``{"status": "diverged", ...}`` is
+recorded as ``diverged``. The sweep always goes on. SIGTERM and SIGHUP end
+the runner like Ctrl-C: its workers are terminated, their runs are done again
+by the next invocation. See ``manifold_lab.experiment.store`` for the files.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import multiprocessing
 import os
 import shlex
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from manifold_lab import io
 from manifold_lab.errors import UsageError
 from manifold_lab.experiment.ownership import check_owner
 from manifold_lab.experiment.spec import Spec, display_path
 from manifold_lab.experiment.store import ResultsStore
 from manifold_lab.experiment.sweep import PlannedRun, plan
+from manifold_lab.experiment.workers import DIED, run_in_workers, terminate_on_signals
 from manifold_lab.kinds import Kind, RunContext
 
 __all__ = ["RunSummary", "check_plan", "execute_run", "run_experiment", "to_jsonable"]
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+#: Seconds a run lock held by a dead or orphaned worker (of a killed runner) is waited for.
+STALE_LOCK_WAIT = 15.0
 
 
 @dataclass
@@ -110,7 +115,8 @@ def _run_logger(run_dir: Path, run_id: str) -> tuple[logging.Logger, logging.Han
     log = logging.getLogger(f"manifold_lab.run.{run_id}")
     log.setLevel(logging.INFO)
     log.propagate = False
-    handler = logging.FileHandler(run_dir / "run.log", mode="w", encoding="utf-8")
+    fd = io.open_nofollow(run_dir / "run.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    handler = logging.StreamHandler(open(fd, "w", encoding="utf-8"))
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     return log, handler
@@ -122,11 +128,16 @@ def _one_line(exc: BaseException) -> str:
 
 
 def execute_run(
-    kind: Kind, run: PlannedRun, root: str | os.PathLike, name: str, show_progress: bool = False
+    kind: Kind, run: PlannedRun, root: str | os.PathLike, name: str, show_progress: bool = False,
+    fresh: bool = False,
 ) -> tuple[str, str | None]:
-    """Execute one run into its folder; return ``(status, error)``. Never raises for run errors."""
+    """Execute one run into its folder; return ``(status, error)``. Never raises for run errors.
+
+    ``fresh`` (``--force``) starts from an empty run folder: no checkpoint is resumed.
+    Raises ``UsageError`` when the run is locked by a live process or a link is found.
+    """
     store = ResultsStore(root)
-    with store.lock_run(run.run_id):
+    with store.lock_run(run.run_id, wait_stale=STALE_LOCK_WAIT):
         config = {
             "experiment": name,
             "kind": kind.name,
@@ -135,7 +146,7 @@ def execute_run(
             "sweep_values": run.sweep_values,
             "params": run.params,
         }
-        run_dir = store.begin(run.run_id, config)
+        run_dir = store.begin(run.run_id, config, fresh=fresh)
         log, handler = _run_logger(run_dir, run.run_id)
         start = time.perf_counter()
         try:
@@ -143,21 +154,16 @@ def execute_run(
             ctx = RunContext(run_dir=run_dir, seed=run.seed, log=log, show_progress=show_progress)
             params = kind.params.model_validate(run.params)
             status, metrics, error = check_metrics(kind.run(params, run.seed, ctx))
-        except Exception as exc:  # any error of a run is recorded, the sweep goes on
+        except (Exception, SystemExit) as exc:  # any error of a run is recorded, the sweep goes on
             log.exception("run failed")
             status, metrics, error = "failed", {}, _one_line(exc)
         seconds = time.perf_counter() - start
         log.info("%s in %.2f s%s", status, seconds, f": {error}" if error else "")
         log.removeHandler(handler)
         handler.close()
+        handler.stream.close()
         store.finish(run.run_id, status, metrics, error, seconds)
     return status, error
-
-
-def _worker_init(threads: int) -> None:
-    # N runs share the cores: keep each from starting one BLAS / torch thread per core.
-    for var in _THREAD_VARS:
-        os.environ.setdefault(var, str(threads))
 
 
 # --------------------------------------------------------------------------- the sweep
@@ -222,18 +228,23 @@ def run_experiment(
     store = ResultsStore(out if out is not None else spec.output)
     summary = RunSummary(planned=len(runs))
     selected = runs if run_index is None else [runs[run_index]]
+    others = [ResultsStore(folder) for folder in spec.reuse] if not force else []
+    for folder in (store, *others):  # before anything is written
+        folder.check_links()
 
-    with store.lock(shared=run_index is not None):
+    with store.lock(shared=run_index is not None), terminate_on_signals():
+        store.check_links()
         check_owner(store.root, spec.name, spec.kind.name, spec.source, replace=replace)
+        if run_index is None:  # alone in the folder: every temporary there is a leftover
+            store.remove_temporaries()
         store.write_plan(spec.resolved(), command_line(spec, out), [asdict(r) for r in runs])
         todo = [r for r in selected if force or not store.is_complete(r.run_id)]
         summary.skipped = len(selected) - len(todo)
-        if not force:
-            others = [ResultsStore(folder) for folder in spec.reuse]
+        if others:
             reused = {r.run_id for r in todo if any(store.copy_run_from(o, r.run_id) for o in others)}
             summary.reused = len(reused)
             todo = [r for r in todo if r.run_id not in reused]
-        _execute_all(spec, todo, store, jobs, summary, total=len(selected))
+        _execute_all(spec, todo, store, jobs, summary, total=len(selected), fresh=force)
         if report and run_index is None:
             from manifold_lab.experiment.report import write_report
 
@@ -242,7 +253,8 @@ def run_experiment(
 
 
 def _execute_all(
-    spec: Spec, todo: list[PlannedRun], store: ResultsStore, jobs: int, summary: RunSummary, total: int
+    spec: Spec, todo: list[PlannedRun], store: ResultsStore, jobs: int, summary: RunSummary, total: int,
+    fresh: bool = False,
 ) -> None:
     from tqdm.auto import tqdm
 
@@ -255,7 +267,19 @@ def _execute_all(
         dynamic_ncols=True,
     )
 
-    def record(run: PlannedRun, status: str, error: str | None) -> None:
+    def record(index: int, ok: bool, value: Any) -> None:
+        run = todo[index]
+        if ok:
+            status, error = value
+        elif value.startswith(DIED):  # a native abort: only this run is lost
+            status, error = "failed", value
+            try:
+                with store.lock_run(run.run_id, wait_stale=STALE_LOCK_WAIT):
+                    store.finish(run.run_id, status, {}, error, 0.0)
+            except UsageError as exc:  # still held (by a child of the dead worker): leave its files
+                error = f"{value}; {exc}"
+        else:  # the worker could not start it (its lock is held, a link): its files are not touched
+            status, error = "failed", value
         if status == "done":
             summary.done += 1
         else:
@@ -263,33 +287,12 @@ def _execute_all(
             bar.write(f"run {run.index} ({run.run_id}) {status}: {error}", file=sys.stderr)
         bar.update(1)
 
+    # N runs share the cores: keep each from starting one BLAS / torch thread per core.
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    env = {var: os.environ.get(var, threads) for var in _THREAD_VARS} if jobs > 1 else {}
+    inner = jobs == 1 and sys.stderr.isatty()
+    tasks = [(spec.kind, run, str(store.root), spec.name, inner, fresh) for run in todo]
     try:
-        if jobs == 1 or len(todo) <= 1:
-            inner = sys.stderr.isatty()
-            for run in todo:
-                record(run, *execute_run(spec.kind, run, store.root, spec.name, inner))
-            return
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init, initargs=(threads,)) as pool:
-            futures = {
-                pool.submit(execute_run, spec.kind, run, str(store.root), spec.name, False): run
-                for run in todo
-            }
-            try:
-                for future in as_completed(futures):
-                    run = futures[future]
-                    try:
-                        status, error = future.result()
-                    except BrokenProcessPool as exc:
-                        status, error = "failed", f"worker process died ({_one_line(exc)})"
-                        store.finish(run.run_id, status, {}, error, 0.0)
-                    except Exception as exc:  # e.g. a kind that cannot be sent to a process
-                        status, error = "failed", f"could not run in a worker process: {_one_line(exc)}"
-                        store.finish(run.run_id, status, {}, error, 0.0)
-                    record(run, status, error)
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
+        run_in_workers(execute_run, tasks, min(jobs, max(len(todo), 1)), record, env=env)
     finally:
         bar.close()

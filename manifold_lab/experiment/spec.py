@@ -272,6 +272,13 @@ def _find_include(name: str, including: Path) -> Path:
     for candidate in candidates:
         try:
             if candidate.is_file():
+                # Only spec fragments: an error about any other file (a key file, /etc/shadow)
+                # would quote its content. Checked before reading, on the link's target too.
+                if not all(p.suffix.lower() in (".yaml", ".yml") for p in (candidate, candidate.resolve())):
+                    raise UsageError(
+                        f"include {name!r} (in {display_path(including)}) is not a .yaml or .yml file; "
+                        "an include must be a spec fragment"
+                    )
                 return candidate
         except OSError:  # e.g. a name too long for the file system: not a file there
             continue

@@ -15,21 +15,35 @@ Layout::
             .lock             held while the run executes
 
 Every file except the log is written atomically (``manifold_lab.io``), so a
-run is complete exactly when ``metrics.json`` exists and parses; a run killed
-at any moment is seen as interrupted and done again on the next invocation.
+run is complete exactly when ``metrics.json`` exists and is a valid done
+record (``done_problem``: a non-empty JSON object of finite values, a
+``status.json`` saying ``done`` and, for runs recorded since the digest was
+added, the sha256 of ``metrics.json`` it names). A run killed at any moment is
+seen as interrupted and done again on the next invocation; a damaged one
+(an empty or edited ``metrics.json``) is done again and named by ``report``.
 
 Locks: a whole-experiment runner holds ``.lock`` exclusively. ``--run-index``
 runners (one per cluster task, possibly at the same time) hold it shared plus
 the run's own ``runs/<id>/.lock`` exclusively, so array tasks coexist but
-never with a whole-experiment runner, and never two on the same run.
+never with a whole-experiment runner, and never two on the same run. A lock
+file names its holder (``pid P (parent Q) on HOST``); a run lock whose holder
+or whose holder's parent is gone (a worker dying with its runner) is waited for
+a few seconds instead of refused. ``manifold-lab report`` holds ``.lock``
+exclusively too. No path inside the folder may be a symbolic link
+(``manifold_lab.io.check_tree`` / ``check_inside``).
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
+import math
 import os
 import re
+import shutil
+import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,24 +60,47 @@ SPEC_FILE = "spec.yaml"
 PLAN_FILE = "plan.json"
 
 
+_HOLDER = re.compile(r"pid (\d+)(?: \(parent (\d+)\))? on (\S+)")
+
+
+def _stale(holder: str) -> bool:
+    """Whether the lock holder named in a lock file is gone or an orphan (its parent is gone)."""
+    match = _HOLDER.search(holder)
+    if not match or match[3] != socket.gethostname():
+        return False
+    return not io.pid_alive(int(match[1])) or (match[2] is not None and not io.pid_alive(int(match[2])))
+
+
 @contextmanager
-def locked(path: Path, *, shared: bool = False, what: str = "results folder") -> Iterator[None]:
-    """Hold an ``fcntl.flock`` on ``path`` (created if missing) or raise UsageError at once."""
+def locked(path: Path, *, shared: bool = False, what: str = "results folder",
+           wait_stale: float = 0.0,
+           hint: str = "wait for it to finish or use --out to write elsewhere") -> Iterator[None]:
+    """Hold an ``fcntl.flock`` on ``path`` (created if missing) or raise UsageError at once.
+
+    ``path`` must not be a symbolic link (opened with ``O_NOFOLLOW``). When the
+    holder named in the file is dead or an orphan on this machine, wait up to
+    ``wait_stale`` seconds for the kernel to release its lock.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
-        try:
-            fcntl.flock(f, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "another process"
-            raise UsageError(
-                f"{what} {path.parent} is locked by another runner ({holder}); "
-                "wait for it to finish or use --out to write elsewhere"
-            ) from None
+    with os.fdopen(io.open_nofollow(path, os.O_RDWR | os.O_CREAT), "r+") as f:
+        deadline = time.monotonic() + wait_stale
+        while True:
+            try:
+                fcntl.flock(f, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                f.seek(0)
+                holder = f.read(200).strip() or "another process"
+                if time.monotonic() < deadline and _stale(holder):
+                    time.sleep(0.1)
+                    continue
+                raise UsageError(
+                    f"{what} {path.parent} is locked by another runner ({holder}); {hint}"
+                ) from None
         if not shared:
             f.seek(0)
             f.truncate()
-            f.write(f"pid {os.getpid()} on {os.uname().nodename}\n")
+            f.write(f"pid {os.getpid()} (parent {os.getppid()}) on {socket.gethostname()}\n")
             f.flush()
         try:
             yield
@@ -72,11 +109,61 @@ def locked(path: Path, *, shared: bool = False, what: str = "results folder") ->
 
 
 def _read_json(path: Path) -> Any:
-    """The parsed file, or None when it is missing or not valid JSON."""
+    """The parsed file, or None when it is missing or not valid JSON; a link is a UsageError."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # nested too deep
+        return json.loads(io.read_bytes(path).decode("utf-8"))
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         return None
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _first_non_finite(value: Any, path: str) -> str | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, sub in items:
+        found = _first_non_finite(sub, f"{path}.{key}" if isinstance(value, dict) else f"{path}[{key}]")
+        if found:
+            return found
+    return None
+
+
+def done_problem(run_dir: Path) -> tuple[dict | None, str | None]:
+    """``(metrics, None)`` for a complete run, ``(None, problem)`` for a damaged one, ``(None, None)`` if pending.
+
+    Complete: ``metrics.json`` is a non-empty JSON object without NaN or
+    infinite numbers, ``status.json`` says ``done`` and, when it records
+    ``metrics_sha256``, that is the digest of ``metrics.json``.
+    """
+    try:
+        data = io.read_bytes(run_dir / "metrics.json")
+    except (FileNotFoundError, NotADirectoryError):
+        return None, None
+    except OSError as exc:
+        return None, f"metrics.json cannot be read ({exc.strerror or exc})"
+    except UsageError as exc:  # a link, a fifo: refused where the run is redone
+        return None, str(exc)
+    try:
+        metrics = json.loads(data.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        return None, "metrics.json is not valid JSON"
+    if not isinstance(metrics, dict):
+        return None, f"metrics.json holds a {type(metrics).__name__}, not a JSON object"
+    if not metrics:
+        return None, "metrics.json is empty ({})"
+    bad = _first_non_finite(metrics, "metric")
+    if bad:
+        return None, f"metrics.json: {bad} is not a finite number"
+    status = _read_json(run_dir / "status.json")
+    if not isinstance(status, dict) or status.get("status") != "done":
+        return None, "status.json does not say done"
+    digest = status.get("metrics_sha256")
+    if digest is not None and digest != _sha256(data):
+        return None, "metrics.json differs from what the run wrote (its sha256 is not the one in status.json)"
+    return metrics, None
 
 
 def _layout_problem(spec: dict, runs: Any) -> str | None:
@@ -106,25 +193,45 @@ class ResultsStore:
         self.root = Path(root)
 
     # ----------------------------------------------------------------- experiment files
-    def lock(self, *, shared: bool = False):
-        return locked(self.root / ".lock", shared=shared)
+    def lock(self, *, shared: bool = False, **kwargs):
+        return locked(self.path(".lock"), shared=shared, **kwargs)
 
-    def lock_run(self, run_id: str):
-        return locked(self.run_dir(run_id) / ".lock", what="run folder")
+    def lock_run(self, run_id: str, wait_stale: float = 0.0):
+        return locked(self.path("runs", run_id, ".lock"), what="run folder", wait_stale=wait_stale)
+
+    def path(self, *parts: str) -> Path:
+        """``root / parts``, refusing a symbolic link at any level below the root."""
+        return io.check_inside(self.root, self.root.joinpath(*parts))
+
+    def check_links(self) -> None:
+        """UsageError naming the first symbolic link inside the folder (the root itself may be one)."""
+        io.check_tree(self.root)
+
+    def remove_temporaries(self) -> int:
+        """Delete the leftover temporaries of atomic writes in the folder, ``figures/`` and ``runs/``.
+
+        Call it holding the exclusive lock: no one else writes there then (a
+        ``train`` into a subfolder of its own is left alone).
+        """
+        removed = io.remove_temporaries(self.root, all_writers=True)
+        for sub in ("figures", "runs"):
+            removed += io.remove_temporaries(self.path(sub), recursive=True, all_writers=True)
+        return removed
 
     def write_plan(self, resolved_spec: dict, command: str, runs: list[dict]) -> None:
         io.write_text(
-            self.root / SPEC_FILE,
+            self.path(SPEC_FILE),
             yaml.safe_dump({**resolved_spec, "command": command}, sort_keys=False),
         )
-        io.write_json(self.root / PLAN_FILE, {"runs": runs})
+        io.write_json(self.path(PLAN_FILE), {"runs": runs})
 
     def read_spec(self) -> dict:
         path = self.root / SPEC_FILE
         if not self.root.is_dir():
             raise UsageError(f"results folder not found: {self.root}")
         try:
-            spec = safe_load_bounded(path.read_text(encoding="utf-8"))  # no alias bomb, bounded depth
+            # No alias bomb, bounded depth (manifold_lab.experiment.bounds).
+            spec = safe_load_bounded(io.read_bytes(self.path(SPEC_FILE)).decode("utf-8"))
         except FileNotFoundError:
             raise UsageError(
                 f"{self.root} holds no {SPEC_FILE}; is it a results folder written by "
@@ -132,7 +239,7 @@ class ResultsStore:
             ) from None
         except (yaml.YAMLError, ValueError):  # ValueError: not UTF-8, a bad tagged scalar
             spec = None
-        plan = _read_json(self.root / PLAN_FILE)
+        plan = _read_json(self.path(PLAN_FILE))
         if not isinstance(spec, dict) or not isinstance(plan, dict):
             raise UsageError(f"{self.root}: {SPEC_FILE} or {PLAN_FILE} is missing or unreadable")
         check_json_depth(plan, f"{self.root / PLAN_FILE}")
@@ -144,53 +251,74 @@ class ResultsStore:
 
     # ----------------------------------------------------------------- one run
     def run_dir(self, run_id: str) -> Path:
-        return self.root / "runs" / run_id
+        return self.path("runs", run_id)
 
     def is_complete(self, run_id: str) -> bool:
-        return isinstance(_read_json(self.run_dir(run_id) / "metrics.json"), dict)
+        return done_problem(self.run_dir(run_id))[0] is not None
 
     def copy_run_from(self, other: "ResultsStore", run_id: str) -> bool:
         """Copy the completed run ``run_id`` of ``other`` here; False if ``other`` has not completed it.
 
         The record files are copied (checkpoints are not), ``metrics.json`` last, and
-        ``status.json`` names the folder it came from.
+        ``status.json`` names the folder it came from. Only regular files are
+        copied, each opened without following links; a link is a UsageError.
         """
-        if not other.is_complete(run_id):
+        source = other.run_dir(run_id)
+        metrics, _ = done_problem(source)
+        if metrics is None:
             return False
-        source, target = other.run_dir(run_id), self.run_dir(run_id)
+        target = self.run_dir(run_id)
         target.mkdir(parents=True, exist_ok=True)
         for path in sorted(source.iterdir()):
+            io.refuse_link(path)
             if path.is_file() and path.name not in ("metrics.json", "status.json", ".lock") \
                     and path.suffix != ".pt" and not path.name.startswith("."):
-                io.write_bytes(target / path.name, path.read_bytes())
+                copy = io.write_bytes(self.path("runs", run_id, path.name), io.read_bytes(path, single_link=True))
+                copy.chmod(copy.stat().st_mode & path.stat().st_mode & 0o777)  # never more readable than its source
         status = _read_json(source / "status.json")
-        status = status if isinstance(status, dict) else {"status": "done"}
-        io.write_json(target / "status.json", {**status, "copied_from": str(other.root)})
-        io.write_bytes(target / "metrics.json", (source / "metrics.json").read_bytes())
+        data = io.read_bytes(source / "metrics.json")
+        io.write_json(self.path("runs", run_id, "status.json"),
+                      {**status, "copied_from": str(other.root), "metrics_sha256": _sha256(data)})
+        io.write_bytes(self.path("runs", run_id, "metrics.json"), data)
         return True
 
-    def begin(self, run_id: str, config: dict) -> Path:
-        """Mark a run as started: drop stale results, write its config and status."""
+    def begin(self, run_id: str, config: dict, fresh: bool = False) -> Path:
+        """Mark a run as started: drop stale results, write its config and status.
+
+        ``fresh`` (``run --force``) empties the run folder first (its lock
+        kept), so nothing, a checkpoint included, carries over.
+        """
         run_dir = self.run_dir(run_id)
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "metrics.json").unlink(missing_ok=True)
+        if fresh:
+            for entry in run_dir.iterdir():
+                if entry.name == ".lock":
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)  # does not follow links
+                else:
+                    entry.unlink()
+        self.path("runs", run_id, "metrics.json").unlink(missing_ok=True)
         # Temporary files of writes cut short by a kill (manifold_lab.io names them ".<name>.*").
         for leftover in run_dir.glob(".*"):
-            if leftover.name != ".lock" and leftover.is_file():
+            if leftover.name != ".lock" and not leftover.is_symlink() and leftover.is_file():
                 leftover.unlink(missing_ok=True)
-        io.write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-        io.write_json(run_dir / "status.json", {"status": "running", "pid": os.getpid()})
+        io.write_text(self.path("runs", run_id, "config.yaml"), yaml.safe_dump(config, sort_keys=False))
+        io.write_json(self.path("runs", run_id, "status.json"),
+                      {"status": "running", "pid": os.getpid(), "parent": os.getppid()})
         return run_dir
 
     def finish(self, run_id: str, status: str, metrics: dict, error: str | None, seconds: float) -> None:
         """Record the outcome; for a done run ``metrics.json`` comes last (the complete marker)."""
-        run_dir = self.run_dir(run_id)
         record = {"status": status, "error": error, "seconds": round(seconds, 3)}
         if status != "done":
             record["metrics"] = metrics
-        io.write_json(run_dir / "status.json", record)
+        data = (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode("utf-8")
         if status == "done":
-            io.write_json(run_dir / "metrics.json", metrics)
+            record["metrics_sha256"] = _sha256(data)
+        io.write_json(self.path("runs", run_id, "status.json"), record)
+        if status == "done":
+            io.write_bytes(self.path("runs", run_id, "metrics.json"), data)
 
     def record(self, run: dict) -> RunRecord | None:
         """The finished run ``run`` (an entry of plan.json), or None if pending / interrupted."""
@@ -202,9 +330,11 @@ class ResultsStore:
             run_dir=run_dir,
             sweep_values=run["sweep_values"],
         )
-        metrics = _read_json(run_dir / "metrics.json")
-        if isinstance(metrics, dict):
+        metrics, problem = done_problem(run_dir)
+        if metrics is not None:
             return RunRecord(status="done", metrics=metrics, error=None, **common)
+        if problem is not None:
+            return RunRecord(status="damaged", metrics={}, error=problem, **common)
         status = _read_json(run_dir / "status.json")
         if isinstance(status, dict) and status.get("status") in ("failed", "diverged"):
             return RunRecord(

@@ -70,8 +70,9 @@ __all__ = [
 
 EXTRA_KINDS_ENV = "MANIFOLD_LAB_EXTRA_KINDS"
 
-#: Run statuses a kind's report may see; "diverged" counts as failed.
-STATUSES = ("done", "failed", "diverged")
+#: Run statuses a kind's report may see; "diverged" and "damaged" (a metrics.json
+#: that is not a valid done record, see manifold_lab.experiment.store) count as failed.
+STATUSES = ("done", "failed", "diverged", "damaged")
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ class RunRecord:
     params : dict
         The resolved params (JSON-like; the kind's model dumped).
     seed : int
-    status : {"done", "failed", "diverged"}
+    status : {"done", "failed", "diverged", "damaged"}
     metrics : dict
         What ``run`` returned (empty for a failed run).
     run_dir : Path

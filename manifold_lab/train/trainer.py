@@ -86,6 +86,11 @@ def _fixed_images(loader, n: int, device) -> torch.Tensor:
     return torch.cat(parts)[:n].to(device)
 
 
+def _write_history(run_dir: Path, history: list[dict]) -> None:
+    """``metrics.jsonl``: one JSON line per epoch of ``history`` (rewritten whole, atomically)."""
+    io.write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+
+
 def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool = True, progress: bool = True,
           log=None) -> dict:
     """Train and evaluate; see the module docstring for files and metrics."""
@@ -140,6 +145,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool 
         set_rng_state(state["rng"])
         history, start_epoch, stats = list(state["history"]), int(state["epoch"]), dict(state.get("relu_stats") or {})
         say(f"resumed from {ckpt_path} at epoch {start_epoch}")
+        if d.is_main:  # a kill between the checkpoint and the log left the log an epoch short
+            _write_history(run_dir, history)
     if d.is_main and cfg.train.relu_stats and "step0" not in stats:
         stats["step0"] = relu_stats(model, sample.to(d.device))
 
@@ -195,14 +202,14 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool 
                     "ema": ema.state_dict() if ema is not None else None, "rng": rng_state(),
                     "history": history, "relu_stats": stats,
                 })
-            io.write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+            _write_history(run_dir, history)
         distributed.barrier(d)
 
     if d.is_main and cfg.train.relu_stats and status == "done":
         stats["final"] = relu_stats(ema.module if ema is not None else model, sample.to(d.device))
         io.write_json(run_dir / "relu_stats.json", stats)
     if d.is_main and status == "diverged":
-        io.write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+        _write_history(run_dir, history)
     distributed.shutdown(d)
 
     done = [r for r in history if "test_acc" in r]
