@@ -84,7 +84,7 @@ class TrainSection(_Section):
     channels_last: bool = False
     compile: bool = Field(False, description="torch.compile the model")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
-    threads: int | None = Field(None, ge=1, le=4096, description="torch CPU threads (None = torch's default)")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (None = torch's default)")
     deterministic: bool = Field(True, description="torch.use_deterministic_algorithms (warn only)")
     relu_stats: bool = Field(True, description="Figure 7 statistics at step 0 and at the end")
     relu_stats_images: int = Field(256, ge=1, description="test images used for the Figure 7 statistics")
