@@ -1,6 +1,12 @@
 # Two commands a user needs:  `make quickstart`  and  `make test` (`make fuzz` explores more).
 # Both install what is missing first (idempotent, seconds when up to date).
 #
+#   make quickstart   the tour; writes runs/quickstart/ (ignored by git), about 20 s on 2 cores
+#   make test         the whole suite, about 9 minutes on 2 cores
+#   make test-fast    the suite without the tests marked slow (`pytest -m "not slow"`)
+#   make reference    regenerate the committed reference results under results/ on purpose
+#                     (completed runs are skipped; missing CIFAR-10 runs take hours)
+#
 #   PYTHON  the interpreter to install into (default: python3)
 #   TORCH   the torch requirement installed before the package; the default
 #           is the CPU wheel. Use TORCH= to keep a torch you already have
@@ -9,7 +15,13 @@ PYTHON ?= python3
 TORCH  ?= torch==2.13.0
 STAMP  := .install-stamp
 
-.PHONY: install quickstart test fuzz bench clean
+# The studies whose reference results are committed under results/ (make reference).
+REFERENCE_EXPERIMENTS ?= experiments/figure1_spiral.yaml experiments/theorem1_collapse.yaml \
+	experiments/recoverability_depth.yaml experiments/toy_linear_bottleneck.yaml \
+	experiments/toy_bottleneck_at_scale.yaml experiments/figure6a_linear_bottleneck_cifar10.yaml \
+	experiments/figure6b_shortcuts_cifar10.yaml experiments/width_sweep_cifar10.yaml
+
+.PHONY: install quickstart test test-fast fuzz reference bench clean
 
 $(STAMP): pyproject.toml
 	$(if $(strip $(TORCH)),$(PYTHON) -m pip install --quiet "$(TORCH)")
@@ -30,6 +42,16 @@ test: $(STAMP)
 # .hypothesis/ and replayed first by the next `make fuzz`.
 fuzz: $(STAMP)
 	MANIFOLD_LAB_FUZZ=1 $(PYTHON) -m pytest tests/test_fuzz.py
+
+test-fast: $(STAMP)
+	$(PYTHON) -m pytest -m "not slow"
+
+reference: $(STAMP)
+	set -e; for spec in $(REFERENCE_EXPERIMENTS); do $(PYTHON) -m manifold_lab run $$spec --reference; done
+	$(PYTHON) -m manifold_lab spiral --out results/figure1
+	$(PYTHON) -m manifold_lab theorem --out results/theorem1
+	$(PYTHON) -m manifold_lab models --table3 --out results/table3
+	$(PYTHON) -m manifold_lab claims
 
 bench: $(STAMP)
 	$(PYTHON) -m benchmarks

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from manifold_lab.experiment.provenance import cpu_model
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -96,16 +98,6 @@ FIGURES = {
     "collapsed": _figures_collapsed, "train_step": _figures_train_step,
     "memory_efficient": _figures_memory_efficient, "augment": _figures_augment, "quickstart": _figures_quickstart,
 }
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine_info() -> dict:

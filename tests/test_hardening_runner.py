@@ -143,7 +143,7 @@ def done_folder(tmp_path_factory):
 def attacked_copy(done_folder: Path, tmp_path: Path) -> tuple[Path, Path, list[str]]:
     work = tmp_path / "work"
     shutil.copytree(done_folder, work)
-    root = work / "results" / "h"
+    root = work / "runs" / "h"
     canary = tmp_path / "home"  # outside the results folder: a user's files
     canary.mkdir()
     (canary / ".bashrc").write_text("alias ll='ls -l'\n")
@@ -178,7 +178,7 @@ def test_a_link_inside_the_results_folder_is_refused_and_its_target_untouched(do
     line = one_line(cli("run", "s.yaml", cwd=work), "is a symbolic link", where.format(id=ids[1]))
     assert "remove the link" in line
     if where in ("runs/{id}", "figures"):  # the variant: `report` and `run --force` refuse it as well
-        one_line(cli("report", "results/h", cwd=work), "is a symbolic link")
+        one_line(cli("report", "runs/h", cwd=work), "is a symbolic link")
         one_line(cli("run", "s.yaml", "--force", cwd=work), "is a symbolic link")
     assert snapshot(canary) == before  # .bashrc neither deleted, nor truncated, nor overwritten
     assert sorted(p.name for p in (root / "runs").iterdir()) == results_before
@@ -199,7 +199,7 @@ def test_hard_links_and_fifos_are_not_written_in_place(done_folder, tmp_path):
     lock = root / ".lock"
     lock.unlink()
     os.link(canary, lock)
-    one_line(cli("report", "results/h", cwd=work), ".lock has 3 hard links")  # canary, run.log, .lock
+    one_line(cli("report", "runs/h", cwd=work), ".lock has 3 hard links")  # canary, run.log, .lock
     assert snapshot(canary) == before
     lock.unlink()
     os.mkfifo(root / "runs" / ids[1] / "run.log.fifo")
@@ -215,7 +215,7 @@ def test_a_link_planted_during_the_sweep_fails_only_its_run(tmp_path, monkeypatc
     (canary / ".bashrc").write_text("keep me\n")
     before = snapshot(canary)
     last = plan(spec)[-1].run_id
-    root = tmp_path / "results" / "h"
+    root = tmp_path / "runs" / "h"
 
     def plant():
         wait_for(lambda: (root / "runs").is_dir(), 120)
@@ -264,9 +264,9 @@ def test_reuse_never_copies_through_a_link(done_folder, tmp_path):
     log = root / "runs" / ids[0] / "run.log"
     log.unlink()
     log.symlink_to(secret)
-    write_spec(work / "t.yaml", SPEC.replace("name: h", "name: t") + "reuse: [results/h]\n")
+    write_spec(work / "t.yaml", SPEC.replace("name: h", "name: t") + "reuse: [runs/h]\n")
     one_line(cli("run", "t.yaml", cwd=work), "is a symbolic link", "run.log")
-    copied = [p for p in (work / "results").rglob("*")
+    copied = [p for p in (work / "runs").rglob("*")
               if p.is_file() and not p.is_symlink() and b"deadbeef" in p.read_bytes()]
     assert copied == []
     # Variant: a whole run folder of the reused experiment is a link to a forged complete run.
@@ -277,7 +277,7 @@ def test_reuse_never_copies_through_a_link(done_folder, tmp_path):
     shutil.rmtree(root / "runs" / ids[1])
     (root / "runs" / ids[1]).symlink_to(forged)
     one_line(cli("run", "t.yaml", cwd=work), "is a symbolic link", ids[1])
-    assert not (work / "results" / "t" / "runs").exists()
+    assert not (work / "runs" / "t" / "runs").exists()
 
 
 def test_train_refuses_a_link_in_its_folder(tmp_path):
@@ -317,7 +317,7 @@ def workers_of(pid: int) -> set[int]:
                                        pytest.param(1, signal.SIGINT, marks=pytest.mark.slow)])
 def test_a_killed_runner_takes_its_workers_and_a_rerun_recovers_their_runs(tmp_path, jobs, sig):
     write_spec(tmp_path / "s.yaml", SPEC.replace("{a: 2.0}", "{a: 2.0, sleep: 4.0}"))
-    root = tmp_path / "results" / "h"
+    root = tmp_path / "runs" / "h"
     proc = start_runner(tmp_path, "--jobs", str(jobs))
     wait_for(lambda: (root / "runs").is_dir() and running_runs(root) == jobs, proc=proc)
     workers = workers_of(proc.pid)
@@ -354,7 +354,7 @@ def test_a_rerun_waits_for_a_dying_orphan_but_not_for_a_live_runner(tmp_path, mo
     monkeypatch.chdir(tmp_path)
     spec = load_spec(write_spec(tmp_path / "s.yaml", SPEC), ["sweep.b=[0]", "sweep.seeds=[0]"])
     (run,) = plan(spec)
-    lock = tmp_path / "results" / "h" / "runs" / run.run_id / ".lock"
+    lock = tmp_path / "runs" / "h" / "runs" / run.run_id / ".lock"
     lock.parent.mkdir(parents=True)
     # An orphan: the runner that started it (pid 999999999) is gone; it ends a moment later.
     orphan = _hold_run_lock(lock, 999999999, 2.0)
@@ -379,17 +379,17 @@ def test_a_rerun_waits_for_a_dying_orphan_but_not_for_a_live_runner(tmp_path, mo
 
 def test_report_does_not_race_a_runner(tmp_path):
     write_spec(tmp_path / "s.yaml", SPEC.replace("{a: 2.0}", "{a: 2.0, sleep: 5.0}").replace("b: [0, 1]", "b: [0]"))
-    root = tmp_path / "results" / "h"
+    root = tmp_path / "runs" / "h"
     proc = start_runner(tmp_path)
     wait_for(lambda: (root / "runs").is_dir() and running_runs(root) == 1, proc=proc)
-    one_line(cli("report", "results/h", cwd=tmp_path), "is locked by another runner", "run report after")
+    one_line(cli("report", "runs/h", cwd=tmp_path), "is locked by another runner", "run report after")
     assert not (root / "report.md").exists()  # no stale report to land after the runner's
     assert proc.wait(timeout=120) == 0
     assert "2 runs: 2 done, 0 failed, 0 not run" in (root / "report.md").read_text()
     # Variant: array tasks (--run-index) hold the folder shared; report waits for them too.
     with ResultsStore(root).lock(shared=True):
-        one_line(cli("report", "results/h", cwd=tmp_path), "is locked")
-    assert cli("report", "results/h", cwd=tmp_path).returncode == 0
+        one_line(cli("report", "runs/h", cwd=tmp_path), "is locked")
+    assert cli("report", "runs/h", cwd=tmp_path).returncode == 0
 
 
 TRAIN = ["experiments/smoke/figure6a.yaml", "params.data.subset=20", "params.data.eval_subset=10",
@@ -438,7 +438,7 @@ def test_damaged_metrics_are_not_done_and_report_names_them(done_folder, tmp_pat
     (root / "runs" / ids[2] / "metrics.json").write_text("[1, 2]")
     status = root / "runs" / ids[3] / "status.json"  # variant: a done-looking metrics.json, a failed status
     status.write_text(json.dumps({"status": "failed", "error": "x"}))
-    out = cli("report", "results/h", cwd=work)
+    out = cli("report", "runs/h", cwd=work)
     assert out.returncode == 0, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 4 and "Traceback" not in out.stderr
@@ -460,7 +460,7 @@ def test_a_legacy_record_of_wrong_types_is_named_when_the_kinds_report_fails(don
     status = json.loads((run_dir / "status.json").read_text())
     del status["metrics_sha256"]
     (run_dir / "status.json").write_text(json.dumps(status))
-    out = cli("report", "results/h", cwd=work)
+    out = cli("report", "runs/h", cwd=work)
     assert out.returncode == 1
     (line,) = out.stderr.strip().splitlines()
     assert "TypeError" in line and f"the metrics.json of run {ids[2]} differs" in line
@@ -514,7 +514,7 @@ def test_a_kill_between_the_last_checkpoint_and_the_log_is_repaired(tmp_path):
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_a_native_abort_fails_only_its_run(tmp_path, jobs):
     write_spec(tmp_path / "s.yaml", SPEC)
-    root = tmp_path / "results" / "h"
+    root = tmp_path / "runs" / "h"
     out = cli("run", "s.yaml", "params.abort_seeds=[0]", "--jobs", str(jobs), cwd=tmp_path)
     assert out.returncode == 1, out.stderr
     assert "4 runs: 2 done, 0 skipped, 2 failed" in out.stdout
@@ -556,7 +556,7 @@ def test_temporaries_of_killed_writes_are_swept(done_folder, tmp_path):
     for path in (root / "report.md", root / "figures" / "f.png", root / "runs" / ids[0] / "metrics.json"):
         kill_mid_write(path)
     assert len(leftovers(root)) == 3
-    assert cli("report", "results/h", cwd=work).returncode == 0
+    assert cli("report", "runs/h", cwd=work).returncode == 0
     assert leftovers(root) == []
     # Variant: the runner sweeps them too, and a download folder is swept once its writer is gone.
     kill_mid_write(root / "runs" / ids[1] / "status.json")

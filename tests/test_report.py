@@ -14,7 +14,7 @@ from manifold_lab.errors import UsageError
 from manifold_lab.experiment.report import write_report
 from manifold_lab.experiment.runner import run_experiment
 from manifold_lab.experiment.spec import load_spec
-from manifold_lab.experiment.stats import describe, paired
+from manifold_lab.experiment.stats import bounded_interval, describe, paired, wilcoxon_min_pairs
 from manifold_lab.kinds import register
 
 register(KIND)
@@ -92,14 +92,16 @@ def test_paired_comparison_matches_a_hand_computation(results):
     assert (float(row["diff_ci_low"]), float(row["diff_ci_high"])) == pytest.approx(hand_interval(d), rel=1e-12)
     assert float(row["t_stat"]) == pytest.approx(t, rel=1e-12)
     assert float(row["t_pvalue"]) == pytest.approx(2 * stats.t.sf(t, 3), rel=1e-9)
-    assert float(row["wilcoxon_pvalue"]) == pytest.approx(exact_wilcoxon_p(d), rel=1e-12)  # 2/16
+    # 4 pairs: the smallest two-sided exact p is 2/16 > 0.05, so no Wilcoxon test is reported.
+    assert math.isnan(float(row["wilcoxon_pvalue"]))
+    assert row["note"] == "4 non-zero pairs: too few for a Wilcoxon test to reach p < 0.05 (needs >= 6)"
     # Factor b (0 -> 10): y differs by exactly 10 on every seed, z not at all.
     (row,) = [r for r in rows if r["factor"] == "b" and r["a"] == "1.0" and r["metric"] == "y"]
     assert float(row["mean_diff"]) == 10.0 and math.isnan(float(row["t_pvalue"]))
-    assert row["note"] == "constant differences: t undefined"
+    assert row["note"].startswith("constant differences: t undefined; 4 non-zero pairs: too few")
     (row,) = [r for r in rows if r["factor"] == "b" and r["a"] == "1.0" and r["metric"] == "z"]
     assert math.isnan(float(row["wilcoxon_pvalue"])) and row["note"] == "all differences are zero: no test"
-    # 2 factors x 2 settings of the other x 1 pair x 3 numeric metrics (y, z, w).
+    # 2 factors x 2 settings of the other x 1 pair x 3 numeric metrics (y, z, w; no bookkeeping one).
     assert len(rows) == 2 * 2 * 1 * 3
 
 
@@ -109,7 +111,7 @@ def test_report_lists_runs_failures_command_and_kind_items(results):
     assert re.search(r"^    manifold-lab report \S*out$", report, re.M)
     assert "20 runs: 16 done, 4 failed, 0 not run" in report
     assert report.count("RuntimeError: asked to fail for seed 4") == 4
-    assert report.count("| 4 | failed |") == 4 and report.count("| done |") == 16
+    assert report.count("| failed | RuntimeError: asked to fail for seed 4 |") == 4  # the failed runs' table
     assert "sum of y over 16 runs: " + str(sum(a * (s + 1) + b for a in (1.0, 3.0) for b in (0, 10) for s in range(4))) in report
     assert "![a stand-in figure](figures/closed_form.txt)" in report
     # The report is regenerated from the files alone, identically.
@@ -125,7 +127,7 @@ def test_describe_and_paired_degenerate_cases():
     single = paired([1.0], [2.0])
     assert single["n"] == 1 and single["mean_diff"] == 1.0 and math.isnan(single["t_pvalue"])
     assert "no test" in single["note"]
-    some_zero = paired([1.0, 2.0, 3.0, 4.0], [1.0, 3.0, 5.0, 4.5])
+    some_zero = paired([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], [1.0, 3.0, 5.0, 4.5, 5.5, 7.25, 8.75])
     assert "dropped 1 zero difference" in some_zero["note"] and not math.isnan(some_zero["wilcoxon_pvalue"])
     with pytest.raises(ValueError, match="equal length"):
         paired([1.0, 2.0], [1.0])
@@ -147,6 +149,86 @@ def test_a_broken_kind_report_keeps_the_tables_and_is_reported(tmp_path, monkeyp
     assert summary.report_error == "RuntimeError: asked to fail the report"
     report = (spec.output / "report.md").read_text()
     assert "_The kind's report failed: RuntimeError: asked to fail the report_" in report
-    assert "## Summary over seeds" in report and (spec.output / "summary.csv").exists()
+    assert "## The answer" in report and "| w | y | z | seeds |" in report and (spec.output / "summary.csv").exists()
     out = cli("report", spec.output, cwd=tmp_path)
     assert out.returncode == 1 and "asked to fail the report" in out.stderr
+
+
+def test_wilcoxon_only_where_p_below_005_is_reachable():
+    """The smallest exact two-sided p of n pairs is 2/2^n: 0.0625 at n = 5, 0.03125 at n = 6."""
+    assert wilcoxon_min_pairs() == 6 and wilcoxon_min_pairs(alternative="greater") == 5
+    assert wilcoxon_min_pairs(alpha=0.01) == 8  # 2/2^7 = 0.0156, 2/2^8 = 0.0078
+    five = paired([0.0] * 5, [1.0, 2.0, 3.0, 4.0, 5.0])
+    assert math.isnan(five["wilcoxon_pvalue"]) and "too few for a Wilcoxon test" in five["note"]
+    assert five["t_pvalue"] < 0.05  # the t-test still runs
+    d = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    six = paired([0.0] * 6, d)
+    assert six["wilcoxon_pvalue"] == pytest.approx(exact_wilcoxon_p(d), rel=1e-12) == pytest.approx(2 / 64)
+
+
+def test_bounded_interval_stays_inside_0_and_1():
+    near_one = [1.0, 1.0, 0.99, 0.80]  # the t interval of the mean runs past 1
+    t_low, t_high = describe(near_one)["ci_low"], describe(near_one)["ci_high"]
+    assert t_high > 1.0
+    low, high = bounded_interval(near_one)
+    assert 0.8 <= low < np.mean(near_one) < high <= 1.0
+    low, high = bounded_interval([0.0, 0.0, 0.01, 0.2])  # the same at 0
+    assert 0.0 <= low < 0.0525 < high <= 0.2
+    assert describe([0.0, 0.0, 0.01, 0.2])["ci_low"] < 0 <= describe([0.0, 0.0, 0.01, 0.2], (0, 1))["ci_low"]
+    assert bounded_interval([1.0, 1.0, 1.0]) == (1.0, 1.0) and bounded_interval([0.0, 0.0]) == (0.0, 0.0)
+    assert all(math.isnan(v) for v in bounded_interval([0.5]))
+    # Skewed: five 1.0s and one 0.4; the mean 0.9 stays inside (a logit-scale t interval left it out).
+    low, high = bounded_interval([1, 1, 1, 1, 1, 0.4])
+    assert 0.4 <= low < 0.9 < high == 1.0
+    # Other bounds, and values outside them are an error.
+    assert -1 <= bounded_interval([-1.0, -0.9, 0.5], -1, 1)[0]
+    with pytest.raises(ValueError, match="outside"):
+        bounded_interval([0.5, 1.2])
+    # Deterministic (a fixed seed), and close to the percentiles of the exact bootstrap distribution.
+    assert bounded_interval(near_one) == bounded_interval(near_one)
+
+
+CONTRAST_SPEC = """\
+name: con
+kind: closed_form
+description: A declared contrast.
+contrast: {factor: b, a: 0, b: 10, metric: y}
+params: {a: 2.0}
+sweep:
+  a: [1.0, 4.0, 16.0, 2.0]
+  b: [0, 10]
+  seeds: [0, 1, 2, 3, 4, 5]
+"""
+
+
+def test_report_opens_with_the_declared_contrast_and_plots_numeric_factors(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = load_spec(write_spec(tmp_path / "con.yaml", CONTRAST_SPEC))
+    assert spec.contrast == {"factor": "b", "a": 0, "b": 10, "metric": "y"}
+    run_experiment(spec)
+    report = (spec.output / "report.md").read_text()
+    first_screen = report.splitlines()[:20]
+    assert "## The answer" in first_screen
+    assert "**y: 10 - 0** (`b`, the contrast this study declares), paired over the seeds both completed:" in first_screen
+    # y(b=10) - y(b=0) = 10 on every seed: mean 10, a zero-width interval; one row per value of a, numeric order.
+    rows = [line for line in first_screen if line.startswith("| ") and line.endswith(" |") and "mean 0" not in line]
+    assert [row.split(" | ")[0] for row in rows] == ["| 1", "| 2", "| 4", "| 16"]
+    assert all(" | 6 | " in row and " | 10 | [10, 10] | " in row for row in rows)
+    # The main figure comes with the answer; the plot against the numeric factor a follows.
+    assert report.index("![a stand-in figure]") < report.index("## Against each swept numeric factor")
+    assert "![y against a](figures/y_vs_a.png)" in report and (spec.output / "figures" / "y_vs_a.png").exists()
+    assert report.count("\n") < 120  # about a page
+
+
+def test_a_bad_contrast_is_one_line_naming_the_choices(tmp_path):
+    write_spec(tmp_path / "con.yaml", CONTRAST_SPEC)
+    for override, expected in [
+        ("contrast.factor=c", "contrast.factor 'c' is not a swept parameter; swept: a, b"),
+        ("contrast.b=5", "contrast.b 5 is not a value of sweep.b; values: 0, 10"),
+        ("contrast.metrc=y", "unknown key 'contrast.metrc' (did you mean 'metric'?)"),
+        ("contrast.b=0", "contrast.a and contrast.b are the same value 0"),
+    ]:
+        out = cli("run", "con.yaml", override, "--dry-run", cwd=tmp_path)
+        assert out.returncode == 2 and expected in out.stderr and out.stderr.count("\n") == 1, out.stderr
+    assert cli("run", "con.yaml", "contrast=null", "sweep.b=[0]", "--dry-run", cwd=tmp_path).returncode == 0
+    assert not (tmp_path / "runs").exists()

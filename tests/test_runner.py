@@ -42,7 +42,7 @@ def metrics_files(root):
 @pytest.mark.slow
 def test_resume_after_sigkill_recomputes_nothing_completed(tmp_path):
     write_spec(tmp_path / "s.yaml", SPEC.replace("{a: 2.0}", "{a: 2.0, sleep: 0.25}").replace("[0, 1, 2]", "[0, 1, 2, 3]"))
-    root = tmp_path / "results" / "r"
+    root = tmp_path / "runs" / "r"
     proc = subprocess.Popen([sys.executable, "-m", "manifold_lab", "run", "s.yaml"], cwd=tmp_path,
                             env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
@@ -76,7 +76,7 @@ def test_resume_after_sigkill_recomputes_nothing_completed(tmp_path):
 
 def test_lock_stops_a_second_runner(tmp_path):
     write_spec(tmp_path / "s.yaml", SPEC)
-    store = ResultsStore(tmp_path / "results" / "r")
+    store = ResultsStore(tmp_path / "runs" / "r")
     with store.lock():
         out = cli("run", "s.yaml", cwd=tmp_path)
         assert out.returncode == 2
@@ -148,7 +148,7 @@ def test_list_and_dry_run_write_nothing(tmp_path):
 @pytest.mark.slow
 def test_run_index_runs_one_run_then_report_aggregates(tmp_path):
     write_spec(tmp_path / "s.yaml", SPEC)
-    root = tmp_path / "results" / "r"
+    root = tmp_path / "runs" / "r"
     ids = [line.split()[1] for line in cli("run", "s.yaml", "--list", cwd=tmp_path).stdout.splitlines()]
     for i in (4, 1):
         out = cli("run", "s.yaml", "--run-index", i, cwd=tmp_path)
@@ -176,7 +176,7 @@ def test_jobs_2_gives_the_same_results_as_serial(tmp_path):
     parallel = {p.parent.name: p.read_text() for p in metrics_files(tmp_path / "parallel")}
     assert len(serial) == 6 and serial == parallel
     assert (tmp_path / "parallel" / "summary.csv").read_text() == (tmp_path / "serial" / "summary.csv").read_text()
-    assert not (tmp_path / "results").exists()  # --out replaced the default folder
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "results").exists()  # --out replaced the default
 
 
 def test_force_redoes_completed_runs(tmp_path, monkeypatch):
@@ -194,18 +194,68 @@ def test_force_redoes_completed_runs(tmp_path, monkeypatch):
 def test_reuse_copies_the_runs_another_experiment_completed(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     first = load_spec(write_spec(tmp_path / "a.yaml", SPEC), ["sweep.b=[0]"])  # 3 runs with b = 0
-    run_experiment(first)
+    run_experiment(first, reference=True)  # into the reference folder results/r
     second = load_spec(write_spec(tmp_path / "s.yaml", SPEC.replace("name: r", "name: r2")),
                        ["reuse=[results/r]"])  # b = 0 and b = 1: 6 runs, 3 of them in results/r
     summary = run_experiment(second)
     assert (summary.done, summary.reused, summary.skipped) == (3, 3, 0)
     assert "3 reused" in summary.line("r2")
-    copied = sorted(d.name for d in (first.output / "runs").iterdir())
+    copied = sorted(d.name for d in (first.reference / "runs").iterdir())
     for run_id in copied:
         target = second.output / "runs" / run_id
         assert executions(target) == 1  # copied, not computed again
-        assert (target / "metrics.json").read_bytes() == (first.output / "runs" / run_id / "metrics.json").read_bytes()
+        assert (target / "metrics.json").read_bytes() == (first.reference / "runs" / run_id / "metrics.json").read_bytes()
         assert json.loads((target / "status.json").read_text())["copied_from"] == "results/r"
     assert len(metrics_files(second.output)) == 6
     # A second invocation finds everything complete; --force recomputes rather than copies.
     assert (run_experiment(second).skipped, run_experiment(second, force=True).reused) == (6, 0)
+
+
+def test_reuse_also_copies_from_the_users_own_runs(tmp_path, monkeypatch):
+    """``reuse: [results/r]`` for a user's run into runs/r2 also looks in the user's runs/r."""
+    monkeypatch.chdir(tmp_path)
+    first = load_spec(write_spec(tmp_path / "a.yaml", SPEC), ["sweep.b=[1]", "sweep.seeds=[0]"])
+    run_experiment(first)  # the user's folder runs/r; results/r does not exist
+    assert str(first.output) == "runs/r" and not (tmp_path / "results").exists()
+    second = load_spec(write_spec(tmp_path / "s.yaml", SPEC.replace("name: r", "name: r2")),
+                       ["reuse=[results/r]", "sweep.seeds=[0]"])
+    summary = run_experiment(second)
+    assert (summary.done, summary.reused) == (1, 1)
+    (run_id,) = [d.name for d in (first.output / "runs").iterdir()]
+    assert json.loads((second.output / "runs" / run_id / "status.json").read_text())["copied_from"] == "runs/r"
+
+
+def test_progress_lines_in_logs_count_runs_and_estimate_the_time_left(tmp_path):
+    """Not on a terminal, every finished run prints one line: done of total, elapsed, time left."""
+    write_spec(tmp_path / "s.yaml", SPEC)
+    out = cli("run", "s.yaml", "params.fail_seeds=[2]", cwd=tmp_path)
+    assert out.returncode == 1
+    lines = [line for line in out.stderr.splitlines() if line.startswith("r: ")]
+    assert lines[0] == "r: 6 of 6 runs to do (0 already complete)"
+    progress = [line for line in lines if " runs (run " in line]
+    assert [line.split()[1] for line in progress] == [f"{i}/6" for i in range(1, 7)]
+    assert all("elapsed 0:00:" in line for line in progress)
+    assert all(", about 0:" in line and line.endswith(" left") for line in progress[:-1])
+    assert not progress[-1].endswith(" left")  # nothing left after the last run
+    assert sum(" failed: " in line for line in lines) == 2  # seed 2 of both grid points, named with its id
+
+
+def test_progress_on_a_terminal_is_a_bar_naming_the_current_run():
+    import io
+
+    from manifold_lab.experiment.progress import RunProgress, clock
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    progress = RunProgress("r", total=4, already=1, stream=stream)
+    progress.current("run 1: seed=0 b=1")
+    progress.done("run 1 (abc)", "done", 0.5)
+    progress.done("run 2 (def)", "failed", 0.5, "RuntimeError: boom")
+    progress.close()
+    text = stream.getvalue()
+    assert "r:" in text and "3/4" in text and "run 1: seed=0 b=1" in text  # tqdm: done of total, current run
+    assert "run 2 (def) failed: RuntimeError: boom" in text
+    assert progress.estimate_left() is not None and clock(3725.4) == "1:02:05"

@@ -58,7 +58,7 @@ def test_merge_order_includes_then_file_then_overrides(tmp_path, monkeypatch):
     assert (p.block.width, p.block.act) == (0.5, "relu6")  # mappings merged key by key; override last
     assert spec.description == "from a preset"
     assert spec.seeds == (0, 1, 2) and spec.name == "y"
-    assert str(spec.output) == "results/y"
+    assert str(spec.output) == "runs/y" and str(spec.reference) == "results/y"  # user runs / committed
 
 
 def test_includes_found_from_the_spec_folder_parents(tmp_path, monkeypatch):

@@ -12,7 +12,8 @@ def add_arguments(p) -> None:
     p.add_argument("--resolution", type=int, default=None,
                    help="input size in pixels (default: 224 for imagenet / MobileNetV1, 32 for the CIFAR presets)")
     p.add_argument("--table3", action="store_true", help="write the Table 3 comparison (table3.md, table3.csv)")
-    p.add_argument("--out", default="results/table3", help="output folder of --table3 (default results/table3)")
+    p.add_argument("--out", default="runs/table3", help="output folder of --table3 (default runs/table3, ignored "
+                   "by git; the committed copy: --out results/table3)")
 
 
 def run(args) -> int:

@@ -9,7 +9,7 @@ HELP = "aggregate a results folder (summary.csv, comparisons.csv, report.md) fro
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("results", metavar="DIR", help="a results folder, e.g. results/quickstart")
+    parser.add_argument("results", metavar="DIR", help="a results folder, e.g. results/toy_linear_bottleneck or runs/<name>")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,12 +1,18 @@
 """``manifold-lab run SPEC [key.path=value ...]``: run (or resume) an experiment.
 
-See ``manifold_lab.experiment`` for the spec, the results folder and the report.
+A user's runs go to ``runs/<name>/`` (git-ignored; ``--out`` elsewhere), so no
+run, with or without overrides, changes a committed file. The committed
+reference results ``results/<name>/`` are written only on purpose, by
+``--reference`` (which takes no overrides and no ``--out``). See
+``manifold_lab.experiment`` for the spec, the results folder and the report.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+from manifold_lab.errors import UsageError
 
 HELP = "run or resume the experiment of a YAML spec (skips completed runs), then write its report"
 
@@ -40,14 +46,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", help="the experiment file, e.g. experiments/quickstart.yaml")
     parser.add_argument(
         "overrides", nargs="*", metavar="key.path=value",
-        help="override a value of the spec, parsed as YAML (params.width=0.5, sweep.seeds=[0,1,2])",
+        help="override a value of the spec, parsed as YAML, e.g. sweep.seeds=[0,1,2] (any kind) or "
+             "params.train.epochs=3 (kind mobilenetv2); `manifold-lab kinds KIND` lists each kind's parameters",
     )
     parser.add_argument("--jobs", "-j", type=_int_at_least(1), default=1, metavar="N",
                         help="runs executed at a time, as local processes (default 1)")
     parser.add_argument("--list", action="store_true", help="print the runs and their status; run nothing")
     parser.add_argument("--run-index", type=_int_at_least(0), metavar="I",
                         help="run only run I of --list (cluster array jobs); then `manifold-lab report DIR`")
-    parser.add_argument("--out", metavar="DIR", help="results folder (default: the spec's output, results/<name>)")
+    parser.add_argument("--out", metavar="DIR",
+                        help="results folder (default runs/<name>, ignored by git)")
+    parser.add_argument("--reference", action="store_true",
+                        help="write the committed reference results results/<name> on purpose "
+                             "(no overrides, no --out)")
     parser.add_argument("--dry-run", action="store_true", help="validate and print the plan; write nothing")
     parser.add_argument("--force", action="store_true", help="redo completed runs too")
     parser.add_argument("--replace", action="store_true",
@@ -82,13 +93,13 @@ def _run_suite(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from manifold_lab.experiment.runner import run_experiment
-    from manifold_lab.experiment.spec import display_path
+    from manifold_lab.experiment.spec import REFERENCE_ROOT, USER_ROOT, display_path
     from manifold_lab.experiment.suite import load_suite, write_suite_report
 
     suite = load_suite(args.spec, args.overrides, allow_long=args.allow_long)
     if args.run_index is not None:
         raise ValueError("--run-index applies to single experiment files, not to a suite; run a part instead")
-    root = Path(args.out) if args.out else Path("results") / suite.name
+    root = Path(args.out) if args.out else (REFERENCE_ROOT if args.reference else USER_ROOT) / suite.name
     if not (args.list or args.dry_run):
         from manifold_lab.experiment.ownership import check_suite_root
 
@@ -98,18 +109,55 @@ def _run_suite(args: argparse.Namespace) -> int:
         if args.list or args.dry_run:
             print(f"part {spec.name} ({display_path(spec.source)}):")
             args_part = argparse.Namespace(**{**vars(args), "spec": str(spec.source), "overrides": [],
-                                              "out": str(root / spec.name)})
+                                              "out": str(root / spec.name), "reference": False})
             run(args_part)
             continue
+        warn_traps(spec)
         summary = run_experiment(spec, out=root / spec.name, jobs=args.jobs, force=args.force,
                                  replace=args.replace)
         lines.append(summary.line(spec.name))
         print(lines[-1])
         status = max(status, 1 if summary.failed or summary.report_error else 0)
     if not (args.list or args.dry_run):
-        command = f"manifold-lab run {display_path(suite.source)}" + (f" --out {args.out}" if args.out else "")
+        command = f"manifold-lab run {display_path(suite.source)}" + (
+            f" --out {args.out}" if args.out else " --reference" if args.reference else "")
         print(f"report: {display_path(write_suite_report(suite, root, lines, command))}")
+        _print_where(root, args)
     return status
+
+
+def warn_traps(spec) -> None:
+    """Print, once each, the kind's warnings about the parameters of the grid points (one line each)."""
+    if spec.kind.warnings is None:
+        return
+    seen: dict[str, None] = {}
+    for point in spec.points:
+        seen.update((line, None) for line in spec.kind.warnings(point.params))
+    for line in seen:
+        print(f"warning: {spec.name}: {line}", file=sys.stderr)
+
+
+def _check_reference(args: argparse.Namespace) -> None:
+    """``--reference`` writes the committed results exactly as the experiment file says."""
+    if not args.reference:
+        return
+    if args.overrides:
+        raise UsageError(
+            f"--reference writes the committed results of {args.spec} as the file says; it takes no "
+            f"key=value overrides (got {' '.join(args.overrides)}): drop them, or run without --reference "
+            "to write runs/<name>/")
+    if args.out:
+        raise UsageError("--reference writes the spec's reference folder (results/<name>); it takes no --out")
+
+
+def _print_where(root, args: argparse.Namespace) -> None:
+    from manifold_lab.experiment.spec import display_path
+
+    if args.reference:
+        print(f"reference results written on purpose in {display_path(root)}/ (committed files: review `git diff`)")
+    else:
+        ignored = "" if args.out else " (ignored by git)"
+        print(f"results in {display_path(root)}/{ignored}; the committed reference results stay untouched")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -120,10 +168,11 @@ def run(args: argparse.Namespace) -> int:
     from manifold_lab.experiment.suite import is_suite
     from manifold_lab.experiment.sweep import plan
 
+    _check_reference(args)
     if is_suite(args.spec):
         return _run_suite(args)
     spec = load_spec(args.spec, args.overrides, allow_long=args.allow_long)
-    root = Path(args.out) if args.out else spec.output
+    root = Path(args.out) if args.out else (spec.reference if args.reference else spec.output)
     if args.list or args.dry_run:
         runs = plan(spec)
         check_plan(runs)
@@ -131,13 +180,16 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--run-index {args.run_index} is out of range: the plan has runs 0..{len(runs) - 1}")
         _print_plan(spec, runs, root, header=args.dry_run)
         return 0
+    warn_traps(spec)
     summary = run_experiment(spec, out=root if args.out else None, jobs=args.jobs,
-                             run_index=args.run_index, force=args.force, replace=args.replace)
+                             run_index=args.run_index, force=args.force, reference=args.reference,
+                             replace=args.replace)
     print(summary.line(spec.name))
     if args.run_index is None:
         from manifold_lab.experiment.spec import display_path
 
         print(f"report: {display_path(root / 'report.md')}")
+    _print_where(root, args)
     if summary.report_error:
         print(f"the kind's figures failed: {summary.report_error}", file=sys.stderr)
     return 1 if summary.failed or summary.report_error else 0

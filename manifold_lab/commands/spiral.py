@@ -16,10 +16,12 @@ def int_list(text: str) -> list[int]:
 def add_arguments(p) -> None:
     p.add_argument("--dims", default="2,3,5,15,30", help="dimensions n of the ReLU space (default 2,3,5,15,30)")
     p.add_argument("--manifold", default="spiral", help="manifold generator (spiral, swiss_roll, helix, ...)")
-    p.add_argument("--points", type=int, default=5000, help="number of points (default 5000)")
+    p.add_argument("--points", type=int, default=2000,
+                   help="number of points (default 2000, as the spiral_figure kind)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--noise", type=float, default=0.0, help="Gaussian noise on the manifold (default 0)")
-    p.add_argument("--out", default="results/figure1", help="output folder (default results/figure1)")
+    p.add_argument("--out", default="runs/figure1",
+                   help="output folder (default runs/figure1, ignored by git; the committed copy: --out results/figure1)")
 
 
 def run(args) -> int:

@@ -31,7 +31,8 @@ def add_arguments(p) -> None:
     p.add_argument("--matrices", type=int, default=100, help="random matrices B per (m, n) (default 100)")
     p.add_argument("--points", type=int, default=300, help="points per matrix (default 300)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--out", default="results/theorem1", help="output folder (default results/theorem1)")
+    p.add_argument("--out", default="runs/theorem1",
+                   help="output folder (default runs/theorem1, ignored by git; the committed copy: --out results/theorem1)")
     p.add_argument("--allow-long", action="store_true",
                    help="accept a grid estimated above 1 h of CPU time (see SECURITY.md)")
 

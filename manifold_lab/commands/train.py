@@ -14,7 +14,7 @@ HELP = "Train one MobileNetV2 from a YAML spec (kind: mobilenetv2); resumes from
 def add_arguments(p) -> None:
     p.add_argument("spec", help="experiment YAML file (kind: mobilenetv2)")
     p.add_argument("overrides", nargs="*", metavar="key.path=value", help="overrides, e.g. params.train.epochs=3")
-    p.add_argument("--out", help="run folder (default results/<name>/train/point<P>_seed<S>)")
+    p.add_argument("--out", help="run folder (default runs/<name>/train/point<P>_seed<S>, ignored by git)")
     p.add_argument("--point", type=int, default=0, help="grid point of the spec's sweep (default 0)")
     p.add_argument("--seed", type=int, help="seed (default: the spec's first seed)")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint and start over")
@@ -35,6 +35,9 @@ def run(args) -> int:
                          f"(use manifold-lab run for other kinds)")
     if not 0 <= args.point < len(spec.points):
         raise ValueError(f"--point must be in 0..{len(spec.points) - 1}, got {args.point}")
+    from manifold_lab.commands.run import warn_traps
+
+    warn_traps(spec)
     seed = spec.seeds[0] if args.seed is None else args.seed
     if not 0 <= seed <= MAX_SEED:
         raise ValueError(f"--seed must be >= 0 and <= {MAX_SEED} (what the random generators take), got {seed}")

@@ -4,7 +4,9 @@
 - ``manifold_lab.experiment.sweep``   grid x seeds expansion and stable run ids
 - ``manifold_lab.experiment.store``   the results folder: files, run states, locks
 - ``manifold_lab.experiment.runner``  execute the runs (resumable, ``jobs`` processes)
-- ``manifold_lab.experiment.stats``   mean / std / t intervals, paired tests over seeds
+- ``manifold_lab.experiment.progress`` runs done of total, elapsed, time left
+- ``manifold_lab.experiment.provenance`` what produced a run (versions, commit, host, device)
+- ``manifold_lab.experiment.stats``   mean / std / t and bounded intervals, paired tests over seeds
 - ``manifold_lab.experiment.report``  ``summary.csv``, ``comparisons.csv``, ``report.md``
 
 The experiment kinds themselves live in ``manifold_lab.kinds``. The engine

@@ -27,10 +27,11 @@ from typing import Any
 
 from manifold_lab import io
 from manifold_lab.errors import UsageError
+from manifold_lab.experiment import provenance
 from manifold_lab.experiment.ownership import check_owner
 from manifold_lab.experiment.spec import Spec, display_path
 from manifold_lab.experiment.store import ResultsStore
-from manifold_lab.experiment.sweep import PlannedRun, plan
+from manifold_lab.experiment.sweep import PlannedRun, format_values, plan
 from manifold_lab.experiment.workers import DIED, run_in_workers, terminate_on_signals
 from manifold_lab.kinds import Kind, RunContext
 
@@ -148,7 +149,7 @@ def execute_run(
         }
         run_dir = store.begin(run.run_id, config, fresh=fresh)
         log, handler = _run_logger(run_dir, run.run_id)
-        start = time.perf_counter()
+        start, started = time.perf_counter(), provenance.now()
         try:
             log.info("run %s: kind %s, seed %d, %s", run.run_id, kind.name, run.seed, run.sweep_values)
             ctx = RunContext(run_dir=run_dir, seed=run.seed, log=log, show_progress=show_progress)
@@ -162,6 +163,8 @@ def execute_run(
         log.removeHandler(handler)
         handler.close()
         handler.stream.close()
+        io.write_json(run_dir / provenance.FILE,
+                      {**provenance.collect(run.params), "started": started, "finished": provenance.now()})
         store.finish(run.run_id, status, metrics, error, seconds)
     return status, error
 
@@ -182,12 +185,28 @@ def check_plan(runs: list[PlannedRun]) -> None:
         seen[run.run_id] = run
 
 
-def command_line(spec: Spec, out: str | os.PathLike | None) -> str:
+def command_line(spec: Spec, out: str | os.PathLike | None, reference: bool = False) -> str:
     """The command that regenerates these results (as a user would type it)."""
     words = ["manifold-lab", "run", display_path(spec.source) if spec.source else "SPEC", *spec.overrides]
-    if out is not None:
+    if reference:
+        words += ["--reference"]
+    elif out is not None:
         words += ["--out", display_path(Path(out))]
     return shlex.join(words)
+
+
+def reuse_sources(spec: Spec, root: Path) -> list[ResultsStore]:
+    """Where ``reuse:`` looks: each listed folder, then the folder of the same name next to ``root``.
+
+    ``reuse: [results/figure6a]`` thus copies from the committed reference results
+    and, for a user's run into ``runs/figure6b``, from the user's own ``runs/figure6a``.
+    """
+    folders = []
+    for folder in spec.reuse:
+        for candidate in (Path(folder), root.parent / Path(folder).name):
+            if candidate.resolve() != root.resolve() and candidate not in folders:
+                folders.append(candidate)
+    return [ResultsStore(folder) for folder in folders]
 
 
 def run_experiment(
@@ -199,6 +218,7 @@ def run_experiment(
     force: bool = False,
     report: bool = True,
     replace: bool = False,
+    reference: bool = False,
 ) -> RunSummary:
     """Run (or resume) the experiment; write the report unless ``run_index`` is given.
 
@@ -218,6 +238,8 @@ def run_experiment(
         Write ``summary.csv``, ``comparisons.csv`` and ``report.md`` afterwards.
     replace : bool
         Write into a folder that holds another experiment (``manifold_lab.experiment.ownership``).
+    reference : bool
+        Write the committed reference results (``spec.reference``) instead of ``out``.
     """
     if jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {jobs}")
@@ -225,10 +247,12 @@ def run_experiment(
     check_plan(runs)
     if run_index is not None and not 0 <= run_index < len(runs):
         raise UsageError(f"--run-index {run_index} is out of range: the plan has runs 0..{len(runs) - 1}")
+    if reference:
+        out = spec.reference
     store = ResultsStore(out if out is not None else spec.output)
     summary = RunSummary(planned=len(runs))
     selected = runs if run_index is None else [runs[run_index]]
-    others = [ResultsStore(folder) for folder in spec.reuse] if not force else []
+    others = reuse_sources(spec, store.root) if not force else []
     for folder in (store, *others):  # before anything is written
         folder.check_links()
 
@@ -237,7 +261,8 @@ def run_experiment(
         check_owner(store.root, spec.name, spec.kind.name, spec.source, replace=replace)
         if run_index is None:  # alone in the folder: every temporary there is a leftover
             store.remove_temporaries()
-        store.write_plan(spec.resolved(), command_line(spec, out), [asdict(r) for r in runs])
+        store.write_plan(spec.resolved(), command_line(spec, None if reference else out, reference),
+                         [asdict(r) for r in runs])
         todo = [r for r in selected if force or not store.is_complete(r.run_id)]
         summary.skipped = len(selected) - len(todo)
         if others:
@@ -256,19 +281,20 @@ def _execute_all(
     spec: Spec, todo: list[PlannedRun], store: ResultsStore, jobs: int, summary: RunSummary, total: int,
     fresh: bool = False,
 ) -> None:
-    from tqdm.auto import tqdm
+    from manifold_lab.experiment.progress import RunProgress
 
-    bar = tqdm(
-        total=total,
-        initial=total - len(todo),
-        desc=spec.name,
-        unit="run",
-        disable=None,  # no bar when stderr is not a terminal
-        dynamic_ncols=True,
-    )
+    progress = RunProgress(spec.name, total, total - len(todo))
+
+    started: dict[int, float] = {}
+
+    def start(index: int) -> None:
+        run = todo[index]
+        started[index] = time.monotonic()
+        progress.current(f"run {run.index}: seed={run.seed} {format_values(run.sweep_values)}")
 
     def record(index: int, ok: bool, value: Any) -> None:
         run = todo[index]
+        seconds = time.monotonic() - started[index] if index in started else None
         if ok:
             status, error = value
         elif value.startswith(DIED):  # a native abort: only this run is lost
@@ -284,15 +310,15 @@ def _execute_all(
             summary.done += 1
         else:
             summary.failed.append((run.run_id, error or status))
-            bar.write(f"run {run.index} ({run.run_id}) {status}: {error}", file=sys.stderr)
-        bar.update(1)
+        progress.done(f"run {run.index} ({run.run_id})", status, seconds, error)
 
     # N runs share the cores: keep each from starting one BLAS / torch thread per core.
     threads = str(max(1, (os.cpu_count() or 1) // jobs))
     env = {var: os.environ.get(var, threads) for var in _THREAD_VARS} if jobs > 1 else {}
-    inner = jobs == 1 and sys.stderr.isatty()
+    env[provenance.COMMAND_ENV] = provenance.command()  # each run's provenance names the parent's command
+    inner = jobs == 1 and progress.tty
     tasks = [(spec.kind, run, str(store.root), spec.name, inner, fresh) for run in todo]
     try:
-        run_in_workers(execute_run, tasks, min(jobs, max(len(todo), 1)), record, env=env)
+        run_in_workers(execute_run, tasks, min(jobs, max(len(todo), 1)), record, env=env, on_start=start)
     finally:
-        bar.close()
+        progress.close()

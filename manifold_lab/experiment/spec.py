@@ -3,8 +3,10 @@
 A spec is a YAML mapping with the top-level keys
 
 ``name``
-    The experiment name (letters, digits, ``_ . -``); results go to
-    ``results/<name>/`` unless ``output`` says otherwise.
+    The experiment name (letters, digits, ``_ . -``). A user's runs go to
+    ``runs/<name>/`` (git-ignored, ``USER_ROOT``); the committed reference
+    results to ``results/<name>/`` (``REFERENCE_ROOT``), written only by
+    ``manifold-lab run SPEC --reference``.
 ``kind``
     One of the registered experiment kinds (``manifold_lab.kinds``).
 ``description``
@@ -22,7 +24,14 @@ A spec is a YAML mapping with the top-level keys
     to a non-empty list of values, plus ``seeds: [...]`` (non-negative
     integers; default ``[0]``).
 ``output``
-    Optional results folder (default ``results/<name>``).
+    Optional reference results folder (default ``results/<name>``), the folder
+    ``manifold-lab run SPEC --reference`` writes.
+``contrast``
+    Optional: the headline comparison the study exists for, which every report opens
+    with: ``{factor: model.bottleneck_act, a: identity, b: relu6, metric: test_acc}``
+    compares ``b - a`` of ``metric`` over shared seeds at each setting of the other
+    factors. ``factor`` is a swept path (or its unique last component), ``a`` and
+    ``b`` two of its values.
 ``reuse``
     Optional list of other experiments' results folders: a run of this plan that
     one of them completed under the same run id (same kind, parameters and seed)
@@ -30,7 +39,7 @@ A spec is a YAML mapping with the top-level keys
 
 Merge order: the includes in order (each one after its own includes), then the
 file itself, then the command-line overrides ``key.path=value`` (the value is
-parsed as YAML: ``params.width=0.5``, ``sweep.seeds=[0,1,2]``; for the sweep the
+parsed as YAML: ``params.train.epochs=3``, ``sweep.seeds=[0,1,2]``; for the sweep the
 whole rest of the key is one dotted path: ``sweep.block.act=[relu,identity]``).
 Mappings merge key by key, recursively; anything else (lists included) is
 replaced.
@@ -79,6 +88,11 @@ __all__ = ["NAME_PATTERN", "GridPoint", "Spec", "display_path", "load_spec", "pa
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
+#: Where a user's runs go (``runs/<name>/``, ignored by git) and where the committed
+#: reference results live (``results/<name>/``, written on purpose with ``--reference``).
+USER_ROOT = Path("runs")
+REFERENCE_ROOT = Path("results")
+
 
 class _SpecModel(pydantic.BaseModel):
     """The top level of a spec (after merging)."""
@@ -93,6 +107,7 @@ class _SpecModel(pydantic.BaseModel):
     sweep: dict[str, Any] = {}
     output: str | None = None
     reuse: list[str] = []
+    contrast: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -121,7 +136,7 @@ class Spec:
     points : tuple of GridPoint
         The grid, validated (one point, ``{}``, without a sweep).
     output : Path
-        The results folder.
+        Where a user's runs go: ``runs/<name>`` (git-ignored).
     source : Path or None
         The spec file.
     overrides : tuple of str
@@ -129,6 +144,9 @@ class Spec:
     reuse : tuple of Path
         Results folders of other experiments whose completed runs with the same run id
         (same kind, parameters and seed) are copied instead of trained again.
+    reference : Path or None
+        The committed reference results folder (``output:`` or ``results/<name>``),
+        written only by ``manifold-lab run SPEC --reference``.
     """
 
     name: str
@@ -143,6 +161,8 @@ class Spec:
     source: Path | None
     overrides: tuple[str, ...]
     reuse: tuple[Path, ...] = ()
+    reference: Path | None = None
+    contrast: dict | None = None
 
     def resolved(self) -> dict:
         """The spec as one self-contained mapping (no includes), for ``spec.yaml``."""
@@ -153,6 +173,8 @@ class Spec:
             "params": self.params.model_dump(mode="json"),
             "sweep": {**self.sweep, "seeds": list(self.seeds)},
             **({"reuse": [str(folder) for folder in self.reuse]} if self.reuse else {}),
+            **({"contrast": dict(self.contrast)} if self.contrast else {}),
+            **({"overrides": list(self.overrides)} if self.overrides else {}),
         }
 
 
@@ -348,7 +370,7 @@ def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise UsageError(f"bad override {text!r}: expected key.path=value, e.g. params.width=0.5")
+        raise UsageError(f"bad override {text!r}: expected key.path=value, e.g. sweep.seeds=[0,1,2]")
     parts = tuple(key.split("."))
     if any(not p for p in parts):
         raise UsageError(f"bad override {text!r}: empty component in key {key!r}")
@@ -523,6 +545,48 @@ def _check_runnable(kind: Kind, points: list[GridPoint], allow_long: bool, where
                 )
 
 
+CONTRAST_KEYS = ("factor", "a", "b", "metric")
+
+
+def _check_contrast(contrast: dict | None, sweep: dict[str, list], origins: _Origins, where: str,
+                    narrowed: bool = False) -> dict | None:
+    """The validated ``contrast:`` mapping with ``factor`` resolved to its full swept path.
+
+    ``narrowed``: sweep overrides were applied (and none of ``contrast``); a contrast
+    whose arms they removed (``sweep.model.bottleneck_act=[identity]``) is dropped,
+    not refused.
+    """
+    if contrast is None:
+        return None
+    where = _origin(origins, ("contrast",), where)
+    for key in contrast:
+        if key not in CONTRAST_KEYS:
+            raise UsageError(f"{_origin(origins, ('contrast', key), where)}: unknown key 'contrast.{key}'"
+                             f"{_did_you_mean(key, CONTRAST_KEYS)}; contrast has {', '.join(CONTRAST_KEYS)}")
+    missing = [k for k in CONTRAST_KEYS if k not in contrast]
+    if missing:
+        raise UsageError(f"{where}: contrast needs {', '.join(CONTRAST_KEYS)}; missing {', '.join(missing)}")
+    factor, metric = contrast["factor"], contrast["metric"]
+    if not isinstance(metric, str) or not metric:
+        raise UsageError(f"{where}: contrast.metric must be a metric name, got {_short(metric)}")
+    matches = [k for k in sweep if k == factor] or [k for k in sweep if k.rsplit(".", 1)[-1] == factor]
+    if len(matches) != 1:
+        choices = ", ".join(sweep) or "(nothing is swept)"
+        raise UsageError(f"{where}: contrast.factor {_short(factor)} is not a swept parameter; swept: {choices} "
+                         "(override contrast=null to drop the contrast)")
+    factor = matches[0]
+    texts = [canonical_json(v) for v in sweep[factor]]
+    for side in ("a", "b"):
+        if canonical_json(contrast[side]) not in texts:
+            if narrowed:
+                return None
+            raise UsageError(f"{where}: contrast.{side} {_short(contrast[side])} is not a value of sweep.{factor}; "
+                             f"values: {', '.join(map(str, sweep[factor]))} (override contrast=null to drop the contrast)")
+    if canonical_json(contrast["a"]) == canonical_json(contrast["b"]):
+        raise UsageError(f"{where}: contrast.a and contrast.b are the same value {_short(contrast['a'])}")
+    return {"factor": factor, "a": contrast["a"], "b": contrast["b"], "metric": metric}
+
+
 def load_spec(path: str | Path, overrides: Sequence[str] = (), *, allow_long: bool = False) -> Spec:
     """Load, merge and validate an experiment spec.
 
@@ -592,6 +656,8 @@ def load_spec(path: str | Path, overrides: Sequence[str] = (), *, allow_long: bo
             f"= {n_points * len(seeds):,} runs, more than an experiment may have ({MAX_RUNS:,}, the limit); "
             "split it into several experiments"
         )
+    contrast = _check_contrast(top.contrast, sweep, origins, shown, narrowed=any(o.startswith("sweep.") for o in overrides)
+                               and not any(o.startswith("contrast") for o in overrides))
     # From here on a bad value of a swept parameter comes from the sweep.
     for key in sweep:
         origins[("params", *key.split("."))] = _origin(origins, ("sweep", key), shown)
@@ -608,7 +674,7 @@ def load_spec(path: str | Path, overrides: Sequence[str] = (), *, allow_long: bo
         points.append(GridPoint(values=values, params=build(params, note)))
     _check_runnable(kind, points, allow_long, shown)
 
-    output = Path(top.output) if top.output else Path("results") / top.name
+    output = USER_ROOT / top.name
     return Spec(
         name=top.name,
         description=top.description,
@@ -622,5 +688,7 @@ def load_spec(path: str | Path, overrides: Sequence[str] = (), *, allow_long: bo
         source=path,
         overrides=tuple(overrides),
         reuse=tuple(Path(folder) for folder in top.reuse),
+        reference=Path(top.output) if top.output else REFERENCE_ROOT / top.name,
+        contrast=contrast,
     )
 

@@ -6,11 +6,24 @@ Every accuracy is a distribution over seeds. For values ``x_1..x_n``:
 - 95% confidence interval of the mean, the Student t interval
   ``x̄ ± t_{0.975, n-1} s / sqrt(n)`` (``scipy.stats.t``); NaN when ``n < 2``.
 
+A quantity bounded in ``[low, high]`` (an accuracy, a fraction) gets an interval
+that stays inside its bounds (``bounded_interval``): the bootstrap percentile
+interval of the mean (``scipy.stats.bootstrap``, 9,999 resamples, a fixed seed),
+whose ends are means of resampled values and so lie in ``[min x, max x]``, inside
+the bounds by construction. (The t interval of the mean ran past 1 for accuracies
+near 1; a t interval on the logit scale stays inside but is centred on the
+back-transformed mean logit, which left the mean itself outside the interval
+for skewed samples such as five 1.0s and one 0.4.) With few seeds the percentile
+interval is narrower than the t interval (it ignores the t quantile), so it is
+an interval that respects the bounds, not a more precise one.
+
 Two variants A and B measured on the same seeds are compared through the
 per-seed differences ``d_i = B_i - A_i``: their mean with its t interval, the
 paired t-test (``scipy.stats.ttest_rel``) and the Wilcoxon signed-rank test
-(``scipy.stats.wilcoxon``). Degenerate cases give NaN and a note instead of a
-misleading number.
+(``scipy.stats.wilcoxon``), the latter only where the number of non-zero pairs
+can reach p < 0.05 at all (``wilcoxon_min_pairs``: 6 pairs two-sided, since the
+smallest exact two-sided p-value of n pairs is ``2 / 2^n``). Degenerate cases
+give NaN and a note instead of a misleading number.
 """
 
 from __future__ import annotations
@@ -37,13 +50,70 @@ def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple
     return mean - half, mean + half
 
 
-def describe(values: Sequence[float]) -> dict[str, float]:
-    """``{"mean", "std", "ci_low", "ci_high", "n"}`` of a sample (``std`` with ddof=1)."""
+#: How ``bounded_interval`` computes, for reports that name the method.
+BOUNDED_METHOD = "bootstrap percentile interval of the mean (inside [0, 1] by construction)"
+BOOTSTRAP_RESAMPLES = 9999
+
+
+def bounded_interval(
+    values: Sequence[float], low: float = 0.0, high: float = 1.0, confidence: float = CONFIDENCE,
+    n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
+) -> tuple[float, float]:
+    """Confidence interval of the mean of a quantity bounded in ``[low, high]``, inside the bounds.
+
+    The bootstrap percentile interval: the ``(1 - c) / 2`` and ``(1 + c) / 2`` quantiles
+    of the means of ``n_resamples`` resamples with replacement (``scipy.stats.bootstrap``,
+    ``method="percentile"``, random state ``seed``), so ``min x <= low end <= high end <=
+    max x``. ``(nan, nan)`` when ``n < 2``; ``(x, x)`` when every value is the same ``x``.
+
+    Raises
+    ------
+    ValueError
+        A value outside ``[low, high]``.
+    """
+    x = np.asarray(values, dtype=float)
+    if not high > low:
+        raise ValueError(f"bounded_interval needs low < high, got [{low}, {high}]")
+    if x.size and (x.min() < low or x.max() > high):
+        raise ValueError(f"bounded_interval: values outside [{low}, {high}] (min {x.min()}, max {x.max()})")
+    if x.size < 2:
+        return NAN, NAN
+    if np.all(x == x[0]):
+        return float(x[0]), float(x[0])
+    result = stats.bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
+                             method="percentile", random_state=np.random.default_rng(seed), vectorized=True)
+    ci = result.confidence_interval
+    return float(np.clip(ci.low, x.min(), x.max())), float(np.clip(ci.high, x.min(), x.max()))
+
+
+def wilcoxon_min_pairs(alpha: float = 0.05, alternative: str = "two-sided") -> int:
+    """The fewest non-zero pairs whose exact Wilcoxon signed-rank p-value can be below ``alpha``.
+
+    The smallest exact p-value of n pairs (all differences of one sign) is ``2 / 2^n``
+    two-sided and ``1 / 2^n`` one-sided: 6 and 5 pairs at ``alpha = 0.05``.
+    """
+    if alternative not in ("two-sided", "less", "greater"):
+        raise ValueError(f"alternative must be two-sided, less or greater, got {alternative!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    tails = 2 if alternative == "two-sided" else 1
+    n = 1
+    while tails / 2**n >= alpha:
+        n += 1
+    return n
+
+
+def describe(values: Sequence[float], bounds: tuple[float, float] | None = None) -> dict[str, float]:
+    """``{"mean", "std", "ci_low", "ci_high", "n"}`` of a sample (``std`` with ddof=1).
+
+    With ``bounds = (low, high)`` the interval is ``bounded_interval`` (inside the
+    bounds), else the t interval of the mean.
+    """
     x = np.asarray(values, dtype=float)
     n = int(x.size)
     if n == 0:
         return {"mean": NAN, "std": NAN, "ci_low": NAN, "ci_high": NAN, "n": 0}
-    low, high = t_interval(x)
+    low, high = t_interval(x) if bounds is None else bounded_interval(x, *bounds)
     return {
         "mean": float(x.mean()),
         "std": float(x.std(ddof=1)) if n > 1 else NAN,
@@ -53,8 +123,15 @@ def describe(values: Sequence[float]) -> dict[str, float]:
     }
 
 
-def paired(a: Sequence[float], b: Sequence[float]) -> dict[str, float | int | str]:
+def paired(
+    a: Sequence[float], b: Sequence[float], bounds: tuple[float, float] | None = None
+) -> dict[str, float | int | str]:
     """Compare B with A over shared seeds (``a[i]`` and ``b[i]`` from the same seed).
+
+    With ``bounds = (low, high)`` for the quantity (a fraction: ``(0, 1)``), the
+    interval of the mean difference is ``bounded_interval`` over
+    ``[low - high, high - low]``, so it stays inside ``[-1, 1]`` for fractions;
+    otherwise it is the t interval.
 
     Returns
     -------
@@ -69,7 +146,7 @@ def paired(a: Sequence[float], b: Sequence[float]) -> dict[str, float | int | st
         raise ValueError(f"paired() needs two 1-D samples of equal length, got {xa.shape} and {xb.shape}")
     d = xb - xa
     n = int(d.size)
-    low, high = t_interval(d)
+    low, high = t_interval(d) if bounds is None else bounded_interval(d, bounds[0] - bounds[1], bounds[1] - bounds[0])
     out: dict[str, float | int | str] = {
         "n": n,
         "mean_a": float(xa.mean()) if n else NAN,
@@ -97,8 +174,9 @@ def paired(a: Sequence[float], b: Sequence[float]) -> dict[str, float | int | st
                 t = stats.ttest_rel(xb, xa)
                 out["t_stat"], out["t_pvalue"] = float(t.statistic), float(t.pvalue)
             nonzero = int(np.count_nonzero(d))
-            if nonzero < 2:
-                notes.append("fewer than 2 non-zero differences: no Wilcoxon test")
+            if nonzero < wilcoxon_min_pairs():
+                notes.append(f"{nonzero} non-zero pair{'s' * (nonzero != 1)}: too few for a Wilcoxon test "
+                             f"to reach p < 0.05 (needs >= {wilcoxon_min_pairs()})")
             else:
                 w = stats.wilcoxon(xb, xa)
                 out["wilcoxon_stat"], out["wilcoxon_pvalue"] = float(w.statistic), float(w.pvalue)

@@ -1,8 +1,9 @@
 """The results folder of one experiment: layout, run states and the lock.
 
-Layout::
+Layout (``runs/<name>/`` for a user's runs, ``results/<name>/`` for the committed
+reference results)::
 
-    results/<name>/
+    runs/<name>/
         .lock                 fcntl lock: one runner at a time
         spec.yaml             the resolved spec (no includes) and the command
         plan.json             every run: index, id, grid point, sweep values, seed

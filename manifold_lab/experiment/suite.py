@@ -7,8 +7,9 @@
       - experiments/quickstart/theorem.yaml
 
 Every part is loaded and validated before anything runs. Part ``P`` writes
-its usual results folder under ``results/<suite name>/<P's name>/`` (resumable
-like any experiment), and the suite writes ``results/<suite name>/report.md``:
+its usual results folder under ``runs/<suite name>/<P's name>/`` (git-ignored;
+``results/`` with ``--reference``; resumable like any experiment), and the suite
+writes ``runs/<suite name>/report.md``:
 one section per part with its run counts, its figures and a link to its report.
 """
 
@@ -86,13 +87,16 @@ def load_suite(path: str | Path, overrides=(), *, allow_long: bool = False) -> S
 
 
 def write_suite_report(suite: Suite, root: Path, lines: list[str], command: str) -> Path:
-    """``root/report.md``: one section per part (its summary line, figures and report link)."""
+    """``root/report.md``: one section per part: its answer (the numbers its own report
+    opens with), its summary line, its figures and a link to its report."""
+    from manifold_lab.experiment.report import aggregate, headline
+
     out = [f"# {suite.name}", "", suite.description, "", "Regenerate (completed runs are skipped):", "",
            f"    {command}", ""]
     for spec, line in zip(suite.parts, lines):
         part = root / spec.name
-        out += [f"## {spec.name}", "", spec.description.strip(), "", f"`{line}`. Full report: "
-                f"[{spec.name}/report.md]({spec.name}/report.md).", ""]
+        out += [f"## {spec.name}", "", spec.description.strip(), "", *headline(aggregate(part), f"{spec.name}/"),
+                f"`{line}`. Full report: [{spec.name}/report.md]({spec.name}/report.md).", ""]
         for fig in sorted((part / "figures").glob("*.png")):
             out += [f"![{fig.stem}]({spec.name}/figures/{fig.name})", ""]
     return io.write_text(root / "report.md", "\n".join(out))

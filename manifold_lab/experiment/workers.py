@@ -134,11 +134,13 @@ def run_in_workers(
     jobs: int,
     on_result: Callable[[int, bool, Any], None],
     env: dict[str, str] | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> None:
     """Call ``fn(*tasks[i])`` in worker processes; ``on_result(i, ok, value_or_error_line)`` for each.
 
     ``fn`` and the tasks must be picklable (module-level functions, plain
-    data); ``env`` is added to each worker's environment before any task runs.
+    data); ``env`` is added to each worker's environment before any task runs;
+    ``on_start(i)`` is called when task ``i`` is handed to a worker.
     """
     ctx = multiprocessing.get_context("spawn")
     pending = deque(range(len(tasks)))
@@ -165,6 +167,8 @@ def run_in_workers(
                     on_result(index, False, f"could not run in a worker process: {_one_line(exc)}")
                     continue
                 busy[worker] = index
+                if on_start is not None:
+                    on_start(index)
             if not busy:
                 continue
             ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy])

@@ -101,6 +101,17 @@ class Kind:
     estimate_seconds : callable or None
         ``estimate_seconds(params) -> float``: a rough upper estimate of one
         run's CPU time in seconds, computed from the parameters alone (no work).
+    bookkeeping : tuple of str
+        Metrics that describe the run rather than answer a question (parameter
+        counts, epochs, speed, a metric that mirrors another): summarized, never
+        compared by paired tests.
+    headline : tuple of str
+        Metrics a report opens with when its spec declares no ``contrast``
+        (default: the first compared metrics).
+    warnings : callable or None
+        ``warnings(params) -> list[str]``: one line per trap in a valid set of
+        parameters (e.g. training that never leaves its warm-up), printed by
+        ``manifold-lab run`` before any run starts.
     """
 
     name: str
@@ -110,6 +121,9 @@ class Kind:
     report: Callable[["ReportContext"], list["ReportItem"]] | None = None
     check: Callable[[pydantic.BaseModel], None] | None = None
     estimate_seconds: Callable[[pydantic.BaseModel], float] | None = None
+    bookkeeping: tuple[str, ...] = ()
+    headline: tuple[str, ...] = ()
+    warnings: Callable[[pydantic.BaseModel], list[str]] | None = None
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
@@ -135,7 +149,7 @@ class RunContext:
     Attributes
     ----------
     run_dir : Path
-        The run's own folder ``results/<name>/runs/<id>/`` (exists); extra
+        The run's own folder ``<results folder>/runs/<id>/`` (exists; the results folder is ``runs/<name>/``, or ``results/<name>/`` with ``--reference``); extra
         files go here, written atomically.
     seed : int
         The run's seed (the same value as the ``seed`` argument of ``run``).
@@ -213,7 +227,7 @@ class ReportContext:
     name : str
         The experiment name.
     out_dir : Path
-        The results folder (``results/<name>/``); write figures under it
+        The results folder (``runs/<name>/`` or ``results/<name>/``); write figures under it
         (e.g. ``out_dir / "figures" / "x.png"`` through ``manifold_lab.io.savefig``)
         and return their paths relative to it.
     runs : list of RunRecord

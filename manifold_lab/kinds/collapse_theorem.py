@@ -132,4 +132,6 @@ KIND = Kind(
     run=run,
     report=report,
     estimate_seconds=estimate_seconds,
+    bookkeeping=("kept_fraction_theory",),  # the closed form: no spread over seeds
+    headline=("kept_fraction_mc", "kept_fraction_theory", "z_score"),
 )

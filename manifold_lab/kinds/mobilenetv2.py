@@ -62,6 +62,15 @@ def run(params: TrainConfig, seed: int, ctx: RunContext) -> dict:
     return train(params, ctx.run_dir, seed=seed, progress=ctx.show_progress, log=ctx.log)
 
 
+def warnings(params: TrainConfig) -> list[str]:
+    """The traps of a valid configuration: a schedule that never leaves its warm-up."""
+    epochs, warmup = params.train.epochs, params.schedule.warmup_epochs
+    if warmup > 0 and epochs <= warmup:
+        return [f"train.epochs={epochs} <= schedule.warmup_epochs={warmup:g}: every step is in the linear "
+                "warm-up, the learning rate never reaches its peak"]
+    return []
+
+
 def _variant(run, keys) -> str:
     return ", ".join(f"{k.rsplit('.', 1)[-1]}={run.param(k)}" for k in keys) or "all runs"
 
@@ -83,16 +92,27 @@ def _plateau_table(variants: dict[str, list]) -> str:
              "near 0 means the curve has flattened by the end of the schedule.", "",
              f"| variant | seeds | final test acc (%) | gain over the last {k} epochs | per seed |",
              "|---|---|---|---|---|"]
+    rows = 0
     for label, rs in sorted(variants.items()):
         curves = [r.metrics["curve_test_acc"] for r in sorted(rs, key=lambda r: r.seed)]
         curves = [c for c in curves if len(c) > k]
         if not curves:
             continue
+        rows += 1
         gains = np.array([100 * (c[-1] - c[-1 - k]) for c in curves])
         final = 100 * np.mean([c[-1] for c in curves])
         lines.append(f"| {label} | {len(curves)} | {final:.1f} | {gains.mean():+.2f} "
                      f"[{gains.min():+.2f}, {gains.max():+.2f}] | {', '.join(f'{g:+.2f}' for g in gains)} |")
+    if not rows:
+        epochs = max(len(r.metrics["curve_test_acc"]) for rs in variants.values() for r in rs)
+        return f"_Runs of {epochs} epoch(s) are too short to check a plateau over the last {k} epochs._"
     return "\n".join(lines)
+
+
+def _stat_images(stats) -> str:
+    """How many test images the Figure 7 statistics used, from the runs' configurations."""
+    counts = sorted({r.param("train.relu_stats_images") for _, r, _ in stats})
+    return " or ".join(f"{c:,}" for c in counts)
 
 
 def report(ctx: ReportContext) -> list[ReportItem]:
@@ -119,7 +139,7 @@ def report(ctx: ReportContext) -> list[ReportItem]:
         n = min(len(r.metrics["curve_test_acc"]) for r in rs)
         curves = np.array([r.metrics["curve_test_acc"][:n] for r in rs]) * 100
         epochs = np.arange(1, n + 1)
-        ax.plot(epochs, curves.mean(0), color=f"C{i}", label=f"{label} ({len(rs)} seeds)")
+        ax.plot(epochs, curves.mean(0), color=f"C{i}", marker="o", ms=3, label=f"{label} ({len(rs)} seeds)")
         ax.fill_between(epochs, curves.min(0), curves.max(0), color=f"C{i}", alpha=0.2)
     ax.set_xlabel("epoch")
     ax.set_ylabel("test top-1 accuracy (%)")
@@ -164,7 +184,7 @@ def report(ctx: ReportContext) -> list[ReportItem]:
         plt.close(fig)
         items.append(ReportItem("Positive channels per ReLU layer (Figure 7 style)", figure="figures/relu_stats.png",
                                 caption="first seed of each variant; fraction of channels positive per position, "
-                                        "over 256 test images"))
+                                        f"over at most {_stat_images(stats)} test images (train.relu_stats_images)"))
         lines = ["| variant | seed | layers | below C/6 at step 0 | below C/6 trained | "
                  "share of positions below C/6, trained (mean over layers) |", "|---|---|---|---|---|---|"]
         for label, rs in sorted(variants.items()):
@@ -190,4 +210,6 @@ KIND = Kind(
     run=run,
     report=report,
     check=check,
+    bookkeeping=("params", "epochs", "images_per_s"),
+    warnings=warnings,
 )

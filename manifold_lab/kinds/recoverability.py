@@ -35,11 +35,12 @@ from manifold_lab.kinds import Kind, ReportContext, ReportItem, RunContext, RunR
 
 
 def group_mean_ci(
-    runs: Sequence[RunRecord], x_key: str, metric: str
+    runs: Sequence[RunRecord], x_key: str, metric: str, bounds: tuple[float, float] | None = None
 ) -> tuple[list[float], list[float], list[float], list[float], list[int]]:
-    """Group ``runs`` by the param at ``x_key``; mean and 95% t-interval of ``metric`` per group.
+    """Group ``runs`` by the param at ``x_key``; mean and 95% interval of ``metric`` per group.
 
-    The interval is ``manifold_lab.experiment.stats.describe``'s (NaN for a single seed).
+    The interval is ``manifold_lab.experiment.stats.describe``'s (NaN for a single seed):
+    the t interval, or inside ``bounds`` (a fraction: ``(0, 1)``) when given.
 
     Returns ``(xs, mean, lo, hi, n)`` sorted by ``xs``; runs without the metric are skipped.
     """
@@ -50,7 +51,7 @@ def group_mean_ci(
         if metric in r.metrics:
             groups.setdefault(r.param(x_key), []).append(float(r.metrics[metric]))
     xs = sorted(groups)
-    stats = [describe(groups[x]) for x in xs]
+    stats = [describe(groups[x], bounds) for x in xs]
     return (
         [float(x) for x in xs],
         [s["mean"] for s in stats],
@@ -210,15 +211,19 @@ _ACT_COLOURS = {"identity": "C0", "relu": "C3", "relu6": "C1"}
 
 
 def curve_bands(runs: Sequence[RunRecord], metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and 95% t-interval over runs (seeds) of a per-depth curve, entry by entry.
+    """Mean and 95% interval over runs (seeds) of a per-depth curve, entry by entry.
 
+    Fractions (collapsed / invertible fraction, trustworthiness, kNN overlap: every
+    value in [0, 1]) get the bounded interval, the others the t interval.
     Returns ``(depths, mean, lo, hi)`` over the depths every run reached.
     """
     from manifold_lab.experiment.stats import describe
 
     length = min(len(r.metrics[metric]) for r in runs)
     values = np.array([r.metrics[metric][:length] for r in runs], dtype=float)
-    stats = [describe(values[:, i]) for i in range(length)]
+    fraction = any(w in metric for w in ("fraction", "trustworthiness", "overlap")) and \
+        values.size and 0 <= values.min() and values.max() <= 1
+    stats = [describe(values[:, i], (0.0, 1.0) if fraction else None) for i in range(length)]
     mean = np.array([s["mean"] for s in stats])
     lo = np.array([s["ci_low"] for s in stats])
     hi = np.array([s["ci_high"] for s in stats])
@@ -295,4 +300,5 @@ KIND = Kind(
     run=run,
     estimate_seconds=estimate_seconds,
     report=report,
+    bookkeeping=("depth",),  # the parameter, repeated as a metric
 )

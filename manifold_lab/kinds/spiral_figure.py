@@ -104,7 +104,9 @@ def report(ctx: ReportContext) -> list[ReportItem]:
         dims = first.param("dims")
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
         for name, ax in zip(FIGURE_METRICS, [axes[0], axes[0], axes[1], axes[1], axes[1], axes[1]]):
-            stats = [describe([r.metrics[f"{name}_n{d}"] for r in sub if f"{name}_n{d}" in r.metrics]) for d in dims]
+            bounds = (0.0, 1.0) if name.endswith("fraction") else None  # fractions: intervals inside [0, 1]
+            stats = [describe([r.metrics[f"{name}_n{d}"] for r in sub if f"{name}_n{d}" in r.metrics], bounds)
+                     for d in dims]
             mean = [s["mean"] for s in stats]
             # Intervals from few seeds can leave the metric's range: clip them to it for display
             # (errors are drawn on a log axis, fractions lie in [0, 1]).
@@ -137,4 +139,6 @@ KIND = Kind(
     run=run,
     estimate_seconds=estimate_seconds,
     report=report,
+    # Figure 1's claim: collapse at n = 2, 3, none at n = 15, 30 (those present lead the report)
+    headline=tuple(f"collapsed_fraction_n{n}" for n in (2, 3, 15, 30)),
 )

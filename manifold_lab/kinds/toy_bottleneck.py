@@ -129,7 +129,8 @@ def linear_advantage(runs, task: str, act: str) -> list[tuple[float, dict]]:
             continue
         lin = [by[(width, "identity", s)] for s in seeds]
         other = [by[(width, act, s)] for s in seeds]
-        out.append((float(width), paired(other, lin) if task == "classify" else paired(lin, other)))
+        # accuracies are fractions: their difference's interval stays inside [-1, 1]
+        out.append((float(width), paired(other, lin, (0.0, 1.0)) if task == "classify" else paired(lin, other)))
     return out
 
 
@@ -182,11 +183,14 @@ def report(ctx: ReportContext) -> list[ReportItem]:
                     for w, c in comp:
                         gaps.append(
                             f"| {label} | {w:g} | {act} | {c['mean_diff']:+.4f} | [{c['diff_ci_low']:+.4f}, "
-                            f"{c['diff_ci_high']:+.4f}] | {c['t_pvalue']:.3g} | {c['wilcoxon_pvalue']:.3g} | {c['n']} |"
+                            f"{c['diff_ci_high']:+.4f}] | {c['t_pvalue']:.3g} | "
+                            + (f"{c['wilcoxon_pvalue']:.3g}" if c["wilcoxon_pvalue"] == c["wilcoxon_pvalue"]
+                               else "–") + f" | {c['n']} |"
                         )
                 else:
                     metric = key if what == "score" else what
-                    xs, mean, lo, hi, n = group_mean_ci(act_runs, "model.width", metric)
+                    bounded = (0.0, 1.0) if metric in ("test_accuracy", "invertible_fraction_min") else None
+                    xs, mean, lo, hi, n = group_mean_ci(act_runs, "model.width", metric, bounded)
                     if what == "score":
                         for x, m_, l_, h_, c in zip(xs, mean, lo, hi, n):
                             table.append(f"| {label} | {x:g} | {act} | {m_:.4f} | [{l_:.4f}, {h_:.4f}] | {c} |")
@@ -211,13 +215,15 @@ def report(ctx: ReportContext) -> list[ReportItem]:
         ReportItem(
             "Test score and linear-bottleneck advantage vs bottleneck width", figure="figures/score_vs_width.png",
             caption="Top: test accuracy (classify; higher is better) or normalised error 1 - R^2 "
-            "(regress; lower is better), mean over seeds with 95% t-interval. Middle: advantage of the linear "
+            "(regress; lower is better), mean over seeds with a 95% interval (accuracy: bootstrap percentile, inside "
+            "[0, 1]; error: t). Middle: advantage of the linear "
             "bottleneck over relu / relu6 on the same seeds (accuracy difference, or error difference), with "
-            "the 95% t-interval of the paired differences; above 0 means the linear bottleneck is better. "
+            "the 95% interval of the paired differences (accuracy: bootstrap, inside [-1, 1]; error: t); above 0 "
+            "means the linear bottleneck is better. "
             "Bottom: share of test points at which every expansion layer has at least k units in its linear "
             "piece (the Lemma-2 invertibility threshold), minimum over layers.",
         ),
-        ReportItem("Score per width and activation (mean over seeds, 95% t-interval)", markdown="\n".join(table)),
+        ReportItem("Score per width and activation (mean over seeds, 95% interval)", markdown="\n".join(table)),
         ReportItem("Linear-bottleneck advantage per width (paired over seeds)", markdown="\n".join(gaps)),
     ]
 
@@ -229,4 +235,5 @@ KIND = Kind(
     run=run,
     estimate_seconds=estimate_seconds,
     report=report,
+    bookkeeping=("params", "test_error"),  # test_error = 1 - test_accuracy
 )

@@ -1,0 +1,167 @@
+"""Provenance of a run: what produced its numbers (``runs/<id>/provenance.json``).
+
+``collect(params)`` records, without importing anything heavy:
+
+- ``python``, and ``packages``: the installed versions of torch, numpy, scipy,
+  scikit-learn, pydantic and manifold-lab (``importlib.metadata``);
+- ``commit`` and ``dirty``: the project's git commit and whether tracked files
+  differed from it (None outside a git checkout);
+- ``host``, ``platform``, ``cpu`` (model name), ``cpu_count``, ``threads`` (torch's
+  intra-op threads when torch is loaded, and the ``*_NUM_THREADS`` variables),
+  ``device`` (``params.train.device`` where the kind has one, else ``cpu``) and
+  ``gpu`` (the CUDA device name when torch sees one);
+- ``command``: the command line, as ``manifold-lab ...``.
+
+The runner adds ``started`` and ``finished`` (UTC, ISO 8601). ``differences(records)``
+lists the fields whose values differ between runs, for the report.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = ["FILE", "VOLATILE", "collect", "cpu_model", "differences", "now", "read"]
+
+FILE = "provenance.json"
+#: Fields that differ between any two runs by nature; not reported as differences.
+VOLATILE = ("started", "finished", "command")
+PACKAGES = ("torch", "numpy", "scipy", "scikit-learn", "pydantic", "manifold-lab")
+COMMAND_ENV = "MANIFOLD_LAB_COMMAND"
+
+
+def now() -> str:
+    """The current UTC time, ISO 8601 to the second."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def _git() -> tuple[str | None, bool | None]:
+    """``(commit, dirty)`` of the checkout holding this package; ``(None, None)`` outside git."""
+    folder = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True,
+                                timeout=10)
+        if commit.returncode != 0:
+            return None, None
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder,
+                                capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    return commit.stdout.strip(), bool(status.stdout.strip()) if status.returncode == 0 else None
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``, else ``platform``)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _threads() -> dict[str, Any]:
+    out: dict[str, Any] = {v: os.environ[v] for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if v in os.environ}
+    torch = sys.modules.get("torch")  # only if the kind loaded it: provenance imports nothing heavy
+    if torch is not None:
+        out["torch"] = torch.get_num_threads()
+    return out
+
+
+def _gpu() -> str | None:
+    torch = sys.modules.get("torch")
+    try:
+        if torch is not None and torch.cuda.is_available():
+            return torch.cuda.get_device_name()
+    except Exception:  # a broken driver must not fail the run
+        return None
+    return None
+
+
+def command() -> str:
+    """The command line as typed (``manifold-lab run ...``), also inside worker processes."""
+    return os.environ.get(COMMAND_ENV) or shlex.join(["manifold-lab", *sys.argv[1:]])
+
+
+def collect(params: Mapping | None = None) -> dict[str, Any]:
+    """The provenance record of a run with (JSON) ``params`` (see the module docstring)."""
+    commit, dirty = _git()
+    train = (params or {}).get("train") if isinstance(params, Mapping) else None
+    device = train.get("device") if isinstance(train, Mapping) and "device" in train else "cpu"
+    return {
+        "python": platform.python_version(),
+        "packages": {name: _version(name) for name in PACKAGES},
+        "commit": commit,
+        "dirty": dirty,
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "threads": _threads(),
+        "device": device,
+        "gpu": _gpu(),
+        "command": command(),
+    }
+
+
+def read(run_dir: Path) -> dict | None:
+    """The run's provenance record, or None (runs recorded before provenance existed)."""
+    import json
+
+    try:
+        data = json.loads((Path(run_dir) / FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _flatten(record: Mapping, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def differences(records: Sequence[Mapping | None]) -> tuple[dict[str, dict[str, int]], int]:
+    """The fields that differ between the runs' records, and how many runs have none.
+
+    Returns
+    -------
+    ``({field: {value as text: number of runs}}, missing)`` over the fields (dotted,
+    ``packages.torch``) whose values are not all equal, ``VOLATILE`` ones left out.
+    """
+    present = [_flatten(r) for r in records if r]
+    fields: dict[str, None] = {}
+    for flat in present:
+        fields.update((k, None) for k in flat if k not in VOLATILE)
+    out: dict[str, dict[str, int]] = {}
+    for name in fields:
+        counts: dict[str, int] = {}
+        for flat in present:
+            text = str(flat.get(name, "(absent)"))
+            counts[text] = counts.get(text, 0) + 1
+        if len(counts) > 1:
+            out[name] = counts
+    return out, len(records) - len(present)

@@ -1,0 +1,202 @@
+"""The documentation's examples run: README.md, configs/README.md and the --help texts.
+
+Code blocks are extracted from the two READMEs and executed in a temporary folder
+holding copies of experiments/ and configs/ (nothing is written into the checkout):
+Python blocks are run, YAML blocks are loaded as specs (or suites) and run with tiny
+overrides, ``manifold-lab`` command lines are run (dry where they would train for
+long), ``make`` lines are checked with ``make -n``. The README's experiment table is
+checked against results/.
+"""
+
+import json
+import re
+import shlex
+import shutil
+import subprocess
+
+import pytest
+import yaml
+from kinds_for_tests import REPO
+
+from manifold_lab.cli import main
+from manifold_lab.experiment.runner import run_experiment
+from manifold_lab.experiment.spec import load_spec
+from manifold_lab.experiment.suite import load_suite
+
+DOCS = ("README.md", "configs/README.md")
+EXPERIMENTS = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "experiments").glob("*.yaml"))
+
+
+def code_blocks(path):
+    """``(language, text)`` of every fenced block and every 4-space indented block of a markdown file."""
+    blocks, lines, i = [], (REPO / path).read_text().splitlines(), 0
+    while i < len(lines):
+        fence = re.match(r"^(\s*)```(\w*)", lines[i])
+        if fence:
+            indent, language, body = len(fence.group(1)), fence.group(2) or "text", []
+            i += 1
+            while not lines[i].strip().startswith("```"):
+                body.append(lines[i][indent:])
+                i += 1
+            blocks.append((language, "\n".join(body)))
+        elif lines[i].startswith("    ") and (i == 0 or not lines[i - 1].strip()) and not lines[i].lstrip().startswith("-"):
+            body = []
+            while i < len(lines) and (lines[i].startswith("    ") or not lines[i].strip()):
+                body.append(lines[i][4:])
+                i += 1
+            blocks.append(("shell", "\n".join(body).strip()))
+            continue
+        i += 1
+    return blocks
+
+
+def commands(path):
+    """Every command line of the shell blocks of ``path`` (comments stripped)."""
+    out = []
+    for language, text in code_blocks(path):
+        if language in ("shell", "bash", "text"):
+            out += [line.split("  #")[0].strip() for line in text.splitlines()
+                    if line.strip() and not line.lstrip().startswith("#")]
+    return out
+
+
+@pytest.fixture
+def sandbox(tmp_path, monkeypatch):
+    for folder in ("experiments", "configs"):
+        shutil.copytree(REPO / folder, tmp_path / folder)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_the_readmes_have_the_blocks_this_test_runs():
+    kinds = {path: [language for language, _ in code_blocks(path)] for path in DOCS}
+    assert kinds["README.md"].count("python") == 1 and kinds["README.md"].count("yaml") == 1
+    assert kinds["configs/README.md"].count("yaml") == 2 and "bash" in kinds["configs/README.md"]
+
+
+@pytest.mark.parametrize("path", DOCS)
+def test_python_blocks_run(path, sandbox):
+    for language, text in code_blocks(path):
+        if language == "python":
+            exec(compile(text, f"{path} (python block)", "exec"), {})
+
+
+@pytest.mark.parametrize("path", DOCS)
+def test_yaml_blocks_are_valid_specs_and_run(path, sandbox):
+    for i, (language, text) in enumerate(code_blocks(path)):
+        if language != "yaml":
+            continue
+        file = sandbox / f"block{i}.yaml"
+        file.write_text(text)
+        if "suite" in yaml.safe_load(text):
+            assert [p.name for p in load_suite(file).parts] == ["quickstart_spiral", "quickstart_theorem", "quickstart_toy"]
+            continue
+        spec = load_spec(file)
+        # Tiny: one seed, the first value of each numeric sweep, few steps / points.
+        tiny = ["sweep.seeds=[0]", *(f"sweep.{k}=[{v[0]}]" for k, v in spec.sweep.items()
+                                    if all(isinstance(x, int) for x in v))]
+        tiny += {"toy_bottleneck": ["params.train.steps=5", "params.data.n_train=40", "params.data.n_test=40"],
+                 "recoverability": ["params.n_samples=60", "params.depth=2"]}[spec.kind.name]
+        small = load_spec(file, tiny)
+        summary = run_experiment(small)
+        assert summary.done == small.points.__len__() and not summary.failed
+        report = (small.output / "report.md").read_text()
+        assert f"**{spec.contrast['metric']}: {spec.contrast['b']} - {spec.contrast['a']}**" in report
+
+
+def test_override_examples_of_configs_readme_apply(sandbox):
+    text = (REPO / "configs/README.md").read_text()
+    merge = text[text.index("## Merge order"):text.index("## Validation")]
+    examples = re.findall(r"`((?:params|sweep|name)\.?[\w.]*=[^`]+)`", merge)
+    assert "sweep.seeds=[0,1,2]" in examples and len(examples) >= 5
+    spec_text = next(t for lang, t in code_blocks("configs/README.md") if lang == "yaml" and "suite" not in t)
+    (sandbox / "s.yaml").write_text(spec_text)
+    for example in examples:
+        if example.startswith("name="):
+            assert load_spec("s.yaml", [example]).name == example.split("=")[1]
+        else:
+            load_spec("s.yaml", [example])  # raises on a key the kind does not have
+    assert load_spec("s.yaml", ["contrast=null", "sweep.model.bottleneck_act=[relu]"]).contrast is None
+
+
+@pytest.mark.parametrize("path", DOCS)
+def test_command_lines_run(path, sandbox, capsys):
+    def real(words):  # the Slurm example's experiments/x.yaml is a placeholder: use a small real one
+        return [w.replace("experiments/x.yaml", "experiments/quickstart/theorem.yaml")
+                .replace("runs/x", "runs/quickstart_theorem") for w in words]
+
+    seen, n_runs = 0, None
+    for line in commands(path):
+        words = shlex.split(line)
+        if words[0] == "make":
+            out = subprocess.run(["make", "-n", *words[1:]], cwd=REPO, capture_output=True, text=True)
+            assert out.returncode == 0, out.stderr
+        elif line.startswith("N=$(manifold-lab"):  # N=$(manifold-lab run X --list | wc -l)
+            capsys.readouterr()
+            assert main(real(shlex.split(line[len("N=$(manifold-lab"):].split("|")[0]))) == 0
+            n_runs = len(capsys.readouterr().out.splitlines())
+        elif words[0] == "sbatch":  # each array task's command, run here one after the other
+            wrapped = real(shlex.split(words[words.index("--wrap") + 1]))[1:]
+            for i in range(n_runs):
+                assert main([w.replace("$SLURM_ARRAY_TASK_ID", str(i)) for w in wrapped]) == 0
+        elif words[0] == "manifold-lab" and not re.search(r"[<\[]", line):
+            args = real(words[1:])
+            if args[0] == "run":
+                args += ["--dry-run"]
+            assert main(args) == 0, line
+        else:
+            continue
+        seen += 1
+    assert seen >= 2
+    capsys.readouterr()
+
+
+def test_help_examples_are_valid(sandbox, capsys):
+    def help_text(*words):
+        with pytest.raises(SystemExit):
+            main([*words, "--help"])
+        return " ".join(capsys.readouterr().out.split())
+
+    run_help = help_text("run")
+    assert "e.g. sweep.seeds=[0,1,2] (any kind) or params.train.epochs=3 (kind mobilenetv2)" in run_help
+    for spec in EXPERIMENTS:
+        kind = yaml.safe_load((REPO / spec).read_text()).get("kind")
+        examples = ["sweep.seeds=[0,1,2]"] + (["params.train.epochs=3"] if kind == "mobilenetv2" else [])
+        if kind is None:  # a suite takes no overrides
+            assert main(["run", spec, "--dry-run"]) == 0
+            continue
+        assert main(["run", spec, *examples, "--dry-run"]) == 0, spec
+    # The bad-override message's example is valid for every kind.
+    assert main(["run", "experiments/quickstart/toy.yaml", "oops"]) == 2
+    example = re.search(r"e\.g\. (\S+)\n", capsys.readouterr().err).group(1)
+    assert example == "sweep.seeds=[0,1,2]"
+    # train: its override example; report: its example folder (a copy: nothing is written into results/).
+    assert "e.g. params.train.epochs=3" in help_text("train")
+    assert load_spec("experiments/smoke/figure6a.yaml", ["params.train.epochs=3"]).params.train.epochs == 3
+    folder = re.search(r"e\.g\. (results/\w+)", help_text("report")).group(1)
+    shutil.copytree(REPO / folder, sandbox / folder)
+    assert main(["report", folder]) == 0
+    assert "## The answer" in (sandbox / folder / "report.md").read_text()
+    capsys.readouterr()
+
+
+def reference_cell(spec_path):
+    """The README's reference column for an experiment file, computed from results/."""
+    data = yaml.safe_load((REPO / spec_path).read_text())
+    name = data["name"]
+    if "suite" in data:
+        return f"not committed: `make quickstart` writes `runs/{name}/report.md`"
+    folder = REPO / "results" / name
+    if not (folder / "plan.json").exists():
+        return f"not run: no results/{name}"
+    runs = json.loads((folder / "plan.json").read_text())["runs"]
+    done = sum((folder / "runs" / r["run_id"] / "metrics.json").exists() for r in runs)
+    return f"[results/{name}](results/{name}/report.md), {done} of {len(runs)} runs done"
+
+
+def test_readme_experiment_table_matches_results():
+    rows = re.findall(r"^\| \[\w+\.yaml\]\((experiments/\w+\.yaml)\) \| .*? \| (.*) \|$",
+                      (REPO / "README.md").read_text(), re.M)
+    assert sorted(path for path, _ in rows) == EXPERIMENTS  # one row per experiment file
+    for path, cell in rows:
+        assert cell == reference_cell(path), path
