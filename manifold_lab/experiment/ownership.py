@@ -3,13 +3,13 @@
 A results folder belongs to the experiment whose ``spec.yaml`` it holds (written
 by ``manifold_lab.experiment.runner``): its ``name``, its ``kind`` and the spec
 file named in its ``command``. Two specs with the same name (so the same default
-folder ``results/<name>/``) but another kind, or another spec file, would
+folder ``runs/<name>/``) but another kind, or another spec file, would
 otherwise replace each other's ``spec.yaml``, ``plan.json`` and report in turn.
 ``check_owner`` refuses that with one line before anything is written; the
 user asks for it with ``--replace`` (the folder's runs stay: their ids differ
 whenever the kind or the parameters do).
 
-A suite's folder ``results/<suite>/`` holds its parts' folders and its
+A suite's folder ``runs/<suite>/`` holds its parts' folders and its
 ``report.md``; ``check_suite_root`` refuses a folder that holds an
 experiment's ``spec.yaml`` (the suite's report would replace the experiment's).
 """

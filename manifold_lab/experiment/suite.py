@@ -50,7 +50,7 @@ def load_suite(path: str | Path, overrides=(), *, allow_long: bool = False) -> S
     """Validate the suite file and every part; ``UsageError`` naming the problem otherwise.
 
     The suite's ``name`` is checked like an experiment's (letters, digits, ``_ . -``, not
-    starting with a dot), so its folder ``results/<name>/`` stays under ``results/``.
+    starting with a dot), so its folder ``runs/<name>/`` (``results/<name>/``) stays under ``runs/`` (``results/``).
     """
     path = Path(path)
     shown = display_path(path)
@@ -66,7 +66,7 @@ def load_suite(path: str | Path, overrides=(), *, allow_long: bool = False) -> S
     name = data.get("name")
     if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
         raise UsageError(f"{shown}: the suite's name must be letters, digits and _ . - not starting with "
-                         f"a dot or a dash (it names the folder results/<name>), got {name!r}")
+                         f"a dot or a dash (it names the suite's folder, runs/<name> or results/<name>), got {name!r}")
     entries = data["suite"]
     if not isinstance(entries, list) or not entries or not all(isinstance(e, str) for e in entries):
         raise UsageError(f"{shown}: 'suite' must be a non-empty list of experiment files")
