@@ -42,6 +42,7 @@ BENCHMARKS = {
     "memory_efficient": Bench("benchmarks.bench_memory_efficient", quick=("--repeats", "3")),
     "augment": Bench("benchmarks.bench_augment", quick=("--repeats", "1")),
     "quickstart": Bench("benchmarks.bench_quickstart", quick=("--repeats", "1")),
+    "probe": Bench("benchmarks.bench_probe", quick=("--repeats", "1")),
 }
 
 OPS = {"<=": operator.le, ">=": operator.ge}
@@ -94,9 +95,15 @@ def _figures_quickstart(r: dict) -> list[dict]:
             figure("quickstart wall time, median", r["quickstart_median_s"], unit="s")]
 
 
+def _figures_probe(r: dict) -> list[dict]:
+    return [figure("probe wall time, width-0.5 CIFAR net, median", r["probe_median_s"], unit="s", target="<= 60"),
+            figure("probe / forward pass over the same images, time", r["ratio"])]
+
+
 FIGURES = {
     "collapsed": _figures_collapsed, "train_step": _figures_train_step,
     "memory_efficient": _figures_memory_efficient, "augment": _figures_augment, "quickstart": _figures_quickstart,
+    "probe": _figures_probe,
 }
 
 

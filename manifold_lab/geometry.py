@@ -8,6 +8,13 @@
 - ``twonn_dimension``: the TwoNN intrinsic-dimension estimate of Facco et al.
   (2017): with ``mu_i = r_2(i) / r_1(i)`` the ratio of second to first
   neighbour distances, the maximum-likelihood estimate ``d = N / sum log mu_i``.
+- ``twonn_ansuini``: TwoNN with the protocol of Ansuini et al. (2019) for the
+  layers of trained networks: the linear fit of Facco et al. on the ``fraction``
+  (90%) of points with the smallest ``mu``, repeated on random halves of the
+  points; returns the mean and the standard deviation over the resamples.
+- ``rankme``: the effective rank of Garrido et al. (2023, RankMe),
+  ``exp(-sum_k p_k log p_k)`` with ``p_k = s_k / sum s + eps`` over the
+  singular values ``s`` of the representation matrix.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from sklearn.utils import check_random_state
 
 from manifold_lab._checks import check_int, check_points
 
-__all__ = ["trustworthiness", "knn_overlap", "twonn_dimension"]
+__all__ = ["trustworthiness", "knn_overlap", "twonn_dimension", "twonn_ansuini", "rankme"]
 
 
 def _paired(X, Y, n_neighbors):
@@ -74,3 +81,60 @@ def twonn_dimension(X, *, max_points=5000, random_state=0) -> float:
     log_mu = np.log(r2[ok] / r1[ok])
     total = log_mu.sum()
     return float(ok.sum() / total) if total > 0 else 0.0
+
+
+def _twonn_linear_fit(X, fraction: float) -> float:
+    """Facco et al.'s fit: ``-log(1 - F(mu)) = d log(mu)`` through the origin, on the smallest ``fraction`` of ``mu``."""
+    dist, _ = NearestNeighbors(n_neighbors=3).fit(X).kneighbors(X)
+    r1, r2 = dist[:, 1], dist[:, 2]
+    ok = r1 > 0  # duplicates (e.g. points a ReLU collapsed together) have no ratio
+    mu = np.sort(r2[ok] / r1[ok])
+    n = len(mu)
+    keep = int(np.floor(fraction * n))
+    if keep < 2:
+        return 0.0
+    x = np.log(mu[:keep])
+    y = -np.log(1.0 - np.arange(keep) / n)  # empirical CDF F(mu_(i)) = i / n
+    denom = float(x @ x)
+    return float(x @ y / denom) if denom > 0 else 0.0
+
+
+def twonn_ansuini(X, *, fraction=0.9, n_resamples=5, random_state=0) -> tuple[float, float]:
+    """TwoNN intrinsic dimension of points ``X`` (N, D) as Ansuini et al. (2019) measure network layers.
+
+    Each of ``n_resamples`` random halves of the rows gets Facco et al.'s linear
+    fit of ``-log(1 - F(mu))`` against ``log mu`` through the origin, on the
+    ``fraction`` of points with the smallest ``mu = r_2 / r_1`` (the largest
+    ratios, from points in sparse regions, are dropped). With one resample the
+    whole of ``X`` is used. Returns ``(mean, std)`` over the resamples (std 0 for one).
+    """
+    X = check_points(X, "X", min_rows=6)
+    n_resamples = check_int(n_resamples, "n_resamples", minimum=1)
+    fraction = float(fraction)
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    if n_resamples == 1:
+        return _twonn_linear_fit(X, fraction), 0.0
+    rng = check_random_state(random_state)
+    half = len(X) // 2
+    ids = np.array([_twonn_linear_fit(X[rng.choice(len(X), half, replace=False)], fraction)
+                    for _ in range(n_resamples)])
+    return float(ids.mean()), float(ids.std(ddof=1))
+
+
+def rankme(X, *, eps=1e-7) -> float:
+    """RankMe effective rank of a representation ``X`` (N, D) (Garrido et al. 2023, eq. 1).
+
+    ``exp(-sum_k p_k log p_k)``, ``p_k = s_k / ||s||_1 + eps``, over the
+    ``min(N, D)`` singular values ``s_k`` of ``X`` (not centred, as in the
+    paper). Between 1 and ``min(N, D)``; 0 for an all-zero ``X``. The singular
+    values come from the smaller Gram matrix, so a wide ``X`` costs ``N^2 D``.
+    """
+    X = check_points(X, "X")
+    G = X @ X.T if X.shape[0] <= X.shape[1] else X.T @ X
+    s = np.sqrt(np.clip(np.linalg.eigvalsh(G), 0.0, None))
+    total = s.sum()
+    if total <= 0:
+        return 0.0
+    p = s / total + eps
+    return float(np.exp(-(p * np.log(p)).sum()))

@@ -23,6 +23,7 @@ __all__ = [
     "active_counts",
     "group_by_pattern",
     "pattern_ranks",
+    "rank_deficient",
     "collapsed_mask",
     "collapsed_fraction",
     "estimate_kept_fraction",
@@ -71,17 +72,38 @@ def pattern_ranks(B: np.ndarray, patterns: np.ndarray, tol=None) -> np.ndarray:
     has its own pattern). The default tolerance is ``np.linalg.matrix_rank``'s:
     ``S.max() * max(|p|, d) * eps``; a smaller ``tol`` (0, say) is raised to it,
     since rounding in the zeroed rows gives singular values of that size.
+
+    A cheaper screen settles most patterns first, with the same answer: the
+    Gram matrix ``B_p^T B_p`` (one matrix product for a whole chunk) has
+    eigenvalues ``s_k^2``; when its smallest computed eigenvalue is above
+    ``1e-8`` of its largest and above ``(2 tol)^2``, rounding (relative size
+    about ``m eps``) cannot hide a singular value below the tolerance, and the
+    rank is ``d``. Only the other patterns (rank-deficient or nearly so) go
+    through the SVD.
     """
+    B = np.asarray(B, dtype=np.float64)
     m, d = B.shape
     ranks = np.zeros(len(patterns), dtype=int)
-    step = max(1, CHUNK_FLOATS // (m * d))
+    outer = (B[:, :, None] * B[:, None, :]).reshape(m, d * d)  # row i: vec(b_i b_i^T)
+    eps = np.finfo(np.float64).eps
+    step = max(1, CHUNK_FLOATS // (m * d + d * d))
     for start in range(0, len(patterns), step):
         chunk = patterns[start:start + step]
-        S = np.linalg.svd(chunk[:, :, None] * B[None], compute_uv=False)  # (P, min(m, d))
-        # The zeroed rows add rounding-sized singular values: a given tol is never below that floor.
-        floor = S.max(axis=1) * np.maximum(chunk.sum(axis=1), d) * np.finfo(np.float64).eps
+        counts = chunk.sum(axis=1)
+        lam = np.linalg.eigvalsh((chunk.astype(np.float64) @ outer).reshape(-1, d, d))  # ascending s_k^2
+        lam_max = np.maximum(lam[:, -1], 0.0)
+        floor = np.sqrt(lam_max) * np.maximum(counts, d) * eps
         tol_chunk = floor if tol is None else np.maximum(float(tol), floor)
-        ranks[start:start + step] = (S > tol_chunk[:, None]).sum(axis=1)
+        sure = (lam[:, 0] > 1e-8 * lam_max) & (lam[:, 0] > (2 * tol_chunk) ** 2) & (counts >= d)
+        ranks[start:start + step][sure] = d
+        rest = np.flatnonzero(~sure)
+        if rest.size:
+            sub = chunk[rest]
+            S = np.linalg.svd(sub[:, :, None] * B[None], compute_uv=False)  # (P', min(m, d))
+            # The zeroed rows add rounding-sized singular values: a given tol is never below that floor.
+            floor = S.max(axis=1) * np.maximum(sub.sum(axis=1), d) * eps
+            tol_rest = floor if tol is None else np.maximum(float(tol), floor)
+            ranks[start + rest] = (S > tol_rest[:, None]).sum(axis=1)
     return ranks
 
 
@@ -98,8 +120,21 @@ def collapsed_mask(X, B, *, bias=None, tol=None) -> np.ndarray:
     tol : float, optional
         Singular-value tolerance of ``np.linalg.matrix_rank`` (its default when None; never below it).
     """
-    active = active_mask(X, B, bias=bias)
+    return rank_deficient(active_mask(X, B, bias=bias), B, tol=tol)
+
+
+def rank_deficient(active, B, *, tol=None) -> np.ndarray:
+    """Boolean ``(N,)``: ``rank(B[active[i]]) < d`` for every row ``i`` of the mask ``active`` (N, m).
+
+    Lemma 2's test for any notion of *active* (``z > 0`` for ReLU, the linear
+    piece ``0 < z < 6`` for ReLU6): fewer than ``d`` active rows is deficient
+    without linear algebra; the rest are grouped by pattern and ranked once per
+    distinct pattern (``pattern_ranks``). ``B`` is ``(m, d)``.
+    """
+    active = np.asarray(active, dtype=bool)
     B = np.asarray(B, dtype=np.float64)
+    if active.ndim != 2 or B.ndim != 2 or active.shape[1] != B.shape[0]:
+        raise ValueError(f"active must be (N, m) and B (m, d) with the same m, got {active.shape} and {B.shape}")
     d = B.shape[1]
     counts = active.sum(axis=1)
     collapsed = counts < d  # too few active rows: no rank to compute

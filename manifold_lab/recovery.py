@@ -8,12 +8,17 @@ Decoders, from the most to the least structured:
 - ``pinv_projection``: the paper's Figure 1 read-out ``T^+ ReLU(T x)``.
 - ``linear_decoder``: the best affine map from ``y`` back to ``x`` (least squares
   with intercept, fitted and evaluated on the same points: an in-sample optimum).
+- ``ridge_decoder``: the same affine map with a ridge penalty (scikit-learn's
+  ``RidgeCV`` on standardized outputs), fitted on a random 75% and evaluated on
+  the held-out 25%: what a linear read-out recovers out of sample (the probe of
+  trained networks, ``manifold_lab.probe``, reports it as ``r2_score``).
 - ``knn_decoder``: k-nearest-neighbour regression (scikit-learn), fitted on a
   random 75% and evaluated on the held-out 25%: an empirical upper bound on
   what any smooth decoder can recover.
 
 Errors are *normalized*: ``sum_i |x_i - x_hat_i|^2 / sum_i |x_i - mean(x)|^2``
-(0 = perfect, 1 = no better than predicting the mean).
+(0 = perfect, 1 = no better than predicting the mean); ``r2_score`` is
+``1 - normalized_error`` (1 = perfect, 0 or below = nothing recovered).
 """
 
 from __future__ import annotations
@@ -28,9 +33,11 @@ from manifold_lab.metrics import CHUNK_FLOATS, group_by_pattern, pattern_ranks
 
 __all__ = [
     "normalized_error",
+    "r2_score",
     "relu_preimage",
     "pinv_projection",
     "linear_decoder",
+    "ridge_decoder",
     "knn_decoder",
     "reconstruction_errors",
 ]
@@ -44,6 +51,46 @@ def normalized_error(X, X_hat) -> float:
         raise ValueError(f"X_hat must have the shape of X {X.shape}, got {X_hat.shape}")
     denom = float(((X - X.mean(axis=0)) ** 2).sum())
     return float(((X - X_hat) ** 2).sum() / denom) if denom > 0 else float(((X - X_hat) ** 2).sum())
+
+
+def r2_score(X, X_hat) -> float:
+    """Pooled coefficient of determination ``1 - normalized_error(X, X_hat)`` over all columns."""
+    return 1.0 - normalized_error(X, X_hat)
+
+
+def _split(n: int, test_fraction, random_state) -> tuple[np.ndarray, np.ndarray]:
+    """``(test, train)`` row indices: a random ``test_fraction`` of ``n`` rows held out (at least one)."""
+    test_fraction = check_float(test_fraction, "test_fraction", minimum=0.0)
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    order = check_random_state(random_state).permutation(n)
+    n_test = min(n - 1, max(1, int(round(test_fraction * n))))
+    return order[:n_test], order[n_test:]
+
+
+#: Ridge penalties ``RidgeCV`` chooses from (by efficient leave-one-out), on standardized outputs.
+RIDGE_ALPHAS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+
+
+def ridge_decoder(X, Y, *, alphas=RIDGE_ALPHAS, test_fraction=0.25, random_state=None):
+    """Ridge regression of ``X`` (N, d) from ``Y`` (N, m), fitted on a random split.
+
+    ``Y`` is standardized per column (``StandardScaler``; constant columns stay
+    0), then ``RidgeCV`` picks the penalty among ``alphas`` by leave-one-out on
+    the training rows. Returns ``(X_test, X_hat_test)`` for the held-out rows
+    (``r2_score`` of the two is the out-of-sample R^2).
+    """
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X = check_points(X, "X", min_rows=4)
+    Y = check_points(Y, "Y", min_rows=4)
+    if len(Y) != len(X):
+        raise ValueError(f"X and Y must have the same number of rows, got {len(X)} and {len(Y)}")
+    test, train = _split(len(X), test_fraction, random_state)
+    model = make_pipeline(StandardScaler(), RidgeCV(alphas=tuple(alphas))).fit(Y[train], X[train])
+    return X[test], model.predict(Y[test]).reshape(len(test), -1)
 
 
 def relu_preimage(B, Y, *, tol=None):
@@ -119,10 +166,7 @@ def knn_decoder(X, Y, *, n_neighbors=10, test_fraction=0.25, random_state=None):
     if len(Y) != len(X):
         raise ValueError(f"X and Y must have the same number of rows, got {len(X)} and {len(Y)}")
     k = check_int(n_neighbors, "n_neighbors", minimum=1)
-    rng = check_random_state(random_state)
-    order = rng.permutation(len(X))
-    n_test = max(1, int(round(test_fraction * len(X))))
-    test, train = order[:n_test], order[n_test:]
+    test, train = _split(len(X), test_fraction, random_state)
     k = min(k, len(train))
     model = KNeighborsRegressor(n_neighbors=k).fit(Y[train], X[train])
     return X[test], model.predict(Y[test])

@@ -316,6 +316,55 @@ def expansion_activity(model: ToyBottleneckNet, X: torch.Tensor) -> list[dict[st
     return stats
 
 
+#: Test points the per-run probe of a toy network reads (the first ones; the test set is already shuffled).
+PROBE_POINTS = 500
+
+
+def probe_toy(model: ToyBottleneckNet, X: torch.Tensor, *, random_state: int = 0) -> list[dict]:
+    """The information-loss probe (``manifold_lab.probe.measures``) at every block's bottleneck, points ``X`` (N, n).
+
+    The points play the role of the probe's positions and images: block input
+    ``x``, expansion ``W_e, b_e`` (ReLU6), bottleneck pre-activation
+    ``project(...)``, its activation and the block output, read through hooks
+    on the fixed submodule names. Ridge decoder only, TwoNN over 3 resamples.
+    """
+    from manifold_lab.probe.measures import block_measures
+
+    seen: dict[int, dict] = {}
+
+    def keep(b, key, pre_hook=False):
+        if pre_hook:
+            return lambda _m, inputs: seen.setdefault(b, {}).__setitem__(key, inputs[0].detach().double().numpy())
+        return lambda _m, _i, out: seen.setdefault(b, {}).__setitem__(key, out.detach().double().numpy())
+
+    hooks = []
+    for b, block in enumerate(model.blocks):
+        hooks += [block.register_forward_pre_hook(keep(b, "x", pre_hook=True)),
+                  block.project.register_forward_hook(keep(b, "pre")),
+                  block.bottleneck_act.register_forward_hook(keep(b, "act")),
+                  block.register_forward_hook(keep(b, "out"))]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(X)
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    records = []
+    for b, block in enumerate(model.blocks):
+        t = seen[b]
+        rec = {"block": b, "inp": block.width, "hidden": block.hidden, "oup": block.width}
+        rec.update(block_measures(x=t["x"], pre=t["pre"], act=t["act"], out=t["out"], rep=t["out"],
+                                  W=block.expand.weight.detach().double().numpy(),
+                                  b=block.expand.bias.detach().double().numpy(), expand_act="relu6",
+                                  bottleneck_act=model.bottleneck_act_name, knn=False, n_resamples=3,
+                                  random_state=random_state))
+        records.append(rec)
+    return records
+
+
 def run_toy(
     *,
     task: str = "classify",
@@ -341,7 +390,10 @@ def run_toy(
     seed) and the same initialisation scheme. Returns the metrics of
     ``evaluate_toy``, ``final_train_loss``, ``params``, and per block ``b``
     ``block{b}_<stat>`` from ``expansion_activity`` on the test set, plus their
-    minimum over blocks ``invertible_fraction_min``.
+    minimum over blocks ``invertible_fraction_min``, and the information-loss
+    probe summary on the first ``PROBE_POINTS`` test points before and after training,
+    ``probe_step0_<key>`` and ``probe_final_<key>`` (``probe_toy``,
+    ``manifold_lab.probe.SUMMARY_KEYS``).
     """
     _check_positive_int("seed + 1", seed + 1)
     data = make_toy_data(
@@ -353,6 +405,9 @@ def run_toy(
     )
     gen = torch.Generator().manual_seed(seed)
     model.reset_parameters(gen)
+    from manifold_lab.probe.network import probe_summary
+
+    probe0 = probe_summary(probe_toy(model, data.X_test[:PROBE_POINTS]))
     losses = train_toy(
         model, data, steps=steps, lr=lr, weight_decay=weight_decay, batch_size=batch_size, generator=gen
     )
@@ -365,4 +420,6 @@ def run_toy(
             metrics[f"block{b}_{key}"] = s[key]
     metrics["invertible_fraction_min"] = min(s["invertible_fraction"] for s in stats)
     metrics["active_fraction_mean"] = float(np.mean([s["active_mean"] / s["units"] for s in stats]))
+    metrics.update({f"probe_step0_{k}": v for k, v in probe0.items()})
+    metrics.update({f"probe_final_{k}": v for k, v in probe_summary(probe_toy(model, data.X_test[:PROBE_POINTS])).items()})
     return metrics

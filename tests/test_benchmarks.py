@@ -37,6 +37,7 @@ FAKE = {
     ]},
     "augment": {"ratios": {"device_vs_per_sample_array": 12.0, "device_vs_per_sample_jpeg": 18.0}, "target_ratio": 5.0},
     "quickstart": {"ratio": 30.0, "quickstart_median_s": 60.0},
+    "probe": {"ratio": 25.0, "probe_median_s": 75.0},
 }
 
 
@@ -65,6 +66,7 @@ def test_summary_of_fake_results_has_headlines_targets_and_machine():
         assert HEADLINE_KEYS <= set(b[name])
     assert b["augment"] == {"status": "skipped", "reason": "no data"}
     assert (b["collapsed"]["ratio"], b["collapsed"]["met"]) == (0.9, True)
+    assert (b["probe"]["ratio"], b["probe"]["target"], b["probe"]["met"]) == (75.0, "<= 60", False)
     assert (b["train_step"]["target"], b["train_step"]["met"]) == (">= 1.0", False)
     assert b["memory_efficient"]["ratio"] == pytest.approx(0.4) and b["memory_efficient"]["met"] is None
     figures = {f["figure"]: f for f in b["train_step"]["figures"]}

@@ -13,14 +13,33 @@ from manifold_lab.experiment.sweep import set_path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def judged(d, alternative="two-sided", p_adj=None):
+    """A TestResult for per-seed differences ``d`` judged at ``p_adj`` (default: its raw p)."""
+    test = C.PairedTest("d", "study", "m", {}, {}, alternative=alternative)
+    r = C.TestResult(test, d, C.describe(list(d.values())), C.t_pvalue(list(d.values()), alternative))
+    r.p_adj = r.p if p_adj is None else p_adj
+    return C.judge(r)
+
+
 @pytest.mark.parametrize("d, expected", [
-    ({0: 0.01, 1: 0.02, 2: 0.015}, C.SUPPORTED),
+    ({0: 0.01, 1: 0.02, 2: 0.015}, C.SUPPORTED),  # t = 5.2, df 2: p = 0.035
     ({0: -0.01, 1: -0.02, 2: -0.015}, C.CONTRADICTED),
     ({0: 0.01, 1: -0.02, 2: 0.015}, C.INCONCLUSIVE),
+    ({0: -0.01, 1: 0.02, 2: -0.015}, C.INCONCLUSIVE + C.AGAINST),
     ({0: 0.01, 1: 0.02}, "not enough runs yet (2 of 3 seeds)"),
 ])
 def test_verdict_rule(d, expected):
-    assert C.verdict(d)[0] == expected
+    assert judged(d) == expected
+
+
+def test_verdicts_come_from_the_adjusted_p_and_one_sided_tests_never_contradict():
+    d = {0: 0.01, 1: 0.02, 2: 0.015}
+    assert C.t_pvalue(list(d.values())) == pytest.approx(0.0351, abs=1e-4)  # t = 0.015 / (0.005 / sqrt 3)
+    assert judged(d, p_adj=0.07) == C.INCONCLUSIVE  # the same test after Holm over a family
+    neg = {k: -v for k, v in d.items()}
+    assert judged(neg, alternative="greater") == C.INCONCLUSIVE + C.AGAINST
+    # one-sided p is half the two-sided p in the predicted direction
+    assert C.t_pvalue(list(d.values()), "greater") == pytest.approx(C.t_pvalue(list(d.values())) / 2)
 
 
 def make_study(results, name, kind, sweep, runs):
@@ -48,7 +67,8 @@ def test_figure6a_and_figure7_from_a_results_folder(tmp_path):
     acc = {"identity": [0.60, 0.62, 0.61], "relu6": [0.58, 0.60, 0.595]}
     below = {"identity": [0, 1, 2], "relu6": [2, 3, 0]}  # layers below C/6 per seed (final)
     runs = [({"model.bottleneck_act": act}, s, {"test_acc": acc[act][s]},
-             {"step0": [relu_record(30)] * 4,
+             {**({} if (act, s) == ("relu6", 2) else {"sample": {"per_class": 25}}),  # one run before issue 11
+              "step0": [relu_record(30)] * 4,
               "final": [relu_record(5)] * below[act][s] + [relu_record(30)] * (4 - below[act][s])
               # a bottleneck activation is not a Figure 7 layer: never counted
               + [relu_record(0, name="features.1.act3")] * (act == "relu6")})
@@ -56,16 +76,19 @@ def test_figure6a_and_figure7_from_a_results_folder(tmp_path):
     runs.append(({"model.bottleneck_act": "relu6"}, 3, None, None))  # a failed run is not a number
     make_study(tmp_path, "figure6a_linear_bottleneck_cifar10", "mobilenetv2",
                {"model.bottleneck_act": ["identity", "relu6"]}, runs)
-    row = C.claim_figure6a(tmp_path)
+    row = C.evaluate([C.PAIRED_CLAIMS["figure6a"]], tmp_path)[0]
     # differences 2, 2, 1.5 points: mean 11/6, sd 0.5/sqrt(3), t interval mean +- t_{0.975,2} sd / sqrt(3)
     assert row.verdict == C.SUPPORTED
     mean, half = 11 / 6, 4.302652729911275 * (0.5 / 3 ** 0.5) / 3 ** 0.5
     assert f"{mean:+.2f} points [{mean - half:+.2f}, {mean + half:+.2f}], n = 3" in row.ours
     assert "linear 61.0% [" in row.ours and "(n = 3)" in row.ours
+    p = C.t_pvalue([0.02, 0.02, 0.015])
+    assert f"paired t p = {p:.2g}, Holm-adjusted p = {p:.2g} (supported)" in row.ours  # a family of one
     fig7 = C.claim_figure7(tmp_path)
     assert fig7.verdict == C.CONTRADICTED  # one relu6 network has 3 layers below the threshold
     assert "relu6 final: 2, 3, 0 of 4 layers below" in fig7.ours
     assert "linear step0: 0, 0, 0 of 4" in fig7.ours
+    assert "**1 of 6 runs predate issue 11" in fig7.ours  # its statistics come from the old sample
 
 
 def test_gap_trend_over_width(tmp_path):
@@ -75,19 +98,26 @@ def test_gap_trend_over_width(tmp_path):
             for (w, a), v in acc.items() for s in range(3)]
     make_study(tmp_path, "width_sweep_cifar10", "mobilenetv2",
                {"model.width_mult": [0.25, 1.0], "model.bottleneck_act": ["identity", "relu6"]}, runs)
-    d, narrow, wide = C._gap_trend(C.done_runs(tmp_path / "width_sweep_cifar10"), "test_acc",
-                                   "model.width_mult", 0.25, 1.0)
-    assert narrow == pytest.approx({0: 0.04, 1: 0.04, 2: 0.04})
+    spec = C.PAIRED_CLAIMS["width"]
+    runs_done = C.done_runs(tmp_path / "width_sweep_cifar10")
+    d = C.paired_differences(runs_done, spec.tests[0], {"model.width_mult": [0.25, 1.0]})
     assert d == pytest.approx({0: 0.03, 1: 0.03, 2: 0.03})
-    row = C.claim_width(tmp_path)
-    assert "gap at 0.25 minus gap at 1 = +3.00 points" in row.ours
+    at_narrow = C.PairedTest("g", "width_sweep_cifar10", "test_acc", C._LIN, C._RELU6, at=("model.width_mult", "first"))
+    assert C.paired_differences(runs_done, at_narrow, {"model.width_mult": [0.25, 1.0]}) == \
+        pytest.approx({0: 0.04, 1: 0.04, 2: 0.04})
+    row = C.evaluate([spec], tmp_path)[0]
+    assert "widest width multiplier = +3.00 points [+3.00, +3.00], n = 3 (inconclusive at this scale " \
+        "(constant differences: no t test))" in row.ours
+    assert "0.25: +4.00 points [+4.00, +4.00], n = 3, relative 7.8%" in row.ours  # mean 0.04 / mean 0.51
     assert row.verdict.startswith("not enough runs yet (toy")  # the toy study is missing
 
 
 def test_command_writes_the_table_and_rejects_a_missing_folder(tmp_path, capsys):
     assert main(["claims", "--results", str(tmp_path)]) == 0
     text = (tmp_path / "README.md").read_text()
-    assert text.count("\n| ") == 2 + len(C.CLAIMS) + len(C.STUDIES)  # two header lines and the rows
+    tests = sum(len(spec.tests) for spec in C.PAIRED_CLAIMS.values())
+    # claim table, family table (one row per paired test), studies: a header line and the rows each
+    assert text.count("\n| ") == 3 + len(C.CLAIMS) + tests + len(C.STUDIES)
     assert "not run yet" in text
     assert main(["claims", "--results", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -105,8 +135,8 @@ def test_a_partial_width_sweep_gives_no_verdict(tmp_path):
             for w in (0.25, 0.5) for a in ("identity", "relu6") for s in range(3)]
     make_study(tmp_path, "width_sweep_cifar10", "mobilenetv2",
                {"model.width_mult": [0.25, 0.5, 1.0], "model.bottleneck_act": ["identity", "relu6"]}, runs)
-    row = C.claim_width(tmp_path)
-    assert "gap at 0.25 minus gap at 1 = no runs yet" in row.ours and "1: no runs yet" in row.ours
+    row = C.evaluate([C.PAIRED_CLAIMS["width"]], tmp_path)[0]
+    assert "widest width multiplier = no runs yet" in row.ours and "1: no runs yet" in row.ours
     assert row.verdict.startswith("not enough runs yet")
 
 
@@ -118,7 +148,7 @@ def test_an_inconclusive_trend_says_when_its_estimate_runs_against_the_predictio
             for w in (0.25, 1.0) for a in ("identity", "relu6") for s in range(3)]
     make_study(tmp_path, "width_sweep_cifar10", "mobilenetv2",
                {"model.width_mult": [0.25, 1.0], "model.bottleneck_act": ["identity", "relu6"]}, runs)
-    row = C.claim_width(tmp_path)
+    row = C.evaluate([C.PAIRED_CLAIMS["width"]], tmp_path)[0]
     assert "-1.00 points" in row.ours
     assert "inconclusive at this scale; the point estimate runs against the prediction" in row.ours
     # the same gaps the other way round (mean +1) carry no such note
@@ -127,5 +157,87 @@ def test_an_inconclusive_trend_says_when_its_estimate_runs_against_the_predictio
             for w in (0.25, 1.0) for a in ("identity", "relu6") for s in range(3)]
     make_study(tmp_path / "b", "width_sweep_cifar10", "mobilenetv2",
                {"model.width_mult": [0.25, 1.0], "model.bottleneck_act": ["identity", "relu6"]}, runs)
-    row = C.claim_width(tmp_path / "b")
+    row = C.evaluate([C.PAIRED_CLAIMS["width"]], tmp_path / "b")[0]
     assert "+1.00 points" in row.ours and "against the prediction" not in row.ours
+
+
+def test_holm_across_the_table_can_turn_a_raw_p_below_005_into_inconclusive(tmp_path):
+    # Figure 6a: d = 1, 3, 2 points; Figure 6b: bottleneck - expansion d = 1.5, 3, 2.5 and bottleneck - none
+    # d = 10, 11, 12: three tests in one family, Holm multiplies the smallest p by 3, the next by 2.
+    fig6a = [({"model.bottleneck_act": a}, s, {"test_acc": v}, None)
+             for a, vs in {"identity": [0.60, 0.62, 0.61], "relu6": [0.59, 0.59, 0.59]}.items()
+             for s, v in enumerate(vs)]
+    make_study(tmp_path, "figure6a_linear_bottleneck_cifar10", "mobilenetv2",
+               {"model.bottleneck_act": ["identity", "relu6"]}, fig6a)
+    acc = {"bottleneck": [0.60, 0.61, 0.62], "expansion": [0.585, 0.58, 0.595], "none": [0.50, 0.50, 0.50]}
+    fig6b = [({"model.shortcut": k}, s, {"test_acc": v, "shortcuts": 10 * (k != "none")}, None)
+             for k, vs in acc.items() for s, v in enumerate(vs)]
+    make_study(tmp_path, "figure6b_shortcuts_cifar10", "mobilenetv2",
+               {"model.shortcut": list(acc)}, fig6b)
+    rows = C.evaluate([C.PAIRED_CLAIMS["figure6a"], C.PAIRED_CLAIMS["figure6b"]], tmp_path)
+    raw = [t.p for r in rows for t in r.tests]
+    assert raw == pytest.approx([C.t_pvalue([0.01, 0.03, 0.02]), C.t_pvalue([0.015, 0.03, 0.025]),
+                                 C.t_pvalue([0.10, 0.11, 0.12])])
+    p_6a, p_exp, p_none = raw
+    assert p_none < p_exp < 0.05 < p_6a  # 0.0028, 0.034, 0.074
+    # by hand, in sorted order: 3 p_none, max(that, 2 p_exp), max(that, p_6a)
+    adjusted = [t.p_adj for r in rows for t in r.tests]
+    assert adjusted == pytest.approx([max(2 * p_exp, p_6a), 2 * p_exp, 3 * p_none])
+    # bottleneck - expansion: raw p 0.034 < 0.05, adjusted 0.068: no longer supported
+    assert [t.verdict for r in rows for t in r.tests] == [C.INCONCLUSIVE, C.INCONCLUSIVE, C.SUPPORTED]
+    assert f"paired t p = {p_exp:.2g}, Holm-adjusted p = {2 * p_exp:.2g} (inconclusive" in rows[1].ours
+    assert "predate issue 11" not in rows[1].ours  # every expansion run recorded its shortcut count
+    # the same expansion runs without a recorded count are flagged as made under the old rule
+    fig6b = [({"model.shortcut": k}, s, {"test_acc": v}, None) for k, vs in acc.items() for s, v in enumerate(vs)]
+    make_study(tmp_path / "old", "figure6b_shortcuts_cifar10", "mobilenetv2", {"model.shortcut": list(acc)}, fig6b)
+    old = C.evaluate([C.PAIRED_CLAIMS["figure6b"]], tmp_path / "old")[0]
+    assert "the expansion arm's runs predate issue 11: they had 5 shortcuts against the bottleneck arm's 10" \
+        in old.ours
+
+
+def test_a_preregistered_one_sided_trend_with_its_slope(tmp_path):
+    # gap(linear - relu6) per seed at bottleneck_mult 0.25 / 0.5 / 1: seed s: 6 + s, 4, 2 points
+    gaps = {0.25: lambda s: 0.06 + 0.01 * s, 0.5: lambda s: 0.04, 1.0: lambda s: 0.02}
+    runs = [({"model.bottleneck_mult": m, "model.bottleneck_act": a}, s,
+             {"test_acc": 0.6 + (gaps[m](s) if a == "identity" else 0.0)}, None)
+            for m in gaps for a in ("identity", "relu6") for s in range(3)]
+    make_study(tmp_path, "bottleneck_width_cifar10", "mobilenetv2",
+               {"model.bottleneck_mult": [0.25, 0.5, 1.0], "model.bottleneck_act": ["identity", "relu6"]}, runs)
+    row = C.evaluate([C.PAIRED_CLAIMS["bottleneck_width"]], tmp_path)[0]
+    test = row.tests[0]
+    assert test.d == pytest.approx({0: 0.04, 1: 0.05, 2: 0.06})
+    assert test.p == pytest.approx(C.t_pvalue([0.04, 0.05, 0.06], "greater"))  # one-sided, as pre-registered
+    assert row.verdict == C.SUPPORTED
+    # slope of the gap against log2(mult) at x = -2, -1, 0: seed 0: (6, 4, 2) -> -2 points per doubling;
+    # seed 1: (7, 4, 2) -> -2.5; seed 2: (8, 4, 2) -> -3; mean -2.5
+    assert "slope of the gap against log2(bottleneck_mult): -2.50 points per doubling [" in row.ours
+    # relative gap and error ratio at 1.0: 2 / 62 and 0.40 / 0.38
+    assert f"1: +2.00 points [+2.00, +2.00], n = 3, relative 3.2%, error ratio {0.40 / 0.38:.2f}" in row.ours
+
+
+def test_budget_numbers_come_from_the_configuration():
+    b = C.budget_numbers(REPO / "results")
+    # 1,000 images per class x 10 classes, batches of 128 with the last one dropped: 78 steps per epoch
+    assert (b["train_images"], b["batch_size"], b["epochs"]) == (10_000, 128, 20)
+    assert b["steps"] == 20 * (10_000 // 128) == 1_560
+    assert "1,560 steps of batch 128" in C._scale(REPO / "results")
+
+
+@pytest.mark.parametrize("key", sorted(C.PAIRED_CLAIMS))
+def test_every_paired_claim_matches_its_experiment_file(key):
+    """The declared tests name real studies, swept factors and planned arms (the pre-registration holds)."""
+    from manifold_lab.experiment.spec import load_spec
+    from manifold_lab.experiment.sweep import plan
+
+    spec = C.PAIRED_CLAIMS[key]
+    for test in spec.tests:
+        assert test.study in spec.studies and test.alternative in ("two-sided", "greater")
+        assert test.role in ("verdict", "descriptive")
+        experiment = load_spec(REPO / "experiments" / f"{test.study}.yaml")
+        for factor in filter(None, (test.across, test.at and test.at[0])):
+            assert factor in experiment.sweep and len(experiment.sweep[factor]) >= 2
+        runs = [C.RunRecord(r.run_id, r.params, r.seed, "done", {}, Path(".")) for r in plan(experiment)]
+        for arm in (test.a, test.b):  # every arm has runs in the plan, for every seed
+            want = {**test.fixed, **arm}
+            seeds = {r.seed for r in runs if all(r.param(k) == v for k, v in want.items())}
+            assert seeds == set(experiment.seeds), (test.label, arm)

@@ -31,6 +31,7 @@ def test_torchrun_two_processes_gloo(tmp_path):
     assert len(rows) == 2
     acc = rows[-1]["test_acc"] * 110
     assert abs(acc - round(acc)) < 1e-6
-    # only rank 0 wrote: exactly one set of files, printed once
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.json", "metrics.jsonl", "relu_stats.json"]
+    # only rank 0 wrote: exactly one set of files (beside the train folder's .lock), printed once
+    assert sorted(p.name for p in out.iterdir() if p.name != ".lock") == [
+        "checkpoint.pt", "metrics.json", "metrics.jsonl", "probe.json", "relu_stats.json"]
     assert res.stdout.count('"status": "done"') == 1

@@ -63,3 +63,21 @@ def test_pattern_ranks_with_zeroed_rows():
 def test_bad_input(X, B, message):
     with pytest.raises(ValueError, match=message):
         collapsed_mask(X, B)
+
+
+def test_pattern_ranks_screen_gives_the_svd_ranks():
+    """The Gram-eigenvalue screen of pattern_ranks never changes a rank: compare with matrix_rank, pattern by pattern."""
+    from manifold_lab.metrics import pattern_ranks
+
+    rng = np.random.RandomState(0)
+    cases = [rng.standard_normal((30, 5)),                                       # generic
+             rng.standard_normal((30, 3)) @ rng.standard_normal((3, 5)),         # rank 3 at most
+             np.vstack([rng.standard_normal((10, 4))] * 3),                      # repeated rows
+             rng.standard_normal((24, 6)) * np.logspace(0, -9, 6)]               # badly scaled columns
+    for B in cases:
+        patterns = rng.rand(400, len(B)) < rng.uniform(0.05, 0.9, (400, 1))
+        expected = [np.linalg.matrix_rank(B[p]) if p.any() else 0 for p in patterns]
+        assert pattern_ranks(B, patterns).tolist() == expected
+        big = 0.5  # a given tolerance above the floor is honoured by the screen too
+        expected = [int((np.linalg.svd(B[p], compute_uv=False) > big).sum()) if p.any() else 0 for p in patterns]
+        assert pattern_ranks(B, patterns, tol=big).tolist() == expected

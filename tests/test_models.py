@@ -5,6 +5,7 @@ import torch
 
 from manifold_lab.models import (
     InvertedResidual,
+    TABLE2,
     MobileNetV2,
     bottleneck_modules,
     check_resolution,
@@ -67,11 +68,13 @@ def test_expansion_shortcut_adds_expanded_tensors():
     model = mobilenet_v2("cifar_fast", shortcut="expansion").eval()
     flags = [b.expansion_residual for b in blocks(model)]
     assert not any(b.use_res_connect for b in blocks(model))
-    # stages (n = 1, 2, 3, 4, 3, 3, 1): n - 2 joins per stage with n >= 2 and a shape-keeping predecessor
-    assert sum(flags) == 0 + 1 + 2 + 1 + 1
+    # every block after a shape-keeping one: as many joins as the bottleneck arm has shortcuts
+    # (the rule before issue 11 also asked block i to keep its shape: n - 2 per stage, 5 joins)
+    assert sum(flags) == model.num_shortcuts == mobilenet_v2("cifar_fast").num_shortcuts == 10
     block = blocks(model)[flags.index(True)]
     captured = {}
-    block.conv_dw.register_forward_hook(lambda m, i, o: captured.setdefault("dw_in", i[0]))
+    # (a forward hook that returns a value replaces the output: update() returns None)
+    block.conv_dw.register_forward_hook(lambda m, i, o: captured.update(dw_in=i[0]))
     x = torch.randn(2, 3, 32, 32)
     model(x)
     assert captured["dw_in"].shape[1] == block.hidden == 6 * block.inp  # the add is on t*k channels
@@ -154,3 +157,116 @@ def test_expansion_shortcut_needs_equal_expansions():
     model = MobileNetV2(num_classes=3, shortcut="expansion", setting=setting, stem_stride=1).eval()
     assert [b.expansion_residual for b in blocks(model)] == [False, False, True, False, True]
     assert model(torch.randn(1, 3, 8, 8)).shape == (1, 3)
+
+
+def shortcut_counts_closed_form(preset, width, bottleneck_mult=1.0):
+    """(bottleneck, expansion) shortcut counts from Table 2 alone, without building the model.
+
+    Bottleneck arm: every repeat after the first of a row keeps its shape (n - 1 per row), and a
+    row's first block does when its stride is 1 and its channels round to those of the row before
+    (the stem for row 1). Expansion arm (one t for every expanding row): block i is joined to block
+    i - 1 exactly when block i - 1 keeps its shape, both expand (t > 1) and block i exists; so it
+    has the bottleneck count less the t = 1 block's and the last block's own shortcut if any.
+    """
+    from manifold_lab.models import PRESETS
+
+    strides = PRESETS[preset].get("stage_strides") or [row[3] for row in TABLE2]
+
+    def channels(c):
+        full = make_divisible(c * width)
+        return full if bottleneck_mult == 1 else max(1, round(bottleneck_mult * full))
+
+    prev, keeps = make_divisible(32 * width), []  # keeps: (t, block keeps its shape) in forward order
+    for (t, c, n, _), s in zip(TABLE2, strides):
+        out = channels(c)
+        keeps += [(t, s == 1 and prev == out)] + [(t, True)] * (n - 1)
+        prev = out
+    bottleneck = sum(k for _, k in keeps)
+    expansion = bottleneck - (keeps[0][0] == 1 and keeps[0][1]) - keeps[-1][1]
+    return bottleneck, expansion
+
+
+@pytest.mark.parametrize("preset", ["imagenet", "cifar", "cifar_fast"])
+@pytest.mark.parametrize("width", [0.25, 0.35, 0.5, 0.75, 1.0, 1.4])
+def test_shortcut_counts_in_closed_form(preset, width):
+    bottleneck, expansion = shortcut_counts_closed_form(preset, width)
+    arms = {s: mobilenet_v2(preset, width_mult=width, shortcut=s) for s in ("bottleneck", "expansion", "none")}
+    assert arms["bottleneck"].num_shortcuts == bottleneck
+    assert arms["expansion"].num_shortcuts == expansion
+    assert arms["none"].num_shortcuts == 0
+    if width >= 0.5:  # the studies' widths: the same count in both arms, 10 as in Table 2
+        assert bottleneck == expansion == 10
+    # below, the t = 1 block keeps its shape (stem and row 1 both round to 8 channels at 0.25) and has
+    # no expansion to pass on: the expansion arm has one shortcut fewer (docstring of the model)
+    elif width == 0.25:
+        assert expansion == bottleneck - 1
+    # the expansion shortcuts sit on the blocks right after those with a bottleneck shortcut
+    res = [b.use_res_connect for b in blocks(arms["bottleneck"])]
+    exp = [b.expansion_residual for b in blocks(arms["expansion"])]
+    assert exp == [False] + [r and i > 0 for i, r in enumerate(res[:-1])]
+
+
+def test_expansion_shortcut_crosses_stages_and_runs():
+    # Table 2 at width 1: features.4 (first block of the c=32 row, stride 2) takes e_3, formed by the
+    # stride-1 block 3 (24 -> 24, 144 channels) at the same resolution as e_4 (24 -> 32, 144 channels)
+    model = mobilenet_v2("cifar_fast", shortcut="expansion").eval()
+    bs = blocks(model)
+    assert [i + 1 for i, b in enumerate(bs) if b.expansion_residual] == [4, 6, 7, 9, 10, 11, 13, 14, 16, 17]
+    assert bs[3].stride == 2 and bs[2].hidden == bs[3].hidden == 144
+    seen = {}
+    bs[3].conv_dw.register_forward_hook(lambda m, i, o: seen.update({"in": i[0]}) if "in" not in seen else None)
+    with torch.no_grad():
+        x = torch.randn(2, 3, 32, 32)
+        model(x)
+        e = None
+        h = model.features[0](x)
+        for b in bs[:4]:
+            h_next, e_new = b.forward_expanded(h, e)
+            if b is bs[3]:
+                assert torch.allclose(e_new, b.expand(h) + e)  # e_4 + e_3 entered block 4's depthwise
+            h, e = h_next, e_new
+    assert torch.allclose(seen["in"], e)
+
+
+@pytest.mark.parametrize("mult, widths", [(0.5, [8, 12, 16, 32, 48, 80, 160]), (0.25, [4, 6, 8, 16, 24, 40, 80])])
+def test_bottleneck_mult_narrows_only_the_bottlenecks(mult, widths):
+    wide, narrow = mobilenet_v2("cifar_fast"), mobilenet_v2("cifar_fast", bottleneck_mult=mult)
+    # block outputs: round(mult * c) with no floor at 8; expanded layers exactly as wide as at mult 1
+    outs = []
+    for b in blocks(narrow):
+        if not outs or outs[-1] != b.oup:
+            outs.append(b.oup)
+    assert outs == widths
+    assert [b.hidden for b in blocks(narrow)] == [b.hidden for b in blocks(wide)]
+    assert [b.inp for b in blocks(narrow)][1:] == [b.oup for b in blocks(narrow)][:-1]
+    assert blocks(narrow)[0].inp == 32 and narrow.last_channel == wide.last_channel == 1280
+    assert count_parameters(narrow) < count_parameters(wide)
+    assert narrow.num_shortcuts == mobilenet_v2("cifar_fast", bottleneck_mult=mult, shortcut="expansion").num_shortcuts \
+        == shortcut_counts_closed_form("cifar_fast", 1.0, mult)[0] == 10
+    assert narrow(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert set(narrow.state_dict()) == set(wide.state_dict())
+
+
+@pytest.mark.parametrize("where, expected", [
+    ("all", [True] * 17),
+    ("none", [False] * 17),
+    ("with_shortcut", None),
+    ("without_shortcut", None),
+])
+def test_bottleneck_act_blocks(where, expected):
+    model = MobileNetV2(num_classes=10, bottleneck_act="relu6", bottleneck_act_blocks=where)
+    res = [b.use_res_connect for b in blocks(model)]
+    assert sum(not r for r in res) == 7  # seven of seventeen blocks change shape
+    relu6 = [isinstance(b.act3, torch.nn.ReLU6) for b in blocks(model)]
+    assert relu6 == (expected if expected is not None else
+                     res if where == "with_shortcut" else [not r for r in res])
+    assert set(model.state_dict()) == set(MobileNetV2(num_classes=10).state_dict())
+    assert [n for n, _ in bottleneck_modules(model)] == [f"features.{i}.act3" for i in range(1, 18)]
+
+
+def test_the_rule_before_issue_11_is_counted_for_old_records():
+    from manifold_lab.models.mobilenetv2 import expansion_shortcuts_before_issue11
+
+    # n - 2 per stage of Table 2 with n >= 2 (0 + 1 + 2 + 1 + 1), at the studies' width
+    assert expansion_shortcuts_before_issue11(mobilenet_v2("cifar_fast", width_mult=0.5)) == 5
+    assert mobilenet_v2("cifar_fast", width_mult=0.5, shortcut="expansion").num_shortcuts == 10

@@ -61,17 +61,24 @@ def test_tf_rmsprop_first_step():
 
 
 def test_smoke_training_learns_and_writes_files(tmp_path):
-    cfg = TrainConfig.model_validate({**SMOKE, "train": {**SMOKE["train"], "epochs": 3}})
+    cfg = TrainConfig.model_validate({**SMOKE, "train": {**SMOKE["train"], "epochs": 3, "clean_train_images": 50}})
     out = train(cfg, tmp_path, seed=0, progress=False)
     assert out["status"] == "done" and out["epochs"] == 3 and len(out["curve_test_acc"]) == 3
     assert out["test_acc"] > 0.15  # 10 classes: chance is 0.1
     assert out["curve_train_loss"][-1] < out["curve_train_loss"][0]
-    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3]
+    assert out["shortcuts"] == 11  # width 0.25: the 10 of Table 2 plus the t = 1 block (8 -> 8 channels)
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == [1, 2, 3]
+    # clean train accuracy: 5 images per class, so a multiple of 1/50, every epoch
+    assert [round(50 * x["clean_train_acc"], 6) % 1 for x in lines] == [0, 0, 0]
+    assert out["curve_clean_train_acc"] == [x["clean_train_acc"] for x in lines]
     stats = json.loads((tmp_path / "relu_stats.json").read_text())
-    assert set(stats) == {"step0", "final"} and len(stats["step0"]) == len(stats["final"]) > 10
+    assert set(stats) == {"sample", "step0", "final"} and len(stats["step0"]) == len(stats["final"]) > 10
+    # 16 images over 10 digit classes: 1 per class, every class once
+    assert stats["sample"]["histogram"] == {str(c): 1 for c in range(10)} and stats["sample"]["images"] == 10
     rec = stats["step0"][0]
     assert 0 <= rec["min"] <= rec["mean"] <= rec["max"] <= rec["channels"]
+    assert rec["name"] == "features.0.act" and rec["threshold"] == 3  # the stem sees 3 input channels
 
 
 def test_nan_loss_is_diverged(tmp_path):
@@ -102,7 +109,8 @@ def test_bad_config_one_line_exit_2(tmp_path, override, message):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["figure6a", "figure6b", "width_sweep", "imagenet"])
+@pytest.mark.parametrize("name", ["figure6a", "figure6b", "width_sweep", "imagenet", "bottleneck_width",
+                                  "penalty_location", "budget_ladder"])
 def test_smoke_experiments_run(tmp_path, name):
     extra = ["params.model.preset=cifar_fast", "params.train.bf16=false"] if name == "imagenet" else []
     res = cli("run", f"experiments/smoke/{name}.yaml", *extra, "--out", str(tmp_path / name))

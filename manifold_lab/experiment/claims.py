@@ -4,19 +4,32 @@ Every number is read from a committed results folder (``results/<study>/``) and
 every verdict is drawn by one rule, so the table regenerates with
 ``manifold-lab claims`` and nothing in it is typed by hand.
 
-The rule. For a claim stated as a paired difference ``d`` over seeds, oriented so
-that the paper predicts ``d > 0`` (for example test accuracy of the linear
-bottleneck minus that of the ReLU6 bottleneck, seed by seed):
+Claims as data. A claim stated as paired differences over seeds is a
+``ClaimSpec`` (``PAIRED_CLAIMS``): the study, and one or more ``PairedTest``
+(metric, the arm the paper predicts higher ``a`` and the other ``b``, optionally
+a factor ``across`` whose two levels turn the contrast into a difference of
+gaps, the predicted sign, the alternative), plus descriptive extras (gaps per
+level, relative gap and error ratio, slope against log level). One function,
+``evaluate``, turns every spec into a row; adding a study adds a spec, not code.
 
-- *supported*: the 95% t interval of the mean of ``d`` lies above 0;
-- *contradicted*: it lies below 0;
-- *inconclusive at this scale*: it contains 0;
-- *not enough runs yet*: fewer than ``MIN_SEEDS`` seeds completed both variants.
+The rule. For a test, ``d`` is the per-seed difference oriented so that the
+paper (or the pre-registration) predicts ``d > 0``; its p-value is the paired t
+test of the mean of ``d`` (two-sided, or one-sided ``greater`` where the
+experiment file pre-registered it). All paired tests in the table form one
+family: their p-values are adjusted by Holm's step-down procedure
+(``manifold_lab.experiment.stats.holm_adjust``, family-wise error 5%), and
 
-Claims that are not paired differences (Theorem 1, Figure 1, Figure 7) state
-their own rule in their row. Shapes of the inputs: each study folder holds
-``spec.yaml``, ``plan.json`` and ``runs/<id>/{metrics.json, relu_stats.json}``
-as written by ``manifold_lab.experiment.runner``.
+- *supported*: adjusted p < 0.05 and mean of ``d`` > 0;
+- *contradicted*: adjusted p < 0.05 and mean of ``d`` < 0 (two-sided tests only);
+- *inconclusive at this scale*: otherwise;
+- *not enough runs yet*: fewer than ``MIN_SEEDS`` seeds completed both sides.
+
+A row with several verdict tests takes the weakest verdict among them;
+``descriptive`` tests are shown (and counted in the family) but do not decide
+the row. Claims that are not paired differences (Theorem 1, Figure 1, Figure 7)
+state their own rule in their row. Shapes of the inputs: each study folder
+holds ``spec.yaml``, ``plan.json`` and ``runs/<id>/{metrics.json,
+relu_stats.json, status.json}`` as written by ``manifold_lab.experiment.runner``.
 """
 
 from __future__ import annotations
@@ -24,30 +37,36 @@ from __future__ import annotations
 import csv
 import json
 import math
+import statistics
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from scipy import stats as sps
 
 from manifold_lab.errors import UsageError
-from manifold_lab.experiment.stats import describe, paired
+from manifold_lab.experiment.stats import describe, holm_adjust
 from manifold_lab.kinds import RunRecord
 
 MIN_SEEDS = 3
+ALPHA = 0.05
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive at this scale"
+AGAINST = "; the point estimate runs against the prediction"
 
 
 @dataclass
 class Claim:
-    """One row of the table."""
+    """One row of the table (``tests``: the paired tests behind it, for the family table)."""
 
     claim: str
     paper: str
     ours: str
     verdict: str
     command: str
+    tests: list = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- reading results
@@ -80,9 +99,9 @@ def swept_values(folder: Path, key: str) -> list:
     return sorted(aggregate(folder).sweep.get(key, [])) if (folder / "plan.json").exists() else []
 
 
-def per_seed(runs: list[RunRecord], metric: str, **fixed) -> dict[int, float]:
-    """``{seed: metric}`` of the runs whose dotted params equal ``fixed`` (``model__width_mult`` style keys)."""
-    want = {k.replace("__", "."): v for k, v in fixed.items()}
+def per_seed(runs: list[RunRecord], metric: str, fixed: dict | None = None, **kw) -> dict[int, float]:
+    """``{seed: metric}`` of the runs whose dotted params equal ``fixed`` (or ``model__width_mult=..`` keywords)."""
+    want = {**(fixed or {}), **{k.replace("__", "."): v for k, v in kw.items()}}
     return {r.seed: float(r.metrics[metric]) for r in runs
             if metric in r.metrics and all(r.param(k) == v for k, v in want.items())}
 
@@ -90,20 +109,6 @@ def per_seed(runs: list[RunRecord], metric: str, **fixed) -> dict[int, float]:
 def difference(better: dict[int, float], worse: dict[int, float]) -> dict[int, float]:
     """Per seed ``better - worse`` over the seeds both have."""
     return {s: better[s] - worse[s] for s in sorted(set(better) & set(worse))}
-
-
-def verdict(d: dict[int, float]) -> tuple[str, dict]:
-    """The rule of the module docstring on per-seed differences ``d`` (the paper predicts d > 0)."""
-    values = list(d.values())
-    summary = describe(values)
-    if len(values) < MIN_SEEDS:
-        return f"not enough runs yet ({len(values)} of {MIN_SEEDS} seeds)", summary
-    low, high = summary["ci_low"], summary["ci_high"]
-    if low > 0:
-        return SUPPORTED, summary
-    if high < 0:
-        return CONTRADICTED, summary
-    return INCONCLUSIVE, summary
 
 
 def _pts(summary: dict, scale: float = 100.0, unit: str = " points") -> str:
@@ -116,17 +121,9 @@ def _pts(summary: dict, scale: float = 100.0, unit: str = " points") -> str:
     return f"{mean} [{scale * summary['ci_low']:+.2f}, {scale * summary['ci_high']:+.2f}], n = {summary['n']}"
 
 
-def _t_p(d: dict[int, float]) -> str:
-    values = list(d.values())
-    if len(values) < 2:
-        return ""
-    p = paired([0.0] * len(values), values)["t_pvalue"]
-    return "" if math.isnan(p) else f", paired t p = {p:.2g}"
-
-
-def _acc(runs: list[RunRecord], **fixed) -> str:
-    """Mean test accuracy with its 95% interval, in percent."""
-    s = describe(list(per_seed(runs, "test_acc", **fixed).values()))
+def _acc(runs: list[RunRecord], metric: str = "test_acc", fixed: dict | None = None, **kw) -> str:
+    """Mean of an accuracy with its 95% interval (t, truncated to [0, 1]), in percent."""
+    s = describe(list(per_seed(runs, metric, fixed, **kw).values()), (0.0, 1.0))
     if not s["n"]:
         return "no runs"
     ci = "" if math.isnan(s["ci_low"]) else f" [{100 * s['ci_low']:.1f}, {100 * s['ci_high']:.1f}]"
@@ -142,99 +139,321 @@ def _worst(verdicts: list[str]) -> str:
     return SUPPORTED
 
 
-# --------------------------------------------------------------------------- the claims
+# --------------------------------------------------------------------------- claims as data
 
-def claim_figure6a(results: Path) -> Claim:
-    folder = results / "figure6a_linear_bottleneck_cifar10"
-    runs = done_runs(folder)
-    lin, relu6 = per_seed(runs, "test_acc", model__bottleneck_act="identity"), \
-        per_seed(runs, "test_acc", model__bottleneck_act="relu6")
-    d = difference(lin, relu6)
-    v, s = verdict(d)
-    return Claim(
+@dataclass(frozen=True)
+class PairedTest:
+    """One paired test over seeds, oriented so that ``d > 0`` is the prediction.
+
+    ``d = metric(a) - metric(b)`` seed by seed, the arms given as ``{dotted param: value}``
+    on top of ``fixed``; with ``across`` (a swept parameter), ``d`` is that gap at the level
+    ``narrow`` minus the gap at ``wide`` (``"first"`` / ``"last"`` name the smallest /
+    largest *planned* value, so a partial sweep gives no verdict). ``at = (param, level)``
+    pins a swept parameter at a planned level (``"last"``: the longest budget). ``alternative`` is
+    ``"two-sided"`` or ``"greater"`` (a pre-registered one-sided test); ``role`` is
+    ``"verdict"`` or ``"descriptive"``.
+    """
+
+    label: str
+    study: str
+    metric: str
+    a: dict
+    b: dict
+    fixed: dict = field(default_factory=dict)
+    across: str | None = None
+    narrow: Any = "first"
+    wide: Any = "last"
+    at: tuple | None = None
+    alternative: str = "two-sided"
+    role: str = "verdict"
+
+
+@dataclass(frozen=True)
+class ClaimSpec:
+    """One row: the claim, the paper's evidence, the setting, its tests and descriptive extras.
+
+    ``arms``: ``(label, study, metric, params)`` whose mean accuracy the row shows;
+    ``gaps``: ``(study, metric, a, b, factor, fixed)`` for the gap at every planned level of
+    ``factor`` with its relative size (mean gap / mean metric(a)), the error ratio
+    ``(1 - mean metric(b)) / (1 - mean metric(a))`` and the per-seed slope of the gap against
+    ``log2(level)`` (``slope=True``); ``stale``: ``(study, params, metric key, note)``, the
+    note shown while a done run of that arm lacks the key (made before a fix).
+    """
+
+    claim: str
+    paper: str
+    setting: str
+    tests: tuple[PairedTest, ...]
+    studies: tuple[str, ...]
+    arms: tuple = ()
+    gaps: tuple = ()
+    slope: bool = False
+    stale: tuple = ()
+
+
+@dataclass
+class TestResult:
+    """A ``PairedTest`` evaluated: per-seed ``d``, its summary, raw and Holm-adjusted p, verdict."""
+
+    spec: PairedTest
+    d: dict
+    summary: dict
+    p: float
+    p_adj: float = float("nan")
+    verdict: str = ""
+    planned: bool = True
+
+    def text(self) -> str:
+        if not self.planned:
+            return f"{self.spec.label}: {self.spec.study} not run yet"
+        p = "" if math.isnan(self.p) else (
+            f", paired t p = {self.p:.2g}{' (one-sided)' if self.spec.alternative == 'greater' else ''}, "
+            f"Holm-adjusted p = {self.p_adj:.2g}")
+        role = "; descriptive" if self.spec.role == "descriptive" else ""
+        return f"{self.spec.label} = {_pts(self.summary)}{p} ({self.verdict}{role})"
+
+
+def _level(value, planned: list):
+    if value == "first":
+        return planned[0] if planned else None
+    if value == "last":
+        return planned[-1] if planned else None
+    return value
+
+
+def paired_differences(runs: list[RunRecord], test: PairedTest, planned: dict | None = None) -> dict[int, float]:
+    """The per-seed ``d`` of ``test`` (class docstring); ``planned``: ``{param: planned levels}``."""
+    planned = planned or {}
+    fixed = dict(test.fixed)
+    if test.at is not None:
+        fixed[test.at[0]] = _level(test.at[1], planned.get(test.at[0], []))
+
+    def gap(extra: dict) -> dict[int, float]:
+        return difference(per_seed(runs, test.metric, {**fixed, **extra, **test.a}),
+                          per_seed(runs, test.metric, {**fixed, **extra, **test.b}))
+
+    if test.across is None:
+        return gap({})
+    levels = planned.get(test.across, [])
+    narrow, wide = _level(test.narrow, levels), _level(test.wide, levels)
+    if narrow is None or wide is None:
+        return {}
+    return difference(gap({test.across: narrow}), gap({test.across: wide}))
+
+
+def t_pvalue(values: list[float], alternative: str = "two-sided") -> float:
+    """Paired t test of ``mean(d) = 0`` (one-sample t on the differences); NaN when undefined."""
+    x = np.asarray(values, dtype=float)
+    if x.size < 2 or np.all(x == x[0]):
+        return float("nan")
+    return float(sps.ttest_1samp(x, 0.0, alternative=alternative).pvalue)
+
+
+def run_test(results: Path, test: PairedTest) -> TestResult:
+    """Evaluate one test on its study's done runs (``p_adj`` and ``verdict`` come from ``judge``)."""
+    folder = results / test.study
+    if not (folder / "plan.json").exists():
+        return TestResult(test, {}, describe([]), float("nan"), planned=False)
+    planned = {key: swept_values(folder, key) for key in (test.across, test.at and test.at[0]) if key}
+    d = paired_differences(done_runs(folder), test, planned)
+    values = list(d.values())
+    p = t_pvalue(values, test.alternative) if len(values) >= MIN_SEEDS else float("nan")
+    return TestResult(test, d, describe(values), p)
+
+
+def judge(result: TestResult) -> str:
+    """The rule of the module docstring, on the adjusted p-value."""
+    n, mean = result.summary["n"], result.summary["mean"]
+    if not result.planned:
+        return f"not enough runs yet ({result.spec.study} not run yet)"
+    if n < MIN_SEEDS:
+        return f"not enough runs yet ({n} of {MIN_SEEDS} seeds)"
+    if math.isnan(result.p_adj):
+        return f"{INCONCLUSIVE} (constant differences: no t test)"
+    if result.p_adj < ALPHA and mean > 0:
+        return SUPPORTED
+    if result.p_adj < ALPHA and mean < 0 and result.spec.alternative == "two-sided":
+        return CONTRADICTED
+    return INCONCLUSIVE + (AGAINST if mean < 0 else "")
+
+
+def _gap_text(runs, planned, study, metric, a, b, factor, fixed, slope) -> str:
+    """Gap, relative gap and error ratio at every planned level of ``factor``; the slope against log2(level)."""
+    parts, gaps = [], {}
+    for level in planned:
+        at = {**fixed, factor: level}
+        acc_a, acc_b = per_seed(runs, metric, {**at, **a}), per_seed(runs, metric, {**at, **b})
+        g = difference(acc_a, acc_b)
+        gaps[level] = g
+        seeds = sorted(g)
+        if not seeds:
+            parts.append(f"{level:g}: no runs yet")
+            continue
+        # ratios of means over the seeds (a per-seed error ratio explodes where the linear error is ~0)
+        mean_a, mean_b = np.mean([acc_a[s] for s in seeds]), np.mean([acc_b[s] for s in seeds])
+        rel_text = f"{100 * (mean_a - mean_b) / mean_a:.1f}%" if mean_a > 0 else "undefined"
+        ratio_text = f"{(1 - mean_b) / (1 - mean_a):.2f}" if mean_a < 1 else "undefined (no linear error)"
+        parts.append(f"{level:g}: {_pts(describe(list(g.values()), (-1.0, 1.0)))}, relative {rel_text}, "
+                     f"error ratio {ratio_text}")
+    text = f"gap by {factor.rsplit('.', 1)[-1]} ({'; '.join(parts)})"
+    if slope:
+        seeds = sorted(set.intersection(*(set(g) for g in gaps.values()))) if gaps else []
+        x = np.log2(np.asarray(planned, dtype=float))
+        slopes = [float(np.polyfit(x, [gaps[level][s] for level in planned], 1)[0]) for s in seeds] \
+            if len(planned) >= 2 else []
+        text += (f"; slope of the gap against log2({factor.rsplit('.', 1)[-1]}): "
+                 f"{_pts(describe(slopes), unit=' points per doubling')}")
+    return text
+
+
+def _width_of(results: Path, study: str) -> str:
+    """The width multiplier a study ran at: its results' ``spec.yaml``, else its experiment file."""
+    import yaml
+
+    from manifold_lab.data.base import repo_root
+    from manifold_lab.experiment.spec import load_spec
+
+    resolved = results / study / "spec.yaml"
+    width = None
+    if resolved.exists():
+        width = ((yaml.safe_load(resolved.read_text()) or {}).get("params") or {}).get("model", {}).get("width_mult")
+    if width is None:
+        width = load_spec(repo_root() / "experiments" / f"{study}.yaml").params.model.width_mult
+    return f"{width:g}"
+
+
+def evaluate(specs, results: str | Path = "results") -> list[Claim]:
+    """Every ``ClaimSpec`` as a row; Holm adjustment across all the paired tests of all rows."""
+    results = Path(results)
+    evaluated = [[run_test(results, t) for t in spec.tests] for spec in specs]
+    family = [r for rs in evaluated for r in rs]
+    for r, adj in zip(family, holm_adjust([r.p for r in family])):
+        r.p_adj = adj
+        r.verdict = judge(r)
+    rows = []
+    for spec, rs in zip(specs, evaluated):
+        parts = []
+        for label, study, metric, params in spec.arms:
+            if (results / study / "plan.json").exists():
+                parts.append(f"{label} {_acc(done_runs(results / study), metric, params)}")
+        for study, metric, a, b, factor, fixed in spec.gaps:
+            folder = results / study
+            if (folder / "plan.json").exists():
+                parts.append(_gap_text(done_runs(folder), swept_values(folder, factor), study, metric, a, b,
+                                       factor, fixed, spec.slope))
+        parts += [r.text() for r in rs]
+        for study, params, key, note in spec.stale:
+            if any(key not in r.metrics for r in done_runs(results / study)
+                   if all(r.param(k) == v for k, v in params.items())):
+                parts.append(note)
+        verdict = _worst([r.verdict for r in rs if r.spec.role == "verdict"])
+        setting = spec.setting.replace("{width}", _width_of(results, spec.studies[0]))
+        rows.append(Claim(spec.claim, spec.paper, f"{setting}: " + "; ".join(parts), verdict,
+                          "; ".join(f"manifold-lab run experiments/{s}.yaml" for s in spec.studies), rs))
+    return rows
+
+
+_LIN, _RELU6 = {"model.bottleneck_act": "identity"}, {"model.bottleneck_act": "relu6"}
+_CIFAR = "CIFAR-10 (JPEG copy)"
+
+
+
+def _old_rule_count() -> int:
+    """Expansion shortcuts of the committed Figure 6b runs (cifar_fast, width 0.5) under the rule before issue 11."""
+    from manifold_lab.models import mobilenet_v2
+    from manifold_lab.models.mobilenetv2 import expansion_shortcuts_before_issue11
+
+    return expansion_shortcuts_before_issue11(mobilenet_v2("cifar_fast", width_mult=0.5))
+
+
+_OLD_RULE = _old_rule_count()
+
+#: The paired claims, in table order (``evaluate``); the other rows are ``claim_*`` functions.
+PAIRED_CLAIMS = {
+    "figure6a": ClaimSpec(
         "Linear bottleneck beats ReLU6 in the bottleneck (Figure 6a)",
         "ImageNet, 16 GPUs: linear ends higher on the 66-72% axis of Figure 6a; section 3.2: "
         "non-linear bottlenecks cost \"several percent\"",
-        f"CIFAR-10 (JPEG copy), width 0.5: linear {_acc(runs, model__bottleneck_act='identity')}, "
-        f"relu6 {_acc(runs, model__bottleneck_act='relu6')}; linear - relu6 = {_pts(s)}{_t_p(d)}",
-        v, f"manifold-lab run experiments/{folder.name}.yaml")
-
-
-def claim_figure6b(results: Path) -> Claim:
-    folder = results / "figure6b_shortcuts_cifar10"
-    runs = done_runs(folder)
-    acc = {k: per_seed(runs, "test_acc", model__shortcut=k) for k in ("bottleneck", "expansion", "none")}
-    parts, verdicts = [], []
-    for other in ("expansion", "none"):
-        d = difference(acc["bottleneck"], acc[other])
-        v, s = verdict(d)
-        verdicts.append(v)
-        parts.append(f"bottleneck - {other} = {_pts(s)}{_t_p(d)} ({v})")
-    accs = ", ".join(f"{k} {_acc(runs, model__shortcut=k)}" for k in acc)
-    return Claim(
+        f"{_CIFAR}, width {{width}}",
+        (PairedTest("linear - relu6", "figure6a_linear_bottleneck_cifar10", "test_acc", _LIN, _RELU6),),
+        ("figure6a_linear_bottleneck_cifar10",),
+        arms=(("linear", "figure6a_linear_bottleneck_cifar10", "test_acc", _LIN),
+              ("relu6", "figure6a_linear_bottleneck_cifar10", "test_acc", _RELU6))),
+    "figure6b": ClaimSpec(
         "Shortcuts between bottlenecks beat shortcuts between expansions and no shortcut (Figure 6b)",
         "ImageNet: the bottleneck-to-bottleneck curve ends highest in Figure 6b",
-        f"CIFAR-10 (JPEG copy), width 0.5: {accs}; {'; '.join(parts)}",
-        _worst(verdicts), f"manifold-lab run experiments/{folder.name}.yaml")
-
-
-def _gap_trend(runs, metric, width_key, narrow, wide, sign=1.0, nonlinear="relu6", **fixed):
-    """Per seed: (linear - nonlinear gap at ``narrow``) - (gap at ``wide``), and the two gaps."""
-    act = width_key.rsplit(".", 1)[0] + "__bottleneck_act"
-    wk = width_key.replace(".", "__")
-
-    def gap(width):
-        lin = per_seed(runs, metric, **{wk: width, act: "identity"}, **fixed)
-        other = per_seed(runs, metric, **{wk: width, act: nonlinear}, **fixed)
-        return {s: sign * v for s, v in difference(lin, other).items()}
-
-    g_narrow, g_wide = gap(narrow), gap(wide)
-    return difference(g_narrow, g_wide), g_narrow, g_wide
-
-
-def claim_width(results: Path) -> Claim:
-    cifar = results / "width_sweep_cifar10"
-    toy = results / "toy_bottleneck_at_scale"
-    verdicts, parts = [], []
-    runs = done_runs(cifar)
-    if runs:
-        widths = swept_values(cifar, "model.width_mult")
-        d = _gap_trend(runs, "test_acc", "model.width_mult", widths[0], widths[-1])[0]
-        v, s = verdict(d)
-        verdicts.append(v)
-        against = s["n"] >= 2 and s["mean"] < 0 and v == INCONCLUSIVE
-        gaps = ", ".join(
-            f"{w:g}: {_pts(describe(list(_gap_trend(runs, 'test_acc', 'model.width_mult', w, w)[1].values())))}"
-            for w in widths)
-        parts.append(f"CIFAR-10 linear - relu6 gap by width ({gaps}); gap at {widths[0]:g} minus gap at "
-                     f"{widths[-1]:g} = {_pts(s)}{_t_p(d)} ({v}"
-                     f"{'; the point estimate runs against the prediction' if against else ''})")
-    else:
-        verdicts.append("not enough runs yet (CIFAR-10 width sweep not run)")
-        parts.append("CIFAR-10 width sweep: not run yet")
-    runs = done_runs(toy)
-    if runs:
-        widths = swept_values(toy, "model.width")
-        d, g_n, g_w = _gap_trend(runs, "test_accuracy", "model.width", widths[0], widths[-1],
-                                 data__task="classify")
-        v, s = verdict(d)
-        verdicts.append(v)
-        parts.append(f"toy (two spirals in R^10, classify): linear - relu6 accuracy gap at width {widths[0]} = "
-                     f"{_pts(describe(list(g_n.values())))}, at width {widths[-1]} = "
-                     f"{_pts(describe(list(g_w.values())))}; difference = {_pts(s)}{_t_p(d)} ({v})")
-    else:
-        verdicts.append("not enough runs yet (toy ablation not run)")
-        parts.append("toy ablation: not run yet")
-    return Claim(
+        f"{_CIFAR}, width {{width}}",
+        tuple(PairedTest(f"bottleneck - {other}", "figure6b_shortcuts_cifar10", "test_acc",
+                         {"model.shortcut": "bottleneck"}, {"model.shortcut": other})
+              for other in ("expansion", "none")),
+        ("figure6b_shortcuts_cifar10",),
+        arms=tuple((k, "figure6b_shortcuts_cifar10", "test_acc", {"model.shortcut": k})
+                   for k in ("bottleneck", "expansion", "none")),
+        stale=(("figure6b_shortcuts_cifar10", {"model.shortcut": "expansion"}, "shortcuts",
+                f"**the expansion arm's runs predate issue 11: they had {_OLD_RULE} shortcuts against the "
+                "bottleneck arm's 10 (old rule: both blocks keep their shape), so this contrast mixes "
+                "placement with count; rerun: `manifold-lab run experiments/figure6b_shortcuts_cifar10.yaml`**"),)),
+    "width": ClaimSpec(
         "The ReLU6-bottleneck penalty grows as the bottleneck narrows",
         "The mechanism of sections 3.2 and Appendix A (ReLU on a narrow layer collapses the manifold; "
         "Figure 1); Figure 6 itself is at one width",
-        "; ".join(parts), _worst(verdicts),
-        f"manifold-lab run experiments/{cifar.name}.yaml; manifold-lab run experiments/{toy.name}.yaml")
+        "width multiplier study (expanded layers and bottlenecks scaled together, so it does not isolate the "
+        f"bottleneck; {_CIFAR}) and toy (two spirals in R^10, classify)",
+        (PairedTest("CIFAR-10: gap at the narrowest minus gap at the widest width multiplier",
+                    "width_sweep_cifar10", "test_acc", _LIN, _RELU6, across="model.width_mult"),
+         PairedTest("toy: gap at the narrowest minus gap at the widest bottleneck", "toy_bottleneck_at_scale",
+                    "test_accuracy", _LIN, _RELU6, fixed={"data.task": "classify"}, across="model.width")),
+        ("width_sweep_cifar10", "toy_bottleneck_at_scale"),
+        gaps=(("width_sweep_cifar10", "test_acc", _LIN, _RELU6, "model.width_mult", {}),
+              ("toy_bottleneck_at_scale", "test_accuracy", _LIN, _RELU6, "model.width",
+               {"data.task": "classify"}))),
+    "bottleneck_width": ClaimSpec(
+        "The ReLU6 penalty grows as only the bottleneck narrows (expanded layers fixed)",
+        "The mechanism of section 3.2 (the bottleneck's dimension against what flows through it); "
+        "not tested in the paper",
+        f"{_CIFAR}, width {{width}}, expanded layers fixed (t k) as the bottleneck narrows; pre-registered in "
+        "experiments/bottleneck_width_cifar10.yaml",
+        (PairedTest("gap at the narrowest minus gap at the widest bottleneck", "bottleneck_width_cifar10",
+                    "test_acc", _LIN, _RELU6, across="model.bottleneck_mult", alternative="greater"),),
+        ("bottleneck_width_cifar10",),
+        gaps=(("bottleneck_width_cifar10", "test_acc", _LIN, _RELU6, "model.bottleneck_mult", {}),),
+        slope=True),
+    "budget": ClaimSpec(
+        "The ReLU6 penalty is not slow fitting: it persists as training converges",
+        "Section 3.2 attributes the penalty to information loss, not to optimisation; not tested in the paper",
+        f"{_CIFAR}, width {{width}}, linear vs relu6 at several budgets; pre-registered in "
+        "experiments/budget_ladder_cifar10.yaml",
+        (PairedTest("linear - relu6 at the longest budget", "budget_ladder_cifar10", "test_acc", _LIN, _RELU6,
+                    at=("train.epochs", "last")),
+         PairedTest("gap at the shortest minus gap at the longest budget (> 0: the gap shrinks)",
+                    "budget_ladder_cifar10", "test_acc", _LIN, _RELU6, across="train.epochs",
+                    role="descriptive")),
+        ("budget_ladder_cifar10",),
+        gaps=(("budget_ladder_cifar10", "test_acc", _LIN, _RELU6, "train.epochs", {}),
+              ("budget_ladder_cifar10", "clean_train_acc", _LIN, _RELU6, "train.epochs", {}))),
+    "penalty_location": ClaimSpec(
+        "The ReLU6 penalty comes from the blocks without a shortcut",
+        "Section 3.2's mechanism: where the whole representation passes through the bottleneck (7 of 17 "
+        "blocks), a ReLU6 there loses information no shortcut carries around; not tested in the paper",
+        f"{_CIFAR}, width {{width}}, ReLU6 in all / only shape-changing / only shortcut blocks; pre-registered in "
+        "experiments/penalty_location_cifar10.yaml",
+        (PairedTest("ReLU6 only with shortcut - ReLU6 only without", "penalty_location_cifar10", "test_acc",
+                    {"model.bottleneck_act_blocks": "with_shortcut"},
+                    {"model.bottleneck_act_blocks": "without_shortcut"}),
+         PairedTest("penalty of ReLU6 without shortcut (none - without_shortcut)", "penalty_location_cifar10",
+                    "test_acc", {"model.bottleneck_act_blocks": "none"},
+                    {"model.bottleneck_act_blocks": "without_shortcut"}, role="descriptive"),
+         PairedTest("penalty of ReLU6 with shortcut (none - with_shortcut)", "penalty_location_cifar10",
+                    "test_acc", {"model.bottleneck_act_blocks": "none"},
+                    {"model.bottleneck_act_blocks": "with_shortcut"}, role="descriptive")),
+        ("penalty_location_cifar10",),
+        arms=tuple((k, "penalty_location_cifar10", "test_acc", {"model.bottleneck_act_blocks": k})
+                   for k in ("none", "all", "without_shortcut", "with_shortcut"))),
+}
 
 
 def layers_below_threshold(run: RunRecord, when: str = "final") -> tuple[int, int] | None:
-    """``(layers whose mean positive-channel count is below C/6, layers)`` from ``relu_stats.json``
+    """``(layers whose mean positive-channel count is below their threshold, layers)`` from ``relu_stats.json``
     (``manifold_lab.train.relu_stats.layers_below_threshold``), or None without statistics."""
     from manifold_lab.train.relu_stats import layers_below_threshold as below
 
@@ -248,10 +467,17 @@ def layers_below_threshold(run: RunRecord, when: str = "final") -> tuple[int, in
         return below(data.get(when) or [])
 
 
+def old_sample(run: RunRecord) -> bool:
+    """True when a run's Figure 7 statistics predate issue 11 (no class-balanced ``sample`` recorded)."""
+    path = run.run_dir / "relu_stats.json"
+    return path.exists() and "sample" not in json.loads(path.read_text())
+
+
 def claim_figure7(results: Path) -> Claim:
     folder = results / "figure6a_linear_bottleneck_cifar10"
     runs = done_runs(folder)
     parts, counts = [], []
+    old = sum(old_sample(r) for r in runs)
     for act in ("identity", "relu6"):
         for when in ("step0", "final"):
             found = [x for x in (layers_below_threshold(r, when) for r in runs
@@ -265,13 +491,18 @@ def claim_figure7(results: Path) -> Claim:
         v = f"not enough runs yet ({len(counts)} of {2 * MIN_SEEDS} trained networks)"
     else:
         v = SUPPORTED if max(counts) <= 2 else CONTRADICTED
+    note = (f" **{old} of {len(runs)} runs predate issue 11: their statistics come from the first 256 test "
+            "images of a class-sorted split (all one class), with the threshold C/6 for every layer and step 0 on "
+            "fresh running statistics; without checkpoints they are recomputed only by rerunning the study.**"
+            if old else "")
     return Claim(
         "Trained layers stay above the invertibility threshold (Figure 7)",
         "ImageNet MobileNetV2: fully trained, all but two ReLU layers have a mean positive-channel count "
         "above C/6",
-        f"CIFAR-10 (JPEG copy), ReLU layers whose mean positive-channel count is below C/6 on 256 test "
-        f"images: {'; '.join(parts) or 'no runs yet'}. Rule: supported if at most 2 layers are below in "
-        "every trained network",
+        f"{_CIFAR}, ReLU layers whose mean positive-channel count is below the layer's threshold (the "
+        f"dimension entering it: C/t for an expansion) on a class-balanced test sample: "
+        f"{'; '.join(parts) or 'no runs yet'}. Rule: supported if at most 2 layers are below in "
+        f"every trained network.{note}",
         v, "manifold-lab run experiments/figure6a_linear_bottleneck_cifar10.yaml")
 
 
@@ -345,12 +576,16 @@ def claim_figure1(results: Path) -> Claim:
         SUPPORTED if ok else CONTRADICTED, cmd)
 
 
-CLAIMS = (claim_figure6a, claim_figure6b, claim_width, claim_figure7, claim_theorem1, claim_figure1)
+#: The rows in table order: a key of ``PAIRED_CLAIMS`` or a function of the results folder.
+CLAIMS = ("figure6a", "figure6b", "width", "bottleneck_width", "budget", "penalty_location", claim_figure7,
+          claim_theorem1, claim_figure1)
 
 
 def claims(results: str | Path = "results") -> list[Claim]:
-    """Every claim row, computed from the results folders under ``results``."""
-    return [make(Path(results)) for make in CLAIMS]
+    """Every claim row, computed from the results folders under ``results`` (one Holm family)."""
+    paired = dict(zip([k for k in CLAIMS if isinstance(k, str)],
+                      evaluate([PAIRED_CLAIMS[k] for k in CLAIMS if isinstance(k, str)], results)))
+    return [paired[k] if isinstance(k, str) else k(Path(results)) for k in CLAIMS]
 
 
 # --------------------------------------------------------------------------- results/README.md
@@ -363,20 +598,59 @@ STUDIES = (
     ("toy_bottleneck_at_scale", "toy ablation at scale, 20 seeds, widths 1-16"),
     ("figure6a_linear_bottleneck_cifar10", "Figure 6a on CIFAR-10 (JPEG copy)"),
     ("figure6b_shortcuts_cifar10", "Figure 6b on CIFAR-10 (JPEG copy)"),
-    ("width_sweep_cifar10", "width 0.25 / 0.5 / 1.0 x linear / relu6 on CIFAR-10 (JPEG copy)"),
+    ("width_sweep_cifar10", "width multiplier study: width 0.25 / 0.5 / 1.0 x linear / relu6 (every layer "
+                            "scaled, the expansion ratio unchanged: tests the whole network's width)"),
+    ("bottleneck_width_cifar10", "bottleneck width study: bottleneck multiplier 1 / 0.5 / 0.25 x linear / relu6, "
+                                 "expanded layers fixed (tests the bottleneck's dimension, section 3.2)"),
+    ("budget_ladder_cifar10", "budget ladder: 20 / 40 / 80 epochs x linear / relu6"),
+    ("penalty_location_cifar10", "penalty location: ReLU6 in all / shape-changing / shortcut blocks only"),
 )
 
-_SCALE = """\
+BUDGET_SPEC = "experiments/figure6a_linear_bottleneck_cifar10.yaml"
+
+
+def budget_numbers(results: str | Path = "results", spec: str = BUDGET_SPEC) -> dict:
+    """The CIFAR budget as numbers read from its configuration (and run times from the run records).
+
+    ``train_images = subset x classes``, ``steps = epochs x (train_images // batch_size)`` (the
+    training loader drops the last incomplete batch), ``test_images = eval_subset x classes``;
+    ``minutes``: the median wall time of the study's done runs (``status.json``), or None.
+    """
+    from manifold_lab.data.base import repo_root
+    from manifold_lab.experiment.spec import load_spec
+
+    path = Path(spec) if Path(spec).exists() else repo_root() / spec
+    cfg = load_spec(path).params
+    classes = 100 if cfg.data.name == "cifar100" else 10
+    train_images = cfg.data.subset * classes
+    seconds = []
+    for r in done_runs(Path(results) / Path(spec).stem):
+        status = r.run_dir / "status.json"
+        if status.exists():
+            seconds.append(float(json.loads(status.read_text()).get("seconds") or 0))
+    return {"per_class": cfg.data.subset, "train_images": train_images, "test_per_class": cfg.data.eval_subset,
+            "test_images": cfg.data.eval_subset * classes, "epochs": cfg.train.epochs,
+            "batch_size": cfg.data.batch_size, "steps": cfg.train.epochs * (train_images // cfg.data.batch_size),
+            "width": cfg.model.width_mult, "preset": cfg.model.preset,
+            "minutes": statistics.median(seconds) / 60 if seconds else None}
+
+
+def _scale(results) -> str:
+    b = budget_numbers(results)
+    minutes = f" A width-{b['width']:g} run took {b['minutes']:.1f} minutes (median of the Figure 6a runs)." \
+        if b["minutes"] else ""
+    return f"""\
 ## How this scale differs from the paper's
 
 The paper trains MobileNetV2 on ImageNet (1.28M images, 224 x 224) for about
 7 million steps on 16 GPUs, RMSProp, and reports one run per variant with no
 spread. The CIFAR-10 studies here run on a 2-core CPU: CIFAR-10 (JPEG copy),
-32 x 32 images, 1,000 training images per class (10,000 of the 50,000), 300 test
-images per class, the `cifar_fast` strides, width 0.5 (except the width sweep),
-20 epochs of SGD with a cosine schedule (1,580 steps of batch 128), channels_last;
-budget and reasoning in `configs/cifar_cpu_budget.yaml`. A width-0.5 run takes
-about 6 minutes. Accuracies are far below the paper's and the networks are
+32 x 32 images, {b['per_class']:,} training images per class ({b['train_images']:,} of the 50,000), \
+{b['test_per_class']:,} test images per class ({b['test_images']:,}), the `{b['preset']}` strides, width \
+{b['width']:g} (except the width studies), {b['epochs']} epochs of SGD with a cosine schedule \
+({b['steps']:,} steps of batch {b['batch_size']}, the last incomplete batch of each epoch dropped), \
+channels_last; budget and reasoning in `configs/cifar_cpu_budget.yaml` (these numbers are read from \
+`{BUDGET_SPEC}`).{minutes} Accuracies are far below the paper's and the networks are
 small-data, few-step networks: a verdict of *inconclusive at this scale* means
 exactly that, not that the paper is wrong. The toy, Theorem 1 and Figure 1
 studies are at full scale (they are cheap).
@@ -392,26 +666,47 @@ params.train.epochs=200 sweep.seeds=[0,1,2,3,4] --out results/figure6a_full`.
 """
 
 
+def _family_table(rows: list[Claim]) -> list[str]:
+    """Every paired test of the table: n, mean difference, raw and Holm-adjusted p, verdict."""
+    lines = ["## The paired tests (one Holm family)", "",
+             "Raw p: paired t test on the per-seed differences (one-sided where pre-registered); adjusted p: "
+             f"Holm's step-down adjustment over the {sum(not math.isnan(t.p) for c in rows for t in c.tests)} "
+             f"tests below that have a p-value; verdicts at adjusted p < {ALPHA:g}.", "",
+             "| claim | test | n | mean difference (points) | raw p | adjusted p | verdict |",
+             "|---|---|---|---|---|---|---|"]
+    for c in rows:
+        for t in c.tests:
+            mean = "" if not t.summary["n"] else f"{100 * t.summary['mean']:+.2f}"
+            p = "" if math.isnan(t.p) else f"{t.p:.2g}{' (one-sided)' if t.spec.alternative == 'greater' else ''}"
+            adj = "" if math.isnan(t.p_adj) else f"{t.p_adj:.2g}"
+            role = " (descriptive)" if t.spec.role == "descriptive" else ""
+            cells = [c.claim, t.spec.label, str(t.summary["n"]), mean, p, adj, t.verdict + role]
+            lines.append("| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |")
+    return lines + [""]
+
+
 def render(rows: list[Claim], results: str | Path = "results") -> str:
     """``results/README.md``: the rule, the claim table, the scale note and the studies."""
     results = Path(results)
     lines = [
         "# Results: does the paper's claim hold?", "",
         "Generated by `manifold-lab claims` from the results folders below; every number comes from a "
-        "committed run record and every verdict from one rule (`manifold_lab/experiment/claims.py`): "
-        "for a claim stated as a paired difference over seeds, oriented so that the paper predicts a "
-        "positive difference, *supported* if the 95% t interval of the mean difference lies above 0, "
-        "*contradicted* if it lies below 0, *inconclusive at this scale* if it contains 0, and *not enough "
-        f"runs yet* with fewer than {MIN_SEEDS} seeds. A row that needs several differences takes the "
-        "weakest verdict among them. Differences are in percentage points of test accuracy; intervals "
-        "are 95%.", "",
+        "committed run record and every verdict from one rule (`manifold_lab/experiment/claims.py`, where "
+        "each paired claim is a declarative spec): for a claim stated as a paired difference over seeds, "
+        "oriented so that the paper predicts a positive difference, the paired t test's p-value is adjusted "
+        "for multiple testing by Holm's procedure across every paired test of the table (family-wise error "
+        f"5%; raw and adjusted p in the table below it); *supported* if the adjusted p is below {ALPHA:g} and "
+        "the mean difference positive, *contradicted* if it is below and the mean negative (two-sided tests), "
+        f"*inconclusive at this scale* otherwise, and *not enough runs yet* with fewer than {MIN_SEEDS} seeds. "
+        "A row that needs several differences takes the weakest verdict among them. Differences are in "
+        "percentage points of test accuracy; intervals are unadjusted 95% t intervals.", "",
         "| claim of the paper | the paper's evidence | ours | verdict | regenerate |",
         "|---|---|---|---|---|",
     ]
     for c in rows:
         cells = [c.claim, c.paper, c.ours, f"**{c.verdict}**", f"`{c.command}`"]
         lines.append("| " + " | ".join(x.replace("|", "\\|").replace("\n", " ") for x in cells) + " |")
-    lines += ["", _SCALE, "## The studies", "",
+    lines += [""] + _family_table(rows) + [_scale(results), "## The studies", "",
               "| study | what | runs (done / planned, failed) | report |", "|---|---|---|---|"]
     for name, what in STUDIES:
         planned, done, failed = run_counts(results / name)

@@ -367,7 +367,7 @@ def headline(agg: Aggregate, link: str = "") -> list[str]:
                  for r in rows]
         lines += [md_table(header, table, limit=_PAGE_ROWS, more=f"{link}comparisons.csv"), "",
                   "B - A: mean of the per-seed differences with its 95% interval ("
-                  + ("bootstrap percentile, inside [-1, 1] by construction" if c["metric"] in agg.bounds
+                  + ("t interval truncated to [-1, 1]" if c["metric"] in agg.bounds
                      else "t interval") + "); paired t-test; the "
                   "Wilcoxon signed-rank test only where the non-zero pairs can reach p < 0.05 "
                   f"(at least {wilcoxon_min_pairs()}).", ""]

@@ -2,10 +2,13 @@
 
 Params are ``manifold_lab.train.TrainConfig`` (model / data / optim / schedule /
 train). Metrics: final ``test_acc`` (fraction), ``test_loss``, ``train_acc``,
-``best_test_acc``, ``params``, per-epoch curves ``curve_*``. The report draws
+``best_test_acc``, ``params``, ``shortcuts``, per-epoch curves ``curve_*``, and the information-loss
+probe summary at step 0 and at the end, ``probe_step0_*`` / ``probe_final_*``
+(``manifold_lab.probe``; per block in the run's ``probe.json``). The report draws
 Figure 6-style accuracy-vs-epoch curves per variant (mean over seeds with a
-min-max band), a plateau table (test-accuracy gain over the last epochs) and the
-Figure 7 plot and table of positive channels per ReLU layer.
+min-max band), a plateau table (test-accuracy gain over the last epochs), the
+parameters and shortcut count of every variant, and the Figure 7 plot and table
+of positive channels per ReLU layer (``manifold_lab.train.relu_stats``).
 """
 
 from __future__ import annotations
@@ -109,10 +112,41 @@ def _plateau_table(variants: dict[str, list]) -> str:
     return "\n".join(lines)
 
 
-def _stat_images(stats) -> str:
-    """How many test images the Figure 7 statistics used, from the runs' configurations."""
-    counts = sorted({r.param("train.relu_stats_images") for _, r, _ in stats})
-    return " or ".join(f"{c:,}" for c in counts)
+def _sample_text(data: dict, short: bool = False) -> str:
+    """How a ``relu_stats.json`` was measured: its class-balanced sample, or the sample before issue 11."""
+    sample = data.get("sample")
+    if not sample:
+        return "old sample" if short else ("old sample: first 256 test images (one class), threshold C / 6, "
+                                           "step 0 on fresh running statistics")
+    if short:
+        return f"{sample['per_class']} per class"
+    return (f"{sample['images']} test images, {sample['per_class']} per class of {len(sample['histogram'])}; "
+            f"step 0: {sample['bn']['step0']}; trained: {sample['bn']['final']}")
+
+
+def _old_expansion_count(run) -> int:
+    """Expansion shortcuts of a run made before issue 11 (``expansion_shortcuts_before_issue11``)."""
+    from manifold_lab.models.mobilenetv2 import expansion_shortcuts_before_issue11
+    from manifold_lab.train.trainer import build_model
+
+    return expansion_shortcuts_before_issue11(build_model(TrainConfig.model_validate(run.params), 10, 3))
+
+
+def _arms_table(variants: dict[str, list]) -> str:
+    """Parameters and residual additions (``MobileNetV2.num_shortcuts``) of every variant, from its runs' metrics."""
+    lines = ["| variant | parameters | shortcuts |", "|---|---|---|"]
+    for label, rs in sorted(variants.items()):
+        params = sorted({r.metrics.get("params") for r in rs} - {None})
+        cuts = sorted({r.metrics.get("shortcuts") for r in rs} - {None})
+        shown = ", ".join(map(str, cuts)) or "not recorded (run before issue 11)"
+        if cuts and any("shortcuts" not in r.metrics for r in rs):
+            shown += " (some runs before issue 11)"
+        old = [r for r in rs if "shortcuts" not in r.metrics and r.param("model.shortcut") == "expansion"]
+        if old:
+            shown += (f"; the expansion rule before issue 11 gave these runs {_old_expansion_count(old[0])} "
+                      "shortcuts (now as many as the bottleneck arm): rerun the study")
+        lines.append(f"| {label} | {', '.join(f'{p:,}' for p in params) or '-'} | {shown} |")
+    return "\n".join(lines)
 
 
 def report(ctx: ReportContext) -> list[ReportItem]:
@@ -150,6 +184,32 @@ def report(ctx: ReportContext) -> list[ReportItem]:
     plt.close(fig)
     items.append(ReportItem("Test accuracy vs epoch (Figure 6 style)", figure="figures/accuracy_vs_epoch.png"))
     items.append(ReportItem("Has training plateaued?", markdown=_plateau_table(variants)))
+    items.append(ReportItem("Parameters and shortcuts of every variant", markdown=_arms_table(variants)))
+    fitting = {label: [r for r in rs if r.metrics.get("curve_clean_train_loss")] for label, rs in variants.items()}
+    fitting = {label: rs for label, rs in fitting.items() if rs}
+    if fitting:  # issue 11 section 4: the test accuracy at matched fitting
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+        for i, (label, rs) in enumerate(sorted(fitting.items())):
+            n = min(len(r.metrics["curve_clean_train_loss"]) for r in rs)
+            loss = np.mean([r.metrics["curve_clean_train_loss"][:n] for r in rs], axis=0)
+            test = 100 * np.mean([r.metrics["curve_test_acc"][:n] for r in rs], axis=0)
+            clean = 100 * np.mean([r.metrics["curve_clean_train_acc"][:n] for r in rs], axis=0)
+            left.plot(loss, test, marker=".", color=f"C{i}", label=f"{label} ({len(rs)} seeds)")
+            right.plot(np.arange(1, n + 1), clean, marker=".", color=f"C{i}", label=label)
+        left.invert_xaxis()
+        left.set_xlabel("clean train loss (eval mode, no augmentation; decreasing to the right)")
+        left.set_ylabel("test top-1 accuracy (%)")
+        right.set_xlabel("epoch")
+        right.set_ylabel("clean train accuracy (%)")
+        left.legend(fontsize=7)
+        fig.tight_layout()
+        savefig(fig, ctx.out_dir / "figures" / "fitting.png", dpi=120)
+        plt.close(fig)
+        items.append(ReportItem("Test accuracy against how well the training set is fitted", figure="figures/fitting.png",
+                                caption="one point per epoch, mean over seeds; the clean train metrics score a fixed "
+                                        "class-balanced set of training images in eval mode without augmentation "
+                                        "(train.clean_train_images): at equal training loss the curves compare the "
+                                        "variants at matched fitting"))
 
     # Figure 7: the plot for the first seed of each variant, the table for every run.
     from manifold_lab.train.relu_stats import layers_below_threshold
@@ -173,7 +233,7 @@ def report(ctx: ReportContext) -> list[ReportItem]:
                 frac = lambda k: np.array([rec[k] / rec["channels"] for rec in recs])  # noqa: E731
                 ax.fill_between(x, frac("min"), frac("max"), alpha=0.3, label="min-max")
                 ax.plot(x, frac("mean"), label="mean")
-                ax.axhline(1 / 6, color="k", ls="--", lw=1, label="threshold 1/6")
+                ax.plot(x, frac("threshold"), color="k", ls="--", lw=1, label="threshold d / C")
                 ax.set_ylim(0, 1)
                 ax.set_title(f"{label} (seed {r.seed}): {when}", fontsize=8)
                 ax.set_xlabel("ReLU layer")
@@ -183,10 +243,11 @@ def report(ctx: ReportContext) -> list[ReportItem]:
         savefig(fig, ctx.out_dir / "figures" / "relu_stats.png", dpi=110)
         plt.close(fig)
         items.append(ReportItem("Positive channels per ReLU layer (Figure 7 style)", figure="figures/relu_stats.png",
-                                caption="first seed of each variant; fraction of channels positive per position, "
-                                        f"over at most {_stat_images(stats)} test images (train.relu_stats_images)"))
-        lines = ["| variant | seed | layers | below C/6 at step 0 | below C/6 trained | "
-                 "share of positions below C/6, trained (mean over layers) |", "|---|---|---|---|---|---|"]
+                                caption="first seed of each variant; fraction of channels positive per position; "
+                                        + "; ".join(sorted({_sample_text(d) for _, _, d in stats}))))
+        lines = ["| variant | seed | layers | below threshold at step 0 | below threshold trained | "
+                 "share of positions below threshold, trained (mean over layers) | sample |",
+                 "|---|---|---|---|---|---|---|"]
         for label, rs in sorted(variants.items()):
             for r in sorted(rs, key=lambda r: r.seed):
                 data = relu_stats(r)
@@ -196,10 +257,14 @@ def report(ctx: ReportContext) -> list[ReportItem]:
                 share = float(np.mean([rec["below_threshold"] for rec in final]))
                 below0, layers = layers_below_threshold(data.get("step0") or [])
                 lines.append(f"| {label} | {r.seed} | {layers} | {below0} | "
-                             f"{layers_below_threshold(final)[0]} | {share:.3f} |")
+                             f"{layers_below_threshold(final)[0]} | {share:.3f} | {_sample_text(data, short=True)} |")
         items.append(ReportItem("ReLU layers whose mean positive-channel count is below the invertibility "
-                                "threshold C/6, every run (the layers of Figure 7: a non-linear "
-                                "bottleneck's own activations are not counted)", markdown="\n".join(lines)))
+                                "threshold d (the dimension entering the layer: C / t for an expansion), every "
+                                "run (the layers of Figure 7: a non-linear bottleneck's own activations are not "
+                                "counted). Rows marked *old sample* predate issue 11: the first 256 test images "
+                                "of a class-sorted split (all airplanes), threshold C / 6 for every layer, step 0 "
+                                "in eval mode on fresh running statistics; they are recomputed only by rerunning "
+                                "(checkpoints are not kept)", markdown="\n".join(lines)))
     return items
 
 

@@ -83,7 +83,9 @@ def run(params: ToyBottleneckParams, seed: int, ctx: RunContext) -> dict:
     (regress); ``final_train_loss``, ``params``; per block ``b``
     ``block{b}_invertible_fraction``, ``block{b}_active_mean``,
     ``block{b}_active_min``, ``block{b}_active_max``; ``invertible_fraction_min``
-    and ``active_fraction_mean``.
+    and ``active_fraction_mean``; the information-loss probe at the bottlenecks
+    before and after training, ``probe_step0_<key>`` and ``probe_final_<key>``
+    (``manifold_lab.toy.probe_toy``; keys ``manifold_lab.probe.SUMMARY_KEYS``).
     """
     import torch
 
@@ -215,10 +217,10 @@ def report(ctx: ReportContext) -> list[ReportItem]:
         ReportItem(
             "Test score and linear-bottleneck advantage vs bottleneck width", figure="figures/score_vs_width.png",
             caption="Top: test accuracy (classify; higher is better) or normalised error 1 - R^2 "
-            "(regress; lower is better), mean over seeds with a 95% interval (accuracy: bootstrap percentile, inside "
+            "(regress; lower is better), mean over seeds with a 95% interval (accuracy: t truncated to "
             "[0, 1]; error: t). Middle: advantage of the linear "
             "bottleneck over relu / relu6 on the same seeds (accuracy difference, or error difference), with "
-            "the 95% interval of the paired differences (accuracy: bootstrap, inside [-1, 1]; error: t); above 0 "
+            "the 95% interval of the paired differences (accuracy: t truncated to [-1, 1]; error: t); above 0 "
             "means the linear bottleneck is better. "
             "Bottom: share of test points at which every expansion layer has at least k units in its linear "
             "piece (the Lemma-2 invertibility threshold), minimum over layers.",

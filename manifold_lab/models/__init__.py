@@ -4,6 +4,7 @@ from manifold_lab.models.complexity import count_macs, count_parameters
 from manifold_lab.models.layers import ACTIVATIONS, check_resolution, make_divisible
 from manifold_lab.models.mobilenetv1 import MobileNetV1
 from manifold_lab.models.mobilenetv2 import (
+    BOTTLENECK_ACT_BLOCKS,
     PRESETS,
     SHORTCUTS,
     TABLE2,
@@ -15,6 +16,6 @@ from manifold_lab.models.mobilenetv2 import (
 )
 
 __all__ = [
-    "ACTIVATIONS", "PRESETS", "SHORTCUTS", "TABLE2", "InvertedResidual", "MobileNetV1", "MobileNetV2", "bottleneck_modules",
+    "ACTIVATIONS", "BOTTLENECK_ACT_BLOCKS", "PRESETS", "SHORTCUTS", "TABLE2", "InvertedResidual", "MobileNetV1", "MobileNetV2", "bottleneck_modules",
     "check_resolution", "count_macs", "count_parameters", "make_divisible", "mobilenet_v2", "relu_modules",
 ]

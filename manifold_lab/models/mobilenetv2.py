@@ -19,17 +19,47 @@ activation ``features.<i>.act3``.
   k-channel tensors, for blocks with stride 1 and ``k = k'``.
 - ``"none"``: no residual connections.
 - ``"expansion"``: the identity shortcut joins the *expanded* tensors. Write
-  ``e_i = act1(bn1(conv_pw(x_i)))`` for the expanded (t k-channel) tensor of
-  block ``i``. When block ``i`` and the block before it both have stride 1,
-  ``k = k'`` and the same ``t k`` (so their expanded tensors have equal shape;
-  a custom ``setting`` may change ``t`` between rows of equal ``c``), block ``i`` uses
-  ``e_i + e_{i-1}`` in place of ``e_i``. Equivalently the network is regrouped
-  into units ``depthwise -> linear projection -> expansion`` with the residual
-  around each unit. A stage of ``n`` repeats has ``n - 2`` such connections
-  (``n - 1`` bottleneck shortcuts): the first repeat changes the shape.
+  ``e_i = act1(bn1(conv_pw(x_i)))`` for the expanded (``t_i k_i``-channel) tensor of
+  block ``i``; it is formed at block ``i``'s *input* resolution, before block ``i``'s
+  stride and projection. Block ``i`` uses ``e_i + e_{i-1}`` in place of ``e_i`` for
+  every shape-compatible pair: both blocks expand (``t > 1``), block ``i - 1`` has
+  stride 1 (so ``e_{i-1}`` and ``e_i`` have the same resolution) and
+  ``t_{i-1} k_{i-1} = t_i k_i`` (same channels). Block ``i``'s own stride and
+  ``k'`` do not matter. With one ``t`` for every expanding row (Table 2,
+  ``expand_ratio``) the last condition is ``k_{i-1} = k_i = k'_{i-1}``: block ``i``
+  gets an expansion shortcut exactly when block ``i - 1`` keeps its shape (stride 1,
+  ``k = k'``), i.e. when block ``i - 1`` has a bottleneck shortcut. So the two arms
+  have the same count (``num_shortcuts``), 10 in Table 2 at width 1, except where
+  the ``t = 1`` block keeps its shape (stem and first row rounding to the same
+  width, e.g. ``width_mult <= 0.25``: that block has no expansion to pass on, so
+  the expansion arm has one shortcut fewer) or the last block keeps its shape (no
+  block after it). The first Figure 6b runs used a narrower rule (block ``i``
+  itself keeping its shape as well: ``n - 2`` per stage, 5 at width 0.5); their
+  run records have no ``shortcuts`` metric.
 
 Width multiplier: every layer is ``make_divisible(c * width_mult, 8)`` except
 the last 1x1 conv, which stays 1280 for ``width_mult < 1`` and scales above.
+It scales expanded layers and bottlenecks together (their ratio stays ``t``).
+
+Bottleneck multiplier (``bottleneck_mult``, section 3 of issue 11): narrows only
+the bottlenecks, the block outputs (``conv_pwl``) and hence the block inputs, to
+``max(1, round(bottleneck_mult * make_divisible(c * width_mult, 8)))`` channels,
+rounded to the nearest integer with no floor at 8 (at width 1 and multiplier
+0.25 the rows get 4, 6, 8, 16, 24, 40, 80 channels), while every expanded layer
+keeps the width it has at ``bottleneck_mult = 1`` (``t`` times the unnarrowed
+input width): ``t k`` stays fixed, so the effective expansion is
+``t / bottleneck_mult``. The stem (the ``t = 1`` block's expanded tensor) and
+the last 1x1 conv keep their width. ``bottleneck_mult = 1`` is the standard
+network.
+
+``bottleneck_act_blocks`` (section 5 of issue 11): which blocks get
+``bottleneck_act`` after the projection; the others get the linear bottleneck
+(``act3`` is then ``nn.Identity``, so names and state-dict keys do not change).
+``"all"`` (default), ``"with_shortcut"`` (blocks that keep their shape, stride 1
+and ``k = k'``: the blocks with a bottleneck shortcut), ``"without_shortcut"``
+(the others: 7 of 17 in Table 2, where the whole representation passes through
+the bottleneck) or ``"none"`` (the linear-bottleneck network).
+
 ``stem_stride`` and ``stage_strides`` (one per row of the table) adapt the
 network to small inputs (the CIFAR presets in ``PRESETS``); pooling is
 adaptive, so any input resolution at least the total stride works.
@@ -51,6 +81,8 @@ from manifold_lab.models.memory_efficient import check_t_prime, memory_efficient
 #: Table 2 of the paper: [t, c, n, s].
 TABLE2 = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
 SHORTCUTS = ("bottleneck", "expansion", "none")
+#: Which blocks get ``bottleneck_act`` (module docstring).
+BOTTLENECK_ACT_BLOCKS = ("all", "with_shortcut", "without_shortcut", "none")
 
 #: Named configurations. ``cifar`` follows kuangliu/pytorch-cifar (stem stride 1 and the c=24
 #: stage at stride 1: 32x32 -> 4x4 features); ``cifar_fast`` keeps the c=24 stage at stride 2
@@ -69,11 +101,13 @@ class InvertedResidual(nn.Module):
     """
 
     def __init__(self, inp: int, oup: int, stride: int, expand_ratio: int, *, bottleneck_act="identity",
-                 shortcut="bottleneck", expand_act="relu6", depthwise_act="relu6", expansion_residual=False):
+                 shortcut="bottleneck", expand_act="relu6", depthwise_act="relu6", expansion_residual=False,
+                 hidden: int | None = None):
         super().__init__()
         if stride not in (1, 2):
             raise ValueError(f"stride must be 1 or 2, got {stride}")
-        hidden = int(round(inp * expand_ratio))
+        # hidden: the expanded width, t k unless given (bottleneck_mult keeps it while k narrows)
+        hidden = int(round(inp * expand_ratio)) if hidden is None or expand_ratio == 1 else int(hidden)
         self.stride, self.inp, self.oup, self.hidden = stride, inp, oup, hidden
         self.use_res_connect = shortcut == "bottleneck" and stride == 1 and inp == oup
         self.expansion_residual = bool(expansion_residual)
@@ -130,6 +164,10 @@ class MobileNetV2(nn.Module):
         Replaces ``t`` of every row with ``t > 1`` (section 4: 5-10 perform alike).
     expand_act, depthwise_act : {"relu6", "relu", "identity"}
         Activations after the expansion and the depthwise conv.
+    bottleneck_mult : float
+        Narrows the bottlenecks only, expanded layers keep their width (module docstring).
+    bottleneck_act_blocks : {"all", "with_shortcut", "without_shortcut", "none"}
+        The blocks whose projection is followed by ``bottleneck_act`` (module docstring).
     stem_stride : int
         Stride of the first 3x3 conv (2 in Table 2).
     stage_strides : sequence of int, optional
@@ -140,10 +178,17 @@ class MobileNetV2(nn.Module):
 
     def __init__(self, num_classes=1000, width_mult=1.0, *, bottleneck_act="identity", shortcut="bottleneck",
                  expand_ratio=None, expand_act="relu6", depthwise_act="relu6", dropout=0.2, stem_stride=2,
-                 stage_strides=None, last_channel=1280, round_nearest=8, in_channels=3, setting=None):
+                 stage_strides=None, last_channel=1280, round_nearest=8, in_channels=3, setting=None,
+                 bottleneck_mult=1.0, bottleneck_act_blocks="all"):
         super().__init__()
         if not isinstance(width_mult, (int, float)) or width_mult <= 0:
             raise ValueError(f"width_mult must be > 0, got {width_mult!r}")
+        if isinstance(bottleneck_mult, bool) or not isinstance(bottleneck_mult, (int, float)) \
+                or not 0 < bottleneck_mult <= 1:
+            raise ValueError(f"bottleneck_mult must be in (0, 1], got {bottleneck_mult!r}")
+        if bottleneck_act_blocks not in BOTTLENECK_ACT_BLOCKS:
+            raise ValueError(f"bottleneck_act_blocks={bottleneck_act_blocks!r} is not one of "
+                             f"{', '.join(map(repr, BOTTLENECK_ACT_BLOCKS))}")
         if shortcut not in SHORTCUTS:
             raise ValueError(f"shortcut={shortcut!r} is not one of {', '.join(map(repr, SHORTCUTS))}")
         for name, act in (("bottleneck_act", bottleneck_act), ("expand_act", expand_act),
@@ -170,30 +215,42 @@ class MobileNetV2(nn.Module):
                 raise ValueError(f"{name} must be 1 or 2, got {s}")
 
         self.setting, self.stem_stride, self.shortcut = setting, stem_stride, shortcut
+        self.bottleneck_mult, self.bottleneck_act_blocks = float(bottleneck_mult), bottleneck_act_blocks
         input_channel = make_divisible(32 * width_mult, round_nearest)
+        full_input = input_channel  # the block input's width at bottleneck_mult = 1
         self.last_channel = make_divisible(last_channel * max(1.0, width_mult), round_nearest)
         layers: list[nn.Module] = [ConvBNAct(in_channels, input_channel, 3, stem_stride, act=expand_act)]
-        prev_same_shape = False  # did the previous block keep its shape (stride 1, k = k')?
-        prev_hidden = None  # and how many channels did its expansion have?
+        prev = None  # (stride, t, hidden) of the previous block
         for t, c, n, s in setting:
-            out_channel = make_divisible(c * width_mult, round_nearest)
+            full_output = make_divisible(c * width_mult, round_nearest)
+            out_channel = full_output if bottleneck_mult == 1 else max(1, round(bottleneck_mult * full_output))
             for i in range(n):
                 stride = s if i == 0 else 1
                 same_shape = stride == 1 and input_channel == out_channel
-                hidden = int(round(input_channel * t))
+                hidden = int(round(full_input * t)) if t != 1 else input_channel
+                act_here = {"all": True, "none": False, "with_shortcut": same_shape,
+                            "without_shortcut": not same_shape}[bottleneck_act_blocks]
                 layers.append(InvertedResidual(
-                    input_channel, out_channel, stride, t, bottleneck_act=bottleneck_act, shortcut=shortcut,
+                    input_channel, out_channel, stride, t, hidden=hidden, shortcut=shortcut,
+                    bottleneck_act=bottleneck_act if act_here else "identity",
                     expand_act=expand_act, depthwise_act=depthwise_act,
-                    expansion_residual=(shortcut == "expansion" and same_shape and prev_same_shape and t != 1
-                                        and hidden == prev_hidden),
+                    # e_{i-1} + e_i: same resolution (block i-1 has stride 1) and channels, both expanded
+                    expansion_residual=(shortcut == "expansion" and prev is not None and prev[0] == 1
+                                        and t != 1 and prev[1] != 1 and prev[2] == hidden),
                 ))
-                prev_same_shape, prev_hidden = same_shape, hidden
-                input_channel = out_channel
+                prev = (stride, t, hidden)
+                input_channel, full_input = out_channel, full_output
         layers.append(ConvBNAct(input_channel, self.last_channel, 1, act=expand_act))
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)  # a module (no parameters) so hooks see the pooled vector
         self.classifier = nn.Sequential(nn.Dropout(p=dropout), nn.Linear(self.last_channel, int(num_classes)))
         init_weights(self)
+
+    @property
+    def num_shortcuts(self) -> int:
+        """How many residual additions the network makes (bottleneck or expansion, per ``shortcut``)."""
+        blocks = [m for m in self.features if isinstance(m, InvertedResidual)]
+        return sum(b.use_res_connect or b.expansion_residual for b in blocks)
 
     @property
     def total_stride(self) -> int:
@@ -266,3 +323,18 @@ def bottleneck_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(f"{name}.act3", m.act3) for name, m in model.named_modules() if isinstance(m, InvertedResidual)]
 
 
+
+
+def expansion_shortcuts_before_issue11(model: MobileNetV2) -> int:
+    """How many expansion shortcuts the rule of the first Figure 6b runs gave ``model``'s architecture.
+
+    That rule joined ``e_{i-1}`` to ``e_i`` only when block ``i`` *and* block ``i - 1`` kept their
+    shape (stride 1, ``k = k'``), both expanded and had equal expanded widths: ``n - 2`` per stage
+    of Table 2 (5 at width 0.5), where the current rule gives the bottleneck arm's count. For
+    labelling run records made before the change (they carry no ``shortcuts`` metric).
+    """
+    blocks = [m for m in model.features if isinstance(m, InvertedResidual)]
+    keeps = [b.stride == 1 and b.inp == b.oup for b in blocks]
+    return sum(keeps[i] and keeps[i - 1] and blocks[i].hidden == blocks[i - 1].hidden
+               and blocks[i].hidden != blocks[i].inp and blocks[i - 1].hidden != blocks[i - 1].inp
+               for i in range(1, len(blocks)))

@@ -34,6 +34,11 @@ class ModelConfig(_Section):
     bottleneck_act: Act = Field("identity", description="activation after the projection; identity = linear bottleneck")
     shortcut: Literal["bottleneck", "expansion", "none"] = Field("bottleneck", description="where residuals go (Figure 6b)")
     expand_ratio: int | None = Field(None, ge=1, le=32, description="override t of every expanding block")
+    bottleneck_mult: float = Field(1.0, gt=0, le=1, description="narrow only the bottlenecks; expanded layers keep "
+                                   "their width (t k fixed); 1 = the standard network")
+    bottleneck_act_blocks: Literal["all", "with_shortcut", "without_shortcut", "none"] = Field(
+        "all", description="the blocks that get bottleneck_act (the others are linear): all, those that keep their "
+                           "shape (with a bottleneck shortcut), the others, or none")
     expand_act: Act = "relu6"
     depthwise_act: Act = "relu6"
     dropout: float = Field(0.2, ge=0, lt=1, description="dropout before the classifier")
@@ -86,8 +91,13 @@ class TrainSection(_Section):
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None = torch's default)")
     deterministic: bool = Field(True, description="torch.use_deterministic_algorithms (warn only)")
-    relu_stats: bool = Field(True, description="Figure 7 statistics at step 0 and at the end")
-    relu_stats_images: int = Field(256, ge=1, description="test images used for the Figure 7 statistics")
+    relu_stats: bool = Field(True, description="Figure 7 statistics and the information-loss probe summary "
+                                               "at step 0 and at the end")
+    relu_stats_images: int = Field(256, ge=1, description="test images for the Figure 7 statistics, class-balanced: "
+                                   "relu_stats_images // classes per class")
+    clean_train_images: int | None = Field(None, ge=1, description="training images (class-balanced, no augmentation) "
+                                           "scored in eval mode after every epoch: clean train loss and accuracy; "
+                                           "None = off")
     checkpoint: bool = Field(True, description="checkpoint every epoch for exact resume")
 
 

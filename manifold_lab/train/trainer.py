@@ -3,12 +3,20 @@
 ``train(cfg, run_dir, seed=...)`` writes into ``run_dir`` (rank 0 only):
 
 - ``checkpoint.pt`` after every epoch (atomic; exact resume at epoch boundaries);
-- ``metrics.jsonl``: one line per epoch (train/test loss and accuracy, lr, images/s, time);
-- ``relu_stats.json``: Figure 7 statistics at step 0 and at the end.
+- ``metrics.jsonl``: one line per epoch (train/test loss and accuracy, lr, images/s, time; with
+  ``train.clean_train_images`` also ``clean_train_loss`` / ``clean_train_acc``: a fixed class-balanced
+  set of training images scored in eval mode without augmentation);
+- ``relu_stats.json``: Figure 7 statistics at step 0 (batch-norm batch statistics of the sample) and
+  at the end (running statistics), on a class-balanced test sample whose class histogram it records
+  (``manifold_lab.train.relu_stats``, ``manifold_lab.data.sample``);
+- ``probe.json``: the information-loss probe (``manifold_lab.probe``, bounded by
+  ``RUN_PROBE``) at step 0 and at the end, per block, with ``train.relu_stats``.
 
 It returns the final metrics: ``test_acc``, ``test_loss``, ``train_acc``,
-``train_loss``, ``best_test_acc``, ``epochs``, ``params``, per-epoch curves
-(``curve_test_acc`` ...) and ``status`` (``done`` or ``diverged``, the latter
+``train_loss``, ``best_test_acc``, ``epochs``, ``params``, ``shortcuts`` (residual additions
+of the network, ``MobileNetV2.num_shortcuts``), per-epoch curves
+(``curve_test_acc`` ...), the probe summary ``probe_step0_<key>`` and
+``probe_final_<key>`` (``manifold_lab.probe.SUMMARY_KEYS``) and ``status`` (``done`` or ``diverged``, the latter
 when a loss is NaN or infinite). Accuracies are fractions in [0, 1].
 Under ``torchrun`` the model is wrapped in DistributedDataParallel, each rank
 reads its shard, and sums are all-reduced, so metrics are over the whole data.
@@ -31,6 +39,7 @@ from manifold_lab.train.checkpoint import load_checkpoint, rng_state, save_check
 from manifold_lab.train.config import TrainConfig
 from manifold_lab.train.ema import EMA
 from manifold_lab.train.optim import build_optimizer, build_scheduler
+from manifold_lab.data.sample import balanced_sample, per_class_count
 from manifold_lab.train.relu_stats import relu_stats
 
 CHECKPOINT = "checkpoint.pt"
@@ -44,7 +53,19 @@ def build_model(cfg: TrainConfig, num_classes: int, in_channels: int) -> nn.Modu
         m.preset, num_classes=num_classes, in_channels=in_channels, width_mult=m.width_mult,
         bottleneck_act=m.bottleneck_act, shortcut=m.shortcut, expand_ratio=m.expand_ratio,
         expand_act=m.expand_act, depthwise_act=m.depthwise_act, dropout=m.dropout,
+        bottleneck_mult=m.bottleneck_mult, bottleneck_act_blocks=m.bottleneck_act_blocks,
     )
+
+
+def initial_model(cfg: TrainConfig, seed: int, num_classes: int, in_channels: int) -> nn.Module:
+    """The network at step 0: ``build_model`` right after ``torch.manual_seed(seed)``.
+
+    ``train`` builds its model this way, so the information-loss probe
+    (``manifold_lab.probe.sources``) rebuilds any run's step-0 network exactly
+    from its config and seed.
+    """
+    torch.manual_seed(seed)
+    return build_model(cfg, num_classes, in_channels)
 
 
 def _autocast(cfg: TrainConfig, device: torch.device):
@@ -75,15 +96,33 @@ def evaluate(model: nn.Module, loader, cfg: TrainConfig, d: distributed.Dist) ->
     return loss_sum / max(seen, 1), correct / max(seen, 1)
 
 
-def _fixed_images(loader, n: int, device) -> torch.Tensor:
-    loader.set_epoch(0)
-    parts, total = [], 0
-    for x, _ in loader:
-        parts.append(x)
-        total += len(x)
-        if total >= n:
-            break
-    return torch.cat(parts)[:n].to(device)
+def _probe(model: nn.Module, loader) -> dict | None:
+    """The per-run information-loss probe on the test split (``probe.network.run_probe``); None when the
+    loader streams its images from disk (no resident test split to draw from)."""
+    if not (hasattr(loader, "images") and hasattr(loader, "labels")):
+        return None
+    from manifold_lab.probe.network import run_probe
+
+    return run_probe(model, loader.images, loader.labels.cpu().numpy(), transform=loader.normalize)
+
+
+@torch.no_grad()
+def score(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, device) -> tuple[float, float]:
+    """(loss, accuracy) of ``model`` in eval mode on a fixed tensor batch, in chunks of the eval batch size."""
+    was_training = model.training
+    model.eval()
+    step = cfg.data.eval_batch_size or cfg.data.batch_size
+    loss_sum = correct = 0.0
+    try:
+        for i in range(0, len(y), step):
+            xb, yb = x[i:i + step].to(device), y[i:i + step].to(device)
+            with _autocast(cfg, device):
+                logits = model(xb)
+            loss_sum += nn.functional.cross_entropy(logits.float(), yb, reduction="sum").item()
+            correct += (logits.argmax(1) == yb).sum().item()
+    finally:
+        model.train(was_training)
+    return loss_sum / len(y), correct / len(y)
 
 
 def _write_history(run_dir: Path, history: list[dict]) -> None:
@@ -111,8 +150,15 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool 
     train_loader, test_loader, num_classes, in_channels = build_loaders(
         data_cfg, device=d.device, seed=seed, rank=d.rank, world_size=d.world_size,
         channels_last=cfg.train.channels_last)
-    model = build_model(cfg, num_classes, in_channels)
-    sample = _fixed_images(test_loader, min(cfg.train.relu_stats_images, 10**9), "cpu")
+    model = initial_model(cfg, seed, num_classes, in_channels)
+    per_class = per_class_count(cfg.train.relu_stats_images, num_classes, "train.relu_stats_images")
+    sample, _, histogram = balanced_sample(test_loader, per_class)
+    sample_record = {"split": "test", "per_class": per_class, "images": len(sample), "histogram": histogram,
+                     "bn": {"step0": "batch statistics of the sample", "final": "running statistics (eval mode)"}}
+    clean = None
+    if cfg.train.clean_train_images:
+        clean = balanced_sample(train_loader, per_class_count(cfg.train.clean_train_images, num_classes,
+                                                              "train.clean_train_images"))[:2]
     model.check_resolution(min(sample.shape[-2:]))
     model.to(d.device)
     if cfg.train.channels_last:
@@ -132,6 +178,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool 
     history: list[dict] = []
     start_epoch = 0
     stats: dict = {}
+    probe: dict = {}  # the information-loss probe at "step0" and "final"
     if resume and ckpt_path.exists():
         state = load_checkpoint(ckpt_path)
         if {k: state.get(k) for k in config_record} != config_record:
@@ -144,11 +191,19 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool 
             ema.load_state_dict(state["ema"])
         set_rng_state(state["rng"])
         history, start_epoch, stats = list(state["history"]), int(state["epoch"]), dict(state.get("relu_stats") or {})
+        probe = dict(state.get("probe") or {})
         say(f"resumed from {ckpt_path} at epoch {start_epoch}")
         if d.is_main:  # a kill between the checkpoint and the log left the log an epoch short
             _write_history(run_dir, history)
     if d.is_main and cfg.train.relu_stats and "step0" not in stats:
-        stats["step0"] = relu_stats(model, sample.to(d.device))
+        stats["sample"] = sample_record
+        stats["step0"] = relu_stats(model, sample.to(d.device), bn="batch")
+    if d.is_main and cfg.train.relu_stats and "step0" not in probe:
+        if start_epoch == 0:
+            probe["step0"] = _probe(model, test_loader)
+        else:  # a checkpoint from before the probe: rebuild step 0, leaving the resumed RNG state alone
+            with torch.random.fork_rng(devices=[]):
+                probe["step0"] = _probe(initial_model(cfg, seed, num_classes, in_channels).to(d.device), test_loader)
 
     status = "done"
     for epoch in range(start_epoch, cfg.train.epochs):
@@ -192,6 +247,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool 
             "test_loss": test_loss, "test_acc": test_acc, "lr": optimizer.param_groups[0]["lr"],
             "images_per_s": seen / seconds, "seconds": seconds,
         }
+        if clean is not None:
+            row["clean_train_loss"], row["clean_train_acc"] = score(
+                ema.module if ema is not None else model, *clean, cfg, d.device)
         history.append(row)
         say(json.dumps(row))
         if d.is_main:
@@ -200,27 +258,37 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool 
                     **config_record, "epoch": epoch + 1, "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "ema": ema.state_dict() if ema is not None else None, "rng": rng_state(),
-                    "history": history, "relu_stats": stats,
+                    "history": history, "relu_stats": stats, "probe": probe,
                 })
             _write_history(run_dir, history)
         distributed.barrier(d)
 
     if d.is_main and cfg.train.relu_stats and status == "done":
-        stats["final"] = relu_stats(ema.module if ema is not None else model, sample.to(d.device))
+        stats["final"] = relu_stats(ema.module if ema is not None else model, sample.to(d.device), bn="running")
         io.write_json(run_dir / "relu_stats.json", stats)
+        probe["final"] = _probe(ema.module if ema is not None else model, test_loader)
+        if probe["final"] is not None:
+            io.write_json(run_dir / "probe.json", probe)
     if d.is_main and status == "diverged":
         _write_history(run_dir, history)
     distributed.shutdown(d)
 
     done = [r for r in history if "test_acc" in r]
-    out = {"status": status, "epochs": len(done), "params": n_params}
+    out = {"status": status, "epochs": len(done), "params": n_params, "shortcuts": int(model.num_shortcuts)}
     if done:
         last = done[-1]
         out.update({k: last[k] for k in ("test_acc", "test_loss", "train_acc", "train_loss")})
         out["best_test_acc"] = max(r["test_acc"] for r in done)
         out["images_per_s"] = float(sum(r["images_per_s"] for r in done) / len(done))
-        for k in ("test_acc", "test_loss", "train_acc", "train_loss"):
-            out[f"curve_{k}"] = [r[k] for r in done]
+        for k in ("test_acc", "test_loss", "train_acc", "train_loss", "clean_train_acc", "clean_train_loss"):
+            if k in last:
+                out[f"curve_{k}"] = [r[k] for r in done]
+        for k in ("clean_train_acc", "clean_train_loss"):
+            if k in last:
+                out[k] = last[k]
+    for stage in ("step0", "final"):
+        if (probe.get(stage) or {}).get("summary") and status == "done":
+            out.update({f"probe_{stage}_{k}": v for k, v in probe[stage]["summary"].items()})
     if status == "diverged":
         out = {k: v for k, v in out.items() if not (isinstance(v, float) and not math.isfinite(v))}
     return out

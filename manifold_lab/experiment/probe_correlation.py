@@ -1,0 +1,155 @@
+"""Does the information the bottlenecks lose predict the ReLU6 penalty? (issue 12, beyond the paper).
+
+The analysis pre-registered in ``experiments/probe_penalty_correlation.md``,
+written before any data: per *condition* (a grid point of a study without its
+bottleneck activation) and per seed that completed both arms,
+
+    penalty = accuracy(linear) - accuracy(ReLU6)
+    loss    = LOSS_KEY(linear) - LOSS_KEY(ReLU6)
+
+(``LOSS_KEY``: mean over blocks of the held-out ridge R^2 of the block input
+from the block output, trained network), averaged over the condition's paired
+seeds (at least ``MIN_SEEDS``). The statistic is Spearman's rho between loss
+and penalty over the conditions with a 95% percentile bootstrap interval
+(``N_BOOT`` resamples of the conditions, ``numpy.random.default_rng(0)``);
+the verdict rule is ``verdict``. Only classification studies enter
+(``test_acc`` for ``mobilenetv2``, ``test_accuracy`` for the toy's ``classify`` task).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from scipy import stats as sps
+
+LOSS_KEY = "probe_final_r2_input_linear_mean"
+ACT_KEY = {"mobilenetv2": "model.bottleneck_act", "toy_bottleneck": "model.bottleneck_act"}
+ACCURACY_KEYS = ("test_acc", "test_accuracy")
+MIN_SEEDS, MIN_CONDITIONS, N_BOOT = 3, 6, 10_000
+PREDICTS, OPPOSITE, NO_PREDICTION = ("the lost information predicts the penalty", "it predicts the opposite",
+                                     "does not predict at this scale")
+
+
+def conditions(folder: str | Path) -> list[dict]:
+    """The conditions of one results folder: ``{study, condition, seeds, penalty, loss}`` each.
+
+    Conditions with fewer than ``MIN_SEEDS`` seeds that completed both arms and
+    carry ``LOSS_KEY`` are left out; a toy ``regress`` task has no accuracy and never enters.
+    """
+    from manifold_lab.experiment.claims import done_runs
+
+    folder = Path(folder)
+    by: dict[tuple, dict] = {}
+    for r in done_runs(folder):
+        acc_key = next((k for k in ACCURACY_KEYS if k in r.metrics), None)
+        if acc_key is None or LOSS_KEY not in r.metrics:
+            continue
+        act = r.param("model.bottleneck_act")
+        rest = tuple(sorted((k, str(v)) for k, v in r.sweep_values.items() if k != "model.bottleneck_act"))
+        by.setdefault(rest, {}).setdefault(act, {})[r.seed] = (float(r.metrics[acc_key]), float(r.metrics[LOSS_KEY]))
+    out = []
+    for rest, arms in sorted(by.items()):
+        lin, relu6 = arms.get("identity", {}), arms.get("relu6", {})
+        seeds = sorted(set(lin) & set(relu6))
+        if len(seeds) < MIN_SEEDS:
+            continue
+        out.append({
+            "study": folder.name, "condition": ", ".join(f"{k}={v}" for k, v in rest) or "all", "seeds": len(seeds),
+            "penalty": float(np.mean([lin[s][0] - relu6[s][0] for s in seeds])),
+            "loss": float(np.mean([lin[s][1] - relu6[s][1] for s in seeds])),
+        })
+    return out
+
+
+def spearman_bootstrap(loss, penalty, *, n_boot: int = N_BOOT, seed: int = 0) -> dict:
+    """Spearman's rho of ``loss`` and ``penalty`` (one value per condition) and its 95% percentile bootstrap interval.
+
+    Resamples in which either vector is constant (rho undefined) are left out;
+    ``boot_used`` says how many remained.
+    """
+    loss, penalty = np.asarray(loss, dtype=float), np.asarray(penalty, dtype=float)
+    rho = float(sps.spearmanr(loss, penalty).statistic) if len(loss) >= 3 else float("nan")
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(loss), len(loss))
+        a, b = loss[idx], penalty[idx]
+        if np.ptp(a) > 0 and np.ptp(b) > 0:
+            boots.append(sps.spearmanr(a, b).statistic)
+    low, high = (np.percentile(boots, [2.5, 97.5]) if boots else (float("nan"), float("nan")))
+    return {"rho": rho, "ci_low": float(low), "ci_high": float(high), "n": len(loss), "boot_used": len(boots)}
+
+
+def verdict(result: dict) -> str:
+    """The pre-registered rule on ``spearman_bootstrap``'s output."""
+    if result["n"] < MIN_CONDITIONS:
+        return f"not enough conditions ({result['n']} of {MIN_CONDITIONS})"
+    if result["ci_low"] > 0:
+        return PREDICTS
+    if result["ci_high"] < 0:
+        return OPPOSITE
+    return NO_PREDICTION
+
+
+#: The studies whose runs enter (``results/<name>/``), as pre-registered; a missing folder adds nothing.
+STUDIES = ("figure6a_linear_bottleneck_cifar10", "width_sweep_cifar10", "figure6b_shortcuts_cifar10",
+           "toy_linear_bottleneck", "toy_bottleneck_at_scale")
+
+
+#: The CIFAR-10 studies; the pre-registered data include them, so no verdict is drawn without them
+#: (the dated addendum of experiments/probe_penalty_correlation.md).
+CIFAR_STUDIES = STUDIES[:3]
+WAITING = "no verdict yet: no CIFAR-10 condition carries the probe (the pre-registered data include them)"
+
+
+def write_study(results: str | Path = "results", out: str | Path | None = None) -> dict:
+    """Run the pre-registered analysis over ``STUDIES`` in ``results``; write it into ``out``.
+
+    Files: ``conditions.csv`` (one row per condition), ``correlation.json``
+    (rho, interval, verdict, the rule's constants; ``WAITING`` instead of a verdict
+    while no CIFAR-10 condition is there) and, with at least one
+    condition, ``scatter.png`` (x = loss, y = penalty, one point per
+    condition, colour = study). Returns the JSON payload.
+    """
+    import csv
+    import io as _io
+
+    from manifold_lab import io
+
+    results = Path(results)
+    out = Path(out) if out is not None else Path("runs") / "probe_penalty_correlation"
+    points = [c for name in STUDIES for c in conditions(results / name)]
+    res = spearman_bootstrap([c["loss"] for c in points], [c["penalty"] for c in points]) if points else \
+        {"rho": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": 0, "boot_used": 0}
+    cifar = any(c["study"] in CIFAR_STUDIES for c in points)
+    payload = {**res, "verdict": verdict(res) if cifar else WAITING, "cifar_conditions": cifar, "loss_key": LOSS_KEY, "min_seeds": MIN_SEEDS,
+               "min_conditions": MIN_CONDITIONS, "n_boot": N_BOOT, "studies": list(STUDIES),
+               "preregistration": "experiments/probe_penalty_correlation.md", "conditions": points}
+    buf = _io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["study", "condition", "seeds", "loss", "penalty"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(points)
+    io.write_text(out / "conditions.csv", buf.getvalue())
+    io.write_json(out / "correlation.json", payload, allow_nan=True)
+    if points:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5.6, 4.2))
+        for i, name in enumerate(sorted({c["study"] for c in points})):
+            sub = [c for c in points if c["study"] == name]
+            ax.scatter([c["loss"] for c in sub], [100 * c["penalty"] for c in sub], color=f"C{i}", label=name, s=22)
+        ax.axhline(0, color="0.6", lw=0.8)
+        ax.axvline(0, color="0.6", lw=0.8)
+        ax.set_xlabel("information lost: R^2(linear) - R^2(ReLU6), block input from output")
+        ax.set_ylabel("ReLU6 penalty (accuracy points)")
+        ax.set_title(f"Spearman rho = {res['rho']:.2f} [{res['ci_low']:.2f}, {res['ci_high']:.2f}]: "
+                     f"{payload['verdict']}", fontsize=8)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        io.savefig(fig, out / "scatter.png", dpi=120)
+        plt.close(fig)
+    return payload

@@ -1,0 +1,36 @@
+"""The information-loss probe: what each bottleneck of a trained network loses (issue 12).
+
+The random-map studies measure collapse and recoverability on ``ReLU(Bx)``;
+this package measures the same quantities, in the same units, inside a
+MobileNetV2 (any variant of ``manifold_lab.models.mobilenetv2``) on a fixed
+class-balanced image set, at every inverted-residual block:
+
+- the bottleneck activation ``act3``: share of channels zeroed (and clipped at
+  6 for ReLU6) per position, share of positions with fewer channels in the
+  linear piece than the intrinsic dimension of the pre-activation;
+- Lemma 2 on the real expansion: BN folded into the 1x1 expansion weight,
+  per position whether the rows in the linear piece of the expansion
+  activation have rank ``k`` (``manifold_lab.metrics.rank_deficient``, exact);
+- recoverability of the block input and of the bottleneck pre-activation from
+  the block output: ``manifold_lab.recovery.ridge_decoder`` (held-out R^2) and
+  ``knn_decoder``;
+- geometry of the block output per image: TwoNN as Ansuini et al. (2019)
+  (``manifold_lab.geometry.twonn_ansuini``) and RankMe (Garrido et al. 2023).
+
+Modules, one concept each:
+
+- ``images``: the class-balanced image set and its class histogram;
+- ``capture``: per-block tensors at sampled positions (forward hooks on the
+  fixed submodule names) and the BN-folded expansion;
+- ``measures``: the measures of one block from plain arrays (shared with the
+  toy networks of ``manifold_lab.toy``);
+- ``network``: ``probe_network`` (one record per block) and ``probe_summary``
+  (a few numbers per network);
+- ``sources``: a network from a run folder or checkpoint, trained or rebuilt at step 0;
+- ``output``: the per-layer CSV and JSON and the figure of the profile through depth.
+"""
+
+from manifold_lab.probe.measures import block_measures
+from manifold_lab.probe.network import SUMMARY_KEYS, probe_network, probe_summary
+
+__all__ = ["SUMMARY_KEYS", "block_measures", "probe_network", "probe_summary"]

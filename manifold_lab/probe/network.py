@@ -1,0 +1,99 @@
+"""``probe_network``: the per-block records of one network; ``probe_summary``: a few numbers per network.
+
+``probe_network(model, images)`` captures every block (``manifold_lab.probe.capture``)
+and measures it (``manifold_lab.probe.measures``). Work and memory are
+bounded by ``positions`` per block (default 2000), the number of images
+(at most ``images.MAX_IMAGES``) and ``max_features`` per image.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from manifold_lab._checks import check_int
+from manifold_lab.probe.capture import capture_blocks, folded_expansion
+from manifold_lab.probe.images import MAX_IMAGES
+from manifold_lab.probe.measures import block_measures
+
+#: The most positions per block the probe accepts (decoders and ranks grow with them).
+MAX_POSITIONS = 100_000
+
+#: ``probe_summary`` keys: the mean over blocks of the record key of the same meaning. (``r2_pre_linear``
+#: stays in the per-block records only: with a bottleneck shortcut the output is ``x + act``, which mixes
+#: the input into it, so its mean over blocks is no clean loss measure.)
+SUMMARY_KEYS = {
+    "r2_input_linear_mean": "r2_input_linear",
+    "twonn_mean": "twonn_mean",
+    "rankme_mean": "rankme",
+    "lemma2_failure_mean": "lemma2_failure_fraction",
+    "zeroed_mean": "zeroed_fraction",
+    "below_id_mean": "below_id_fraction",
+}
+
+
+#: The probe every ``mobilenetv2`` run records at step 0 and at the end (bounded: a few seconds on 2 cores).
+RUN_PROBE = {"images": 100, "positions": 256, "knn": False, "n_resamples": 3}
+
+
+def run_probe(model, images, labels, *, transform=None) -> dict:
+    """The per-run probe of the trainer: ``{"images", "class_histogram", "records", "summary"}``.
+
+    A class-balanced draw (seed 0) of at most ``RUN_PROBE["images"]`` of the
+    given ``images`` (N, C, H, W) with ``labels`` (N,), as many per class as the
+    rarest class allows, passed through ``transform`` (e.g. a loader's
+    ``normalize`` of uint8 images) when given; ``RUN_PROBE`` positions per
+    block, ridge decoder only.
+    """
+    import torch
+
+    from manifold_lab.probe.images import balanced_indices
+
+    labels = np.asarray(labels).ravel()
+    _, counts = np.unique(labels, return_counts=True)
+    n = int(min(RUN_PROBE["images"], counts.min() * len(counts)))
+    idx, histogram = balanced_indices(labels, n, random_state=0)
+    x = images[torch.as_tensor(idx, device=images.device)]
+    x = transform(x) if transform is not None else x
+    records = probe_network(model, x, positions=RUN_PROBE["positions"], knn=RUN_PROBE["knn"],
+                            n_resamples=RUN_PROBE["n_resamples"], random_state=0)
+    return {"images": len(idx), "class_histogram": {str(k): v for k, v in histogram.items()},
+            "records": records, "summary": probe_summary(records)}
+
+
+def check_sizes(n_images: int, positions: int) -> None:
+    """``ValueError`` (one line, naming the bound) for an image count or position count out of range."""
+    check_int(n_images, "images", minimum=1, maximum=MAX_IMAGES)
+    check_int(positions, "positions", minimum=8, maximum=MAX_POSITIONS)
+
+
+def probe_network(model, images, *, positions: int = 2000, knn: bool = True, n_resamples: int = 5,
+                  batch_size: int = 100, max_features: int = 8192, random_state: int = 0) -> list[dict]:
+    """One record per inverted-residual block of ``model`` on ``images`` (N, C, H, W), in forward order.
+
+    Each record has ``block`` (its index), ``name``, the block's shape
+    (``inp, hidden, oup, stride, residual``), its activations and every key of
+    ``manifold_lab.probe.measures``.
+    """
+    check_sizes(len(images), positions)
+    records = []
+    named = dict(model.named_modules())
+    for i, s in enumerate(capture_blocks(model, images, positions=positions, batch_size=batch_size,
+                                         max_features=max_features, random_state=random_state)):
+        folded = folded_expansion(named[s.name])
+        W, b = folded if folded is not None else (None, None)
+        rec = {"block": i, "name": s.name, "inp": s.inp, "hidden": s.hidden, "oup": s.oup, "stride": s.stride,
+               "residual": s.residual, "expand_act": s.expand_act, "bottleneck_act": s.bottleneck_act}
+        rec.update(block_measures(x=s.x, pre=s.pre, act=s.act, out=s.out, rep=s.rep, W=W, b=b,
+                                  expand_act=s.expand_act, bottleneck_act=s.bottleneck_act, knn=knn,
+                                  n_resamples=n_resamples, random_state=random_state))
+        records.append(rec)
+    return records
+
+
+def probe_summary(records: list[dict]) -> dict[str, float]:
+    """The mean over blocks of each ``SUMMARY_KEYS`` measure (blocks where it is undefined left out; 0 if none)."""
+    out = {}
+    for key, field in SUMMARY_KEYS.items():
+        values = [r[field] for r in records if r.get(field) is not None]
+        out[key] = float(np.mean(values)) if values else 0.0
+    return out

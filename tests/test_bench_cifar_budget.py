@@ -1,0 +1,50 @@
+"""The CIFAR budget benchmark's plumbing: its options and a real --quick run of two arms.
+
+No speed is asserted (the machine is shared): only that each arm ran its two runs through the
+real command and that the ratios are computed against the baseline.
+"""
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+bench = pytest.importorskip("benchmarks.bench_cifar_budget")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--arms", "baseline,nope"], "unknown arm 'nope'; valid: baseline, compile, jobs2"),
+    (["--arms", "jobs2"], "--arms must include baseline"),
+    (["--epochs", "0"], "--epochs must be >= 1"),
+])
+def test_bad_options_are_one_line_exit_2(argv, message):
+    out = subprocess.run([sys.executable, "-m", "benchmarks.bench_cifar_budget", *argv], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.count("\n") == 1 and message in out.stderr
+
+
+def test_commands_differ_only_in_the_arm_switches(tmp_path):
+    cmds = {arm: bench.command(bench.SPEC, tmp_path / arm, arm, None) for arm in bench.ARMS}
+    assert cmds["compile"][-4:] == ["--jobs", "1", "--out", str(tmp_path / "compile")]
+    assert "params.train.compile=true" in cmds["compile"] and "params.train.threads=1" in cmds["jobs2"]
+    assert cmds["jobs2"][cmds["jobs2"].index("--jobs") + 1] == "2"
+    assert all("sweep.seeds=[0, 1]" in c for c in cmds.values())
+
+
+@pytest.mark.slow
+def test_quick_run_of_two_arms(tmp_path):
+    out = tmp_path / "cifar_budget.json"
+    result = bench.main(["--quick", "--arms", "baseline,jobs2", "--out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    assert set(result["arms"]) == {"baseline", "jobs2"} and result["arms"]["baseline"]["vs_baseline"] == 1.0
+    for arm in result["arms"].values():
+        assert arm["runs"] == 2 and arm["runs_per_hour"] == pytest.approx(2 * 3600 / arm["wall_s"], rel=1e-3)
+    assert not list(Path(tempfile.gettempdir()).glob("bench_cifar_budget_*"))  # the scratch folder is gone

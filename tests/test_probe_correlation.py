@@ -1,0 +1,55 @@
+"""The pre-registered correlation analysis of issue 12 on synthetic results folders."""
+
+import numpy as np
+import pytest
+
+from manifold_lab.experiment import probe_correlation as P
+from tests.test_claims import make_study
+
+
+def _study(tmp_path, name, slopes, seeds=3):
+    """One condition per width; penalty_w = slope_w * loss_w, known exactly."""
+    runs = []
+    for w, (loss, penalty) in slopes.items():
+        for s in range(seeds):
+            runs.append(({"model.width_mult": w, "model.bottleneck_act": "identity"}, s,
+                         {"test_acc": 0.8, P.LOSS_KEY: 0.9}, None))
+            runs.append(({"model.width_mult": w, "model.bottleneck_act": "relu6"}, s,
+                         {"test_acc": 0.8 - penalty, P.LOSS_KEY: 0.9 - loss}, None))
+    make_study(tmp_path, name, "mobilenetv2",
+               {"model.width_mult": sorted(slopes), "model.bottleneck_act": ["identity", "relu6"]}, runs)
+    return tmp_path / name
+
+
+def test_conditions_are_paired_means(tmp_path):
+    folder = _study(tmp_path, "width_sweep_cifar10", {0.25: (0.1, 0.05), 0.5: (0.2, 0.02)})
+    got = P.conditions(folder)
+    assert [c["condition"] for c in got] == ["model.width_mult=0.25", "model.width_mult=0.5"]
+    assert [c["loss"] for c in got] == pytest.approx([0.1, 0.2])
+    assert [c["penalty"] for c in got] == pytest.approx([0.05, 0.02])
+    assert all(c["seeds"] == 3 for c in got)
+    assert P.conditions(_study(tmp_path, "two_seeds", {1.0: (0.1, 0.1)}, seeds=2)) == []  # below MIN_SEEDS
+
+
+def test_monotone_relation_is_rho_one_and_the_rule():
+    loss = np.arange(8.0)
+    res = P.spearman_bootstrap(loss, loss ** 2, n_boot=500)
+    assert res["rho"] == 1.0 and res["ci_low"] == pytest.approx(1.0) and P.verdict(res) == P.PREDICTS
+    res = P.spearman_bootstrap(loss, -loss, n_boot=500)
+    assert res["rho"] == -1.0 and P.verdict(res) == P.OPPOSITE
+    noise = np.random.default_rng(1).permutation(8)
+    res = P.spearman_bootstrap(loss, noise, n_boot=2000)
+    assert res["ci_low"] < 0 < res["ci_high"] and P.verdict(res) == P.NO_PREDICTION
+    assert P.verdict(P.spearman_bootstrap(loss[:5], loss[:5], n_boot=10)) == "not enough conditions (5 of 6)"
+
+
+def test_study_end_to_end_on_synthetic_folders(tmp_path):
+    # six conditions over two studies, penalty increasing with loss: rho = 1
+    _study(tmp_path, "width_sweep_cifar10", {0.25: (0.30, 0.06), 0.5: (0.20, 0.04), 1.0: (0.10, 0.02)})
+    _study(tmp_path, "figure6a_linear_bottleneck_cifar10", {0.35: (0.25, 0.05), 0.75: (0.15, 0.03), 1.4: (0.05, 0.01)})
+    payload = P.write_study(tmp_path, tmp_path / "out")
+    assert payload["n"] == 6 and payload["rho"] == pytest.approx(1.0) and payload["verdict"] == P.PREDICTS
+    assert len((tmp_path / "out" / "conditions.csv").read_text().splitlines()) == 7
+    assert (tmp_path / "out" / "scatter.png").stat().st_size > 0
+    empty = P.write_study(tmp_path / "out", tmp_path / "empty")  # no study there
+    assert empty["n"] == 0 and empty["verdict"] == P.WAITING
