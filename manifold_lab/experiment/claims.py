@@ -457,6 +457,15 @@ def layers_below_threshold(run: RunRecord, when: str = "final") -> tuple[int, in
     (``manifold_lab.train.relu_stats.layers_below_threshold``), or None without statistics."""
     from manifold_lab.train.relu_stats import layers_below_threshold as below
 
+    data = _relu_stats(run)
+    if data is None:
+        return None
+    with _damaged(run.run_dir / "relu_stats.json", "manifold-lab run with the study's spec (--force for this run)"):
+        return below(data.get(when) or [])
+
+
+def _relu_stats(run: RunRecord) -> dict | None:
+    """The run's ``relu_stats.json`` (None when absent); a damaged one is one UsageError line naming it."""
     path = run.run_dir / "relu_stats.json"
     if not path.exists():
         return None
@@ -464,13 +473,13 @@ def layers_below_threshold(run: RunRecord, when: str = "final") -> tuple[int, in
         data = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(data, dict):
             raise ValueError(f"expected a mapping, got {type(data).__name__}")
-        return below(data.get(when) or [])
+    return data
 
 
 def old_sample(run: RunRecord) -> bool:
     """True when a run's Figure 7 statistics predate issue 11 (no class-balanced ``sample`` recorded)."""
-    path = run.run_dir / "relu_stats.json"
-    return path.exists() and "sample" not in json.loads(path.read_text())
+    data = _relu_stats(run)
+    return data is not None and "sample" not in data
 
 
 def claim_figure7(results: Path) -> Claim:
