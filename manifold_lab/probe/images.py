@@ -34,9 +34,9 @@ def balanced_indices(labels, n_images: int, *, random_state=0) -> tuple[np.ndarr
     if per_class > counts.min():
         raise ValueError(f"images={n_images} needs {per_class} images per class, but class {classes[counts.argmin()]} "
                          f"has {counts.min()}; use at most {counts.min() * len(classes)}")
-    rng = np.random.RandomState(random_state)
-    chosen = [rng.choice(np.flatnonzero(labels == c), per_class, replace=False) for c in classes]
-    return np.sort(np.concatenate(chosen)), {int(c): per_class for c in classes}
+    from manifold_lab.data.base import subset_indices  # the draw every class-balanced sample uses
+
+    return subset_indices(labels, per_class, random_state), {int(c): per_class for c in classes}
 
 
 def probe_images(data_cfg, n_images: int, *, random_state=0):
