@@ -1,4 +1,4 @@
-# Two commands a user needs:  `make quickstart`  and  `make test`.
+# Two commands a user needs:  `make quickstart`  and  `make test` (`make fuzz` explores more).
 # Both install what is missing first (idempotent, seconds when up to date).
 #
 #   make quickstart   the tour; writes runs/quickstart/ (ignored by git), about 20 s on 2 cores
@@ -21,7 +21,7 @@ REFERENCE_EXPERIMENTS ?= experiments/figure1_spiral.yaml experiments/theorem1_co
 	experiments/toy_bottleneck_at_scale.yaml experiments/figure6a_linear_bottleneck_cifar10.yaml \
 	experiments/figure6b_shortcuts_cifar10.yaml experiments/width_sweep_cifar10.yaml
 
-.PHONY: install quickstart test test-fast reference bench clean
+.PHONY: install quickstart test test-fast fuzz reference bench clean
 
 $(STAMP): pyproject.toml
 	$(if $(strip $(TORCH)),$(PYTHON) -m pip install --quiet "$(TORCH)")
@@ -33,8 +33,15 @@ install: $(STAMP)
 quickstart: $(STAMP)
 	$(PYTHON) -m manifold_lab run experiments/quickstart.yaml
 
+# Deterministic: hypothesis examples are derandomized and no example database is kept
+# (tests/conftest.py), so `make test` checks the same inputs as CI on every machine.
 test: $(STAMP)
 	$(PYTHON) -m pytest
+
+# Opt-in exploration: fresh random examples, ten times as many; a failure is kept in
+# .hypothesis/ and replayed first by the next `make fuzz`.
+fuzz: $(STAMP)
+	MANIFOLD_LAB_FUZZ=1 $(PYTHON) -m pytest tests/test_fuzz.py
 
 test-fast: $(STAMP)
 	$(PYTHON) -m pytest -m "not slow"

@@ -48,6 +48,7 @@ import yaml
 from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from conftest import FUZZ_ENV, FUZZ_SCALE
 from kinds_for_tests import KIND, cli_env
 
 from manifold_lab import cli, commands
@@ -62,19 +63,21 @@ from manifold_lab.relu_maps import relu_map
 
 register(KIND)
 
-pytestmark = pytest.mark.timeout(120)  # a hang fails the test instead of stalling the suite
+# A hang fails the test instead of stalling the suite (make fuzz draws FUZZ_SCALE times more examples).
+pytestmark = pytest.mark.timeout(120 * (FUZZ_SCALE if os.environ.get(FUZZ_ENV) else 1))
 
 
 def fuzz(max_examples: int):
     """Hypothesis settings of this file: few examples, no per-example deadline.
 
-    Under CI (``CI`` set) the examples are derandomized, so a landing is judged on the same
-    inputs every time; a developer's run explores new ones (and keeps failures in .hypothesis/).
+    Randomness and the example database come from the profile loaded by ``tests/conftest.py``:
+    derandomized without a database in the normal suite (``make test``, CI), fresh random
+    examples, ``FUZZ_SCALE`` times as many, under ``make fuzz``.
     """
+    scale = FUZZ_SCALE if os.environ.get(FUZZ_ENV) else 1
     return settings(
-        max_examples=max_examples,
+        max_examples=max_examples * scale,
         deadline=None,
-        derandomize=bool(os.environ.get("CI")),
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                HealthCheck.filter_too_much],
     )

@@ -24,6 +24,7 @@ def run(args) -> int:
 
     from manifold_lab.models import PRESETS, check_resolution, count_macs, count_parameters, mobilenet_v2
     from manifold_lab.models.mobilenetv1 import MobileNetV1
+    from manifold_lab.train.config import MAX_IMAGE_SIZE, MAX_WIDTH_MULT
 
     if args.table3:
         from manifold_lab.models.table3 import write_table3
@@ -33,10 +34,10 @@ def run(args) -> int:
         return 0
     if args.preset is not None and args.preset not in PRESETS:
         raise ValueError(f"--preset {args.preset!r} is not one of {', '.join(PRESETS)}")
-    if args.width is not None and not (math.isfinite(args.width) and args.width > 0):
-        raise ValueError(f"--width must be a finite number > 0 (e.g. 0.35, 1.4), got {args.width}")
-    if args.resolution is not None and args.resolution < 1:
-        raise ValueError(f"--resolution must be >= 1, got {args.resolution}")
+    if args.width is not None and not (math.isfinite(args.width) and 0 < args.width <= MAX_WIDTH_MULT):
+        raise ValueError(f"--width must be a number > 0 and <= {MAX_WIDTH_MULT:g} (e.g. 0.35, 1.4), got {args.width}")
+    if args.resolution is not None and not 1 <= args.resolution <= MAX_IMAGE_SIZE:
+        raise ValueError(f"--resolution must be >= 1 and <= {MAX_IMAGE_SIZE} pixels, got {args.resolution}")
     if args.bottleneck_mult is not None and not (math.isfinite(args.bottleneck_mult)
                                                  and 0 < args.bottleneck_mult <= 1):
         raise ValueError(f"--bottleneck-mult must be in (0, 1] (e.g. 0.5, 0.25), got {args.bottleneck_mult}")

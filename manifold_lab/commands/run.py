@@ -61,6 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(no overrides, no --out)")
     parser.add_argument("--dry-run", action="store_true", help="validate and print the plan; write nothing")
     parser.add_argument("--force", action="store_true", help="redo completed runs too")
+    parser.add_argument("--replace", action="store_true",
+                        help="write into a results folder that holds another experiment (another name, kind or "
+                             "spec file), replacing its spec.yaml, plan.json and report (its runs stay)")
+    parser.add_argument("--allow-long", action="store_true",
+                        help="accept runs estimated above the per-run time bound (1 h; see SECURITY.md)")
     parser.add_argument("--launcher", choices=("slurm", "local"),
                         help="submit the pending runs through submitit: slurm (one job array; settings in the "
                              "spec's launcher: section or launcher.KEY=VALUE) or local (subprocesses, --jobs at a "
@@ -97,10 +102,14 @@ def _run_suite(args: argparse.Namespace) -> int:
     from manifold_lab.experiment.spec import REFERENCE_ROOT, USER_ROOT, display_path
     from manifold_lab.experiment.suite import load_suite, write_suite_report
 
-    suite = load_suite(args.spec, args.overrides)
+    suite = load_suite(args.spec, args.overrides, allow_long=args.allow_long)
     if args.run_index is not None:
         raise ValueError("--run-index applies to single experiment files, not to a suite; run a part instead")
     root = Path(args.out) if args.out else (REFERENCE_ROOT if args.reference else USER_ROOT) / suite.name
+    if not (args.list or args.dry_run):
+        from manifold_lab.experiment.ownership import check_suite_root
+
+        check_suite_root(root, replace=args.replace)
     status, lines = 0, []
     for spec in suite.parts:
         if args.list or args.dry_run:
@@ -113,7 +122,8 @@ def _run_suite(args: argparse.Namespace) -> int:
         if args.launcher:
             summary = _launch(args, spec, root / spec.name)
         else:
-            summary = run_experiment(spec, out=root / spec.name, jobs=args.jobs, force=args.force)
+            summary = run_experiment(spec, out=root / spec.name, jobs=args.jobs, force=args.force,
+                                     replace=args.replace)
         lines.append(summary.line(spec.name))
         print(lines[-1])
         status = max(status, 1 if summary.failed or summary.report_error else 0)
@@ -129,7 +139,7 @@ def _launch(args: argparse.Namespace, spec, out, reference: bool = False):
     from manifold_lab.experiment.launch import launch
 
     return launch(spec, args.launcher, out=out, wait=args.wait, jobs=args.jobs, force=args.force,
-                  reference=reference)
+                  reference=reference, replace=args.replace)
 
 
 def warn_traps(spec) -> None:
@@ -182,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
     _check_reference(args)
     if is_suite(args.spec):
         return _run_suite(args)
-    spec = load_spec(args.spec, args.overrides)
+    spec = load_spec(args.spec, args.overrides, allow_long=args.allow_long)
     root = Path(args.out) if args.out else (spec.reference if args.reference else spec.output)
     if args.list or args.dry_run:
         runs = plan(spec)
@@ -196,7 +206,8 @@ def run(args: argparse.Namespace) -> int:
         summary = _launch(args, spec, root if args.out else None, reference=args.reference)
     else:
         summary = run_experiment(spec, out=root if args.out else None, jobs=args.jobs,
-                                 run_index=args.run_index, force=args.force, reference=args.reference)
+                                 run_index=args.run_index, force=args.force, reference=args.reference,
+                                 replace=args.replace)
     print(summary.line(spec.name))
     if args.launcher and not summary.waited:
         from manifold_lab.experiment.spec import display_path

@@ -25,6 +25,7 @@ def run(args) -> int:
     import os
     from pathlib import Path
 
+    from manifold_lab.experiment.bounds import MAX_SEED
     from manifold_lab.experiment.spec import load_spec
     from manifold_lab.experiment.sweep import plan
 
@@ -38,8 +39,8 @@ def run(args) -> int:
 
     warn_traps(spec)
     seed = spec.seeds[0] if args.seed is None else args.seed
-    if seed < 0:
-        raise ValueError(f"--seed must be >= 0, got {seed}")
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"--seed must be >= 0 and <= {MAX_SEED} (what the random generators take), got {seed}")
     first = next(r for r in plan(spec) if r.point == args.point)
     params = spec.kind.params.model_validate(first.params)
     out = Path(args.out) if args.out else spec.output / "train" / f"point{args.point}_seed{seed}"

@@ -46,6 +46,9 @@ from manifold_lab.io import atomic_path
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp")
 #: Largest side (pixels) decoded into the in-memory cache; larger images are streamed.
 SMALL_MAX_SIDE = 64
+#: Most pixels an image may have; checked from the file's header before it is decoded
+#: (a 20000 x 20000 PNG of a few kilobytes would need 1.2 GB). PIL's own warning starts at 89M.
+MAX_DECODE_PIXELS = 64 * 2**20
 #: Folder names accepted for each split (ImageNet calls its test split "val").
 SPLIT_DIRS = {"train": ("train",), "test": ("test", "val")}
 #: Bump when the cache layout changes, so old files are not misread.
@@ -70,6 +73,27 @@ def _split_of(dirname: str) -> str | None:
     return None
 
 
+def open_image(src: "io.BytesIO | os.PathLike | str") -> "object":
+    """``PIL.Image.open(src)`` refusing, from the header alone, an image of more than
+    ``MAX_DECODE_PIXELS`` pixels (``UsageError``), before anything is decoded."""
+    import warnings
+
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, with one line
+        try:
+            img = Image.open(src)
+        except Image.DecompressionBombError as exc:
+            raise UsageError(f"image too large to decode: {' '.join(str(exc).split())}") from None
+    width, height = img.size
+    if width * height > MAX_DECODE_PIXELS:
+        img.close()
+        raise UsageError(f"image of {width}x{height} pixels is larger than the {MAX_DECODE_PIXELS:,} pixels "
+                         "an image may have (the limit); it is not decoded")
+    return img
+
+
 def decode_image(data: bytes | os.PathLike | str, image_size: int | None = None) -> np.ndarray:
     """Decode one image file to uint8 ``(3, H, W)`` RGB (grey and palette images converted).
 
@@ -79,7 +103,7 @@ def decode_image(data: bytes | os.PathLike | str, image_size: int | None = None)
     from PIL import Image
 
     src = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
-    with Image.open(src) as img:
+    with open_image(src) as img:
         img = img.convert("RGB")
         if image_size is not None and img.size != (image_size, image_size):
             img = img.resize((image_size, image_size), Image.BILINEAR)
@@ -164,7 +188,7 @@ def _decode_all(items: Iterable[tuple[str, str, bytes | Path]], total: int | Non
         for split, cls, data in items:
             try:
                 arr = decode_image(data, image_size)
-            except (UnidentifiedImageError, OSError) as exc:
+            except (UnidentifiedImageError, OSError, UsageError) as exc:
                 where = data if isinstance(data, Path) else f"{desc}/{split}/{cls}"
                 raise UsageError(f"cannot decode image {where}: {exc}") from exc
             if max(arr.shape[1:]) > SMALL_MAX_SIDE:

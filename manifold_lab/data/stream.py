@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from manifold_lab.data.base import resolve_path, subset_indices
-from manifold_lab.data.folder import SPLIT_DIRS, _is_image
+from manifold_lab.data.folder import SPLIT_DIRS, _is_image, open_image
 from manifold_lab.data.loader import epoch_generator
 from manifold_lab.errors import UsageError
 
@@ -105,7 +105,7 @@ class FolderImages(torch.utils.data.Dataset):
         path, label = self.samples[i]
         s = self.image_size
         g = epoch_generator(*self.seed, 3, i) if self.train else None
-        with Image.open(path) as img:
+        with open_image(path) as img:  # refuses an image too large to decode, from its header
             img = img.convert("RGB")
             if self.random_crop:
                 left, top, w, h = random_resized_box(*img.size, generator=g)

@@ -38,6 +38,8 @@ import csv
 import json
 import math
 import statistics
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
+from manifold_lab.errors import UsageError
 from manifold_lab.experiment.stats import describe, holm_adjust
 from manifold_lab.kinds import RunRecord
 
@@ -454,17 +457,29 @@ def layers_below_threshold(run: RunRecord, when: str = "final") -> tuple[int, in
     (``manifold_lab.train.relu_stats.layers_below_threshold``), or None without statistics."""
     from manifold_lab.train.relu_stats import layers_below_threshold as below
 
+    data = _relu_stats(run)
+    if data is None:
+        return None
+    with _damaged(run.run_dir / "relu_stats.json", "manifold-lab run with the study's spec (--force for this run)"):
+        return below(data.get(when) or [])
+
+
+def _relu_stats(run: RunRecord) -> dict | None:
+    """The run's ``relu_stats.json`` (None when absent); a damaged one is one UsageError line naming it."""
     path = run.run_dir / "relu_stats.json"
     if not path.exists():
         return None
-    recs = json.loads(path.read_text()).get(when) or []
-    return below(recs)
+    with _damaged(path, "manifold-lab run with the study's spec (--force for this run)"):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a mapping, got {type(data).__name__}")
+    return data
 
 
 def old_sample(run: RunRecord) -> bool:
     """True when a run's Figure 7 statistics predate issue 11 (no class-balanced ``sample`` recorded)."""
-    path = run.run_dir / "relu_stats.json"
-    return path.exists() and "sample" not in json.loads(path.read_text())
+    data = _relu_stats(run)
+    return data is not None and "sample" not in data
 
 
 def claim_figure7(results: Path) -> Claim:
@@ -500,15 +515,40 @@ def claim_figure7(results: Path) -> Claim:
         v, "manifold-lab run experiments/figure6a_linear_bottleneck_cifar10.yaml")
 
 
+#: Largest CSV a claim reads (the committed ones are a few kilobytes).
+MAX_CSV_BYTES = 16 << 20
+
+
+def _csv_rows(path: Path) -> list[dict]:
+    """The rows of a results CSV (``csv.DictReader``), at most ``MAX_CSV_BYTES`` read."""
+    if path.stat().st_size > MAX_CSV_BYTES:
+        raise ValueError(f"larger than {MAX_CSV_BYTES:,} bytes")
+    with path.open(encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@contextmanager
+def _damaged(path: Path, command: str) -> Iterator[None]:
+    """Turn any error reading a results file (CSV, JSON) into one UsageError line naming the file and the fix."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError, csv.Error) as exc:
+        what = f"missing column {exc}" if isinstance(exc, KeyError) else " ".join(str(exc).split())
+        raise UsageError(f"{path} is damaged or empty ({what}); regenerate it with {command}") from None
+
+
 def claim_theorem1(results: Path) -> Claim:
     path = results / "theorem1" / "theorem1.csv"
     cmd = "manifold-lab theorem"
     if not path.exists():
         return Claim("Theorem 1: kept fraction N(m,n)/2^m", "proof", "not run yet", "not run yet", cmd)
-    rows = [r for r in csv.DictReader(path.open()) if float(r["stderr"]) > 0]
-    z = [abs(float(r["z"])) for r in rows]
+    with _damaged(path, cmd):
+        rows = [r for r in _csv_rows(path) if float(r["stderr"]) > 0]
+        z = [abs(float(r["z"])) for r in rows]
+        ms, ns = sorted({int(r["m"]) for r in rows}), sorted({int(r["n"]) for r in rows})
+        if not z:
+            raise ValueError("no row with a positive stderr")
     bound = float(sps.norm.ppf(1 - 0.025 / len(z)))  # Bonferroni: all points together at 95%
-    ms, ns = sorted({int(r["m"]) for r in rows}), sorted({int(r["n"]) for r in rows})
     return Claim(
         "Theorem 1: ReLU(Bx) keeps the fraction N(m,n)/2^m of an n-dimensional set",
         "Proof in Appendix A (no simulation in the paper)",
@@ -524,12 +564,16 @@ def claim_figure1(results: Path) -> Claim:
     cmd = "manifold-lab run experiments/figure1_spiral.yaml"
     if not path.exists():
         return Claim("Figure 1", "", "not run yet", "not run yet", cmd)
-    row = next(csv.DictReader(path.open()))
+    with _damaged(path, cmd):
+        rows = _csv_rows(path)
+        if not rows:
+            raise ValueError("no data row")
+        row = rows[0]
 
-    def cf(n):
-        return {k: float(row[f"collapsed_fraction_n{n}_{k}"]) for k in ("mean", "ci_low", "ci_high", "n")}
+        def cf(n):
+            return {k: float(row[f"collapsed_fraction_n{n}_{k}"]) for k in ("mean", "ci_low", "ci_high", "n")}
 
-    low, high = [cf(n) for n in (2, 3)], [cf(n) for n in (15, 30)]
+        low, high = [cf(n) for n in (2, 3)], [cf(n) for n in (15, 30)]
     ok = all(c["ci_low"] > 0 for c in low) and all(c["ci_high"] < 0.01 for c in high)
     text = "; ".join(f"n = {n}: {100 * c['mean']:.1f}% [{100 * c['ci_low']:.1f}, {100 * c['ci_high']:.1f}]"
                      for n, c in zip((2, 3, 15, 30), low + high))

@@ -28,6 +28,7 @@ from typing import Any
 from manifold_lab import io
 from manifold_lab.errors import UsageError
 from manifold_lab.experiment import provenance
+from manifold_lab.experiment.ownership import check_owner
 from manifold_lab.experiment.spec import Spec, display_path
 from manifold_lab.experiment.store import ResultsStore
 from manifold_lab.experiment.sweep import PlannedRun, format_values, plan
@@ -232,6 +233,7 @@ def run_experiment(
     run_index: int | None = None,
     force: bool = False,
     report: bool = True,
+    replace: bool = False,
     reference: bool = False,
 ) -> RunSummary:
     """Run (or resume) the experiment; write the report unless ``run_index`` is given.
@@ -250,6 +252,8 @@ def run_experiment(
         Redo completed runs too.
     report : bool
         Write ``summary.csv``, ``comparisons.csv`` and ``report.md`` afterwards.
+    replace : bool
+        Write into a folder that holds another experiment (``manifold_lab.experiment.ownership``).
     reference : bool
         Write the committed reference results (``spec.reference``) instead of ``out``.
     """
@@ -270,6 +274,7 @@ def run_experiment(
 
     with store.lock(shared=run_index is not None), terminate_on_signals():
         store.check_links()
+        check_owner(store.root, spec.name, spec.kind.name, spec.source, replace=replace)
         if run_index is None:  # alone in the folder: every temporary there is a leftover
             store.remove_temporaries()
         store.write_plan(spec.resolved(), command_line(spec, None if reference else out, reference),

@@ -58,6 +58,7 @@ the override) it comes from.
 from __future__ import annotations
 
 import difflib
+import math
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -68,12 +69,27 @@ import pydantic
 import yaml
 
 from manifold_lab.errors import UsageError
+from manifold_lab.experiment.bounds import (
+    MAX_DEPTH,
+    MAX_INCLUDE_DEPTH,
+    MAX_INCLUDE_FILES,
+    MAX_NODES,
+    MAX_RUN_SECONDS,
+    MAX_RUNS,
+    MAX_SEED,
+    MAX_SPEC_BYTES,
+    BoundedLoader,
+    compose_bounded,
+    data_size,
+    first_non_finite,
+    safe_load_bounded,
+)
 from manifold_lab.experiment.sweep import canonical_json, format_values, grid, set_path
 from manifold_lab.kinds import Kind, get_kind
 
-__all__ = ["GridPoint", "Spec", "display_path", "load_spec", "parse_override"]
+__all__ = ["NAME_PATTERN", "GridPoint", "Spec", "display_path", "load_spec", "parse_override"]
 
-_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 #: Where a user's runs go (``runs/<name>/``, ignored by git) and where the committed
 #: reference results live (``results/<name>/``, written on purpose with ``--reference``).
@@ -86,7 +102,7 @@ class _SpecModel(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(extra="forbid")
 
-    name: str = pydantic.Field(pattern=_NAME_PATTERN)
+    name: str = pydantic.Field(pattern=NAME_PATTERN)
     kind: str
     description: str = ""
     include: list[str] = []
@@ -178,6 +194,10 @@ _Origins = dict[tuple, str]
 def _load_yaml(path: Path, shown: str) -> tuple[Any, _Origins]:
     """Parse one YAML file; return the data and the origin of every key path."""
     try:
+        size = path.stat().st_size
+        if size > MAX_SPEC_BYTES and path.is_file():
+            raise UsageError(f"{shown}: the file has {size:,} bytes, more than a spec may have "
+                             f"({MAX_SPEC_BYTES:,}, the limit)")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UsageError(f"spec file not found: {shown}") from None
@@ -185,8 +205,8 @@ def _load_yaml(path: Path, shown: str) -> tuple[Any, _Origins]:
         raise UsageError(f"cannot read spec file {shown}: {exc}") from None
     loader = None
     try:
-        loader = yaml.SafeLoader(text)  # rejects control characters already
-        node = loader.get_single_node()
+        loader = BoundedLoader(text)  # rejects control characters already
+        node = compose_bounded(loader)  # bounded depth and alias expansion, before any walk
         data = loader.construct_document(node) if node is not None else None
     except (yaml.YAMLError, ValueError) as exc:  # ValueError: a bad tagged scalar, e.g. !!int x
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
@@ -305,7 +325,21 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
-def _load_with_includes(path: Path, shown: str, stack: tuple[Path, ...]) -> tuple[dict, _Origins]:
+def _load_with_includes(
+    path: Path, shown: str, stack: tuple[Path, ...], reads: list[int] | None = None
+) -> tuple[dict, _Origins]:
+    """The file merged over its includes (recursively); ``reads`` counts the files and bytes read."""
+    reads = [0, 0] if reads is None else reads
+    reads[0] += 1
+    if reads[0] > MAX_INCLUDE_FILES:
+        raise UsageError(f"{shown}: the spec reads more than {MAX_INCLUDE_FILES} files through its includes "
+                         "(the limit); include each preset once")
+    try:
+        reads[1] += path.stat().st_size if path.is_file() else 0
+    except OSError:
+        pass  # _load_yaml says what is wrong with the file
+    if reads[1] > MAX_SPEC_BYTES:
+        raise UsageError(f"{shown}: the spec and its includes read more than {MAX_SPEC_BYTES:,} bytes (the limit)")
     data, origins = _load_yaml(path, shown)
     includes = data.get("include", [])
     if isinstance(includes, str):
@@ -321,7 +355,10 @@ def _load_with_includes(path: Path, shown: str, stack: tuple[Path, ...]) -> tupl
         if key in stack:
             chain = " -> ".join(display_path(p) for p in (*stack, key))
             raise UsageError(f"include cycle: {chain}")
-        inc_data, inc_origins = _load_with_includes(inc, display_path(inc), (*stack, key))
+        if len(stack) >= MAX_INCLUDE_DEPTH:
+            raise UsageError(f"{_origin(origins, ('include',), shown)}: include chain longer than "
+                             f"{MAX_INCLUDE_DEPTH} files (the limit), from {display_path(stack[0])}")
+        inc_data, inc_origins = _load_with_includes(inc, display_path(inc), (*stack, key), reads)
         merged = _deep_merge(merged, inc_data, merged_origins, inc_origins)
     body = {k: v for k, v in data.items() if k != "include"}
     merged = _deep_merge(merged, body, merged_origins, origins)
@@ -346,17 +383,23 @@ def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
         raise UsageError(f"bad override {text!r}: empty component in key {key!r}")
     if parts[0] == "include":
         raise UsageError(f"bad override {text!r}: include cannot be overridden; edit the file")
+    if len(parts) > MAX_DEPTH:
+        raise UsageError(f"bad override {_short(text)}: the key has more than {MAX_DEPTH} components (the limit)")
     if parts[0] == "sweep" and len(parts) > 2:
         parts = ("sweep", ".".join(parts[1:]))
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = safe_load_bounded(raw) if raw.strip() else None
     except (yaml.YAMLError, ValueError) as exc:
         raise UsageError(f"bad override {text!r}: the value is not valid YAML ({_yaml_problem(exc)})") from None
     return parts, value
 
 
-def _apply_override(data: dict, origins: _Origins, text: str) -> dict:
+def _apply_override(data: dict, origins: _Origins, text: str) -> tuple[dict, int]:
+    """``data`` with the override applied, and the number of values the override sets."""
     parts, value = parse_override(text)
+    values, depth = data_size(value)
+    if len(parts) + depth > MAX_DEPTH:
+        raise UsageError(f"bad override {_short(text)}: nested more than {MAX_DEPTH} levels deep (the limit)")
     try:
         data = set_path(data, parts, value)
     except ValueError as exc:
@@ -364,7 +407,7 @@ def _apply_override(data: dict, origins: _Origins, text: str) -> dict:
     for p in [p for p in origins if p[: len(parts)] == parts]:
         del origins[p]
     origins[parts] = f"override {text!r}"
-    return data
+    return data, values
 
 
 # --------------------------------------------------------------------------- validation
@@ -443,11 +486,11 @@ def _check_sweep(
     if (
         not isinstance(seeds_value, list)
         or not seeds_value
-        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds_value)
+        or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED for s in seeds_value)
     ):
         raise UsageError(
-            f"{seed_where}: sweep.seeds must be a non-empty list of integers >= 0, "
-            f"got {_short(seeds_value)}"
+            f"{seed_where}: sweep.seeds must be a non-empty list of integers >= 0 and <= {MAX_SEED} "
+            f"(what the random generators take), got {_short(seeds_value)}"
         )
     if len(set(seeds_value)) != len(seeds_value):
         raise UsageError(f"{seed_where}: sweep.seeds has repeated values: {seeds_value}")
@@ -483,6 +526,30 @@ def _check_sweep(
             raise UsageError(f"{kwhere}: sweep.{key} has repeated values: {_short(values)}")
         out[key] = values
     return out, tuple(seeds_value)
+
+
+def _check_runnable(kind: Kind, points: list[GridPoint], allow_long: bool, where: str) -> None:
+    """The kind's own checks (``Kind.check``: this machine can run it) and cost bound, per distinct point."""
+    seen: set[str] = set()
+    for point in points:
+        text = canonical_json(point.params.model_dump(mode="json"))
+        if text in seen:
+            continue
+        seen.add(text)
+        note = f" [in the sweep point {format_values(point.values)}]" if point.values else ""
+        if kind.check is not None:
+            try:
+                kind.check(point.params)
+            except ValueError as exc:
+                raise UsageError(f"{where}: params: {' '.join(str(exc).split())}{note}") from None
+        if kind.estimate_seconds is not None and not allow_long:
+            seconds = float(kind.estimate_seconds(point.params))
+            if seconds > MAX_RUN_SECONDS:
+                raise UsageError(
+                    f"{where}: one run of kind {kind.name!r}{note} is estimated at {seconds / 3600:,.1f} h of CPU "
+                    f"time, more than the {MAX_RUN_SECONDS / 3600:g} h a run may take without --allow-long; "
+                    "use smaller sizes or pass --allow-long"
+                )
 
 
 CONTRAST_KEYS = ("factor", "a", "b", "metric")
@@ -527,7 +594,7 @@ def _check_contrast(contrast: dict | None, sweep: dict[str, list], origins: _Ori
     return {"factor": factor, "a": contrast["a"], "b": contrast["b"], "metric": metric}
 
 
-def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
+def load_spec(path: str | Path, overrides: Sequence[str] = (), *, allow_long: bool = False) -> Spec:
     """Load, merge and validate an experiment spec.
 
     Parameters
@@ -536,6 +603,9 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
         The YAML file.
     overrides : sequence of str
         ``key.path=value`` items applied after the file (see the module docstring).
+    allow_long : bool
+        Accept runs whose estimated time (``Kind.estimate_seconds``) exceeds
+        ``bounds.MAX_RUN_SECONDS`` (the command line's ``--allow-long``).
 
     Returns
     -------
@@ -549,8 +619,13 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
     path = Path(path)
     shown = display_path(path)
     data, origins = _load_with_includes(path, shown, (path.resolve(),))
+    total = data_size(data)[0]
     for text in overrides:
-        data = _apply_override(data, origins, text)
+        data, added = _apply_override(data, origins, text)
+        total += added
+        if total > MAX_NODES:
+            raise UsageError(f"{shown}: the spec, its includes and overrides hold more than {MAX_NODES:,} values "
+                             "(the limit)")
 
     try:
         top = _SpecModel.model_validate(data)
@@ -563,11 +638,22 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
 
     def build(params: dict, sweep_note: str = "") -> pydantic.BaseModel:
         try:
-            return kind.params.model_validate(params)
+            model = kind.params.model_validate(params)
         except pydantic.ValidationError as exc:
             line = _explain(exc, kind.params, ("params",), origins, shown)
             raise UsageError(f"{line}{sweep_note}") from None
+        found = first_non_finite(model.model_dump(), ("params",))  # e.g. the string "1e400" read as a float
+        if found is not None:
+            raise UsageError(f"{_origin(origins, found[0], shown)}: {_dotted(found[0])}: {found[1]} is not a finite "
+                             f"number; parameters take finite numbers only{sweep_note}")
+        return model
 
+    for section, tree in (("params", top.params), ("sweep", top.sweep)):
+        found = first_non_finite(tree, (section,))
+        if found is not None:
+            where = _origin(origins, found[0], shown)
+            raise UsageError(f"{where}: {_dotted(found[0])}: {found[1]} is not a finite number; "
+                             "parameters take finite numbers only")
     base = build(top.params)
     launcher = None
     if top.launcher:
@@ -578,6 +664,13 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
         except pydantic.ValidationError as exc:
             raise UsageError(_explain(exc, LauncherConfig, ("launcher",), origins, shown)) from None
     sweep, seeds = _check_sweep(top.sweep, kind, origins, shown)
+    n_points = math.prod(len(values) for values in sweep.values())
+    if n_points * len(seeds) > MAX_RUNS:
+        raise UsageError(
+            f"{_origin(origins, ('sweep',), shown)}: the sweep has {n_points:,} grid points x {len(seeds)} seeds "
+            f"= {n_points * len(seeds):,} runs, more than an experiment may have ({MAX_RUNS:,}, the limit); "
+            "split it into several experiments"
+        )
     contrast = _check_contrast(top.contrast, sweep, origins, shown, narrowed=any(o.startswith("sweep.") for o in overrides)
                                and not any(o.startswith("contrast") for o in overrides))
     # From here on a bad value of a swept parameter comes from the sweep.
@@ -594,6 +687,7 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
                 raise UsageError(f"{where}: sweep key {key!r}: {exc}") from None
         note = f" [in the sweep point {format_values(values)}]" if values else ""
         points.append(GridPoint(values=values, params=build(params, note)))
+    _check_runnable(kind, points, allow_long, shown)
 
     output = USER_ROOT / top.name
     return Spec(

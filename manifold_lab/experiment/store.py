@@ -54,6 +54,7 @@ import yaml
 
 from manifold_lab import io
 from manifold_lab.errors import UsageError
+from manifold_lab.experiment.bounds import check_json_depth, safe_load_bounded
 from manifold_lab.kinds import RunRecord
 
 SPEC_FILE = "spec.yaml"
@@ -230,7 +231,8 @@ class ResultsStore:
         if not self.root.is_dir():
             raise UsageError(f"results folder not found: {self.root}")
         try:
-            spec = yaml.safe_load(io.read_bytes(self.path(SPEC_FILE)).decode("utf-8"))
+            # No alias bomb, bounded depth (manifold_lab.experiment.bounds).
+            spec = safe_load_bounded(io.read_bytes(self.path(SPEC_FILE)).decode("utf-8"))
         except FileNotFoundError:
             raise UsageError(
                 f"{self.root} holds no {SPEC_FILE}; is it a results folder written by "
@@ -241,6 +243,7 @@ class ResultsStore:
         plan = _read_json(self.path(PLAN_FILE))
         if not isinstance(spec, dict) or not isinstance(plan, dict):
             raise UsageError(f"{self.root}: {SPEC_FILE} or {PLAN_FILE} is missing or unreadable")
+        check_json_depth(plan, f"{self.root / PLAN_FILE}")
         problem = _layout_problem(spec, plan.get("runs"))
         if problem:
             raise UsageError(f"{self.root}: {SPEC_FILE} or {PLAN_FILE} is damaged ({problem}); "

@@ -15,7 +15,15 @@ The contract::
         params=MyParams,     # pydantic model: extra="forbid", every field has a default
         run=run,             # run(params: MyParams, seed: int, ctx: RunContext) -> dict
         report=report,       # optional: report(ctx: ReportContext) -> list[ReportItem]
+        check=check,         # optional: check(params) raises ValueError if this machine cannot run it
+        estimate_seconds=estimate_seconds,  # optional: estimate_seconds(params) -> CPU seconds of one run
     )
+
+``check`` and ``estimate_seconds`` run when the spec is validated, before any
+run starts: ``check`` refuses what the parameter schema alone cannot (a device
+that is not present, a batch larger than the data), ``estimate_seconds`` lets
+``load_spec`` refuse a run estimated above
+``manifold_lab.experiment.bounds.MAX_RUN_SECONDS`` unless ``--allow-long`` is given.
 
 ``run`` returns the run's *metrics*: a flat dict whose numeric scalars are
 aggregated over seeds (``summary.csv``); lists and nested values (curves per
@@ -86,6 +94,13 @@ class Kind:
     report : callable or None
         ``report(ctx: ReportContext) -> list[ReportItem]``: the kind's figures
         and tables, embedded in ``report.md`` after the generic tables.
+    check : callable or None
+        ``check(params) -> None``; raises ``ValueError`` (one line naming the
+        parameter and the valid choices) for parameters this machine cannot
+        run. Called at validation for every distinct grid point.
+    estimate_seconds : callable or None
+        ``estimate_seconds(params) -> float``: a rough upper estimate of one
+        run's CPU time in seconds, computed from the parameters alone (no work).
     bookkeeping : tuple of str
         Metrics that describe the run rather than answer a question (parameter
         counts, epochs, speed, a metric that mirrors another): summarized, never
@@ -104,6 +119,8 @@ class Kind:
     params: type[pydantic.BaseModel]
     run: Callable[[pydantic.BaseModel, int, "RunContext"], dict]
     report: Callable[["ReportContext"], list["ReportItem"]] | None = None
+    check: Callable[[pydantic.BaseModel], None] | None = None
+    estimate_seconds: Callable[[pydantic.BaseModel], float] | None = None
     bookkeeping: tuple[str, ...] = ()
     headline: tuple[str, ...] = ()
     warnings: Callable[[pydantic.BaseModel], list[str]] | None = None

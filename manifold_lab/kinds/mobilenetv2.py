@@ -17,6 +17,48 @@ from manifold_lab.kinds import Kind, ReportContext, ReportItem, RunContext
 from manifold_lab.train.config import TrainConfig
 
 
+#: Train images of the datasets whose size is known without reading them (imagefolder: unknown).
+TRAIN_IMAGES = {"digits": 1437, "cifar10": 50_000, "cifar10_jpeg": 50_000, "cifar100": 50_000}
+CLASSES = {"digits": 10, "cifar10": 10, "cifar10_jpeg": 10, "cifar100": 100}
+#: Largest in-memory copy of the digits upscaled to ``image_size`` (all images, uint8).
+MAX_DATA_BYTES = 2 << 30
+
+
+def check_device(name: str) -> None:
+    """Raise ValueError unless ``train.device`` names a device present here (auto, cpu, cuda, cuda:N)."""
+    if name in ("auto", "cpu"):
+        return
+    head, _, index = name.partition(":")
+    if head != "cuda" or (index and not index.isdigit()):
+        raise ValueError(f"train.device={name!r} is not one of auto, cpu, cuda, cuda:N")
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise ValueError(f"train.device={name!r} but CUDA is not available here; use auto or cpu")
+    if index and int(index) >= count:
+        raise ValueError(f"train.device={name!r} but this machine has {count} CUDA device(s): cuda:0..cuda:{count - 1}")
+
+
+def check(params: TrainConfig) -> None:
+    """What the schema alone cannot refuse: a device not present, a batch larger than the
+    train images (no batch per epoch), digits upscaled beyond ``MAX_DATA_BYTES`` in memory."""
+    d = params.data
+    check_device(params.train.device)
+    total = TRAIN_IMAGES.get(d.name)
+    if total is not None:
+        images = total if d.subset is None else min(total, d.subset * CLASSES[d.name])
+        if d.batch_size > images:
+            raise ValueError(f"data.batch_size={d.batch_size} is larger than the {images} train images of "
+                             f"{d.name}{f' (subset {d.subset} per class)' if d.subset else ''}: no batch per epoch; "
+                             f"use a batch_size <= {images}")
+    if d.name == "digits" and d.image_size is not None:
+        size = 1797 * (d.channels or 1) * d.image_size**2
+        if size > MAX_DATA_BYTES:
+            raise ValueError(f"data.image_size={d.image_size} would hold the digits in {size / 2**30:.1f} GiB of "
+                             f"memory, more than {MAX_DATA_BYTES / 2**30:g} GiB; use a smaller image_size")
+
+
 def run(params: TrainConfig, seed: int, ctx: RunContext) -> dict:
     from manifold_lab.train.trainer import train
 
@@ -232,6 +274,7 @@ KIND = Kind(
     params=TrainConfig,
     run=run,
     report=report,
+    check=check,
     bookkeeping=("params", "epochs", "images_per_s"),
     warnings=warnings,
 )

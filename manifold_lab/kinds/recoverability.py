@@ -86,7 +86,7 @@ class RecoverabilityParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     manifold: ManifoldName = Field("spiral", description="a generator of manifold_lab.manifolds.MANIFOLDS")
     n_samples: int = Field(1000, ge=20, le=200_000)
-    noise: float = Field(0.0, ge=0.0)
+    noise: float = Field(0.0, ge=0.0, le=1e3, description="Gaussian noise of the generator (finite)")
     embedding: Literal["gaussian", "orthogonal"] = Field(
         "orthogonal", description="random matrix that embeds the manifold into R^k"
     )
@@ -106,7 +106,23 @@ class RecoverabilityParams(BaseModel):
         if self.width < ambient:
             raise ValueError(f"width={self.width} is smaller than the dimension of {self.manifold!r} points "
                              f"({ambient}); width must be >= {ambient}")
+        if self.n_neighbors >= self.n_samples / 2:  # trustworthiness needs k < n / 2
+            raise ValueError(f"n_neighbors={self.n_neighbors} must be < n_samples / 2 = {self.n_samples / 2:g}; "
+                             "lower n_neighbors or raise n_samples")
         return self
+
+
+def estimate_seconds(params: RecoverabilityParams) -> float:
+    """CPU seconds of one run, roughly: ``depth * (1.5e-7 N t k^3 + 2e-9 N^2 k)``.
+
+    Per block, the Lemma-2 and collapse checks take the rank of the active rows
+    of the ``t k x k`` expansion at each of the ``N = n_samples`` points, and the
+    neighbour metrics compare all pairs of points; the constants are the times
+    per unit measured on one core of the development machine (k = 8 and 64), rounded up.
+    """
+    p = params
+    n, k, t = p.n_samples, p.width, p.expand_ratio
+    return p.depth * (1.5e-7 * n * t * k**3 + 2e-9 * n * n * k)
 
 
 #: Curves returned per depth; ``final_<name>`` is the value after the last block.
@@ -282,6 +298,7 @@ KIND = Kind(
     description="an embedded manifold through random inverted-residual blocks: recoverability and geometry per depth",
     params=RecoverabilityParams,
     run=run,
+    estimate_seconds=estimate_seconds,
     report=report,
     bookkeeping=("depth",),  # the parameter, repeated as a metric
 )

@@ -21,15 +21,29 @@ from manifold_lab.kinds.recoverability import ManifoldName
 class SpiralFigureParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     manifold: ManifoldName = Field("spiral", description="a generator of manifold_lab.manifolds.MANIFOLDS")
-    dims: list[int] = Field([2, 3, 5, 15, 30], min_length=1, description="embedding dimensions n")
-    n_points: int = Field(2000, ge=10, le=1_000_000)
+    dims: list[int] = Field([2, 3, 5, 15, 30], min_length=1, max_length=64, description="embedding dimensions n")
+    n_points: int = Field(2000, ge=20, le=1_000_000, description="points of the manifold (Figure 1 needs >= 20)")
 
     @field_validator("dims")
     @classmethod
     def _positive(cls, value: list[int]) -> list[int]:
-        if any(d < 1 for d in value):
-            raise ValueError(f"dims={value} must all be >= 1")
+        if any(d < 1 or d > MAX_DIM for d in value):
+            raise ValueError(f"dims={value} must all be in 1..{MAX_DIM}")
         return value
+
+
+#: Largest embedding dimension (the paper's Figure 1 goes to 30).
+MAX_DIM = 10_000
+
+
+def estimate_seconds(params: SpiralFigureParams) -> float:
+    """CPU seconds of one run, roughly: ``4e-6 * n_points * sum(dims + 50)``.
+
+    Each dimension embeds, applies ReLU and decodes the ``n_points`` points
+    (linear, nearest-neighbour and preimage decoders); the constant is the
+    time per unit measured on one core of the development machine, rounded up.
+    """
+    return 4e-6 * params.n_points * sum(d + 50 for d in params.dims)
 
 
 
@@ -123,6 +137,7 @@ KIND = Kind(
     description="Figure 1: a 2-D manifold embedded in R^n, ReLU, projected back; collapse at small n",
     params=SpiralFigureParams,
     run=run,
+    estimate_seconds=estimate_seconds,
     report=report,
     # Figure 1's claim: collapse at n = 2, 3, none at n = 15, 30 (those present lead the report)
     headline=tuple(f"collapsed_fraction_n{n}" for n in (2, 3, 15, 30)),

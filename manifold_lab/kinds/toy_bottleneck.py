@@ -41,7 +41,7 @@ class ToyData(BaseModel):
     n_dims: int = Field(10, ge=2, le=10000, description="ambient dimension n")
     n_train: int = Field(500, ge=2, le=1_000_000)
     n_test: int = Field(1000, ge=2, le=1_000_000)
-    noise: float = Field(0.0, ge=0.0, description="Gaussian noise on the 2-D spirals")
+    noise: float = Field(0.0, ge=0.0, le=1e3, description="Gaussian noise on the 2-D spirals (finite)")
 
 
 class ToyTrain(BaseModel):
@@ -59,6 +59,21 @@ class ToyBottleneckParams(BaseModel):
     model: ToyModel = ToyModel()
     data: ToyData = ToyData()
     train: ToyTrain = ToyTrain()
+
+
+def estimate_seconds(params: ToyBottleneckParams) -> float:
+    """CPU seconds of one run, roughly: ``steps * (1e-3 + 6 B F / 1e9)``.
+
+    ``F = n k + depth * 2 t k^2`` multiply-adds per sample (embedding and
+    blocks of width ``k``, expansion ``t``), ``B`` the batch (``n_train`` when
+    full batch), ``6 B F`` the forward and backward operations at a nominal
+    1 GFLOP/s, and 1 ms of overhead per step, rounded up from the development
+    machine.
+    """
+    m, d, t = params.model, params.data, params.train
+    batch = min(t.batch_size or d.n_train, d.n_train)
+    flops = d.n_dims * m.width + m.depth * 2 * m.expand_ratio * m.width**2
+    return t.steps * (1e-3 + 6 * batch * flops / 1e9) + 6 * (d.n_train + d.n_test) * flops / 1e9
 
 
 def run(params: ToyBottleneckParams, seed: int, ctx: RunContext) -> dict:
@@ -220,6 +235,7 @@ KIND = Kind(
     description="trained inverted-residual MLPs on embedded two spirals: linear vs relu/relu6 bottleneck across widths",
     params=ToyBottleneckParams,
     run=run,
+    estimate_seconds=estimate_seconds,
     report=report,
     bookkeeping=("params", "test_error"),  # test_error = 1 - test_accuracy
 )

@@ -18,6 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Act = Literal["identity", "relu", "relu6"]
 
+#: Bounds shared with ``manifold-lab models`` (its --width and --resolution).
+MAX_WIDTH_MULT = 4.0
+MAX_IMAGE_SIZE = 1024
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -26,7 +30,7 @@ class _Section(BaseModel):
 class ModelConfig(_Section):
     preset: Literal["imagenet", "cifar", "cifar_fast"] = Field(
         "cifar_fast", description="strides: imagenet (Table 2), cifar (kuangliu), cifar_fast (c=24 stage at stride 2)")
-    width_mult: float = Field(1.0, gt=0, le=4, description="width multiplier")
+    width_mult: float = Field(1.0, gt=0, le=MAX_WIDTH_MULT, description="width multiplier")
     bottleneck_act: Act = Field("identity", description="activation after the projection; identity = linear bottleneck")
     shortcut: Literal["bottleneck", "expansion", "none"] = Field("bottleneck", description="where residuals go (Figure 6b)")
     expand_ratio: int | None = Field(None, ge=1, le=32, description="override t of every expanding block")
@@ -50,8 +54,8 @@ class DataConfig(_Section):
     augment: bool = Field(True, description="random crop (pad 4) + horizontal flip")
     download: bool = False
     cache_dir: str | None = None
-    num_workers: int = Field(4, ge=0, description="DataLoader workers (large ImageFolder images only)")
-    image_size: int | None = Field(None, ge=8, description="resize (digits: upscale 8x8 to this size)")
+    num_workers: int = Field(4, ge=0, le=256, description="DataLoader workers (large ImageFolder images only)")
+    image_size: int | None = Field(None, ge=8, le=MAX_IMAGE_SIZE, description="resize (digits: upscale 8x8 to this size)")
     channels: int | None = Field(None, ge=1, le=3, description="digits only: 1 or 3 channels")
 
 

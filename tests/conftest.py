@@ -1,0 +1,24 @@
+"""Hypothesis profiles of the test suite.
+
+``deterministic`` (the default, ``make test``, CI): derandomized examples and no
+example database, so a user's run checks exactly the inputs CI checked, every
+time, and cannot fail later from an example stored by an earlier run.
+
+``fuzz`` (opt-in, ``make fuzz``, i.e. ``MANIFOLD_LAB_FUZZ=1``): fresh random
+examples, ``FUZZ_SCALE`` times as many per test, failures kept in
+``.hypothesis/`` and replayed first by the next ``make fuzz``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import settings
+
+FUZZ_ENV = "MANIFOLD_LAB_FUZZ"
+#: How many more examples per test the fuzz profile draws than the deterministic one.
+FUZZ_SCALE = 10
+
+settings.register_profile("deterministic", derandomize=True, database=None)
+settings.register_profile("fuzz", derandomize=False)
+settings.load_profile("fuzz" if os.environ.get(FUZZ_ENV) else "deterministic")
