@@ -371,7 +371,7 @@ def _submit_array(executor, tasks: list) -> list:
 
 
 def launch(spec, launcher: str, *, out: str | os.PathLike | None = None, wait: bool = False, jobs: int = 1,
-           force: bool = False, reference: bool = False) -> LaunchSummary:
+           force: bool = False, reference: bool = False, replace: bool = False) -> LaunchSummary:
     """Submit the pending runs of ``spec`` through submitit (see the module docstring).
 
     Parameters
@@ -389,9 +389,12 @@ def launch(spec, launcher: str, *, out: str | os.PathLike | None = None, wait: b
         Submit completed runs too (they start from scratch).
     reference : bool
         Write the committed reference results (``spec.reference``) instead of ``out``.
+    replace : bool
+        Take over a results folder that holds another experiment (``check_owner``).
     """
     from manifold_lab.errors import UsageError
     from manifold_lab.experiment import provenance
+    from manifold_lab.experiment.ownership import check_owner
     from manifold_lab.experiment.runner import check_plan, command_line, pending_runs, reuse_sources
     from manifold_lab.experiment.spec import display_path
     from manifold_lab.experiment.store import ResultsStore
@@ -420,6 +423,7 @@ def launch(spec, launcher: str, *, out: str | os.PathLike | None = None, wait: b
         results.check_links()
     with store.lock():  # alone in the folder while planning, as a whole-experiment runner
         store.check_links()
+        check_owner(store.root, spec.name, spec.kind.name, spec.source, replace=replace)
         store.remove_temporaries()
         store.write_plan(spec.resolved(), command_line(spec, None if reference else out, reference),
                          [asdict(r) for r in runs])
