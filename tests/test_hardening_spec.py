@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import settings
-from kinds_for_tests import cli_env, write_spec
+from kinds_for_tests import REPO, cli_env, write_spec
 
 from manifold_lab.experiment import bounds
 
@@ -394,3 +394,14 @@ def test_normal_suite_is_derandomized_without_example_database():
         pytest.skip("make fuzz explores on purpose")
     assert settings.default.derandomize is True
     assert settings.default.database is None
+
+
+def test_a_class_balanced_sample_smaller_than_the_classes_is_refused_at_validation(tmp_path):
+    """Issue 13, class 10: refused before any run starts (it used to fail every run)."""
+    from manifold_lab.errors import UsageError
+    from manifold_lab.experiment.spec import load_spec
+
+    for override in ("params.train.relu_stats_images=8", "params.train.clean_train_images=3"):
+        with pytest.raises(UsageError, match="fewer than the 10 classes"):
+            load_spec(REPO / "experiments/smoke/figure6a.yaml", [override])
+    load_spec(REPO / "experiments/smoke/figure6a.yaml", ["params.train.relu_stats_images=10"])

@@ -109,7 +109,7 @@ def test_models_command(capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["models", "--preset", "tiny"], "--preset 'tiny' is not one of imagenet, cifar, cifar_fast"),
-    (["models", "--preset", "imagenet", "--width", "-1"], "--width must be a finite number > 0"),
+    (["models", "--preset", "imagenet", "--width", "-1"], "--width must be a number > 0"),
     (["models", "--preset", "imagenet", "--resolution", "16"], "input resolution 16 is too small"),
     (["models", "--preset", "cifar", "--bottleneck-mult", "1.5"], "--bottleneck-mult must be in (0, 1]"),
 ])

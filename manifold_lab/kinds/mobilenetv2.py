@@ -42,7 +42,8 @@ def check_device(name: str) -> None:
 
 def check(params: TrainConfig) -> None:
     """What the schema alone cannot refuse: a device not present, a batch larger than the
-    train images (no batch per epoch), digits upscaled beyond ``MAX_DATA_BYTES`` in memory."""
+    train images (no batch per epoch), a class-balanced sample smaller than the classes,
+    digits upscaled beyond ``MAX_DATA_BYTES`` in memory."""
     d = params.data
     check_device(params.train.device)
     total = TRAIN_IMAGES.get(d.name)
@@ -52,6 +53,13 @@ def check(params: TrainConfig) -> None:
             raise ValueError(f"data.batch_size={d.batch_size} is larger than the {images} train images of "
                              f"{d.name}{f' (subset {d.subset} per class)' if d.subset else ''}: no batch per epoch; "
                              f"use a batch_size <= {images}")
+    classes = CLASSES.get(d.name)
+    if classes is not None:
+        for key, images in (("relu_stats_images", params.train.relu_stats_images if params.train.relu_stats else None),
+                            ("clean_train_images", params.train.clean_train_images)):
+            if images is not None and images < classes:
+                raise ValueError(f"train.{key}={images} is fewer than the {classes} classes of {d.name}: a "
+                                 f"class-balanced sample needs at least one image per class; use >= {classes}")
     if d.name == "digits" and d.image_size is not None:
         size = 1797 * (d.channels or 1) * d.image_size**2
         if size > MAX_DATA_BYTES:
