@@ -110,6 +110,8 @@ BAD = {
     "override wrong type": (GOOD, ["params.b=[1"], ["bad override", "not valid YAML"]),
     "override out of range": (GOOD, ["params.sleep=-1"], ["override 'params.sleep=-1'", "greater than or equal to 0"]),
     "missing include": (GOOD + "include: [nowhere.yaml]\n", [], ["include 'nowhere.yaml' (in s.yaml)", "not found"]),
+    "zero jobs": (GOOD + "jobs: 0\n", [], ["s.yaml:9:1", "jobs", "greater than or equal to 1"]),
+    "too many jobs": (GOOD, ["jobs=100000"], ["override 'jobs=100000'", "less than or equal to 256"]),
 }
 
 
@@ -167,3 +169,33 @@ def test_kind_registry_and_interface_checks():
     register(KIND)  # registering the same object again is harmless
     with pytest.raises(ValueError, match="exactly one of figure= and markdown="):
         ReportItem(title="t")
+
+
+def test_jobs_key_sets_the_runs_at_once_without_changing_any_run(tmp_path, monkeypatch):
+    """``jobs:`` (from an include, like configs/cifar_cpu_budget.yaml) schedules, never parameterizes:
+    the plan's run ids are those of the same spec without it, and ``--jobs`` on the command line wins."""
+    from manifold_lab.commands import run as run_command
+    from manifold_lab.experiment import runner
+    from manifold_lab.experiment.sweep import plan
+
+    monkeypatch.chdir(tmp_path)
+    write_spec(tmp_path / "budget.yaml", "jobs: 3\n")
+    with_jobs = write_spec(tmp_path / "with.yaml", GOOD + "include: [budget.yaml]\n")
+    without = write_spec(tmp_path / "without.yaml", GOOD)
+    spec, plain = load_spec(with_jobs), load_spec(without)
+    assert (spec.jobs, plain.jobs) == (3, 1)
+    assert [r.run_id for r in plan(spec)] == [r.run_id for r in plan(plain)]
+    assert spec.resolved()["jobs"] == 3 and "jobs" not in plain.resolved()
+
+    seen = []
+
+    def fake_run_experiment(spec, **kw):
+        seen.append(kw["jobs"])
+        return runner.RunSummary(planned=0)
+
+    monkeypatch.setattr(runner, "run_experiment", fake_run_experiment)
+    parser = __import__("argparse").ArgumentParser()
+    run_command.add_arguments(parser)
+    for argv in (["with.yaml"], ["with.yaml", "--jobs", "1"], ["without.yaml"]):
+        run_command.run(parser.parse_args(argv))
+    assert seen == [3, 1, 1]

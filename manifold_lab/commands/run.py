@@ -49,8 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="override a value of the spec, parsed as YAML, e.g. sweep.seeds=[0,1,2] (any kind) or "
              "params.train.epochs=3 (kind mobilenetv2); `manifold-lab kinds KIND` lists each kind's parameters",
     )
-    parser.add_argument("--jobs", "-j", type=_int_at_least(1), default=1, metavar="N",
-                        help="runs executed at a time, as local processes (default 1)")
+    parser.add_argument("--jobs", "-j", type=_int_at_least(1), default=None, metavar="N",
+                        help="runs executed at a time, as local processes (default: the spec's jobs: key, else 1)")
     parser.add_argument("--list", action="store_true", help="print the runs and their status; run nothing")
     parser.add_argument("--run-index", type=_int_at_least(0), metavar="I",
                         help="run only run I of --list (cluster array jobs); then `manifold-lab report DIR`")
@@ -122,7 +122,7 @@ def _run_suite(args: argparse.Namespace) -> int:
         if args.launcher:
             summary = _launch(args, spec, root / spec.name)
         else:
-            summary = run_experiment(spec, out=root / spec.name, jobs=args.jobs, force=args.force,
+            summary = run_experiment(spec, out=root / spec.name, jobs=args.jobs or spec.jobs, force=args.force,
                                      replace=args.replace)
         lines.append(summary.line(spec.name))
         print(lines[-1])
@@ -138,7 +138,7 @@ def _run_suite(args: argparse.Namespace) -> int:
 def _launch(args: argparse.Namespace, spec, out, reference: bool = False):
     from manifold_lab.experiment.launch import launch
 
-    return launch(spec, args.launcher, out=out, wait=args.wait, jobs=args.jobs, force=args.force,
+    return launch(spec, args.launcher, out=out, wait=args.wait, jobs=args.jobs or spec.jobs, force=args.force,
                   reference=reference, replace=args.replace)
 
 
@@ -205,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
     if args.launcher:
         summary = _launch(args, spec, root if args.out else None, reference=args.reference)
     else:
-        summary = run_experiment(spec, out=root if args.out else None, jobs=args.jobs,
+        summary = run_experiment(spec, out=root if args.out else None, jobs=args.jobs or spec.jobs,
                                  run_index=args.run_index, force=args.force, reference=args.reference,
                                  replace=args.replace)
     print(summary.line(spec.name))

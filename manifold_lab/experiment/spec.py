@@ -36,6 +36,11 @@ A spec is a YAML mapping with the top-level keys
     Optional list of other experiments' results folders: a run of this plan that
     one of them completed under the same run id (same kind, parameters and seed)
     is copied from there, not run again (Figure 6b reuses Figure 6a's linear runs).
+``jobs``
+    Optional: how many runs ``manifold-lab run`` trains at once when ``--jobs`` is not
+    given (default 1; at most ``MAX_JOBS``). ``configs/cifar_cpu_budget.yaml`` sets 2 with
+    one torch thread per run, the winner of ``benchmarks/bench_cifar_budget.py``. It
+    changes how runs are scheduled, never a run's parameters or id.
 ``launcher``
     Optional settings of ``--launcher slurm`` / ``local`` (partition, time limit,
     GPUs and CPUs per run, ...): ``manifold_lab.experiment.launch.LauncherConfig``.
@@ -97,6 +102,10 @@ USER_ROOT = Path("runs")
 REFERENCE_ROOT = Path("results")
 
 
+#: The most runs a spec's ``jobs:`` may ask to train at once.
+MAX_JOBS = 256
+
+
 class _SpecModel(pydantic.BaseModel):
     """The top level of a spec (after merging)."""
 
@@ -112,6 +121,7 @@ class _SpecModel(pydantic.BaseModel):
     reuse: list[str] = []
     launcher: dict[str, Any] = {}
     contrast: dict[str, Any] | None = None
+    jobs: int | None = pydantic.Field(None, ge=1, le=MAX_JOBS)
 
 
 @dataclass(frozen=True)
@@ -150,6 +160,8 @@ class Spec:
         (same kind, parameters and seed) are copied instead of trained again.
     launcher : LauncherConfig or None
         The ``launcher:`` section (``manifold_lab.experiment.launch``); None when absent.
+    jobs : int
+        Runs at once when ``--jobs`` is not given (the ``jobs:`` key; default 1).
     reference : Path or None
         The committed reference results folder (``output:`` or ``results/<name>``),
         written only by ``manifold-lab run SPEC --reference``.
@@ -170,6 +182,7 @@ class Spec:
     launcher: Any = None
     reference: Path | None = None
     contrast: dict | None = None
+    jobs: int = 1
 
     def resolved(self) -> dict:
         """The spec as one self-contained mapping (no includes), for ``spec.yaml``."""
@@ -181,6 +194,7 @@ class Spec:
             "sweep": {**self.sweep, "seeds": list(self.seeds)},
             **({"reuse": [str(folder) for folder in self.reuse]} if self.reuse else {}),
             **({"contrast": dict(self.contrast)} if self.contrast else {}),
+            **({"jobs": self.jobs} if self.jobs != 1 else {}),
             **({"overrides": list(self.overrides)} if self.overrides else {}),
         }
 
@@ -706,5 +720,6 @@ def load_spec(path: str | Path, overrides: Sequence[str] = (), *, allow_long: bo
         launcher=launcher,
         reference=Path(top.output) if top.output else REFERENCE_ROOT / top.name,
         contrast=contrast,
+        jobs=top.jobs or 1,
     )
 
