@@ -51,5 +51,8 @@ def test_study_end_to_end_on_synthetic_folders(tmp_path):
     assert payload["n"] == 6 and payload["rho"] == pytest.approx(1.0) and payload["verdict"] == P.PREDICTS
     assert len((tmp_path / "out" / "conditions.csv").read_text().splitlines()) == 7
     assert (tmp_path / "out" / "scatter.png").stat().st_size > 0
+    report = (tmp_path / "out" / "report.md").read_text().splitlines()
+    assert report[4] == "## The answer" and report[6].startswith(f"**{P.PREDICTS}** (Spearman rho = +1.00")
+    assert sum(line.startswith("| width_sweep_cifar10 |") for line in report) == 3
     empty = P.write_study(tmp_path / "out", tmp_path / "empty")  # no study there
     assert empty["n"] == 0 and empty["verdict"] == P.WAITING

@@ -585,9 +585,47 @@ def claim_figure1(results: Path) -> Claim:
         SUPPORTED if ok else CONTRADICTED, cmd)
 
 
+PROBE_COMMAND = "manifold-lab probe-correlation --out results/probe_penalty_correlation"
+
+
+def claim_probe_correlation(results: Path) -> Claim:
+    """Beyond the paper (issue 12): does the information the bottlenecks lose predict the ReLU6 penalty?
+    The rule pre-registered in ``experiments/probe_penalty_correlation.md`` (``probe_correlation.verdict``)."""
+    from manifold_lab.experiment import probe_correlation as P
+
+    got = P.analyse(results)
+    studies = sorted({c["study"] for c in got["conditions"]})
+    rho = (f"Spearman rho = {got['rho']:+.2f} [{got['ci_low']:+.2f}, {got['ci_high']:+.2f}] (95% bootstrap)"
+           if got["n"] >= 3 else "no correlation yet")
+    return Claim(
+        "Beyond the paper: the information the bottlenecks lose predicts the ReLU6 penalty",
+        "Implied by section 3.2 (the penalty comes from information lost in the bottleneck), never tested; "
+        "pre-registered in experiments/probe_penalty_correlation.md",
+        f"{got['n']} conditions ({', '.join(studies) or 'none yet'}), loss = drop of the block-input R^2 "
+        f"(probe, trained networks), penalty = linear - relu6 accuracy: {rho}",
+        got["verdict"], PROBE_COMMAND)
+
+
+def claim_id_profile(results: Path) -> Claim:
+    """External check (Ansuini et al. 2019): described by the pre-registered shape rules, no verdict rule."""
+    from manifold_lab.experiment import id_profile as G
+
+    by = G.shares(G.run_profiles(results))
+    ours = "; ".join(f"{v}: hunchback after training in {s['hunchback_final']} of {s['runs']} networks, flat at "
+                     f"step 0 in {s['flat_step0']} of {s['runs']}" for v, s in sorted(by.items()))
+    return Claim(
+        "Beyond the paper: trained networks' intrinsic dimension rises then falls through depth, untrained ones' "
+        "is flat (Ansuini et al. 2019)",
+        "Ansuini et al. (NeurIPS 2019), ImageNet CNNs; not in the MobileNetV2 paper",
+        f"CIFAR-10 (JPEG copy), TwoNN of every block output (probe, 100 test images): {ours}" if by else
+        "no CIFAR-10 run with the probe yet",
+        "described (share of networks; no verdict rule was pre-registered)" if by else "not enough runs yet",
+        PROBE_COMMAND)
+
+
 #: The rows in table order: a key of ``PAIRED_CLAIMS`` or a function of the results folder.
 CLAIMS = ("figure6a", "figure6b", "width", "bottleneck_width", "budget", "penalty_location", claim_figure7,
-          claim_theorem1, claim_figure1)
+          claim_theorem1, claim_figure1, claim_probe_correlation, claim_id_profile)
 
 
 def claims(results: str | Path = "results") -> list[Claim]:
@@ -723,5 +761,7 @@ def render(rows: list[Claim], results: str | Path = "results") -> str:
         lines.append(f"| {name} | {what} | {done} / {planned}, {failed} failed | {report} |")
     lines += ["", "Figure 1 and Theorem 1 as single commands: [figure1/](figure1/) (`manifold-lab spiral`), "
               "[theorem1/](theorem1/) (`manifold-lab theorem`). Table 3: [table3/](table3/table3.md) "
-              "(`manifold-lab models --table3`).", ""]
+              "(`manifold-lab models --table3`). Beyond the paper, the lost information against the ReLU6 penalty and "
+              "the ID profiles: [probe_penalty_correlation/](probe_penalty_correlation/report.md) "
+              f"(`{PROBE_COMMAND}`).", ""]
     return "\n".join(lines)

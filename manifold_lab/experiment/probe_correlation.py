@@ -41,6 +41,7 @@ def conditions(folder: str | Path) -> list[dict]:
 
     folder = Path(folder)
     by: dict[tuple, dict] = {}
+    ids: dict[tuple, dict] = {}
     for r in done_runs(folder):
         acc_key = next((k for k in ACCURACY_KEYS if k in r.metrics), None)
         if acc_key is None or LOSS_KEY not in r.metrics:
@@ -48,6 +49,7 @@ def conditions(folder: str | Path) -> list[dict]:
         act = r.param("model.bottleneck_act")
         rest = tuple(sorted((k, str(v)) for k, v in r.sweep_values.items() if k != "model.bottleneck_act"))
         by.setdefault(rest, {}).setdefault(act, {})[r.seed] = (float(r.metrics[acc_key]), float(r.metrics[LOSS_KEY]))
+        ids.setdefault((rest, act), {})[r.seed] = r.run_id
     out = []
     for rest, arms in sorted(by.items()):
         lin, relu6 = arms.get("identity", {}), arms.get("relu6", {})
@@ -56,6 +58,7 @@ def conditions(folder: str | Path) -> list[dict]:
             continue
         out.append({
             "study": folder.name, "condition": ", ".join(f"{k}={v}" for k, v in rest) or "all", "seeds": len(seeds),
+            "run_ids": sorted(ids[rest, act][s] for act in ("identity", "relu6") for s in seeds),
             "penalty": float(np.mean([lin[s][0] - relu6[s][0] for s in seeds])),
             "loss": float(np.mean([lin[s][1] - relu6[s][1] for s in seeds])),
         })
@@ -93,14 +96,41 @@ def verdict(result: dict) -> str:
 
 
 #: The studies whose runs enter (``results/<name>/``), as pre-registered; a missing folder adds nothing.
+#: The later CIFAR-10 studies of issue 11 enter by the second dated addendum of the pre-registration.
 STUDIES = ("figure6a_linear_bottleneck_cifar10", "width_sweep_cifar10", "figure6b_shortcuts_cifar10",
-           "toy_linear_bottleneck", "toy_bottleneck_at_scale")
+           "budget_ladder_cifar10", "bottleneck_width_cifar10", "toy_linear_bottleneck", "toy_bottleneck_at_scale")
 
 
 #: The CIFAR-10 studies; the pre-registered data include them, so no verdict is drawn without them
 #: (the dated addendum of experiments/probe_penalty_correlation.md).
-CIFAR_STUDIES = STUDIES[:3]
+CIFAR_STUDIES = STUDIES[:5]
+
+
+def distinct(points: list[dict]) -> list[dict]:
+    """``points`` without a condition whose paired runs are exactly those of an earlier one (a study that
+    reuses another's runs, e.g. the width sweep's width 0.5 = Figure 6a): the same networks count once."""
+    seen, out = set(), []
+    for c in points:
+        key = tuple(c["run_ids"])
+        if key not in seen:
+            seen.add(key)
+            out.append(c)
+    return out
 WAITING = "no verdict yet: no CIFAR-10 condition carries the probe (the pre-registered data include them)"
+
+
+def analyse(results: str | Path = "results") -> dict:
+    """The pre-registered analysis over ``STUDIES`` in ``results``: rho, interval, verdict (``WAITING``
+    while no CIFAR-10 condition is there), the rule's constants and the distinct conditions."""
+    results = Path(results)
+    points = distinct([c for name in STUDIES for c in conditions(results / name)])
+    res = spearman_bootstrap([c["loss"] for c in points], [c["penalty"] for c in points]) if points else \
+        {"rho": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": 0, "boot_used": 0}
+    cifar = any(c["study"] in CIFAR_STUDIES for c in points)
+    return {**res, "verdict": verdict(res) if cifar else WAITING, "cifar_conditions": cifar, "loss_key": LOSS_KEY,
+            "min_seeds": MIN_SEEDS, "min_conditions": MIN_CONDITIONS, "n_boot": N_BOOT, "studies": list(STUDIES),
+            "preregistration": "experiments/probe_penalty_correlation.md",
+            "conditions": [{k: v for k, v in c.items() if k != "run_ids"} for c in points]}
 
 
 def write_study(results: str | Path = "results", out: str | Path | None = None) -> dict:
@@ -119,15 +149,11 @@ def write_study(results: str | Path = "results", out: str | Path | None = None) 
 
     results = Path(results)
     out = Path(out) if out is not None else Path("runs") / "probe_penalty_correlation"
-    points = [c for name in STUDIES for c in conditions(results / name)]
-    res = spearman_bootstrap([c["loss"] for c in points], [c["penalty"] for c in points]) if points else \
-        {"rho": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": 0, "boot_used": 0}
-    cifar = any(c["study"] in CIFAR_STUDIES for c in points)
-    payload = {**res, "verdict": verdict(res) if cifar else WAITING, "cifar_conditions": cifar, "loss_key": LOSS_KEY, "min_seeds": MIN_SEEDS,
-               "min_conditions": MIN_CONDITIONS, "n_boot": N_BOOT, "studies": list(STUDIES),
-               "preregistration": "experiments/probe_penalty_correlation.md", "conditions": points}
+    payload = analyse(results)
+    points = payload["conditions"]
     buf = _io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["study", "condition", "seeds", "loss", "penalty"], lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=["study", "condition", "seeds", "loss", "penalty"], lineterminator="\n",
+                            extrasaction="ignore")
     writer.writeheader()
     writer.writerows(points)
     io.write_text(out / "conditions.csv", buf.getvalue())
@@ -146,10 +172,53 @@ def write_study(results: str | Path = "results", out: str | Path | None = None) 
         ax.axvline(0, color="0.6", lw=0.8)
         ax.set_xlabel("information lost: R^2(linear) - R^2(ReLU6), block input from output")
         ax.set_ylabel("ReLU6 penalty (accuracy points)")
-        ax.set_title(f"Spearman rho = {res['rho']:.2f} [{res['ci_low']:.2f}, {res['ci_high']:.2f}]: "
+        ax.set_title(f"Spearman rho = {payload['rho']:.2f} [{payload['ci_low']:.2f}, {payload['ci_high']:.2f}]: "
                      f"{payload['verdict']}", fontsize=8)
         ax.legend(fontsize=7)
         fig.tight_layout()
         io.savefig(fig, out / "scatter.png", dpi=120)
         plt.close(fig)
+    from manifold_lab.experiment.id_profile import write_check
+
+    geometry = write_check(results, out)
+    io.write_text(out / "report.md", report_text(payload, geometry, out))
     return payload
+
+
+def report_text(payload: dict, geometry: dict, out: Path) -> str:
+    """``report.md``: the answer first (the correlation's verdict, then the geometry check), then the conditions."""
+    from manifold_lab.experiment.spec import display_path
+
+    n = payload["n"]
+    rho = (f"Spearman rho = {payload['rho']:+.2f}, 95% bootstrap interval [{payload['ci_low']:+.2f}, "
+           f"{payload['ci_high']:+.2f}] over {n} conditions" if n >= 3 else f"{n} conditions")
+    lines = [
+        "# Does the information the bottlenecks lose predict the ReLU6 penalty? (beyond the paper)", "",
+        f"Written by `manifold-lab probe-correlation --out {display_path(out)}` from the committed results; the measure, the "
+        f"statistic and the rules were pre-registered in `{payload['preregistration']}` before any data.", "",
+        "## The answer", "",
+        f"**{payload['verdict']}** ({rho}).", "",
+        f"Loss = `{payload['loss_key']}`(linear) - same (ReLU6), the drop in the held-out ridge R^2 of each block's "
+        "input from its output, mean over blocks; penalty = test accuracy (linear) - (ReLU6); both are means over a "
+        f"condition's paired seeds (at least {payload['min_seeds']}). Rule: predicts if the interval lies above 0, "
+        f"the opposite if below, no prediction at this scale if it contains 0; at least {payload['min_conditions']} "
+        "conditions, and no verdict until a CIFAR-10 condition is in.", "",
+        "![loss against penalty](scatter.png)" if n else "", "",
+        "| study | condition | paired seeds | loss (R^2) | penalty (points) |", "|---|---|---:|---:|---:|",
+        *[f"| {c['study']} | {c['condition']} | {c['seeds']} | {c['loss']:+.3f} | {100 * c['penalty']:+.2f} |"
+          for c in payload["conditions"]], "",
+        "## Trained against untrained geometry (Ansuini et al. 2019)", "",
+    ]
+    by = geometry["by_variant"]
+    if not by:
+        lines += ["No CIFAR-10 run with a `probe.json` yet.", ""]
+    else:
+        lines += ["Share of runs whose TwoNN profile through depth is a hunchback after training, and flat at step 0 "
+                  "(rules in `manifold_lab/experiment/id_profile.py`, pre-registered; every run in "
+                  "`id_profile.csv`):", "",
+                  "| bottleneck | runs | hunchback after training | flat at step 0 | both |", "|---|---:|---:|---:|---:|",
+                  *[f"| {v} | {s['runs']} | {s['hunchback_final']} of {s['runs']} | {s['flat_step0']} of {s['runs']} | "
+                    f"{s['both']} of {s['runs']} |" for v, s in sorted(by.items())], ""]
+        if any(p["condition"] == "all" for p in geometry["profiles"]):
+            lines += ["![ID through depth](id_profile.png)", ""]
+    return "\n".join(lines)
