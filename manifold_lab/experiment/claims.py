@@ -667,7 +667,8 @@ def budget_numbers(results: str | Path = "results", spec: str = BUDGET_SPEC) -> 
     from manifold_lab.experiment.spec import load_spec
 
     path = Path(spec) if Path(spec).exists() else repo_root() / spec
-    cfg = load_spec(path).params
+    spec_obj = load_spec(path)
+    cfg = spec_obj.params
     classes = 100 if cfg.data.name == "cifar100" else 10
     train_images = cfg.data.subset * classes
     seconds = []
@@ -678,14 +679,15 @@ def budget_numbers(results: str | Path = "results", spec: str = BUDGET_SPEC) -> 
     return {"per_class": cfg.data.subset, "train_images": train_images, "test_per_class": cfg.data.eval_subset,
             "test_images": cfg.data.eval_subset * classes, "epochs": cfg.train.epochs,
             "batch_size": cfg.data.batch_size, "steps": cfg.train.epochs * (train_images // cfg.data.batch_size),
-            "width": cfg.model.width_mult, "preset": cfg.model.preset,
-            "minutes": statistics.median(seconds) / 60 if seconds else None}
+            "width": cfg.model.width_mult, "preset": cfg.model.preset, "jobs": spec_obj.jobs,
+            "threads": cfg.train.threads, "minutes": statistics.median(seconds) / 60 if seconds else None}
 
 
 def _scale(results) -> str:
     b = budget_numbers(results)
-    minutes = f" A width-{b['width']:g} run took {b['minutes']:.1f} minutes (median of the Figure 6a runs)." \
-        if b["minutes"] else ""
+    at_once = (f", {b['jobs']} runs at a time with {b['threads']} torch thread(s) each" if b["jobs"] > 1 else "")
+    minutes = (f" A width-{b['width']:g} run took {b['minutes']:.1f} minutes (median of the Figure 6a runs"
+               f"{at_once})." if b["minutes"] else "")
     return f"""\
 ## How this scale differs from the paper's
 
