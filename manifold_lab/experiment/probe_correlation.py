@@ -119,6 +119,31 @@ def distinct(points: list[dict]) -> list[dict]:
 WAITING = "no verdict yet: no CIFAR-10 condition carries the probe (the pre-registered data include them)"
 
 
+def pending_studies(results: Path, points: list[dict]) -> list[str]:
+    """The CIFAR-10 studies of ``STUDIES`` that will add conditions but have none yet: not run, or run without a
+    probe; a study whose plan does not sweep the bottleneck activation over both arms (Figure 6b) never adds one."""
+    import yaml
+
+    from manifold_lab.data.base import repo_root
+    from manifold_lab.experiment.claims import swept_values
+
+    have = {c["study"] for c in points}
+    out = []
+    for name in CIFAR_STUDIES:
+        folder = results / name
+        if name in have:
+            continue
+        if (folder / "plan.json").exists():
+            acts = swept_values(folder, "model.bottleneck_act")
+        else:  # not run: what its experiment file sweeps
+            spec = repo_root() / "experiments" / f"{name}.yaml"
+            sweep = (yaml.safe_load(spec.read_text()) or {}).get("sweep", {}) if spec.is_file() else {}
+            acts = sweep.get("model.bottleneck_act", [])
+        if {"identity", "relu6"} <= set(acts):
+            out.append(name)
+    return out
+
+
 def analyse(results: str | Path = "results") -> dict:
     """The pre-registered analysis over ``STUDIES`` in ``results``: rho, interval, verdict (``WAITING``
     while no CIFAR-10 condition is there), the rule's constants and the distinct conditions."""
@@ -127,7 +152,11 @@ def analyse(results: str | Path = "results") -> dict:
     res = spearman_bootstrap([c["loss"] for c in points], [c["penalty"] for c in points]) if points else \
         {"rho": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": 0, "boot_used": 0}
     cifar = any(c["study"] in CIFAR_STUDIES for c in points)
-    return {**res, "verdict": verdict(res) if cifar else WAITING, "cifar_conditions": cifar, "loss_key": LOSS_KEY,
+    pending = pending_studies(results, points)
+    rule = verdict(res) if cifar else WAITING
+    if cifar and pending:  # the rule's verdict on the data so far, labelled as such (never changed)
+        rule += f" (provisional: {', '.join(pending)} not in yet)"
+    return {**res, "verdict": rule, "pending": pending, "cifar_conditions": cifar, "loss_key": LOSS_KEY,
             "min_seeds": MIN_SEEDS, "min_conditions": MIN_CONDITIONS, "n_boot": N_BOOT, "studies": list(STUDIES),
             "preregistration": "experiments/probe_penalty_correlation.md",
             "conditions": [{k: v for k, v in c.items() if k != "run_ids"} for c in points]}
