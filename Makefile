@@ -2,7 +2,7 @@
 # Both install what is missing first (idempotent, seconds when up to date).
 #
 #   make quickstart   the tour; writes runs/quickstart/ (ignored by git), about 20 s on 2 cores
-#   make test         the whole suite, about 9 minutes on 2 cores
+#   make test         the whole suite, about 20 minutes on 2 cores
 #   make test-fast    the suite without the tests marked slow (`pytest -m "not slow"`)
 #   make reference    regenerate the committed reference results under results/ on purpose
 #                     (completed runs are skipped; missing CIFAR-10 runs take hours)
