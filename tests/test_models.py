@@ -270,3 +270,25 @@ def test_the_rule_before_issue_11_is_counted_for_old_records():
     # n - 2 per stage of Table 2 with n >= 2 (0 + 1 + 2 + 1 + 1), at the studies' width
     assert expansion_shortcuts_before_issue11(mobilenet_v2("cifar_fast", width_mult=0.5)) == 5
     assert mobilenet_v2("cifar_fast", width_mult=0.5, shortcut="expansion").num_shortcuts == 10
+
+
+@pytest.mark.parametrize("act, where", [("relu6", "none"), ("identity", "with_shortcut"), ("identity", "none")])
+def test_every_spelling_of_the_linear_network_is_one_config_one_network(act, where):
+    """relu6 in no block (or identity anywhere) is the linear-bottleneck network: it is stored as
+    identity / all, so it has the run id of Figure 6a's linear arm, and it is the same network at init."""
+    from manifold_lab.experiment.sweep import run_id
+    from manifold_lab.train.config import TrainConfig
+    from manifold_lab.train.trainer import initial_model
+
+    spelled = TrainConfig.model_validate({"model": {"bottleneck_act": act, "bottleneck_act_blocks": where}})
+    linear = TrainConfig.model_validate({"model": {"bottleneck_act": "identity"}})
+    assert (spelled.model.bottleneck_act, spelled.model.bottleneck_act_blocks) == ("identity", "all")
+    assert run_id("mobilenetv2", spelled.model_dump(mode="json"), 3) == \
+        run_id("mobilenetv2", linear.model_dump(mode="json"), 3)
+    a, b = initial_model(spelled, 3, 10, 3), initial_model(linear, 3, 10, 3)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(a.eval()(x), b.eval()(x))
+    # a non-linear bottleneck in some blocks is left as written
+    some = TrainConfig.model_validate({"model": {"bottleneck_act": "relu6", "bottleneck_act_blocks": "with_shortcut"}})
+    assert (some.model.bottleneck_act, some.model.bottleneck_act_blocks) == ("relu6", "with_shortcut")

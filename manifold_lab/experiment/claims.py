@@ -202,6 +202,7 @@ class TestResult:
     p_adj: float = float("nan")
     verdict: str = ""
     planned: bool = True
+    devices: dict = field(default_factory=dict)  # {device label: runs} of the runs behind d
 
     def text(self) -> str:
         if not self.planned:
@@ -210,7 +211,11 @@ class TestResult:
             f", paired t p = {self.p:.2g}{' (one-sided)' if self.spec.alternative == 'greater' else ''}, "
             f"Holm-adjusted p = {self.p_adj:.2g}")
         role = "; descriptive" if self.spec.role == "descriptive" else ""
-        return f"{self.spec.label} = {_pts(self.summary)}{p} ({self.verdict}{role})"
+        mixed = ""
+        if len(self.devices) > 1:
+            mixed = ("; its runs ran on " + " and ".join(f"{k} ({v})" for k, v in sorted(self.devices.items()))
+                     + ", which differ by themselves (see \"Same network, two devices\")")
+        return f"{self.spec.label} = {_pts(self.summary)}{p} ({self.verdict}{role}{mixed})"
 
 
 def _level(value, planned: list):
@@ -221,24 +226,39 @@ def _level(value, planned: list):
     return value
 
 
-def paired_differences(runs: list[RunRecord], test: PairedTest, planned: dict | None = None) -> dict[int, float]:
-    """The per-seed ``d`` of ``test`` (class docstring); ``planned``: ``{param: planned levels}``."""
-    planned = planned or {}
+def _arm_filters(test: PairedTest, planned: dict) -> list[dict] | None:
+    """The param filters of the arms behind ``d``: a, b (at each compared level with ``across``);
+    None when a compared level is not planned."""
     fixed = dict(test.fixed)
     if test.at is not None:
         fixed[test.at[0]] = _level(test.at[1], planned.get(test.at[0], []))
-
-    def gap(extra: dict) -> dict[int, float]:
-        return difference(per_seed(runs, test.metric, {**fixed, **extra, **test.a}),
-                          per_seed(runs, test.metric, {**fixed, **extra, **test.b}))
-
     if test.across is None:
-        return gap({})
+        return [{**fixed, **test.a}, {**fixed, **test.b}]
     levels = planned.get(test.across, [])
     narrow, wide = _level(test.narrow, levels), _level(test.wide, levels)
     if narrow is None or wide is None:
+        return None
+    return [{**fixed, test.across: level, **arm} for level in (narrow, wide) for arm in (test.a, test.b)]
+
+
+def paired_differences(runs: list[RunRecord], test: PairedTest, planned: dict | None = None) -> dict[int, float]:
+    """The per-seed ``d`` of ``test`` (class docstring); ``planned``: ``{param: planned levels}``."""
+    arms = _arm_filters(test, planned or {})
+    if arms is None:
         return {}
-    return difference(gap({test.across: narrow}), gap({test.across: wide}))
+    gaps = [difference(per_seed(runs, test.metric, a), per_seed(runs, test.metric, b))
+            for a, b in zip(arms[::2], arms[1::2])]
+    return gaps[0] if len(gaps) == 1 else difference(*gaps)
+
+
+def test_devices(runs: list[RunRecord], test: PairedTest, planned: dict, seeds) -> dict[str, int]:
+    """``{device label: runs}`` of the runs behind ``d`` (``device_check.device_label``)."""
+    from manifold_lab.experiment.device_check import devices_of
+
+    arms = _arm_filters(test, planned) or []
+    used = [r.run_dir for r in runs if r.seed in seeds and test.metric in r.metrics
+            and any(all(r.param(k) == v for k, v in arm.items()) for arm in arms)]
+    return dict(devices_of(used))
 
 
 def t_pvalue(values: list[float], alternative: str = "two-sided") -> float:
@@ -255,10 +275,11 @@ def run_test(results: Path, test: PairedTest) -> TestResult:
     if not (folder / "plan.json").exists():
         return TestResult(test, {}, describe([]), float("nan"), planned=False)
     planned = {key: swept_values(folder, key) for key in (test.across, test.at and test.at[0]) if key}
-    d = paired_differences(done_runs(folder), test, planned)
+    runs = done_runs(folder)
+    d = paired_differences(runs, test, planned)
     values = list(d.values())
     p = t_pvalue(values, test.alternative) if len(values) >= MIN_SEEDS else float("nan")
-    return TestResult(test, d, describe(values), p)
+    return TestResult(test, d, describe(values), p, devices=test_devices(runs, test, planned, set(d)))
 
 
 def judge(result: TestResult) -> str:
@@ -324,6 +345,8 @@ def _width_of(results: Path, study: str) -> str:
 
 def evaluate(specs, results: str | Path = "results") -> list[Claim]:
     """Every ``ClaimSpec`` as a row; Holm adjustment across all the paired tests of all rows."""
+    from manifold_lab.experiment.device_check import devices_of
+
     results = Path(results)
     evaluated = [[run_test(results, t) for t in spec.tests] for spec in specs]
     family = [r for rs in evaluated for r in rs]
@@ -342,6 +365,11 @@ def evaluate(specs, results: str | Path = "results") -> list[Claim]:
                 parts.append(_gap_text(done_runs(folder), swept_values(folder, factor), study, metric, a, b,
                                        factor, fixed, spec.slope))
         parts += [r.text() for r in rs]
+        for study in spec.studies:
+            devices = devices_of(r.run_dir for r in done_runs(results / study))
+            if len(devices) > 1:
+                parts.append(f"{study} ran on " + " and ".join(f"{k} ({v} runs)" for k, v in sorted(devices.items()))
+                             + ": a difference between runs of different devices includes the devices' offset")
         for study, params, key, note in spec.stale:
             if any(key not in r.metrics for r in done_runs(results / study)
                    if all(r.param(k) == v for k, v in params.items())):
@@ -354,6 +382,11 @@ def evaluate(specs, results: str | Path = "results") -> list[Claim]:
 
 
 _LIN, _RELU6 = {"model.bottleneck_act": "identity"}, {"model.bottleneck_act": "relu6"}
+# The penalty-location arms by their stored params: "none" is stored as the linear network
+# (manifold_lab/train/config.py), so it is matched by bottleneck_act, and "all" needs relu6 too.
+_WHERE = {"none": _LIN, "all": {**_RELU6, "model.bottleneck_act_blocks": "all"},
+          "without_shortcut": {**_RELU6, "model.bottleneck_act_blocks": "without_shortcut"},
+          "with_shortcut": {**_RELU6, "model.bottleneck_act_blocks": "with_shortcut"}}
 _CIFAR = "CIFAR-10 (JPEG copy)"
 
 
@@ -438,17 +471,13 @@ PAIRED_CLAIMS = {
         f"{_CIFAR}, width {{width}}, ReLU6 in all / only shape-changing / only shortcut blocks; pre-registered in "
         "experiments/penalty_location_cifar10.yaml",
         (PairedTest("ReLU6 only with shortcut - ReLU6 only without", "penalty_location_cifar10", "test_acc",
-                    {"model.bottleneck_act_blocks": "with_shortcut"},
-                    {"model.bottleneck_act_blocks": "without_shortcut"}),
+                    _WHERE["with_shortcut"], _WHERE["without_shortcut"]),
          PairedTest("penalty of ReLU6 without shortcut (none - without_shortcut)", "penalty_location_cifar10",
-                    "test_acc", {"model.bottleneck_act_blocks": "none"},
-                    {"model.bottleneck_act_blocks": "without_shortcut"}, role="descriptive"),
+                    "test_acc", _WHERE["none"], _WHERE["without_shortcut"], role="descriptive"),
          PairedTest("penalty of ReLU6 with shortcut (none - with_shortcut)", "penalty_location_cifar10",
-                    "test_acc", {"model.bottleneck_act_blocks": "none"},
-                    {"model.bottleneck_act_blocks": "with_shortcut"}, role="descriptive")),
+                    "test_acc", _WHERE["none"], _WHERE["with_shortcut"], role="descriptive")),
         ("penalty_location_cifar10",),
-        arms=tuple((k, "penalty_location_cifar10", "test_acc", {"model.bottleneck_act_blocks": k})
-                   for k in ("none", "all", "without_shortcut", "with_shortcut"))),
+        arms=tuple((k, "penalty_location_cifar10", "test_acc", v) for k, v in _WHERE.items())),
 }
 
 
@@ -755,7 +784,9 @@ def render(rows: list[Claim], results: str | Path = "results") -> str:
     for c in rows:
         cells = [c.claim, c.paper, c.ours, f"**{c.verdict}**", f"`{c.command}`"]
         lines.append("| " + " | ".join(x.replace("|", "\\|").replace("\n", " ") for x in cells) + " |")
-    lines += [""] + _family_table(rows) + [_scale(results), "## The studies", "",
+    from manifold_lab.experiment.device_check import section
+
+    lines += [""] + _family_table(rows) + section(results) + [_scale(results), "## The studies", "",
               "| study | what | runs (done / planned, failed) | report |", "|---|---|---|---|"]
     for name, what in STUDIES:
         planned, done, failed = run_counts(results / name)

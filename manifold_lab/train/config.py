@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Act = Literal["identity", "relu", "relu6"]
 
@@ -42,6 +42,17 @@ class ModelConfig(_Section):
     expand_act: Act = "relu6"
     depthwise_act: Act = "relu6"
     dropout: float = Field(0.2, ge=0, lt=1, description="dropout before the classifier")
+
+    @model_validator(mode="after")
+    def _one_linear_network(self) -> "ModelConfig":
+        """Every spelling of the linear-bottleneck network is stored as ``bottleneck_act = identity``,
+        ``bottleneck_act_blocks = all``: ``relu6`` in no block, or ``identity`` in some blocks, builds
+        the same modules with the same initialisation, so they get one run id and a study can reuse the
+        runs of another (the penalty-location study's ``none`` arm is Figure 6a's linear arm)."""
+        if self.bottleneck_act == "identity" or self.bottleneck_act_blocks == "none":
+            object.__setattr__(self, "bottleneck_act", "identity")
+            object.__setattr__(self, "bottleneck_act_blocks", "all")
+        return self
 
 
 class DataConfig(_Section):
