@@ -22,6 +22,11 @@ in proportion to their size, from one ``numpy.random.RandomState`` per block
 (seeded from ``random_state`` and the block index), so they do not depend on
 the batch size as long as the batches are the same. ``folded_expansion(block)``
 gives the expansion with BN folded in, ``z = x W^T + b``.
+
+Batch norm: the model runs in eval mode, so every BN uses its *running* statistics, the same
+ones ``folded_expansion`` folds in. At step 0 those are the fresh ones (mean 0, variance 1), so
+each BN is the identity up to its eps; Figure 7's step-0 statistics (``train.relu_stats``,
+``bn="batch"``) normalise with the sample's batch statistics instead.
 """
 
 from __future__ import annotations

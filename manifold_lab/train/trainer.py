@@ -10,7 +10,8 @@
   at the end (running statistics), on a class-balanced test sample whose class histogram it records
   (``manifold_lab.train.relu_stats``, ``manifold_lab.data.sample``);
 - ``probe.json``: the information-loss probe (``manifold_lab.probe``, bounded by
-  ``RUN_PROBE``) at step 0 and at the end, per block, with ``train.relu_stats``;
+  ``RUN_PROBE``) at step 0 and at the end, per block, with ``train.relu_stats``; in eval mode,
+  so with batch-norm running statistics (at step 0 the fresh ones: each BN is the identity);
 - ``tensorboard/``: event files (per-step and per-epoch scalars, hyper-parameters with
   the final metrics) when ``tensorboard`` is installed (``manifold_lab.train.tensorboard_log``).
 
