@@ -211,6 +211,20 @@ def test_reuse_copies_the_runs_another_experiment_completed(tmp_path, monkeypatc
     assert (run_experiment(second).skipped, run_experiment(second, force=True).reused) == (6, 0)
 
 
+def test_no_reuse_trains_every_run_here_under_the_same_run_ids(tmp_path, monkeypatch):
+    """``--no-reuse`` keeps a whole study on one machine: nothing copied, the same plan."""
+    monkeypatch.chdir(tmp_path)
+    run_experiment(load_spec(write_spec(tmp_path / "a.yaml", SPEC), ["sweep.b=[0]"]), reference=True)
+    write_spec(tmp_path / "s.yaml", SPEC.replace("name: r", "name: r2"))
+    out = cli("run", "s.yaml", "reuse=[results/r]", "--no-reuse", "--out", "here", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "6 runs: 6 done, 0 skipped, 0 failed" in out.stdout and "reused" not in out.stdout
+    runs = sorted((tmp_path / "here" / "runs").iterdir())
+    assert len(runs) == 6 and all(executions(d) == 1 for d in runs)
+    assert not any("copied_from" in json.loads((d / "status.json").read_text()) for d in runs)
+    assert {d.name for d in (tmp_path / "results" / "r" / "runs").iterdir()} < {d.name for d in runs}
+
+
 def test_reuse_also_copies_from_the_users_own_runs(tmp_path, monkeypatch):
     """``reuse: [results/r]`` for a user's run into runs/r2 also looks in the user's runs/r."""
     monkeypatch.chdir(tmp_path)

@@ -10,6 +10,7 @@ reference results ``results/<name>/`` are written only on purpose, by
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from manifold_lab.errors import UsageError
@@ -64,6 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--replace", action="store_true",
                         help="write into a results folder that holds another experiment (another name, kind or "
                              "spec file), replacing its spec.yaml, plan.json and report (its runs stay)")
+    parser.add_argument("--no-reuse", action="store_true",
+                        help="train every run here, copying none from the spec's reuse: folders (to keep a whole "
+                             "study on one device; the run ids do not change)")
     parser.add_argument("--allow-long", action="store_true",
                         help="accept runs estimated above the per-run time bound (1 h; see SECURITY.md)")
     parser.add_argument("--launcher", choices=("slurm", "local"),
@@ -202,6 +206,8 @@ def run(args: argparse.Namespace) -> int:
         _print_plan(spec, runs, root, header=args.dry_run)
         return 0
     warn_traps(spec)
+    if args.no_reuse:
+        spec = dataclasses.replace(spec, reuse=())
     if args.launcher:
         summary = _launch(args, spec, root if args.out else None, reference=args.reference)
     else:
