@@ -48,6 +48,7 @@ import numpy as np
 from scipy import stats as sps
 
 from manifold_lab.errors import UsageError
+from manifold_lab.experiment.device_check import devices_of
 from manifold_lab.experiment.stats import describe, holm_adjust
 from manifold_lab.kinds import RunRecord
 
@@ -213,9 +214,14 @@ class TestResult:
         role = "; descriptive" if self.spec.role == "descriptive" else ""
         mixed = ""
         if len(self.devices) > 1:
-            mixed = ("; its runs ran on " + " and ".join(f"{k} ({v})" for k, v in sorted(self.devices.items()))
-                     + ", which differ by themselves (see \"Same network, two devices\")")
+            mixed = (f"; its runs ran on {_devices_text(self.devices)}, which differ by themselves "
+                     "(see \"Same network, two devices\")")
         return f"{self.spec.label} = {_pts(self.summary)}{p} ({self.verdict}{role}{mixed})"
+
+
+def _devices_text(devices: dict, unit: str = "") -> str:
+    """``"CPU (3) and NVIDIA H200 (1)"`` of ``{device label: runs}``."""
+    return " and ".join(f"{k} ({v}{unit})" for k, v in sorted(devices.items()))
 
 
 def _level(value, planned: list):
@@ -253,8 +259,6 @@ def paired_differences(runs: list[RunRecord], test: PairedTest, planned: dict | 
 
 def test_devices(runs: list[RunRecord], test: PairedTest, planned: dict, seeds) -> dict[str, int]:
     """``{device label: runs}`` of the runs behind ``d`` (``device_check.device_label``)."""
-    from manifold_lab.experiment.device_check import devices_of
-
     arms = _arm_filters(test, planned) or []
     used = [r.run_dir for r in runs if r.seed in seeds and test.metric in r.metrics
             and any(all(r.param(k) == v for k, v in arm.items()) for arm in arms)]
@@ -345,8 +349,6 @@ def _width_of(results: Path, study: str) -> str:
 
 def evaluate(specs, results: str | Path = "results") -> list[Claim]:
     """Every ``ClaimSpec`` as a row; Holm adjustment across all the paired tests of all rows."""
-    from manifold_lab.experiment.device_check import devices_of
-
     results = Path(results)
     evaluated = [[run_test(results, t) for t in spec.tests] for spec in specs]
     family = [r for rs in evaluated for r in rs]
@@ -368,8 +370,8 @@ def evaluate(specs, results: str | Path = "results") -> list[Claim]:
         for study in spec.studies:
             devices = devices_of(r.run_dir for r in done_runs(results / study))
             if len(devices) > 1:
-                parts.append(f"{study} ran on " + " and ".join(f"{k} ({v} runs)" for k, v in sorted(devices.items()))
-                             + ": a difference between runs of different devices includes the devices' offset")
+                parts.append(f"{study} ran on {_devices_text(devices, ' runs')}: a difference between runs "
+                             "of different devices includes the devices' offset")
         for study, params, key, note in spec.stale:
             if any(key not in r.metrics for r in done_runs(results / study)
                    if all(r.param(k) == v for k, v in params.items())):
