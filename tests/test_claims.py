@@ -241,3 +241,21 @@ def test_every_paired_claim_matches_its_experiment_file(key):
             want = {**test.fixed, **arm}
             seeds = {r.seed for r in runs if all(r.param(k) == v for k, v in want.items())}
             assert seeds == set(experiment.seeds), (test.label, arm)
+
+
+def test_the_studies_table_says_where_each_study_trained_and_gaps_name_their_metric(tmp_path):
+    """A study trained on a GPU says so; one without provenance says it was not recorded; a gap in a
+    metric other than test accuracy names that metric."""
+    runs = [({"train.epochs": e, "model.bottleneck_act": a}, s, {"test_acc": 0.6, "clean_train_acc": v}, None)
+            for e in (20, 80) for a, v in (("identity", 0.7), ("relu6", 0.6)) for s in range(3)]
+    make_study(tmp_path, "budget_ladder_cifar10", "mobilenetv2",
+               {"train.epochs": [20, 80], "model.bottleneck_act": ["identity", "relu6"]}, runs)
+    for run in (tmp_path / "budget_ladder_cifar10" / "runs").iterdir():
+        (run / "provenance.json").write_text(json.dumps({"device": "auto", "gpu": "NVIDIA H200"}))
+    make_study(tmp_path, "figure6a_linear_bottleneck_cifar10", "mobilenetv2", {"model.bottleneck_act": ["identity"]},
+               [({"model.bottleneck_act": "identity"}, 0, {"test_acc": 0.6}, None)])
+    text = C.render(C.claims(tmp_path), tmp_path)
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in text.splitlines() if line.startswith("| ")}
+    assert rows["budget_ladder_cifar10"][3] == "NVIDIA H200"
+    assert rows["figure6a_linear_bottleneck_cifar10"][3] == "not recorded"
+    assert "gap by epochs (20: +0.00 points" in text and "; gap in clean_train_acc by epochs (20: +10.00 points" in text

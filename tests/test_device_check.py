@@ -18,7 +18,7 @@ RELU6 = {"model": {"bottleneck_act": "relu6"}}
 
 
 def make_run(root: Path, study: str, name: str, params: dict, seed: int, acc: float, gpu: str | None,
-             status: str = "done", sweep: dict | None = None) -> Path:
+             status: str = "done", sweep: dict | None = None, started: str | None = None) -> Path:
     run = root / study / "runs" / name
     run.mkdir(parents=True)
     (run / "config.yaml").write_text(yaml.safe_dump({
@@ -26,7 +26,8 @@ def make_run(root: Path, study: str, name: str, params: dict, seed: int, acc: fl
         "sweep_values": sweep or {"model.bottleneck_act": params["model"]["bottleneck_act"]}, "params": params}))
     (run / "status.json").write_text(json.dumps({"status": status}))
     (run / "metrics.json").write_text(json.dumps({"test_acc": acc}))
-    (run / "provenance.json").write_text(json.dumps({"device": "auto", "gpu": gpu, "packages": {"torch": "x"}}))
+    (run / "provenance.json").write_text(json.dumps({"device": "auto", "gpu": gpu, "packages": {"torch": "x"},
+                                                     "started": started or f"{study}/{name}"}))
     return run
 
 
@@ -55,15 +56,36 @@ def test_twins_pair_one_network_across_spellings_and_devices_only(tmp_path):
     make_run(tmp_path, "device_check_x", "failed", LINEAR, 2, 0.1, "NVIDIA H200", status="failed")
     rows = D.twins(tmp_path)
     assert [(r["run"], r["twin"], r["seed"]) for r in rows] == [
-        ("gpu0", "fig6a/cpu0", 0), ("gpu1", "fig6a/cpu1", 1), ("gpu2", "fig6a/cpu2", 2)]
+        ("device_check_x/gpu0", "fig6a/cpu0", 0), ("device_check_x/gpu1", "fig6a/cpu1", 1),
+        ("device_check_x/gpu2", "fig6a/cpu2", 2)]
     d = [r["acc"] - r["twin_acc"] for r in rows]
     assert d == pytest.approx([-0.02, -0.03, -0.01])
     text = "\n".join(D.section(tmp_path))
     p = sps.ttest_1samp(d, 0.0).pvalue
     assert "NVIDIA H200 minus CPU" in text and "over 3 pairs: -2.00 points" in text
     assert f"paired t p = {p:.2g}" in text
-    assert "| fig6a: bottleneck_act=identity | 0 | gpu0 (NVIDIA H200, x) | fig6a/cpu0 (CPU, x) | 0.6000 | 0.6200 | -2.00 |" \
+    assert "| fig6a: bottleneck_act=identity | 0 | device_check_x/gpu0 (NVIDIA H200, x) | fig6a/cpu0 (CPU, x) | 0.6000 | 0.6200 | -2.00 |" \
         in text
+
+
+def test_a_gpu_study_pairs_with_cpu_runs_anywhere_and_copies_count_once(tmp_path):
+    """No device_check folder needed: a study trained on a GPU pairs with the CPU runs of another study; a
+    copy (reuse:, same provenance) is one training; a separate training on the same device is a repeat."""
+    cpu = make_run(tmp_path, "fig6a", "n0", LINEAR, 0, 0.62, None, started="t1")
+    copy = make_run(tmp_path, "width", "n0", LINEAR, 0, 0.62, None, started="t1")  # reuse: copy of fig6a/n0
+    (copy / "config.yaml").write_text((cpu / "config.yaml").read_text())
+    make_run(tmp_path, "ladder", "n0", LINEAR, 0, 0.60, "NVIDIA H200", started="t3")
+    make_run(tmp_path, "device_check_x", "old", LINEAR, 0, 0.60, "NVIDIA H200", started="t2")
+    make_run(tmp_path, "ladder", "n1", RELU6, 1, 0.50, "NVIDIA H200", started="t4")
+    make_run(tmp_path, "other", "n1", RELU6, 1, 0.49, "NVIDIA H200", started="t5")
+    assert len(D.trainings(tmp_path)) == 2 and len(D.trainings(tmp_path)[D.canonical_id(cpu)]) == 3
+    rows = D.twins(tmp_path)
+    assert [(r["run"], r["twin"]) for r in rows] == [("device_check_x/old", "fig6a/n0")]  # the earliest training
+    again = D.repeats(tmp_path)
+    assert [(r["runs"], r["accs"]) for r in again] == [
+        (["device_check_x/old", "ladder/n0"], [0.60, 0.60]), (["ladder/n1", "other/n1"], [0.50, 0.49])]
+    text = "\n".join(D.section(tmp_path))
+    assert "over 1 pairs: -2.00 points" in text and "test accuracy identical in 1 of 2 networks" in text
 
 
 def test_no_device_check_folder_no_section(tmp_path):

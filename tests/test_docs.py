@@ -200,3 +200,16 @@ def test_readme_experiment_table_matches_results():
     assert sorted(path for path, _ in rows) == EXPERIMENTS  # one row per experiment file
     for path, cell in rows:
         assert cell == reference_cell(path), path
+
+
+def test_make_reference_regenerates_every_committed_study():
+    """Every results folder written by `manifold-lab run SPEC --reference` is in the Makefile's
+    REFERENCE_EXPERIMENTS, so `make reference` is the one documented command for all of them."""
+    make = (REPO / "Makefile").read_text()
+    listed = set(re.findall(r"experiments/\w+\.yaml", make.split("REFERENCE_EXPERIMENTS ?=")[1].split("\n\n")[0]))
+    recorded = set()
+    for spec in (REPO / "results").glob("*/spec.yaml"):
+        command = yaml.safe_load(spec.read_text()).get("command", "")
+        if command.endswith(" --reference"):
+            recorded.add(command.split()[2])
+    assert recorded and recorded == listed

@@ -51,3 +51,14 @@ def test_cpu_plumbing_computes_and_writes_every_figure_of_the_step_and_epoch_par
                                                           / epoch["dataloader_images_per_s"])
     table = capsys.readouterr().out
     assert "| train_step | channels_last_bf16 (vs eager) |" in table and "| epoch | device loader:" in table
+
+
+def test_the_quoted_gpu_table_is_the_committed_measurement():
+    """benchmarks/README.md quotes the table of benchmarks/results/gpu_check/gpu_check.json, not typed figures."""
+    root = Path(__file__).resolve().parents[1]
+    result = json.loads((root / "benchmarks" / "results" / "gpu_check" / "gpu_check.json").read_text())
+    assert result["device"] == "cuda" and not result["errors"]
+    readme = (root / "benchmarks" / "README.md").read_text()
+    rows = gpu_check.table(result).splitlines()[2:]
+    assert len(rows) == 11 and "\n".join(rows) in readme
+    assert f"### Measured: one {result['device_name']}, `--quick` ({result['date']})" in readme

@@ -67,7 +67,17 @@ def test_check_end_to_end_counts_each_run_once(tmp_path):
 
 
 def test_a_condition_reused_by_another_study_counts_once():
-    a = {"study": "figure6a", "condition": "all", "run_ids": ["x1", "x2"]}
-    b = {"study": "width_sweep", "condition": "width=0.5", "run_ids": ["x1", "x2"]}
-    c = {"study": "width_sweep", "condition": "width=1", "run_ids": ["y1", "y2"]}
+    a = {"study": "figure6a", "condition": "all", "seeds": 2, "run_ids": ["x1", "x2"]}
+    b = {"study": "width_sweep", "condition": "width=0.5", "seeds": 2, "run_ids": ["x1", "x2"]}
+    c = {"study": "width_sweep", "condition": "width=1", "seeds": 2, "run_ids": ["y1", "y2"]}
     assert P.distinct([a, b, c]) == [a, c]
+
+
+def test_a_network_in_two_conditions_counts_once_with_the_most_seeds():
+    """Overlap, not only equality, makes one network: the 5-seed condition is kept wherever it comes."""
+    fig6a = {"study": "figure6a", "seeds": 3, "run_ids": ["x0", "x1", "x2", "r0", "r1", "r2"]}
+    ladder = {"study": "ladder", "seeds": 2, "run_ids": ["x0", "x1", "r0", "r1"]}  # same networks, fewer seeds
+    width = {"study": "width", "seeds": 2, "run_ids": ["y0", "y1", "s0", "s1"]}
+    wide = {"study": "bottleneck_width", "seeds": 3, "run_ids": ["y0", "y1", "y2", "s0", "s1", "s2"]}
+    other = {"study": "ladder", "seeds": 2, "run_ids": ["z0", "z1", "t0", "t1"]}
+    assert P.distinct([fig6a, width, ladder, wide, other]) == [fig6a, wide, other]

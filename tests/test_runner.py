@@ -2,12 +2,14 @@
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
+import yaml
 from kinds_for_tests import KIND, cli, cli_env, files_under, write_spec
 
 from manifold_lab.errors import UsageError
@@ -223,6 +225,10 @@ def test_no_reuse_trains_every_run_here_under_the_same_run_ids(tmp_path, monkeyp
     assert len(runs) == 6 and all(executions(d) == 1 for d in runs)
     assert not any("copied_from" in json.loads((d / "status.json").read_text()) for d in runs)
     assert {d.name for d in (tmp_path / "results" / "r" / "runs").iterdir()} < {d.name for d in runs}
+    recorded = yaml.safe_load((tmp_path / "here" / "spec.yaml").read_text())
+    assert "reuse" not in recorded  # what ran, and the command that redoes it
+    assert shlex.split(recorded["command"]) == ["manifold-lab", "run", "s.yaml", "reuse=[results/r]", "--no-reuse",
+                                                "--out", "here"]
 
 
 def test_reuse_also_copies_from_the_users_own_runs(tmp_path, monkeypatch):

@@ -207,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     warn_traps(spec)
     if args.no_reuse:
-        spec = dataclasses.replace(spec, reuse=())
+        spec = dataclasses.replace(spec, reuse=(), no_reuse=True)
     if args.launcher:
         summary = _launch(args, spec, root if args.out else None, reference=args.reference)
     else:

@@ -320,7 +320,8 @@ def _gap_text(runs, planned, study, metric, a, b, factor, fixed, slope) -> str:
         ratio_text = f"{(1 - mean_b) / (1 - mean_a):.2f}" if mean_a < 1 else "undefined (no linear error)"
         parts.append(f"{level:g}: {_pts(describe(list(g.values()), (-1.0, 1.0)))}, relative {rel_text}, "
                      f"error ratio {ratio_text}")
-    text = f"gap by {factor.rsplit('.', 1)[-1]} ({'; '.join(parts)})"
+    what = "gap" if metric in ("test_acc", "test_accuracy") else f"gap in {metric}"
+    text = f"{what} by {factor.rsplit('.', 1)[-1]} ({'; '.join(parts)})"
     if slope:
         seeds = sorted(set.intersection(*(set(g) for g in gaps.values()))) if gaps else []
         x = np.log2(np.asarray(planned, dtype=float))
@@ -789,11 +790,14 @@ def render(rows: list[Claim], results: str | Path = "results") -> str:
     from manifold_lab.experiment.device_check import section
 
     lines += [""] + _family_table(rows) + section(results) + [_scale(results), "## The studies", "",
-              "| study | what | runs (done / planned, failed) | report |", "|---|---|---|---|"]
+              "| study | what | runs (done / planned, failed) | trained on | report |", "|---|---|---|---|---|"]
     for name, what in STUDIES:
         planned, done, failed = run_counts(results / name)
         report = f"[{name}/report.md]({name}/report.md)" if (results / name / "report.md").exists() else "not run yet"
-        lines.append(f"| {name} | {what} | {done} / {planned}, {failed} failed | {report} |")
+        devices = devices_of(r.run_dir for r in done_runs(results / name))
+        where = _devices_text(devices) if len(devices) > 1 else (next(iter(devices)) if devices else "")
+        where = where.replace("unknown", "not recorded")  # runs that predate provenance.json
+        lines.append(f"| {name} | {what} | {done} / {planned}, {failed} failed | {where} | {report} |")
     lines += ["", "Figure 1 and Theorem 1 as single commands: [figure1/](figure1/) (`manifold-lab spiral`), "
               "[theorem1/](theorem1/) (`manifold-lab theorem`). Table 3: [table3/](table3/table3.md) "
               "(`manifold-lab models --table3`). Beyond the paper, the lost information against the ReLU6 penalty and "

@@ -5,11 +5,14 @@ params model, so that every spelling of one network has one run id: ``sweep.run_
 validated params), their seeds match, and they ran on different devices (``device_label``: the
 GPU name recorded in ``provenance.json`` for a run on a CUDA device, else ``"CPU"``).
 
-``twins(results)`` pairs every run under ``results/device_check_*/runs/`` with its twin in the
-other study folders of ``results``; ``section(results)`` is the part of ``results/README.md``
-(written by ``manifold-lab claims``) that reports the paired difference of test accuracy, in
-points, device-check run minus its twin, per network and over all pairs: mean, 95% t interval and
-a two-sided paired t test (``scipy.stats.ttest_1samp`` on the differences).
+``twins(results)`` pairs every network trained on a GPU with its CPU training, in any study folder of
+``results`` (``results/device_check_*/`` holds GPU runs kept out of the studies so that each study
+stays on one device); ``repeats(results)`` lists networks trained more than once on one device
+(copies made by ``reuse:`` are one training: same provenance). ``section(results)`` is the part of
+``results/README.md`` (written by ``manifold-lab claims``) that reports the paired difference of test
+accuracy, in points, GPU training minus CPU training, per network and over all pairs (mean, 95% t
+interval, two-sided paired t test: ``scipy.stats.ttest_1samp`` on the differences), and whether the
+repeated trainings on one device agree.
 
 Why it matters: the arms of a comparison must differ in the factor under test only. An offset
 between devices as large as the effects under test makes a comparison unsound when its arms ran
@@ -33,7 +36,7 @@ from manifold_lab.experiment.stats import describe
 PREFIX = "device_check"
 METRIC = "test_acc"
 
-__all__ = ["PREFIX", "canonical_id", "device_label", "devices_of", "section", "twins"]
+__all__ = ["PREFIX", "canonical_id", "device_label", "devices_of", "repeats", "section", "trainings", "twins"]
 
 
 def device_label(run_dir: Path) -> str:
@@ -78,37 +81,76 @@ def _config(run_dir: Path) -> dict:
     return yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
 
 
-def twins(results: str | Path = "results") -> list[dict]:
-    """One row per device-check run with a done twin on another device (sorted by network, seed)."""
-    results = Path(results)
-    checks = sorted(p for p in results.glob(f"{PREFIX}*/runs/*") if p.is_dir())
-    if not checks:
-        return []
-    others: dict[str, Path] = {}  # a run reused by several studies: the copy in its own study's folder
-    for run in sorted(results.glob("*/runs/*")):
-        if run.is_dir() and not run.parent.parent.name.startswith(PREFIX) and _done(run) is not None:
-            key = canonical_id(run) or ""
-            if key not in others or _config(run).get("experiment") == run.parent.parent.name:
-                others[key] = run
-    rows = []
-    for run in checks:
-        metrics, key = _done(run), canonical_id(run)
-        twin = others.get(key or "")
-        if metrics is None or twin is None or METRIC not in metrics:
+def _training(run_dir: Path) -> tuple:
+    """What identifies one training of a run: its device and start time (a copy made by ``reuse:`` or by
+    hand carries the provenance of the run it copies, so copies are one training)."""
+    record = provenance.read(run_dir) or {}
+    return device_label(run_dir), record.get("started"), record.get("host")
+
+
+def trainings(results: str | Path = "results") -> dict[str, dict[tuple, Path]]:
+    """``{canonical id: {training: run dir}}`` of every done run of ``results/*/runs/*``.
+
+    A training found in several folders is represented by the copy in its own study's folder
+    (``experiment`` of its ``config.yaml``), else by the first folder in sorted order.
+    """
+    out: dict[str, dict[tuple, Path]] = {}
+    for run in sorted(Path(results).glob("*/runs/*")):
+        if not run.is_dir() or _done(run) is None or METRIC not in _done(run):
             continue
-        if device_label(run) == device_label(twin):
+        key = canonical_id(run)
+        if key is None:
             continue
-        config, twin_config = _config(run), _config(twin)
-        network = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in sorted(twin_config["sweep_values"].items()))
-        rows.append({
-            "network": f"{twin_config['experiment']}: {network}", "seed": int(config["seed"]),
-            "run": run.name, "device": device_label(run), "twin": f"{twin.parent.parent.name}/{twin.name}",
-            "twin_device": device_label(twin), "acc": float(metrics[METRIC]),
-            "twin_acc": float(_done(twin)[METRIC]),
+        seen = out.setdefault(key, {})
+        t = _training(run)
+        if t not in seen or _config(run).get("experiment") == run.parent.parent.name:
+            seen[t] = run
+    return out
+
+
+def _network(run: Path) -> str:
+    config = _config(run)
+    values = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in sorted(config["sweep_values"].items()))
+    return f"{config['experiment']}: {values}"
+
+
+def _row(run: Path, twin: Path) -> dict:
+    return {"network": _network(twin), "seed": int(_config(twin)["seed"]),
+            "run": f"{run.parent.parent.name}/{run.name}", "device": device_label(run),
+            "twin": f"{twin.parent.parent.name}/{twin.name}", "twin_device": device_label(twin),
+            "acc": float(_done(run)[METRIC]), "twin_acc": float(_done(twin)[METRIC]),
             "torch": (provenance.read(run) or {}).get("packages", {}).get("torch"),
-            "twin_torch": (provenance.read(twin) or {}).get("packages", {}).get("torch"),
-        })
-    return sorted(rows, key=lambda r: (r["network"], r["seed"]))
+            "twin_torch": (provenance.read(twin) or {}).get("packages", {}).get("torch")}
+
+
+def twins(results: str | Path = "results") -> list[dict]:
+    """One row per network (validated configuration and seed) and non-CPU device that trained it, paired
+    with the network's CPU training: the earliest training on each side (sorted by network, seed)."""
+    rows = []
+    for found in trainings(results).values():
+        by_device: dict[str, list[tuple]] = {}
+        for t in sorted(found, key=lambda t: (t[1] or "", t[2] or "")):
+            by_device.setdefault(t[0], []).append(t)
+        if "CPU" not in by_device:
+            continue
+        twin = found[by_device["CPU"][0]]
+        rows += [_row(found[ts[0]], twin) for device, ts in sorted(by_device.items()) if device not in ("CPU", "unknown")]
+    return sorted(rows, key=lambda r: (r["network"], r["seed"], r["device"]))
+
+
+def repeats(results: str | Path = "results") -> list[dict]:
+    """Networks trained more than once on one device, by separate runs: ``{network, seed, device, runs, accs}``."""
+    rows = []
+    for found in trainings(results).values():
+        by_device: dict[str, list[Path]] = {}
+        for t in sorted(found, key=lambda t: (t[1] or "", t[2] or "")):
+            by_device.setdefault(t[0], []).append(found[t])
+        for device, runs in sorted(by_device.items()):
+            if len(runs) > 1 and device != "unknown":
+                rows.append({"network": _network(runs[0]), "seed": int(_config(runs[0])["seed"]), "device": device,
+                             "runs": [f"{r.parent.parent.name}/{r.name}" for r in runs],
+                             "accs": [float(_done(r)[METRIC]) for r in runs]})
+    return sorted(rows, key=lambda r: (r["network"], r["seed"], r["device"]))
 
 
 def _line(d: list[float]) -> str:
@@ -122,18 +164,19 @@ def _line(d: list[float]) -> str:
 
 def section(results: str | Path = "results") -> list[str]:
     """Markdown lines for ``results/README.md`` ([] when there is no device-check run with a twin)."""
-    rows = twins(results)
-    if not rows:
+    rows, again = twins(results), repeats(results)
+    if not rows and not again:
         return []
     d = [r["acc"] - r["twin_acc"] for r in rows]
     devices = sorted({(r["device"], r["twin_device"]) for r in rows})
     pair = "; ".join(f"{a} minus {b}" for a, b in devices)
     lines = ["## Same network, two devices", "",
              f"Test accuracy of the same network, seed and data trained on two devices ({pair}), over "
-             f"{len(rows)} pairs: {_line(d)}. Runs from `results/{PREFIX}*/` against their twins "
-             "(same validated configuration and seed) elsewhere in `results/`; mean [95% t interval], "
-             "two-sided paired t test. A comparison of the table above whose runs ran on more than one "
-             "device says so in its row.", ""]
+             f"{len(rows)} pairs: {_line(d)}. Every network of `results/` (validated configuration and seed, "
+             f"in any study folder, `results/{PREFIX}*/` included) trained on the CPU and on another device; "
+             "a network trained more than once on a device counts once (its earliest training). Mean [95% t "
+             "interval], two-sided paired t test. A comparison of the table above whose runs ran on more than "
+             "one device says so in its row.", ""]
     for network in sorted({r["network"] for r in rows}):
         sub = [r["acc"] - r["twin_acc"] for r in rows if r["network"] == network]
         lines.append(f"- {network}: {_line(sub)}")
@@ -143,4 +186,12 @@ def section(results: str | Path = "results") -> list[str]:
         lines.append(f"| {r['network']} | {r['seed']} | {r['run']} ({r['device']}, {r['torch']}) | {r['twin']} "
                      f"({r['twin_device']}, {r['twin_torch']}) | {r['acc']:.4f} | {r['twin_acc']:.4f} | "
                      f"{(r['acc'] - r['twin_acc']) * 100:+.2f} |")
+    if again:
+        same = sum(len(set(r["accs"])) == 1 for r in again)
+        lines += ["", f"The same network trained again on the same device by a separate run (another session or "
+                  f"study, same validated configuration and seed): test accuracy identical in {same} of "
+                  f"{len(again)} networks.", "",
+                  "| network | seed | device | runs | test accuracy |", "|---|---|---|---|---|"]
+        lines += [f"| {r['network']} | {r['seed']} | {r['device']} | {', '.join(r['runs'])} | "
+                  f"{', '.join(f'{a:.4f}' for a in r['accs'])} |" for r in again]
     return lines + [""]

@@ -107,15 +107,21 @@ CIFAR_STUDIES = STUDIES[:5]
 
 
 def distinct(points: list[dict]) -> list[dict]:
-    """``points`` without a condition whose paired runs are exactly those of an earlier one (a study that
-    reuses another's runs, e.g. the width sweep's width 0.5 = Figure 6a): the same networks count once."""
-    seen, out = set(), []
-    for c in points:
-        key = tuple(c["run_ids"])
-        if key not in seen:
-            seen.add(key)
-            out.append(c)
-    return out
+    """``points`` with every network counted once: of conditions that share a network (a run id, i.e. the
+    same validated configuration and seed: a study that reuses another's runs, or trains the same networks
+    again, e.g. the width sweep's width 0.5 = Figure 6a = the budget ladder's 20 epochs), the one with the
+    most paired seeds is kept, the first in ``points`` at equal seeds (third addendum of the
+    pre-registration); the kept ones stay in their order."""
+    order = sorted(range(len(points)), key=lambda i: (-points[i]["seeds"], i))
+    taken, kept = set(), set()
+    for i in order:
+        ids = set(points[i]["run_ids"])
+        if not ids & taken:
+            kept.add(i)
+            taken |= ids
+    return [c for i, c in enumerate(points) if i in kept]
+
+
 WAITING = "no verdict yet: no CIFAR-10 condition carries the probe (the pre-registered data include them)"
 
 
@@ -224,7 +230,8 @@ def report_text(payload: dict, geometry: dict, out: Path) -> str:
     lines = [
         "# Does the information the bottlenecks lose predict the ReLU6 penalty? (beyond the paper)", "",
         f"Written by `manifold-lab probe-correlation --out {display_path(out)}` from the committed results; the measure, the "
-        f"statistic and the rules were pre-registered in `{payload['preregistration']}` before any data.", "",
+        f"statistic and the rules were pre-registered in `{payload['preregistration']}` before any data (its dated "
+        "addenda say what was made concrete or corrected later, and when).", "",
         "## The answer", "",
         f"**{payload['verdict']}** ({rho}).", "",
         f"Loss = `{payload['loss_key']}`(linear) - same (ReLU6), the drop in the held-out ridge R^2 of each block's "

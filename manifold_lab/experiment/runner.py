@@ -190,7 +190,9 @@ def command_line(spec: Spec, out: str | os.PathLike | None, reference: bool = Fa
     words = ["manifold-lab", "run", display_path(spec.source) if spec.source else "SPEC", *spec.overrides]
     if reference:
         words += ["--reference"]
-    elif out is not None:
+    if spec.no_reuse:
+        words += ["--no-reuse"]
+    if not reference and out is not None:
         words += ["--out", display_path(Path(out))]
     return shlex.join(words)
 

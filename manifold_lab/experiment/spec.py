@@ -165,6 +165,9 @@ class Spec:
     reference : Path or None
         The committed reference results folder (``output:`` or ``results/<name>``),
         written only by ``manifold-lab run SPEC --reference``.
+    no_reuse : bool
+        ``run --no-reuse``: the spec's ``reuse:`` folders are ignored (``reuse`` is then empty),
+        and the recorded command says so.
     """
 
     name: str
@@ -183,6 +186,7 @@ class Spec:
     reference: Path | None = None
     contrast: dict | None = None
     jobs: int = 1
+    no_reuse: bool = False
 
     def resolved(self) -> dict:
         """The spec as one self-contained mapping (no includes), for ``spec.yaml``."""
