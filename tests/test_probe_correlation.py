@@ -59,3 +59,37 @@ def test_study_end_to_end_on_synthetic_folders(tmp_path):
     assert sum(line.startswith("| width_sweep_cifar10 |") for line in report) == 3
     empty = P.write_study(tmp_path / "out", tmp_path / "empty")  # no study there
     assert empty["n"] == 0 and empty["verdict"] == P.WAITING
+
+
+def test_secondary_measures_and_the_error_penalty(tmp_path):
+    """relu6_only takes the ReLU6 arm's own measure; lower_is_better turns an error into a penalty."""
+    runs = []
+    for s in range(3):
+        runs.append(({"data.task": "regress", "model.bottleneck_act": "identity"}, s,
+                     {"test_nmse": 0.10, P.LOSS_KEY: 0.9, "probe_final_zeroed_mean": 0.0}, None))
+        runs.append(({"data.task": "regress", "model.bottleneck_act": "relu6"}, s,
+                     {"test_nmse": 0.25 + 0.01 * s, P.LOSS_KEY: 0.7, "probe_final_zeroed_mean": 0.3}, None))
+    make_study(tmp_path, "toy_linear_bottleneck", "toy_bottleneck",
+               {"data.task": ["regress"], "model.bottleneck_act": ["identity", "relu6"]}, runs)
+    folder = tmp_path / "toy_linear_bottleneck"
+    assert P.conditions(folder) == []  # no accuracy: not in the primary analysis
+    (c,) = P.conditions(folder, perf_keys=("test_nmse",), lower_is_better=True)
+    assert c["penalty"] == pytest.approx(0.16) and c["loss"] == pytest.approx(0.2)
+    (z,) = P.conditions(folder, "probe_final_zeroed_mean", perf_keys=("test_nmse",), lower_is_better=True,
+                        relu6_only=True)
+    assert z["loss"] == pytest.approx(0.3)
+
+
+def test_secondary_analyses_are_reported_without_a_verdict(tmp_path):
+    _study(tmp_path, "width_sweep_cifar10", {0.25: (0.30, 0.06), 0.5: (0.20, 0.04), 1.0: (0.10, 0.02)})
+    _study(tmp_path, "figure6a_linear_bottleneck_cifar10", {0.35: (0.25, 0.05), 0.75: (0.15, 0.03), 1.4: (0.05, 0.01)})
+    payload = P.write_study(tmp_path, tmp_path / "out")
+    rows = {r["analysis"]: r for r in payload["secondary"]}
+    assert list(rows) == [name for name, *_ in P.SECONDARY]
+    cifar = rows["CIFAR-10 conditions only"]
+    assert cifar["n"] == 6 and cifar["rho"] == pytest.approx(1.0)  # all six conditions are CIFAR-10 here
+    assert rows["toy conditions only"]["n"] == 0  # no toy folder
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "## Secondary analyses (pre-registered, no verdict)" in report
+    assert "| CIFAR-10 conditions only | 6 | +1.00 [+1.00, +1.00] |" in report
+    assert "| toy conditions only | 0 | too few conditions |" in report

@@ -31,11 +31,16 @@ PREDICTS, OPPOSITE, NO_PREDICTION = ("the lost information predicts the penalty"
                                      "does not predict at this scale")
 
 
-def conditions(folder: str | Path) -> list[dict]:
-    """The conditions of one results folder: ``{study, condition, seeds, penalty, loss}`` each.
+def conditions(folder: str | Path, loss_key: str = LOSS_KEY, *, perf_keys: tuple = ACCURACY_KEYS,
+               lower_is_better: bool = False, relu6_only: bool = False) -> list[dict]:
+    """The conditions of one results folder: ``{study, condition, seeds, run_ids, penalty, loss}`` each.
 
-    Conditions with fewer than ``MIN_SEEDS`` seeds that completed both arms and
-    carry ``LOSS_KEY`` are left out; a toy ``regress`` task has no accuracy and never enters.
+    The primary analysis uses the defaults: penalty = accuracy(linear) - accuracy(ReLU6) and loss =
+    ``loss_key``(linear) - ``loss_key``(ReLU6), means over the paired seeds. ``perf_keys`` with
+    ``lower_is_better`` gives the penalty of an error (``("test_nmse",)``: nmse(ReLU6) - nmse(linear));
+    ``relu6_only`` makes the loss the ReLU6 arm's own ``loss_key`` (a measure that is 0 by construction
+    in the linear arm). Conditions with fewer than ``MIN_SEEDS`` seeds that completed both arms and carry
+    ``loss_key`` are left out; a toy ``regress`` task has no accuracy and enters only with ``test_nmse``.
     """
     from manifold_lab.experiment.claims import done_runs
 
@@ -43,13 +48,14 @@ def conditions(folder: str | Path) -> list[dict]:
     by: dict[tuple, dict] = {}
     ids: dict[tuple, dict] = {}
     for r in done_runs(folder):
-        acc_key = next((k for k in ACCURACY_KEYS if k in r.metrics), None)
-        if acc_key is None or LOSS_KEY not in r.metrics:
+        perf_key = next((k for k in perf_keys if k in r.metrics), None)
+        if perf_key is None or loss_key not in r.metrics:
             continue
         act = r.param("model.bottleneck_act")
         rest = tuple(sorted((k, str(v)) for k, v in r.sweep_values.items() if k != "model.bottleneck_act"))
-        by.setdefault(rest, {}).setdefault(act, {})[r.seed] = (float(r.metrics[acc_key]), float(r.metrics[LOSS_KEY]))
+        by.setdefault(rest, {}).setdefault(act, {})[r.seed] = (float(r.metrics[perf_key]), float(r.metrics[loss_key]))
         ids.setdefault((rest, act), {})[r.seed] = r.run_id
+    sign = -1.0 if lower_is_better else 1.0
     out = []
     for rest, arms in sorted(by.items()):
         lin, relu6 = arms.get("identity", {}), arms.get("relu6", {})
@@ -59,8 +65,8 @@ def conditions(folder: str | Path) -> list[dict]:
         out.append({
             "study": folder.name, "condition": ", ".join(f"{k}={v}" for k, v in rest) or "all", "seeds": len(seeds),
             "run_ids": sorted(ids[rest, act][s] for act in ("identity", "relu6") for s in seeds),
-            "penalty": float(np.mean([lin[s][0] - relu6[s][0] for s in seeds])),
-            "loss": float(np.mean([lin[s][1] - relu6[s][1] for s in seeds])),
+            "penalty": float(np.mean([sign * (lin[s][0] - relu6[s][0]) for s in seeds])),
+            "loss": float(np.mean([relu6[s][1] if relu6_only else lin[s][1] - relu6[s][1] for s in seeds])),
         })
     return out
 
@@ -122,6 +128,38 @@ def distinct(points: list[dict]) -> list[dict]:
     return [c for i, c in enumerate(points) if i in kept]
 
 
+#: The secondary analyses of the pre-registration, reported without a verdict: (name, loss key, options of
+#: ``conditions``, which studies). "primary" keeps the primary data; "regress" the toy regress task.
+SECONDARY = (
+    ("CIFAR-10 conditions only", LOSS_KEY, {}, "cifar"),
+    ("toy conditions only", LOSS_KEY, {}, "toy"),
+    ("toy regress task: penalty = nmse(ReLU6) - nmse(linear)", LOSS_KEY,
+     {"perf_keys": ("test_nmse",), "lower_is_better": True}, "toy"),
+    ("ReLU6 arm's probe_final_below_id_mean against the penalty", "probe_final_below_id_mean",
+     {"relu6_only": True}, "all"),
+    ("ReLU6 arm's probe_final_zeroed_mean against the penalty", "probe_final_zeroed_mean",
+     {"relu6_only": True}, "all"),
+    ("step 0 (untrained): the primary loss, probe_step0_r2_input_linear_mean", "probe_step0_r2_input_linear_mean",
+     {}, "all"),
+    ("step 0: ReLU6 arm's probe_step0_below_id_mean", "probe_step0_below_id_mean", {"relu6_only": True}, "all"),
+    ("step 0: ReLU6 arm's probe_step0_zeroed_mean", "probe_step0_zeroed_mean", {"relu6_only": True}, "all"),
+)
+
+
+def secondary(results: str | Path = "results") -> list[dict]:
+    """The pre-registered secondary analyses (``SECONDARY``): Spearman rho and its bootstrap interval each,
+    no verdict. Each counts a network once (``distinct``), as the primary analysis does."""
+    results = Path(results)
+    out = []
+    for name, key, options, which in SECONDARY:
+        studies = {"cifar": CIFAR_STUDIES, "toy": tuple(s for s in STUDIES if s not in CIFAR_STUDIES)}.get(which, STUDIES)
+        points = distinct([c for study in studies for c in conditions(results / study, key, **options)])
+        res = spearman_bootstrap([c["loss"] for c in points], [c["penalty"] for c in points]) if len(points) >= 3 \
+            else {"rho": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": len(points), "boot_used": 0}
+        out.append({"analysis": name, "loss_key": key, **res})
+    return out
+
+
 WAITING = "no verdict yet: no CIFAR-10 condition carries the probe (the pre-registered data include them)"
 
 
@@ -165,7 +203,8 @@ def analyse(results: str | Path = "results") -> dict:
     return {**res, "verdict": rule, "pending": pending, "cifar_conditions": cifar, "loss_key": LOSS_KEY,
             "min_seeds": MIN_SEEDS, "min_conditions": MIN_CONDITIONS, "n_boot": N_BOOT, "studies": list(STUDIES),
             "preregistration": "experiments/probe_penalty_correlation.md",
-            "conditions": [{k: v for k, v in c.items() if k != "run_ids"} for c in points]}
+            "conditions": [{k: v for k, v in c.items() if k != "run_ids"} for c in points],
+            "secondary": secondary(results)}
 
 
 def write_study(results: str | Path = "results", out: str | Path | None = None) -> dict:
@@ -243,8 +282,17 @@ def report_text(payload: dict, geometry: dict, out: Path) -> str:
         "| study | condition | paired seeds | loss (R^2) | penalty (points) |", "|---|---|---:|---:|---:|",
         *[f"| {c['study']} | {c['condition']} | {c['seeds']} | {c['loss']:+.3f} | {100 * c['penalty']:+.2f} |"
           for c in payload["conditions"]], "",
-        "## Trained against untrained geometry (Ansuini et al. 2019)", "",
     ]
+    if payload.get("secondary"):
+        lines += ["## Secondary analyses (pre-registered, no verdict)", "",
+                  "Spearman rho of each measure against the penalty over the conditions, 95% percentile bootstrap "
+                  "interval, each network counted once; \"ReLU6 arm's\" measures are 0 by construction in the linear "
+                  "arm, so the ReLU6 arm's own mean stands for the loss.", "",
+                  "| analysis | conditions | rho [95% interval] |", "|---|---:|---|",
+                  *[f"| {r['analysis']} | {r['n']} | " + (f"{r['rho']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
+                                                          if r["n"] >= 3 and r["boot_used"] else "too few conditions")
+                    + " |" for r in payload["secondary"]], ""]
+    lines += ["## Trained against untrained geometry (Ansuini et al. 2019)", ""]
     by = geometry["by_variant"]
     if not by:
         lines += ["No CIFAR-10 run with a `probe.json` yet.", ""]
