@@ -163,7 +163,7 @@ def _line(d: list[float]) -> str:
 
 
 def section(results: str | Path = "results") -> list[str]:
-    """Markdown lines for ``results/README.md`` ([] when there is no device-check run with a twin)."""
+    """Markdown lines for ``results/README.md`` ([] when no network was trained on two devices, or twice on one)."""
     rows, again = twins(results), repeats(results)
     if not rows and not again:
         return []

@@ -129,7 +129,7 @@ def distinct(points: list[dict]) -> list[dict]:
 
 
 #: The secondary analyses of the pre-registration, reported without a verdict: (name, loss key, options of
-#: ``conditions``, which studies). "primary" keeps the primary data; "regress" the toy regress task.
+#: ``conditions``, which studies: "cifar" = ``CIFAR_STUDIES``, "toy" = the other ``STUDIES``, "all" = ``STUDIES``).
 SECONDARY = (
     ("CIFAR-10 conditions only", LOSS_KEY, {}, "cifar"),
     ("toy conditions only", LOSS_KEY, {}, "toy"),
