@@ -102,6 +102,8 @@ def main(argv=None) -> dict:
         for arm in args.arm_names:
             cmd = command(spec, scratch / arm, arm, args.epochs)
             arms[arm] = time_arm(cmd)
+            # the record names the scratch folder, not this machine's temporary path
+            arms[arm]["command"] = arms[arm]["command"].replace(str(scratch), "<scratch>")
             print(f"{arm}: {arms[arm]['wall_s']:.1f} s for {RUNS} runs, {arms[arm]['runs_per_hour']:.2f} runs/hour",
                   flush=True)
     finally:

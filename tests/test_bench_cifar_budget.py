@@ -47,4 +47,6 @@ def test_quick_run_of_two_arms(tmp_path):
     assert set(result["arms"]) == {"baseline", "jobs2"} and result["arms"]["baseline"]["vs_baseline"] == 1.0
     for arm in result["arms"].values():
         assert arm["runs"] == 2 and arm["runs_per_hour"] == pytest.approx(2 * 3600 / arm["wall_s"], rel=1e-3)
+        # the record names the scratch folder, not the machine's temporary path
+        assert "--out <scratch>/" in arm["command"] and tempfile.gettempdir() not in arm["command"]
     assert not list(Path(tempfile.gettempdir()).glob("bench_cifar_budget_*"))  # the scratch folder is gone
