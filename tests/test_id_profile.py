@@ -74,7 +74,7 @@ def test_a_condition_reused_by_another_study_counts_once():
 
 
 def test_a_network_in_two_conditions_counts_once_with_the_most_seeds():
-    """Overlap, not only equality, makes one network: the 5-seed condition is kept wherever it comes."""
+    """Overlap, not only equality, makes one network: the condition with more seeds is kept wherever it comes."""
     fig6a = {"study": "figure6a", "seeds": 3, "run_ids": ["x0", "x1", "x2", "r0", "r1", "r2"]}
     ladder = {"study": "ladder", "seeds": 2, "run_ids": ["x0", "x1", "r0", "r1"]}  # same networks, fewer seeds
     width = {"study": "width", "seeds": 2, "run_ids": ["y0", "y1", "s0", "s1"]}

@@ -123,18 +123,24 @@ def _row(run: Path, twin: Path) -> dict:
             "twin_torch": (provenance.read(twin) or {}).get("packages", {}).get("torch")}
 
 
+def _by_device(found: dict[tuple, Path]) -> dict[str, list[Path]]:
+    """``{device: run dirs}`` of one network's trainings (``trainings``), earliest training first."""
+    out: dict[str, list[Path]] = {}
+    for t in sorted(found, key=lambda t: (t[1] or "", t[2] or "")):
+        out.setdefault(t[0], []).append(found[t])
+    return out
+
+
 def twins(results: str | Path = "results") -> list[dict]:
     """One row per network (validated configuration and seed) and non-CPU device that trained it, paired
     with the network's CPU training: the earliest training on each side (sorted by network, seed)."""
     rows = []
     for found in trainings(results).values():
-        by_device: dict[str, list[tuple]] = {}
-        for t in sorted(found, key=lambda t: (t[1] or "", t[2] or "")):
-            by_device.setdefault(t[0], []).append(t)
+        by_device = _by_device(found)
         if "CPU" not in by_device:
             continue
-        twin = found[by_device["CPU"][0]]
-        rows += [_row(found[ts[0]], twin) for device, ts in sorted(by_device.items()) if device not in ("CPU", "unknown")]
+        twin = by_device["CPU"][0]
+        rows += [_row(runs[0], twin) for device, runs in sorted(by_device.items()) if device not in ("CPU", "unknown")]
     return sorted(rows, key=lambda r: (r["network"], r["seed"], r["device"]))
 
 
@@ -142,10 +148,7 @@ def repeats(results: str | Path = "results") -> list[dict]:
     """Networks trained more than once on one device, by separate runs: ``{network, seed, device, runs, accs}``."""
     rows = []
     for found in trainings(results).values():
-        by_device: dict[str, list[Path]] = {}
-        for t in sorted(found, key=lambda t: (t[1] or "", t[2] or "")):
-            by_device.setdefault(t[0], []).append(found[t])
-        for device, runs in sorted(by_device.items()):
+        for device, runs in sorted(_by_device(found).items()):
             if len(runs) > 1 and device != "unknown":
                 rows.append({"network": _network(runs[0]), "seed": int(_config(runs[0])["seed"]), "device": device,
                              "runs": [f"{r.parent.parent.name}/{r.name}" for r in runs],
