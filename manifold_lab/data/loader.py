@@ -112,8 +112,8 @@ class DeviceLoader:
         This process's shard of every epoch (see ``shard_indices``).
     channels_last : bool
         Return ``x`` in ``torch.channels_last`` memory format.
-    dtype : torch.dtype
-        Floating dtype of ``x``.
+    dtype : torch.dtype or None
+        Floating dtype of ``x``; None = ``torch.get_default_dtype()`` (float32 unless changed).
 
     Attributes
     ----------
@@ -144,8 +144,9 @@ class DeviceLoader:
         rank: int = 0,
         world_size: int = 1,
         channels_last: bool = False,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | None = None,
     ) -> None:
+        dtype = torch.get_default_dtype() if dtype is None else dtype
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r} must be an integer >= 1")
         if isinstance(crop_padding, bool) or not isinstance(crop_padding, int) or crop_padding < 0:

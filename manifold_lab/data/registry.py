@@ -130,7 +130,7 @@ def build_loaders(
     rank: int | None = None,
     world_size: int | None = None,
     channels_last: bool = False,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
 ) -> tuple[Any, Any, int, int]:
     """Train and test loaders for a data config.
 
@@ -139,7 +139,7 @@ def build_loaders(
     image_size, device, seed, rank, world_size`` (and optionally ``channels``
     for digits). ``device``, ``seed``, ``rank`` and ``world_size`` given as
     keyword arguments override the config's (defaults ``"cpu"``, 0, 0, 1).
-    ``dtype`` is the floating type of the device loaders' batches. ``subset``
+    ``dtype`` is the floating type of the device loaders' batches (None: torch's default dtype). ``subset``
     thins the train split; the optional ``eval_subset`` (images per class,
     default None = all) thins the test split for quick CPU studies. Small-image
     datasets give two ``DeviceLoader`` s; an ImageFolder of large images

@@ -28,6 +28,7 @@ reads its shard, and sums are all-reduced, so metrics are over the whole data.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import time
@@ -78,6 +79,11 @@ def _autocast(cfg: TrainConfig, device: torch.device):
     return contextlib.nullcontext()
 
 
+def full(logits: torch.Tensor) -> torch.Tensor:
+    """Logits in at least float32 for the loss (bf16 autocast gives bf16; float64 stays float64)."""
+    return logits if logits.dtype == torch.float64 else logits.float()
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, cfg: TrainConfig, d: distributed.Dist) -> tuple[float, float]:
     """(loss, accuracy) over the whole test set, counting each image once across ranks."""
@@ -93,7 +99,7 @@ def evaluate(model: nn.Module, loader, cfg: TrainConfig, d: distributed.Dist) ->
                 continue
         with _autocast(cfg, d.device):
             logits = model(x)
-        loss_sum += nn.functional.cross_entropy(logits.float(), y, reduction="sum").item()
+        loss_sum += nn.functional.cross_entropy(full(logits), y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
         seen += len(y)
     loss_sum, correct, seen = distributed.all_reduce_sum([loss_sum, correct, seen], d)
@@ -122,7 +128,7 @@ def score(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, 
             xb, yb = x[i:i + step].to(device), y[i:i + step].to(device)
             with _autocast(cfg, device):
                 logits = model(xb)
-            loss_sum += nn.functional.cross_entropy(logits.float(), yb, reduction="sum").item()
+            loss_sum += nn.functional.cross_entropy(full(logits), yb, reduction="sum").item()
             correct += (logits.argmax(1) == yb).sum().item()
     finally:
         model.train(was_training)
@@ -134,22 +140,50 @@ def _write_history(run_dir: Path, history: list[dict]) -> None:
     io.write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
 
 
-def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool = True, progress: bool = True,
-          log=None) -> dict:
-    """Train and evaluate; see the module docstring for files and metrics."""
-    from tqdm import tqdm
+@dataclasses.dataclass
+class Run:
+    """One run's data, step-0 network and bookkeeping, as ``prepare`` leaves it before the first step.
 
+    ``state`` is the loaded checkpoint (None for a fresh start); ``history``, ``epoch``, ``stats``
+    (Figure 7) and ``probe`` continue from it. ``rng`` is the global generator state at the first
+    step (``checkpoint.rng_state``): the state dropout draws from.
+    """
+
+    cfg: TrainConfig
+    run_dir: Path
+    seed: int
+    train_loader: object
+    test_loader: object
+    model: nn.Module
+    sample: torch.Tensor
+    clean: tuple | None
+    config_record: dict
+    state: dict | None = None
+    history: list = dataclasses.field(default_factory=list)
+    epoch: int = 0
+    stats: dict = dataclasses.field(default_factory=dict)
+    probe: dict = dataclasses.field(default_factory=dict)
+    rng: dict | None = None
+    status: str = "done"
+    tb: object = None
+
+    @property
+    def ckpt_path(self) -> Path:
+        return self.run_dir / CHECKPOINT
+
+
+def prepare(cfg: TrainConfig, run_dir: str | Path, seed: int, d: distributed.Dist, *, resume: bool = True,
+            say=lambda *a: None) -> Run:
+    """Data, the step-0 network (or the checkpoint's), the Figure 7 sample and the step-0 statistics of one run.
+
+    The order of every draw from the global generator is the same for a run trained alone
+    (``train``) and as a member of a batch (``manifold_lab.train.batched``), so both start their
+    first step from the same state.
+    """
     from manifold_lab.data import build_loaders
 
     run_dir = Path(run_dir)
-    say = log.info if log is not None else (lambda *a: None)
-    d = distributed.init(cfg.train.device)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    if cfg.train.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
     torch.manual_seed(seed)
-
     data_cfg = cfg.data.model_dump()
     train_loader, test_loader, num_classes, in_channels = build_loaders(
         data_cfg, device=d.device, seed=seed, rank=d.rank, world_size=d.world_size,
@@ -167,125 +201,71 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool 
     model.to(d.device)
     if cfg.train.channels_last:
         model.to(memory_format=torch.channels_last)
-    n_params = sum(p.numel() for p in model.parameters())
-    optimizer = build_optimizer(model, cfg.optim)
-    steps_per_epoch = len(train_loader)
-    scheduler = build_scheduler(optimizer, cfg.schedule, steps_per_epoch, cfg.train.epochs)
-    ema = EMA(model, cfg.train.ema_decay) if cfg.train.ema_decay else None
-    net = nn.parallel.DistributedDataParallel(model) if d.enabled else model
-    if cfg.train.compile:
-        net = torch.compile(net)
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
-
-    ckpt_path = run_dir / CHECKPOINT
-    config_record = {"config": cfg.model_dump(mode="json"), "seed": seed}
-    history: list[dict] = []
-    start_epoch = 0
-    stats: dict = {}
-    probe: dict = {}  # the information-loss probe at "step0" and "final"
-    if resume and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path)
-        if {k: state.get(k) for k in config_record} != config_record:
-            raise ValueError(f"checkpoint {ckpt_path} was written for a different config or seed; "
+    run = Run(cfg, run_dir, seed, train_loader, test_loader, model, sample, clean,
+              {"config": cfg.model_dump(mode="json"), "seed": seed})
+    if resume and run.ckpt_path.exists():
+        state = load_checkpoint(run.ckpt_path)
+        if {k: state.get(k) for k in run.config_record} != run.config_record:
+            raise ValueError(f"checkpoint {run.ckpt_path} was written for a different config or seed; "
                              f"delete it or train with --no-resume")
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
         set_rng_state(state["rng"])
-        history, start_epoch, stats = list(state["history"]), int(state["epoch"]), dict(state.get("relu_stats") or {})
-        probe = dict(state.get("probe") or {})
-        say(f"resumed from {ckpt_path} at epoch {start_epoch}")
+        run.state = state
+        run.history, run.epoch = list(state["history"]), int(state["epoch"])
+        run.stats, run.probe = dict(state.get("relu_stats") or {}), dict(state.get("probe") or {})
+        say(f"resumed from {run.ckpt_path} at epoch {run.epoch}")
         if d.is_main:  # a kill between the checkpoint and the log left the log an epoch short
-            _write_history(run_dir, history)
-    if d.is_main and cfg.train.relu_stats and "step0" not in stats:
-        stats["sample"] = sample_record
-        stats["step0"] = relu_stats(model, sample.to(d.device), bn="batch")
-    if d.is_main and cfg.train.relu_stats and "step0" not in probe:
-        if start_epoch == 0:
-            probe["step0"] = _probe(model, test_loader)
+            _write_history(run_dir, run.history)
+    if d.is_main and cfg.train.relu_stats and "step0" not in run.stats:
+        run.stats["sample"] = sample_record
+        run.stats["step0"] = relu_stats(model, sample.to(d.device), bn="batch")
+    if d.is_main and cfg.train.relu_stats and "step0" not in run.probe:
+        if run.epoch == 0:
+            run.probe["step0"] = _probe(model, test_loader)
         else:  # a checkpoint from before the probe: rebuild step 0, leaving the resumed RNG state alone
             with torch.random.fork_rng(devices=[]):
-                probe["step0"] = _probe(initial_model(cfg, seed, num_classes, in_channels).to(d.device), test_loader)
+                run.probe["step0"] = _probe(initial_model(cfg, seed, num_classes, in_channels).to(d.device),
+                                            test_loader)
+    run.rng = rng_state()
+    return run
 
-    tb = TensorBoardLog.open(run_dir, start_epoch * steps_per_epoch, say) if d.is_main else None
-    step = start_epoch * steps_per_epoch
-    status = "done"
-    for epoch in range(start_epoch, cfg.train.epochs):
-        net.train()
-        train_loader.set_epoch(epoch)
-        loss_sum = correct = seen = 0.0
-        start = time.perf_counter()
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", leave=False,
-                   disable=not (progress and d.is_main), unit="batch")
-        for x, y in bar:
-            x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
-            with _autocast(cfg, d.device):
-                logits = net(x)
-                loss = criterion(logits.float(), y)
-            if not torch.isfinite(loss):
-                status = "diverged"
-                break
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.train.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            if ema is not None:
-                ema.update(model)
-            loss_sum += loss.item() * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
-            seen += len(y)
-            step += 1
-            if tb is not None:
-                tb.step(step, loss.item(), optimizer.param_groups[0]["lr"])
-            bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{seen * d.world_size / (time.perf_counter() - start):.0f}")
-        flags = distributed.all_reduce_sum([1.0 if status == "diverged" else 0.0], d)
-        if flags[0] > 0:
-            status = "diverged"
-            history.append({"epoch": epoch + 1, "status": "diverged"})
-            say(f"epoch {epoch + 1}: loss is not finite; stopping (diverged)")
-            break
-        loss_sum, correct, seen = distributed.all_reduce_sum([loss_sum, correct, seen], d)
-        seconds = time.perf_counter() - start
-        test_loss, test_acc = evaluate(ema.module if ema is not None else net, test_loader, cfg, d)
-        row = {
-            "epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
-            "test_loss": test_loss, "test_acc": test_acc, "lr": optimizer.param_groups[0]["lr"],
-            "images_per_s": seen / seconds, "seconds": seconds,
-        }
-        if clean is not None:
-            row["clean_train_loss"], row["clean_train_acc"] = score(
-                ema.module if ema is not None else model, *clean, cfg, d.device)
-        history.append(row)
-        say(json.dumps(row))
-        if tb is not None:
-            tb.epoch(step, row)
-        if d.is_main:
-            if cfg.train.checkpoint:
-                save_checkpoint(ckpt_path, {
-                    **config_record, "epoch": epoch + 1, "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "ema": ema.state_dict() if ema is not None else None, "rng": rng_state(),
-                    "history": history, "relu_stats": stats, "probe": probe,
-                })
-            _write_history(run_dir, history)
-        distributed.barrier(d)
 
-    if d.is_main and cfg.train.relu_stats and status == "done":
-        stats["final"] = relu_stats(ema.module if ema is not None else model, sample.to(d.device), bn="running")
-        io.write_json(run_dir / "relu_stats.json", stats)
-        probe["final"] = _probe(ema.module if ema is not None else model, test_loader)
+def epoch_row(epoch: int, loss_sum: float, correct: float, seen: float, seconds: float, test: tuple, lr: float,
+              clean: tuple | None) -> dict:
+    """One line of ``metrics.jsonl``."""
+    row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
+           "test_loss": test[0], "test_acc": test[1], "lr": lr, "images_per_s": seen / seconds, "seconds": seconds}
+    if clean is not None:
+        row["clean_train_loss"], row["clean_train_acc"] = clean
+    return row
+
+
+def save(run: Run, model_state: dict, optimizer_state: dict, scheduler_state: dict, ema_state: dict | None,
+         rng: dict) -> None:
+    """``checkpoint.pt`` after ``run.epoch`` epochs (if ``train.checkpoint``) and ``metrics.jsonl``."""
+    if run.cfg.train.checkpoint:
+        save_checkpoint(run.ckpt_path, {
+            **run.config_record, "epoch": run.epoch, "model": model_state, "optimizer": optimizer_state,
+            "scheduler": scheduler_state, "ema": ema_state, "rng": rng, "history": run.history,
+            "relu_stats": run.stats, "probe": run.probe,
+        })
+    _write_history(run.run_dir, run.history)
+
+
+def finish(run: Run, final_model: nn.Module, d: distributed.Dist, *, n_params: int, shortcuts: int,
+           step: int) -> dict:
+    """Final Figure 7 statistics and probe (a finished run), and the run's metrics (module docstring)."""
+    status, history, stats, probe = run.status, run.history, run.stats, run.probe
+    if d.is_main and run.cfg.train.relu_stats and status == "done":
+        stats["final"] = relu_stats(final_model, run.sample.to(d.device), bn="running")
+        io.write_json(run.run_dir / "relu_stats.json", stats)
+        probe["final"] = _probe(final_model, run.test_loader)
         if probe["final"] is not None:
-            io.write_json(run_dir / "probe.json", probe)
+            io.write_json(run.run_dir / "probe.json", probe)
     if d.is_main and status == "diverged":
-        _write_history(run_dir, history)
-    distributed.shutdown(d)
-
+        _write_history(run.run_dir, history)
     done = [r for r in history if "test_acc" in r]
-    out = {"status": status, "epochs": len(done), "params": n_params, "shortcuts": int(model.num_shortcuts)}
+    out = {"status": status, "epochs": len(done), "params": n_params, "shortcuts": int(shortcuts)}
     if done:
         last = done[-1]
         out.update({k: last[k] for k in ("test_acc", "test_loss", "train_acc", "train_loss")})
@@ -302,7 +282,102 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool 
             out.update({f"probe_{stage}_{k}": v for k, v in probe[stage]["summary"].items()})
     if status == "diverged":
         out = {k: v for k, v in out.items() if not (isinstance(v, float) and not math.isfinite(v))}
-    if tb is not None:
-        tb.hparams(step, config_record["config"], seed, out)
-        tb.close()
+    if run.tb is not None:
+        run.tb.hparams(step, run.config_record["config"], run.seed, out)
+        run.tb.close()
+    return out
+
+
+def setup(cfg: TrainConfig) -> distributed.Dist:
+    """The process group (under torchrun) and the torch switches of ``train``."""
+    d = distributed.init(cfg.train.device)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    if cfg.train.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    return d
+
+
+def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool = True, progress: bool = True,
+          log=None) -> dict:
+    """Train and evaluate; see the module docstring for files and metrics."""
+    from tqdm import tqdm
+
+    say = log.info if log is not None else (lambda *a: None)
+    d = setup(cfg)
+    run = prepare(cfg, run_dir, seed, d, resume=resume, say=say)
+    model, train_loader, test_loader = run.model, run.train_loader, run.test_loader
+    n_params = sum(p.numel() for p in model.parameters())
+    optimizer = build_optimizer(model, cfg.optim)
+    steps_per_epoch = len(train_loader)
+    scheduler = build_scheduler(optimizer, cfg.schedule, steps_per_epoch, cfg.train.epochs)
+    ema = EMA(model, cfg.train.ema_decay) if cfg.train.ema_decay else None
+    if run.state is not None:
+        optimizer.load_state_dict(run.state["optimizer"])
+        scheduler.load_state_dict(run.state["scheduler"])
+        if ema is not None:
+            ema.load_state_dict(run.state["ema"])
+    net = nn.parallel.DistributedDataParallel(model) if d.enabled else model
+    if cfg.train.compile:
+        net = torch.compile(net)
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
+
+    run.tb = TensorBoardLog.open(run.run_dir, run.epoch * steps_per_epoch, say) if d.is_main else None
+    tb = run.tb
+    step = run.epoch * steps_per_epoch
+    for epoch in range(run.epoch, cfg.train.epochs):
+        net.train()
+        train_loader.set_epoch(epoch)
+        loss_sum = correct = seen = 0.0
+        start = time.perf_counter()
+        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", leave=False,
+                   disable=not (progress and d.is_main), unit="batch")
+        for x, y in bar:
+            x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
+            with _autocast(cfg, d.device):
+                logits = net(x)
+                loss = criterion(full(logits), y)
+            if not torch.isfinite(loss):
+                run.status = "diverged"
+                break
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.train.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            if ema is not None:
+                ema.update(model)
+            loss_sum += loss.item() * len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+            seen += len(y)
+            step += 1
+            if tb is not None:
+                tb.step(step, loss.item(), optimizer.param_groups[0]["lr"])
+            bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{seen * d.world_size / (time.perf_counter() - start):.0f}")
+        flags = distributed.all_reduce_sum([1.0 if run.status == "diverged" else 0.0], d)
+        if flags[0] > 0:
+            run.status = "diverged"
+            run.history.append({"epoch": epoch + 1, "status": "diverged"})
+            say(f"epoch {epoch + 1}: loss is not finite; stopping (diverged)")
+            break
+        loss_sum, correct, seen = distributed.all_reduce_sum([loss_sum, correct, seen], d)
+        seconds = time.perf_counter() - start
+        evaluated = ema.module if ema is not None else net
+        clean = score(ema.module if ema is not None else model, *run.clean, cfg, d.device) if run.clean else None
+        row = epoch_row(epoch, loss_sum, correct, seen, seconds, evaluate(evaluated, test_loader, cfg, d),
+                        optimizer.param_groups[0]["lr"], clean)
+        run.history.append(row)
+        run.epoch = epoch + 1
+        say(json.dumps(row))
+        if tb is not None:
+            tb.epoch(step, row)
+        if d.is_main:
+            save(run, model.state_dict(), optimizer.state_dict(), scheduler.state_dict(),
+                 ema.state_dict() if ema is not None else None, rng_state())
+        distributed.barrier(d)
+
+    out = finish(run, ema.module if ema is not None else model, d, n_params=n_params,
+                 shortcuts=model.num_shortcuts, step=step)
+    distributed.shutdown(d)
     return out
