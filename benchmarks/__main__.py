@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from manifold_lab.experiment.provenance import cpu_model
+from manifold_lab.execution.provenance import cpu_model
 
 HERE = Path(__file__).resolve().parent
 

@@ -6,26 +6,31 @@ from pathlib import Path
 import pytest
 
 from manifold_lab.cli import main
-from manifold_lab.experiment import claims as C
-from manifold_lab.experiment.store import ResultsStore
-from manifold_lab.experiment.sweep import set_path
+from manifold_lab.reproduction import claims as C
+from manifold_lab.reproduction import readme as M
+from manifold_lab.reproduction import records
+from manifold_lab.reproduction import verdict as V
+from manifold_lab.stats import describe
+from manifold_lab.kinds import RunRecord
+from manifold_lab.execution.store import ResultsStore
+from manifold_lab.spec.sweep import set_path
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def judged(d, alternative="two-sided", p_adj=None):
     """A TestResult for per-seed differences ``d`` judged at ``p_adj`` (default: its raw p)."""
-    test = C.PairedTest("d", "study", "m", {}, {}, alternative=alternative)
-    r = C.TestResult(test, d, C.describe(list(d.values())), C.t_pvalue(list(d.values()), alternative))
+    test = V.PairedTest("d", "study", "m", {}, {}, alternative=alternative)
+    r = V.TestResult(test, d, describe(list(d.values())), V.t_pvalue(list(d.values()), alternative))
     r.p_adj = r.p if p_adj is None else p_adj
-    return C.judge(r)
+    return V.judge(r)
 
 
 @pytest.mark.parametrize("d, expected", [
-    ({0: 0.01, 1: 0.02, 2: 0.015}, C.SUPPORTED),  # t = 5.2, df 2: p = 0.035
-    ({0: -0.01, 1: -0.02, 2: -0.015}, C.CONTRADICTED),
-    ({0: 0.01, 1: -0.02, 2: 0.015}, C.INCONCLUSIVE),
-    ({0: -0.01, 1: 0.02, 2: -0.015}, C.INCONCLUSIVE + C.AGAINST),
+    ({0: 0.01, 1: 0.02, 2: 0.015}, V.SUPPORTED),  # t = 5.2, df 2: p = 0.035
+    ({0: -0.01, 1: -0.02, 2: -0.015}, V.CONTRADICTED),
+    ({0: 0.01, 1: -0.02, 2: 0.015}, V.INCONCLUSIVE),
+    ({0: -0.01, 1: 0.02, 2: -0.015}, V.INCONCLUSIVE + V.AGAINST),
     ({0: 0.01, 1: 0.02}, "not enough runs yet (2 of 3 seeds)"),
 ])
 def test_verdict_rule(d, expected):
@@ -34,12 +39,12 @@ def test_verdict_rule(d, expected):
 
 def test_verdicts_come_from_the_adjusted_p_and_one_sided_tests_never_contradict():
     d = {0: 0.01, 1: 0.02, 2: 0.015}
-    assert C.t_pvalue(list(d.values())) == pytest.approx(0.0351, abs=1e-4)  # t = 0.015 / (0.005 / sqrt 3)
-    assert judged(d, p_adj=0.07) == C.INCONCLUSIVE  # the same test after Holm over a family
+    assert V.t_pvalue(list(d.values())) == pytest.approx(0.0351, abs=1e-4)  # t = 0.015 / (0.005 / sqrt 3)
+    assert judged(d, p_adj=0.07) == V.INCONCLUSIVE  # the same test after Holm over a family
     neg = {k: -v for k, v in d.items()}
-    assert judged(neg, alternative="greater") == C.INCONCLUSIVE + C.AGAINST
+    assert judged(neg, alternative="greater") == V.INCONCLUSIVE + V.AGAINST
     # one-sided p is half the two-sided p in the predicted direction
-    assert C.t_pvalue(list(d.values()), "greater") == pytest.approx(C.t_pvalue(list(d.values())) / 2)
+    assert V.t_pvalue(list(d.values()), "greater") == pytest.approx(V.t_pvalue(list(d.values())) / 2)
 
 
 def make_study(results, name, kind, sweep, runs):
@@ -76,16 +81,16 @@ def test_figure6a_and_figure7_from_a_results_folder(tmp_path):
     runs.append(({"model.bottleneck_act": "relu6"}, 3, None, None))  # a failed run is not a number
     make_study(tmp_path, "figure6a_linear_bottleneck_cifar10", "mobilenetv2",
                {"model.bottleneck_act": ["identity", "relu6"]}, runs)
-    row = C.evaluate([C.PAIRED_CLAIMS["figure6a"]], tmp_path)[0]
+    row = V.evaluate([C.PAIRED_CLAIMS["figure6a"]], tmp_path)[0]
     # differences 2, 2, 1.5 points: mean 11/6, sd 0.5/sqrt(3), t interval mean +- t_{0.975,2} sd / sqrt(3)
-    assert row.verdict == C.SUPPORTED
+    assert row.verdict == V.SUPPORTED
     mean, half = 11 / 6, 4.302652729911275 * (0.5 / 3 ** 0.5) / 3 ** 0.5
     assert f"{mean:+.2f} points [{mean - half:+.2f}, {mean + half:+.2f}], n = 3" in row.ours
     assert "linear 61.0% [" in row.ours and "(n = 3)" in row.ours
-    p = C.t_pvalue([0.02, 0.02, 0.015])
+    p = V.t_pvalue([0.02, 0.02, 0.015])
     assert f"paired t p = {p:.2g}, Holm-adjusted p = {p:.2g} (supported)" in row.ours  # a family of one
     fig7 = C.claim_figure7(tmp_path)
-    assert fig7.verdict == C.CONTRADICTED  # one relu6 network has 3 layers below the threshold
+    assert fig7.verdict == V.CONTRADICTED  # one relu6 network has 3 layers below the threshold
     assert "relu6 final: 2, 3, 0 of 4 layers below" in fig7.ours
     assert "linear step0: 0, 0, 0 of 4" in fig7.ours
     assert "**1 of 6 runs predate issue 11" in fig7.ours  # its statistics come from the old sample
@@ -99,13 +104,13 @@ def test_gap_trend_over_width(tmp_path):
     make_study(tmp_path, "width_sweep_cifar10", "mobilenetv2",
                {"model.width_mult": [0.25, 1.0], "model.bottleneck_act": ["identity", "relu6"]}, runs)
     spec = C.PAIRED_CLAIMS["width"]
-    runs_done = C.done_runs(tmp_path / "width_sweep_cifar10")
-    d = C.paired_differences(runs_done, spec.tests[0], {"model.width_mult": [0.25, 1.0]})
+    runs_done = records.done_runs(tmp_path / "width_sweep_cifar10")
+    d = V.paired_differences(runs_done, spec.tests[0], {"model.width_mult": [0.25, 1.0]})
     assert d == pytest.approx({0: 0.03, 1: 0.03, 2: 0.03})
-    at_narrow = C.PairedTest("g", "width_sweep_cifar10", "test_acc", C._LIN, C._RELU6, at=("model.width_mult", "first"))
-    assert C.paired_differences(runs_done, at_narrow, {"model.width_mult": [0.25, 1.0]}) == \
+    at_narrow = V.PairedTest("g", "width_sweep_cifar10", "test_acc", C._LIN, C._RELU6, at=("model.width_mult", "first"))
+    assert V.paired_differences(runs_done, at_narrow, {"model.width_mult": [0.25, 1.0]}) == \
         pytest.approx({0: 0.04, 1: 0.04, 2: 0.04})
-    row = C.evaluate([spec], tmp_path)[0]
+    row = V.evaluate([spec], tmp_path)[0]
     assert "widest width multiplier = +3.00 points [+3.00, +3.00], n = 3 (inconclusive at this scale " \
         "(constant differences: no t test))" in row.ours
     assert "0.25: +4.00 points [+4.00, +4.00], n = 3, relative 7.8%" in row.ours  # mean 0.04 / mean 0.51
@@ -117,7 +122,7 @@ def test_command_writes_the_table_and_rejects_a_missing_folder(tmp_path, capsys)
     text = (tmp_path / "README.md").read_text()
     tests = sum(len(spec.tests) for spec in C.PAIRED_CLAIMS.values())
     # claim table, family table (one row per paired test), studies: a header line and the rows each
-    assert text.count("\n| ") == 3 + len(C.CLAIMS) + tests + len(C.STUDIES)
+    assert text.count("\n| ") == 3 + len(C.CLAIMS) + tests + len(M.STUDIES)
     assert "not run yet" in text
     assert main(["claims", "--results", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -126,7 +131,7 @@ def test_command_writes_the_table_and_rejects_a_missing_folder(tmp_path, capsys)
 
 def test_committed_readme_is_current(monkeypatch):
     monkeypatch.chdir(REPO)
-    assert (REPO / "results" / "README.md").read_text() == C.render(C.claims("results"), "results")
+    assert (REPO / "results" / "README.md").read_text() == M.render(C.claims("results"), "results")
 
 
 def test_a_partial_width_sweep_gives_no_verdict(tmp_path):
@@ -135,7 +140,7 @@ def test_a_partial_width_sweep_gives_no_verdict(tmp_path):
             for w in (0.25, 0.5) for a in ("identity", "relu6") for s in range(3)]
     make_study(tmp_path, "width_sweep_cifar10", "mobilenetv2",
                {"model.width_mult": [0.25, 0.5, 1.0], "model.bottleneck_act": ["identity", "relu6"]}, runs)
-    row = C.evaluate([C.PAIRED_CLAIMS["width"]], tmp_path)[0]
+    row = V.evaluate([C.PAIRED_CLAIMS["width"]], tmp_path)[0]
     assert "widest width multiplier = no runs yet" in row.ours and "1: no runs yet" in row.ours
     assert row.verdict.startswith("not enough runs yet")
 
@@ -148,7 +153,7 @@ def test_an_inconclusive_trend_says_when_its_estimate_runs_against_the_predictio
             for w in (0.25, 1.0) for a in ("identity", "relu6") for s in range(3)]
     make_study(tmp_path, "width_sweep_cifar10", "mobilenetv2",
                {"model.width_mult": [0.25, 1.0], "model.bottleneck_act": ["identity", "relu6"]}, runs)
-    row = C.evaluate([C.PAIRED_CLAIMS["width"]], tmp_path)[0]
+    row = V.evaluate([C.PAIRED_CLAIMS["width"]], tmp_path)[0]
     assert "-1.00 points" in row.ours
     assert "inconclusive at this scale; the point estimate runs against the prediction" in row.ours
     # the same gaps the other way round (mean +1) carry no such note
@@ -157,7 +162,7 @@ def test_an_inconclusive_trend_says_when_its_estimate_runs_against_the_predictio
             for w in (0.25, 1.0) for a in ("identity", "relu6") for s in range(3)]
     make_study(tmp_path / "b", "width_sweep_cifar10", "mobilenetv2",
                {"model.width_mult": [0.25, 1.0], "model.bottleneck_act": ["identity", "relu6"]}, runs)
-    row = C.evaluate([C.PAIRED_CLAIMS["width"]], tmp_path / "b")[0]
+    row = V.evaluate([C.PAIRED_CLAIMS["width"]], tmp_path / "b")[0]
     assert "+1.00 points" in row.ours and "against the prediction" not in row.ours
 
 
@@ -174,23 +179,23 @@ def test_holm_across_the_table_can_turn_a_raw_p_below_005_into_inconclusive(tmp_
              for k, vs in acc.items() for s, v in enumerate(vs)]
     make_study(tmp_path, "figure6b_shortcuts_cifar10", "mobilenetv2",
                {"model.shortcut": list(acc)}, fig6b)
-    rows = C.evaluate([C.PAIRED_CLAIMS["figure6a"], C.PAIRED_CLAIMS["figure6b"]], tmp_path)
+    rows = V.evaluate([C.PAIRED_CLAIMS["figure6a"], C.PAIRED_CLAIMS["figure6b"]], tmp_path)
     raw = [t.p for r in rows for t in r.tests]
-    assert raw == pytest.approx([C.t_pvalue([0.01, 0.03, 0.02]), C.t_pvalue([0.015, 0.03, 0.025]),
-                                 C.t_pvalue([0.10, 0.11, 0.12])])
+    assert raw == pytest.approx([V.t_pvalue([0.01, 0.03, 0.02]), V.t_pvalue([0.015, 0.03, 0.025]),
+                                 V.t_pvalue([0.10, 0.11, 0.12])])
     p_6a, p_exp, p_none = raw
     assert p_none < p_exp < 0.05 < p_6a  # 0.0028, 0.034, 0.074
     # by hand, in sorted order: 3 p_none, max(that, 2 p_exp), max(that, p_6a)
     adjusted = [t.p_adj for r in rows for t in r.tests]
     assert adjusted == pytest.approx([max(2 * p_exp, p_6a), 2 * p_exp, 3 * p_none])
     # bottleneck - expansion: raw p 0.034 < 0.05, adjusted 0.068: no longer supported
-    assert [t.verdict for r in rows for t in r.tests] == [C.INCONCLUSIVE, C.INCONCLUSIVE, C.SUPPORTED]
+    assert [t.verdict for r in rows for t in r.tests] == [V.INCONCLUSIVE, V.INCONCLUSIVE, V.SUPPORTED]
     assert f"paired t p = {p_exp:.2g}, Holm-adjusted p = {2 * p_exp:.2g} (inconclusive" in rows[1].ours
     assert "predate issue 11" not in rows[1].ours  # every expansion run recorded its shortcut count
     # the same expansion runs without a recorded count are flagged as made under the old rule
     fig6b = [({"model.shortcut": k}, s, {"test_acc": v}, None) for k, vs in acc.items() for s, v in enumerate(vs)]
     make_study(tmp_path / "old", "figure6b_shortcuts_cifar10", "mobilenetv2", {"model.shortcut": list(acc)}, fig6b)
-    old = C.evaluate([C.PAIRED_CLAIMS["figure6b"]], tmp_path / "old")[0]
+    old = V.evaluate([C.PAIRED_CLAIMS["figure6b"]], tmp_path / "old")[0]
     assert "the expansion arm's runs predate issue 11: they had 5 shortcuts against the bottleneck arm's 10" \
         in old.ours
 
@@ -203,11 +208,11 @@ def test_a_preregistered_one_sided_trend_with_its_slope(tmp_path):
             for m in gaps for a in ("identity", "relu6") for s in range(3)]
     make_study(tmp_path, "bottleneck_width_cifar10", "mobilenetv2",
                {"model.bottleneck_mult": [0.25, 0.5, 1.0], "model.bottleneck_act": ["identity", "relu6"]}, runs)
-    row = C.evaluate([C.PAIRED_CLAIMS["bottleneck_width"]], tmp_path)[0]
+    row = V.evaluate([C.PAIRED_CLAIMS["bottleneck_width"]], tmp_path)[0]
     test = row.tests[0]
     assert test.d == pytest.approx({0: 0.04, 1: 0.05, 2: 0.06})
-    assert test.p == pytest.approx(C.t_pvalue([0.04, 0.05, 0.06], "greater"))  # one-sided, as pre-registered
-    assert row.verdict == C.SUPPORTED
+    assert test.p == pytest.approx(V.t_pvalue([0.04, 0.05, 0.06], "greater"))  # one-sided, as pre-registered
+    assert row.verdict == V.SUPPORTED
     # slope of the gap against log2(mult) at x = -2, -1, 0: seed 0: (6, 4, 2) -> -2 points per doubling;
     # seed 1: (7, 4, 2) -> -2.5; seed 2: (8, 4, 2) -> -3; mean -2.5
     assert "slope of the gap against log2(bottleneck_mult): -2.50 points per doubling [" in row.ours
@@ -216,18 +221,18 @@ def test_a_preregistered_one_sided_trend_with_its_slope(tmp_path):
 
 
 def test_budget_numbers_come_from_the_configuration():
-    b = C.budget_numbers(REPO / "results")
+    b = M.budget_numbers(REPO / "results")
     # 1,000 images per class x 10 classes, batches of 128 with the last one dropped: 78 steps per epoch
     assert (b["train_images"], b["batch_size"], b["epochs"]) == (10_000, 128, 20)
     assert b["steps"] == 20 * (10_000 // 128) == 1_560
-    assert "1,560 steps of batch 128" in C._scale(REPO / "results")
+    assert "1,560 steps of batch 128" in M._scale(REPO / "results")
 
 
 @pytest.mark.parametrize("key", sorted(C.PAIRED_CLAIMS))
 def test_every_paired_claim_matches_its_experiment_file(key):
     """The declared tests name real studies, swept factors and planned arms (the pre-registration holds)."""
-    from manifold_lab.experiment.spec import load_spec
-    from manifold_lab.experiment.sweep import plan
+    from manifold_lab.spec.load import load_spec
+    from manifold_lab.spec.sweep import plan
 
     spec = C.PAIRED_CLAIMS[key]
     for test in spec.tests:
@@ -236,7 +241,7 @@ def test_every_paired_claim_matches_its_experiment_file(key):
         experiment = load_spec(REPO / "experiments" / f"{test.study}.yaml")
         for factor in filter(None, (test.across, test.at and test.at[0])):
             assert factor in experiment.sweep and len(experiment.sweep[factor]) >= 2
-        runs = [C.RunRecord(r.run_id, r.params, r.seed, "done", {}, Path(".")) for r in plan(experiment)]
+        runs = [RunRecord(r.run_id, r.params, r.seed, "done", {}, Path(".")) for r in plan(experiment)]
         for arm in (test.a, test.b):  # every arm has runs in the plan, for every seed
             want = {**test.fixed, **arm}
             seeds = {r.seed for r in runs if all(r.param(k) == v for k, v in want.items())}
@@ -254,7 +259,7 @@ def test_the_studies_table_says_where_each_study_trained_and_gaps_name_their_met
         (run / "provenance.json").write_text(json.dumps({"device": "auto", "gpu": "NVIDIA H200"}))
     make_study(tmp_path, "figure6a_linear_bottleneck_cifar10", "mobilenetv2", {"model.bottleneck_act": ["identity"]},
                [({"model.bottleneck_act": "identity"}, 0, {"test_acc": 0.6}, None)])
-    text = C.render(C.claims(tmp_path), tmp_path)
+    text = M.render(C.claims(tmp_path), tmp_path)
     rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in text.splitlines() if line.startswith("| ")}
     assert rows["budget_ladder_cifar10"][3] == "NVIDIA H200"
     assert rows["figure6a_linear_bottleneck_cifar10"][3] == "not recorded"

@@ -1,4 +1,4 @@
-"""The same network on two devices (manifold_lab.experiment.device_check) and the claim table's
+"""The same network on two devices (manifold_lab.reproduction.device_check) and the claim table's
 marking of tests whose runs ran on more than one device."""
 
 import json
@@ -8,8 +8,9 @@ import pytest
 import yaml
 from scipy import stats as sps
 
-from manifold_lab.experiment import claims as C
-from manifold_lab.experiment import device_check as D
+from manifold_lab.reproduction import verdict as V
+from manifold_lab.stats import describe
+from manifold_lab.reproduction import device_check as D
 from manifold_lab.kinds import RunRecord
 
 LINEAR = {"model": {"bottleneck_act": "identity"}}
@@ -99,13 +100,13 @@ def test_a_paired_test_names_the_devices_of_its_runs(tmp_path):
                 ("l0", LINEAR, 0, 0.6, None), ("r0", RELU6, 0, 0.5, "NVIDIA H200"),
                 ("l1", LINEAR, 1, 0.6, None), ("r1", RELU6, 1, 0.5, None),
                 ("l9", LINEAR, 9, 0.6, "other GPU")]]  # seed 9 has no pair: not behind d
-    test = C.PairedTest("linear - relu6", "s", "test_acc", {"model.bottleneck_act": "identity"},
+    test = V.PairedTest("linear - relu6", "s", "test_acc", {"model.bottleneck_act": "identity"},
                         {"model.bottleneck_act": "relu6"})
-    d = C.paired_differences(runs, test)
+    d = V.paired_differences(runs, test)
     assert d == pytest.approx({0: 0.1, 1: 0.1})
-    devices = C.test_devices(runs, test, {}, set(d))
+    devices = V.test_devices(runs, test, {}, set(d))
     assert devices == {"CPU": 3, "NVIDIA H200": 1}
-    result = C.TestResult(test, d, C.describe(list(d.values())), float("nan"), verdict="x", devices=devices)
+    result = V.TestResult(test, d, describe(list(d.values())), float("nan"), verdict="x", devices=devices)
     assert "its runs ran on CPU (3) and NVIDIA H200 (1)" in result.text()
-    one = C.TestResult(test, d, C.describe(list(d.values())), float("nan"), verdict="x", devices={"CPU": 4})
+    one = V.TestResult(test, d, describe(list(d.values())), float("nan"), verdict="x", devices={"CPU": 4})
     assert "ran on" not in one.text()

@@ -19,9 +19,10 @@ import yaml
 from kinds_for_tests import REPO
 
 from manifold_lab.cli import main
-from manifold_lab.experiment.runner import run_experiment
-from manifold_lab.experiment.spec import load_spec
-from manifold_lab.experiment.suite import load_suite
+from manifold_lab.reporting.report import write_report
+from manifold_lab.execution.runner import run_experiment
+from manifold_lab.spec.load import load_spec
+from manifold_lab.spec.suite import load_suite
 
 DOCS = ("README.md", "configs/README.md")
 EXPERIMENTS = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "experiments").glob("*.yaml"))
@@ -98,7 +99,7 @@ def test_yaml_blocks_are_valid_specs_and_run(path, sandbox):
         tiny += {"toy_bottleneck": ["params.train.steps=5", "params.data.n_train=40", "params.data.n_test=40"],
                  "recoverability": ["params.n_samples=60", "params.depth=2"]}[spec.kind.name]
         small = load_spec(file, tiny)
-        summary = run_experiment(small)
+        summary = run_experiment(small, report=write_report)
         assert summary.done == small.points.__len__() and not summary.failed
         report = (small.output / "report.md").read_text()
         assert f"**{spec.contrast['metric']}: {spec.contrast['b']} - {spec.contrast['a']}**" in report

@@ -54,8 +54,8 @@ from kinds_for_tests import KIND, cli_env
 from manifold_lab import cli, commands
 from manifold_lab.activations import ACTIVATIONS
 from manifold_lab.errors import UsageError
-from manifold_lab.experiment.spec import Spec, load_spec
-from manifold_lab.experiment.sweep import plan
+from manifold_lab.spec.load import Spec, load_spec
+from manifold_lab.spec.sweep import plan
 from manifold_lab.kinds import KINDS, register
 from manifold_lab.manifolds import MANIFOLDS, embed, make_two_spirals
 from manifold_lab.recovery import relu_preimage
@@ -685,11 +685,12 @@ def test_run_command(tmp_path, capsys, spec_text, spec, items, options):
 @pytest.fixture(scope="module")
 def results_template(tmp_path_factory) -> Path:
     """A complete results folder of two closed_form runs (each example damages a copy)."""
-    from manifold_lab.experiment.runner import run_experiment
+    from manifold_lab.execution.runner import run_experiment
+    from manifold_lab.reporting.report import write_report
 
     folder = tmp_path_factory.mktemp("template")
     (folder / "spec.yaml").write_text(SPEC_TEMPLATE.format(**{**VALID_FIELDS, "seeds": "[0]"}), encoding="utf-8")
-    run_experiment(load_spec(folder / "spec.yaml"), out=folder / "res")
+    run_experiment(load_spec(folder / "spec.yaml"), out=folder / "res", report=write_report)
     return folder / "res"
 
 

@@ -27,10 +27,11 @@ from kinds_for_tests import KIND, cli, cli_env, write_spec
 
 from manifold_lab import io
 from manifold_lab.errors import UsageError
-from manifold_lab.experiment.runner import execute_run, run_experiment
-from manifold_lab.experiment.spec import load_spec
-from manifold_lab.experiment.store import ResultsStore, locked
-from manifold_lab.experiment.sweep import plan
+from manifold_lab.reporting.report import write_report
+from manifold_lab.execution.runner import execute_run, run_experiment
+from manifold_lab.spec.load import load_spec
+from manifold_lab.execution.store import ResultsStore, locked
+from manifold_lab.spec.sweep import plan
 from manifold_lab.kinds import register
 
 register(KIND)
@@ -224,7 +225,7 @@ def test_a_link_planted_during_the_sweep_fails_only_its_run(tmp_path, monkeypatc
     planter = threading.Thread(target=plant)
     planter.start()
     with pytest.raises(UsageError, match=f"runs/{last} is a symbolic link"):  # the report refuses it
-        run_experiment(spec)
+        run_experiment(spec, report=write_report)
     planter.join()
     first = plan(spec)[0].run_id
     assert json.loads((root / "runs" / first / "status.json").read_text())["status"] == "done"
@@ -358,7 +359,7 @@ def test_a_rerun_waits_for_a_dying_orphan_but_not_for_a_live_runner(tmp_path, mo
     lock.parent.mkdir(parents=True)
     # An orphan: the runner that started it (pid 999999999) is gone; it ends a moment later.
     orphan = _hold_run_lock(lock, 999999999, 2.0)
-    summary = run_experiment(spec)
+    summary = run_experiment(spec, report=write_report)
     assert (summary.done, summary.failed) == (1, [])
     orphan.wait()
     # A live holder whose runner is alive (another array task): refused at once, its files untouched.
@@ -366,7 +367,7 @@ def test_a_rerun_waits_for_a_dying_orphan_but_not_for_a_live_runner(tmp_path, mo
     (lock.parent / "metrics.json").unlink()
     holder = _hold_run_lock(lock, os.getpid(), 60.0)
     try:
-        summary = run_experiment(spec)
+        summary = run_experiment(spec, report=write_report)
         assert summary.done == 0 and "is locked by another runner" in summary.failed[0][1]
         assert json.loads((lock.parent / "status.json").read_text()) == {"status": "running", "pid": 1}
     finally:

@@ -27,7 +27,7 @@ import pytest
 from hypothesis import settings
 from kinds_for_tests import REPO, cli_env, write_spec
 
-from manifold_lab.experiment import bounds
+from manifold_lab.spec import bounds
 
 #: (address space in bytes, CPU seconds) of each attacked command.
 LIMITS = (3 << 30, 60)
@@ -399,7 +399,7 @@ def test_normal_suite_is_derandomized_without_example_database():
 def test_a_class_balanced_sample_smaller_than_the_classes_is_refused_at_validation(tmp_path):
     """Issue 13, class 10: refused before any run starts (it used to fail every run)."""
     from manifold_lab.errors import UsageError
-    from manifold_lab.experiment.spec import load_spec
+    from manifold_lab.spec.load import load_spec
 
     for override in ("params.train.relu_stats_images=8", "params.train.clean_train_images=3"):
         with pytest.raises(UsageError, match="fewer than the 10 classes"):

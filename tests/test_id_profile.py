@@ -7,8 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
-from manifold_lab.experiment import id_profile as G
-from manifold_lab.experiment import probe_correlation as P
+from manifold_lab.reproduction import id_profile as G
+from manifold_lab.reproduction import probe_correlation as P
 from tests.test_claims import make_study
 
 

@@ -20,8 +20,8 @@ import pytest
 from kinds_for_tests import REPO, cli_env, write_spec
 
 from manifold_lab.errors import UsageError
-from manifold_lab.experiment.launch import _gone
-from manifold_lab.experiment.spec import load_spec
+from manifold_lab.execution.run_task import _gone
+from manifold_lab.spec.load import load_spec
 
 pytest.importorskip("submitit")
 

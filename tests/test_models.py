@@ -276,7 +276,7 @@ def test_the_rule_before_issue_11_is_counted_for_old_records():
 def test_every_spelling_of_the_linear_network_is_one_config_one_network(act, where):
     """relu6 in no block (or identity anywhere) is the linear-bottleneck network: it is stored as
     identity / all, so it has the run id of Figure 6a's linear arm, and it is the same network at init."""
-    from manifold_lab.experiment.sweep import run_id
+    from manifold_lab.spec.sweep import run_id
     from manifold_lab.train.config import TrainConfig
     from manifold_lab.train.trainer import initial_model
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from manifold_lab.experiment.stats import holm_adjust
+from manifold_lab.stats import holm_adjust
 
 
 def test_holm_on_a_hand_computed_example():

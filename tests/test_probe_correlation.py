@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from manifold_lab.experiment import probe_correlation as P
+from manifold_lab.reproduction import probe_correlation as P
 from tests.test_claims import make_study
 
 

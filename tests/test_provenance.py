@@ -10,8 +10,8 @@ import pytest
 import scipy
 from kinds_for_tests import KIND, REPO, cli, write_spec
 
-from manifold_lab.experiment import provenance
-from manifold_lab.experiment.report import write_report
+from manifold_lab.execution import provenance
+from manifold_lab.reporting.report import write_report
 from manifold_lab.kinds import register
 
 register(KIND)

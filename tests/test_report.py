@@ -11,10 +11,10 @@ from kinds_for_tests import KIND, cli, write_spec
 from scipy import stats
 
 from manifold_lab.errors import UsageError
-from manifold_lab.experiment.report import write_report
-from manifold_lab.experiment.runner import run_experiment
-from manifold_lab.experiment.spec import load_spec
-from manifold_lab.experiment.stats import bounded_interval, describe, paired, t_interval, wilcoxon_min_pairs
+from manifold_lab.reporting.report import write_report
+from manifold_lab.execution.runner import run_experiment
+from manifold_lab.spec.load import load_spec
+from manifold_lab.stats import bounded_interval, describe, paired, t_interval, wilcoxon_min_pairs
 from manifold_lab.kinds import register
 
 register(KIND)
@@ -58,7 +58,7 @@ def exact_wilcoxon_p(d):
 def results(tmp_path_factory):
     folder = tmp_path_factory.mktemp("agg")
     spec = load_spec(write_spec(folder / "agg.yaml", SPEC))
-    summary = run_experiment(spec, out=folder / "out")
+    summary = run_experiment(spec, out=folder / "out", report=write_report)
     assert (summary.done, len(summary.failed)) == (16, 4)  # seed 4 fails everywhere
     return folder / "out"
 
@@ -145,7 +145,7 @@ def test_report_command_on_a_folder_without_results(tmp_path):
 def test_a_broken_kind_report_keeps_the_tables_and_is_reported(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     spec = load_spec(write_spec(tmp_path / "s.yaml", SPEC), ["params.fail_report=true", "params.fail_seeds=[]"])
-    summary = run_experiment(spec)
+    summary = run_experiment(spec, report=write_report)
     assert summary.report_error == "RuntimeError: asked to fail the report"
     report = (spec.output / "report.md").read_text()
     assert "_The kind's report failed: RuntimeError: asked to fail the report_" in report
@@ -207,7 +207,7 @@ def test_report_opens_with_the_declared_contrast_and_plots_numeric_factors(tmp_p
     monkeypatch.chdir(tmp_path)
     spec = load_spec(write_spec(tmp_path / "con.yaml", CONTRAST_SPEC))
     assert spec.contrast == {"factor": "b", "a": 0, "b": 10, "metric": "y"}
-    run_experiment(spec)
+    run_experiment(spec, report=write_report)
     report = (spec.output / "report.md").read_text()
     first_screen = report.splitlines()[:20]
     assert "## The answer" in first_screen

@@ -13,10 +13,11 @@ import yaml
 from kinds_for_tests import KIND, cli, cli_env, files_under, write_spec
 
 from manifold_lab.errors import UsageError
-from manifold_lab.experiment.runner import check_metrics, run_experiment
-from manifold_lab.experiment.spec import load_spec
-from manifold_lab.experiment.store import ResultsStore
-from manifold_lab.experiment.sweep import plan
+from manifold_lab.reporting.report import write_report
+from manifold_lab.execution.runner import check_metrics, run_experiment
+from manifold_lab.spec.load import load_spec
+from manifold_lab.execution.store import ResultsStore
+from manifold_lab.spec.sweep import plan
 from manifold_lab.kinds import register
 
 register(KIND)
@@ -98,7 +99,7 @@ def test_failures_are_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
     write_spec(tmp_path / "s.yaml", SPEC)
     spec = load_spec("s.yaml", ["params.nan_seeds=[1]", "params.fail_seeds=[2]", "sweep.b=[0]",
                                 "sweep.seeds=[0,1,2,3]", "params.diverge_seeds=[3]"])
-    summary = run_experiment(spec)
+    summary = run_experiment(spec, report=write_report)
     assert (summary.done, summary.skipped, len(summary.failed)) == (1, 0, 3)
     store = ResultsStore(spec.output)
     records = {r.seed: store.record(r.__dict__) for r in plan(spec)}
@@ -109,7 +110,7 @@ def test_failures_are_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
     assert "Traceback" in (records[2].run_dir / "run.log").read_text()
     assert not (records[1].run_dir / "metrics.json").exists()
     # Re-running redoes the failed ones (and they fail again), never the done one.
-    summary = run_experiment(spec)
+    summary = run_experiment(spec, report=write_report)
     assert (summary.done, summary.skipped, len(summary.failed)) == (0, 1, 3)
     assert [executions(records[s].run_dir) for s in range(4)] == [1, 2, 2, 2]
 
@@ -184,22 +185,22 @@ def test_jobs_2_gives_the_same_results_as_serial(tmp_path):
 def test_force_redoes_completed_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     spec = load_spec(write_spec(tmp_path / "s.yaml", SPEC), ["sweep.seeds=[0]"])
-    run_experiment(spec)
-    summary = run_experiment(spec, force=True)
+    run_experiment(spec, report=write_report)
+    summary = run_experiment(spec, force=True, report=write_report)
     assert (summary.done, summary.skipped) == (2, 0)
     # Computed again in an emptied folder: nothing (a checkpoint, these counts) carried over.
     assert all(executions(d) == 1 for d in (spec.output / "runs").iterdir())
     with pytest.raises(UsageError, match="--jobs must be >= 1"):
-        run_experiment(spec, jobs=0)
+        run_experiment(spec, jobs=0, report=write_report)
 
 
 def test_reuse_copies_the_runs_another_experiment_completed(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     first = load_spec(write_spec(tmp_path / "a.yaml", SPEC), ["sweep.b=[0]"])  # 3 runs with b = 0
-    run_experiment(first, reference=True)  # into the reference folder results/r
+    run_experiment(first, reference=True, report=write_report)  # into the reference folder results/r
     second = load_spec(write_spec(tmp_path / "s.yaml", SPEC.replace("name: r", "name: r2")),
                        ["reuse=[results/r]"])  # b = 0 and b = 1: 6 runs, 3 of them in results/r
-    summary = run_experiment(second)
+    summary = run_experiment(second, report=write_report)
     assert (summary.done, summary.reused, summary.skipped) == (3, 3, 0)
     assert "3 reused" in summary.line("r2")
     copied = sorted(d.name for d in (first.reference / "runs").iterdir())
@@ -210,13 +211,15 @@ def test_reuse_copies_the_runs_another_experiment_completed(tmp_path, monkeypatc
         assert json.loads((target / "status.json").read_text())["copied_from"] == "results/r"
     assert len(metrics_files(second.output)) == 6
     # A second invocation finds everything complete; --force recomputes rather than copies.
-    assert (run_experiment(second).skipped, run_experiment(second, force=True).reused) == (6, 0)
+    assert (run_experiment(second, report=write_report).skipped,
+            run_experiment(second, force=True, report=write_report).reused) == (6, 0)
 
 
 def test_no_reuse_trains_every_run_here_under_the_same_run_ids(tmp_path, monkeypatch):
     """``--no-reuse`` keeps a whole study on one machine: nothing copied, the same plan."""
     monkeypatch.chdir(tmp_path)
-    run_experiment(load_spec(write_spec(tmp_path / "a.yaml", SPEC), ["sweep.b=[0]"]), reference=True)
+    run_experiment(load_spec(write_spec(tmp_path / "a.yaml", SPEC), ["sweep.b=[0]"]), reference=True,
+                   report=write_report)
     write_spec(tmp_path / "s.yaml", SPEC.replace("name: r", "name: r2"))
     out = cli("run", "s.yaml", "reuse=[results/r]", "--no-reuse", "--out", "here", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
@@ -235,11 +238,11 @@ def test_reuse_also_copies_from_the_users_own_runs(tmp_path, monkeypatch):
     """``reuse: [results/r]`` for a user's run into runs/r2 also looks in the user's runs/r."""
     monkeypatch.chdir(tmp_path)
     first = load_spec(write_spec(tmp_path / "a.yaml", SPEC), ["sweep.b=[1]", "sweep.seeds=[0]"])
-    run_experiment(first)  # the user's folder runs/r; results/r does not exist
+    run_experiment(first, report=write_report)  # the user's folder runs/r; results/r does not exist
     assert str(first.output) == "runs/r" and not (tmp_path / "results").exists()
     second = load_spec(write_spec(tmp_path / "s.yaml", SPEC.replace("name: r", "name: r2")),
                        ["reuse=[results/r]", "sweep.seeds=[0]"])
-    summary = run_experiment(second)
+    summary = run_experiment(second, report=write_report)
     assert (summary.done, summary.reused) == (1, 1)
     (run_id,) = [d.name for d in (first.output / "runs").iterdir()]
     assert json.loads((second.output / "runs" / run_id / "status.json").read_text())["copied_from"] == "runs/r"
@@ -263,7 +266,7 @@ def test_progress_lines_in_logs_count_runs_and_estimate_the_time_left(tmp_path):
 def test_progress_on_a_terminal_is_a_bar_naming_the_current_run():
     import io
 
-    from manifold_lab.experiment.progress import RunProgress, clock
+    from manifold_lab.execution.progress import RunProgress, clock
 
     class Terminal(io.StringIO):
         def isatty(self):

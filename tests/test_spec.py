@@ -9,7 +9,8 @@ import pytest
 from kinds_for_tests import KIND, cli, files_under, write_spec
 
 from manifold_lab.errors import UsageError
-from manifold_lab.experiment.spec import load_spec, parse_override
+from manifold_lab.spec.load import load_spec
+from manifold_lab.spec.sources import parse_override
 from manifold_lab.kinds import KINDS, Kind, ReportItem, get_kind, register
 
 register(KIND)
@@ -175,8 +176,8 @@ def test_jobs_key_sets_the_runs_at_once_without_changing_any_run(tmp_path, monke
     """``jobs:`` (from an include, like configs/cifar_cpu_budget.yaml) schedules, never parameterizes:
     the plan's run ids are those of the same spec without it, and ``--jobs`` on the command line wins."""
     from manifold_lab.commands import run as run_command
-    from manifold_lab.experiment import runner
-    from manifold_lab.experiment.sweep import plan
+    from manifold_lab.execution import runner
+    from manifold_lab.spec.sweep import plan
 
     monkeypatch.chdir(tmp_path)
     write_spec(tmp_path / "budget.yaml", "jobs: 3\n")

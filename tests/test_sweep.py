@@ -9,9 +9,9 @@ import pytest
 from kinds_for_tests import KIND, REPO, write_spec
 
 from manifold_lab.errors import UsageError
-from manifold_lab.experiment.runner import check_plan
-from manifold_lab.experiment.spec import load_spec
-from manifold_lab.experiment.sweep import grid, plan, run_id, set_path
+from manifold_lab.execution.runner import check_plan
+from manifold_lab.spec.load import load_spec
+from manifold_lab.spec.sweep import grid, plan, run_id, set_path
 from manifold_lab.kinds import register
 
 register(KIND)
@@ -78,8 +78,8 @@ def test_run_ids_do_not_depend_on_key_order_defaults_or_process(tmp_path):
     assert [r.run_id for r in plan(load_spec(two))] == ids
     # A fresh interpreter (another hash seed) computes the same ids.
     code = (
-        "import sys; from manifold_lab.experiment.spec import load_spec; "
-        "from manifold_lab.experiment.sweep import plan; "
+        "import sys; from manifold_lab.spec.load import load_spec; "
+        "from manifold_lab.spec.sweep import plan; "
         "print(' '.join(r.run_id for r in plan(load_spec(sys.argv[1]))))"
     )
     env = {"PYTHONHASHSEED": "123", "PYTHONPATH": str(REPO), "MANIFOLD_LAB_EXTRA_KINDS": "tests.kinds_for_tests"}

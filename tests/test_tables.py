@@ -6,11 +6,11 @@ import kinds_for_launch
 from kinds_for_tests import KIND as CLOSED_FORM
 from kinds_for_tests import write_spec
 
-from manifold_lab.experiment.report import write_report
-from manifold_lab.experiment.runner import run_experiment
-from manifold_lab.experiment.spec import load_spec
-from manifold_lab.experiment.sweep import plan
-from manifold_lab.experiment.tables import curve_rows
+from manifold_lab.reporting.report import write_report
+from manifold_lab.execution.runner import run_experiment
+from manifold_lab.spec.load import load_spec
+from manifold_lab.spec.sweep import plan
+from manifold_lab.reporting.tables import curve_rows
 from manifold_lab.kinds import RunRecord, register
 
 register(CLOSED_FORM)
@@ -60,7 +60,7 @@ def test_finals_hold_failed_runs_with_their_error_and_curves_only_a_header(tmp_p
           seeds: [0, 1]
         """))
     root = tmp_path / "out"
-    run_experiment(spec, out=root)
+    run_experiment(spec, out=root, report=write_report)
     ids = [r.run_id for r in plan(spec)]
     # y = a (seed + 1) + b, z = a^2 + seed, w = width * a; seed 1 fails
     rows = list(csv.reader((root / "finals.csv").open()))

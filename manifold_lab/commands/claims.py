@@ -17,8 +17,9 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from manifold_lab import io
-    from manifold_lab.experiment.claims import claims, render
-    from manifold_lab.experiment.spec import display_path
+    from manifold_lab.reproduction.claims import claims
+    from manifold_lab.reproduction.readme import render
+    from manifold_lab.spec import display_path
 
     results = Path(args.results)
     if not results.is_dir():

@@ -15,7 +15,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from manifold_lab.experiment.probe_correlation import write_study
+    from manifold_lab.reproduction.probe_correlation import write_study
 
     if not Path(args.results).is_dir():
         raise ValueError(f"--results {args.results} is not a folder")

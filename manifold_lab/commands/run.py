@@ -4,7 +4,8 @@ A user's runs go to ``runs/<name>/`` (git-ignored; ``--out`` elsewhere), so no
 run, with or without overrides, changes a committed file. The committed
 reference results ``results/<name>/`` are written only on purpose, by
 ``--reference`` (which takes no overrides and no ``--out``). See
-``manifold_lab.experiment`` for the spec, the results folder and the report.
+``manifold_lab.spec`` for the spec, ``manifold_lab.execution`` for the runs and the results folder,
+``manifold_lab.reporting`` for the report.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--launcher", choices=("slurm", "local"),
                         help="submit the pending runs through submitit: slurm (one job array; settings in the "
                              "spec's launcher: section or launcher.KEY=VALUE) or local (subprocesses, --jobs at a "
-                             "time); see manifold_lab.experiment.launch")
+                             "time); see manifold_lab.execution.launch")
     parser.add_argument("--wait", action="store_true",
                         help="with --launcher slurm: wait for the job array, then write the report")
 
@@ -81,9 +82,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _print_plan(spec, runs, root, header: bool) -> None:
     from dataclasses import asdict
 
-    from manifold_lab.experiment.spec import display_path
-    from manifold_lab.experiment.store import ResultsStore
-    from manifold_lab.experiment.sweep import format_values
+    from manifold_lab.spec import display_path
+    from manifold_lab.execution.store import ResultsStore
+    from manifold_lab.spec.sweep import format_values
 
     store = ResultsStore(root)
     states = []
@@ -102,16 +103,18 @@ def _print_plan(spec, runs, root, header: bool) -> None:
 def _run_suite(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from manifold_lab.experiment.runner import run_experiment
-    from manifold_lab.experiment.spec import REFERENCE_ROOT, USER_ROOT, display_path
-    from manifold_lab.experiment.suite import load_suite, write_suite_report
+    from manifold_lab.execution.runner import run_experiment
+    from manifold_lab.reporting.report import write_report, write_suite_report
+    from manifold_lab.spec import display_path
+    from manifold_lab.spec.load import REFERENCE_ROOT, USER_ROOT
+    from manifold_lab.spec.suite import load_suite
 
     suite = load_suite(args.spec, args.overrides, allow_long=args.allow_long)
     if args.run_index is not None:
         raise ValueError("--run-index applies to single experiment files, not to a suite; run a part instead")
     root = Path(args.out) if args.out else (REFERENCE_ROOT if args.reference else USER_ROOT) / suite.name
     if not (args.list or args.dry_run):
-        from manifold_lab.experiment.ownership import check_suite_root
+        from manifold_lab.execution.ownership import check_suite_root
 
         check_suite_root(root, replace=args.replace)
     status, lines = 0, []
@@ -127,7 +130,7 @@ def _run_suite(args: argparse.Namespace) -> int:
             summary = _launch(args, spec, root / spec.name)
         else:
             summary = run_experiment(spec, out=root / spec.name, jobs=args.jobs or spec.jobs, force=args.force,
-                                     replace=args.replace)
+                                     replace=args.replace, report=write_report)
         lines.append(summary.line(spec.name))
         print(lines[-1])
         status = max(status, 1 if summary.failed or summary.report_error else 0)
@@ -140,10 +143,11 @@ def _run_suite(args: argparse.Namespace) -> int:
 
 
 def _launch(args: argparse.Namespace, spec, out, reference: bool = False):
-    from manifold_lab.experiment.launch import launch
+    from manifold_lab.execution.launch import launch
+    from manifold_lab.reporting.report import write_report
 
     return launch(spec, args.launcher, out=out, wait=args.wait, jobs=args.jobs or spec.jobs, force=args.force,
-                  reference=reference, replace=args.replace)
+                  reference=reference, replace=args.replace, report=write_report)
 
 
 def warn_traps(spec) -> None:
@@ -171,7 +175,7 @@ def _check_reference(args: argparse.Namespace) -> None:
 
 
 def _print_where(root, args: argparse.Namespace) -> None:
-    from manifold_lab.experiment.spec import display_path
+    from manifold_lab.spec import display_path
 
     if args.reference:
         print(f"reference results written on purpose in {display_path(root)}/ (committed files: review `git diff`)")
@@ -183,10 +187,11 @@ def _print_where(root, args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from manifold_lab.experiment.runner import check_plan, run_experiment
-    from manifold_lab.experiment.spec import load_spec
-    from manifold_lab.experiment.suite import is_suite
-    from manifold_lab.experiment.sweep import plan
+    from manifold_lab.execution.runner import check_plan, run_experiment
+    from manifold_lab.reporting.report import write_report
+    from manifold_lab.spec import display_path, load_spec
+    from manifold_lab.spec.suite import is_suite
+    from manifold_lab.spec.sweep import plan
 
     if args.wait and not args.launcher:
         raise ValueError("--wait applies to --launcher slurm (without a launcher, run always waits)")
@@ -213,15 +218,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         summary = run_experiment(spec, out=root if args.out else None, jobs=args.jobs or spec.jobs,
                                  run_index=args.run_index, force=args.force, reference=args.reference,
-                                 replace=args.replace)
+                                 replace=args.replace, report=write_report)
     print(summary.line(spec.name))
     if args.launcher and not summary.waited:
-        from manifold_lab.experiment.spec import display_path
-
         print(f"when the jobs are done: manifold-lab report {display_path(root)}")
     elif args.run_index is None:
-        from manifold_lab.experiment.spec import display_path
-
         print(f"report: {display_path(root / 'report.md')}")
     _print_where(root, args)
     if summary.report_error:

@@ -42,7 +42,7 @@ def _check_cost(ms: list[int], ns: list[int], matrices: int, points: int) -> Non
     exceeds ``bounds.MAX_RUN_SECONDS``."""
     from types import SimpleNamespace
 
-    from manifold_lab.experiment.bounds import MAX_RUN_SECONDS
+    from manifold_lab.spec.bounds import MAX_RUN_SECONDS
     from manifold_lab.kinds.collapse_theorem import estimate_seconds
 
     seconds = sum(estimate_seconds(SimpleNamespace(m=m, n=n, n_matrices=max(matrices, 0), n_points=max(points, 0)))

@@ -25,9 +25,9 @@ def run(args) -> int:
     import os
     from pathlib import Path
 
-    from manifold_lab.experiment.bounds import MAX_SEED
-    from manifold_lab.experiment.spec import load_spec
-    from manifold_lab.experiment.sweep import plan
+    from manifold_lab.spec.bounds import MAX_SEED
+    from manifold_lab.spec import load_spec
+    from manifold_lab.spec.sweep import plan
 
     spec = load_spec(args.spec, args.overrides)
     if spec.kind.name != "mobilenetv2":
@@ -48,7 +48,7 @@ def run(args) -> int:
     from contextlib import nullcontext
 
     from manifold_lab import io
-    from manifold_lab.experiment.store import locked
+    from manifold_lab.execution.store import locked
 
     io.check_tree(out)  # no link inside the run folder
     # One `train` per folder: a second one into it refuses at once (rank 0 holds the lock).

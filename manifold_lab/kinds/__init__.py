@@ -23,7 +23,7 @@ The contract::
 run starts: ``check`` refuses what the parameter schema alone cannot (a device
 that is not present, a batch larger than the data), ``estimate_seconds`` lets
 ``load_spec`` refuse a run estimated above
-``manifold_lab.experiment.bounds.MAX_RUN_SECONDS`` unless ``--allow-long`` is given.
+``manifold_lab.spec.bounds.MAX_RUN_SECONDS`` unless ``--allow-long`` is given.
 
 ``run`` returns the run's *metrics*: a flat dict whose numeric scalars are
 aggregated over seeds (``summary.csv``); lists and nested values (curves per
@@ -37,6 +37,11 @@ Plugin hook: the environment variable ``MANIFOLD_LAB_EXTRA_KINDS`` holds a
 comma-separated list of importable module names that also define ``KIND``
 (the tests use it to register a tiny closed-form kind). ``register(kind)``
 adds a kind programmatically.
+
+Kinds sit below the experiment language: they import the library (and
+``manifold_lab.stats`` for intervals over seeds), never ``manifold_lab.spec``,
+``execution`` or ``reporting``; what a run or a report needs arrives in its
+``RunContext`` / ``ReportContext`` (``tests/test_layout.py`` checks the arrows).
 """
 
 from __future__ import annotations
@@ -71,7 +76,7 @@ __all__ = [
 EXTRA_KINDS_ENV = "MANIFOLD_LAB_EXTRA_KINDS"
 
 #: Run statuses a kind's report may see; "diverged" and "damaged" (a metrics.json
-#: that is not a valid done record, see manifold_lab.experiment.store) count as failed.
+#: that is not a valid done record, see manifold_lab.execution.store) count as failed.
 STATUSES = ("done", "failed", "diverged", "damaged")
 
 

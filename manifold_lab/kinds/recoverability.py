@@ -39,12 +39,12 @@ def group_mean_ci(
 ) -> tuple[list[float], list[float], list[float], list[float], list[int]]:
     """Group ``runs`` by the param at ``x_key``; mean and 95% interval of ``metric`` per group.
 
-    The interval is ``manifold_lab.experiment.stats.describe``'s (NaN for a single seed):
+    The interval is ``manifold_lab.stats.describe``'s (NaN for a single seed):
     the t interval, or inside ``bounds`` (a fraction: ``(0, 1)``) when given.
 
     Returns ``(xs, mean, lo, hi, n)`` sorted by ``xs``; runs without the metric are skipped.
     """
-    from manifold_lab.experiment.stats import describe
+    from manifold_lab.stats import describe
 
     groups: dict[Any, list[float]] = {}
     for r in runs:
@@ -217,7 +217,7 @@ def curve_bands(runs: Sequence[RunRecord], metric: str) -> tuple[np.ndarray, np.
     value in [0, 1]) get the bounded interval, the others the t interval.
     Returns ``(depths, mean, lo, hi)`` over the depths every run reached.
     """
-    from manifold_lab.experiment.stats import describe
+    from manifold_lab.stats import describe
 
     length = min(len(r.metrics[metric]) for r in runs)
     values = np.array([r.metrics[metric][:length] for r in runs], dtype=float)

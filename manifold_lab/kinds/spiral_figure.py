@@ -79,7 +79,7 @@ def report(ctx: ReportContext) -> list[ReportItem]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from manifold_lab.experiment.stats import describe
+    from manifold_lab.stats import describe
     from manifold_lab.io import savefig, write_bytes
 
     runs = [r for r in ctx.done_runs if "figure" in r.metrics]

@@ -116,9 +116,9 @@ def linear_advantage(runs, task: str, act: str) -> list[tuple[float, dict]]:
     The advantage is ``accuracy(linear) - accuracy(act)`` for ``classify`` and
     ``nmse(act) - nmse(linear)`` for ``regress``: positive when the linear
     bottleneck is better, as the paper predicts. Returns ``[(width, paired
-    stats)]`` (``manifold_lab.experiment.stats.paired``; ``mean_diff`` is the advantage).
+    stats)]`` (``manifold_lab.stats.paired``; ``mean_diff`` is the advantage).
     """
-    from manifold_lab.experiment.stats import paired
+    from manifold_lab.stats import paired
 
     key = _SCORE[task][0]
     by = {}

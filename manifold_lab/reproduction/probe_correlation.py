@@ -42,7 +42,7 @@ def conditions(folder: str | Path, loss_key: str = LOSS_KEY, *, perf_keys: tuple
     in the linear arm). Conditions with fewer than ``MIN_SEEDS`` seeds that completed both arms and carry
     ``loss_key`` are left out; a toy ``regress`` task has no accuracy and enters only with ``test_nmse``.
     """
-    from manifold_lab.experiment.claims import done_runs
+    from manifold_lab.reproduction.records import done_runs
 
     folder = Path(folder)
     by: dict[tuple, dict] = {}
@@ -169,7 +169,7 @@ def pending_studies(results: Path, points: list[dict]) -> list[str]:
     import yaml
 
     from manifold_lab.data.base import repo_root
-    from manifold_lab.experiment.claims import swept_values
+    from manifold_lab.reproduction.records import swept_values
 
     have = {c["study"] for c in points}
     out = []
@@ -252,7 +252,7 @@ def write_study(results: str | Path = "results", out: str | Path | None = None) 
         fig.tight_layout()
         io.savefig(fig, out / "scatter.png", dpi=120)
         plt.close(fig)
-    from manifold_lab.experiment.id_profile import write_check
+    from manifold_lab.reproduction.id_profile import write_check
 
     geometry = write_check(results, out)
     io.write_text(out / "report.md", report_text(payload, geometry, out))
@@ -261,7 +261,7 @@ def write_study(results: str | Path = "results", out: str | Path | None = None) 
 
 def report_text(payload: dict, geometry: dict, out: Path) -> str:
     """``report.md``: the answer first (the correlation's verdict, then the geometry check), then the conditions."""
-    from manifold_lab.experiment.spec import display_path
+    from manifold_lab.spec import display_path
 
     n = payload["n"]
     rho = (f"Spearman rho = {payload['rho']:+.2f}, 95% bootstrap interval [{payload['ci_low']:+.2f}, "
@@ -298,7 +298,7 @@ def report_text(payload: dict, geometry: dict, out: Path) -> str:
         lines += ["No CIFAR-10 run with a `probe.json` yet.", ""]
     else:
         lines += ["Share of runs whose TwoNN profile through depth is a hunchback after training, and flat at step 0 "
-                  "(rules in `manifold_lab/experiment/id_profile.py`, pre-registered; every run in "
+                  "(rules in `manifold_lab/reproduction/id_profile.py`, pre-registered; every run in "
                   "`id_profile.csv`):", "",
                   "| bottleneck | runs | hunchback after training | flat at step 0 | both |", "|---|---:|---:|---:|---:|",
                   *[f"| {v} | {s['runs']} | {s['hunchback_final']} of {s['runs']} | {s['flat_step0']} of {s['runs']} | "

@@ -7,7 +7,7 @@ reference results)::
         .lock                 fcntl lock: one runner at a time
         spec.yaml             the resolved spec (no includes) and the command
         plan.json             every run: index, id, grid point, sweep values, seed
-        summary.csv, comparisons.csv, report.md, figures/   (manifold_lab.experiment.report)
+        summary.csv, comparisons.csv, report.md, figures/   (manifold_lab.reporting.report)
         runs/<id>/
             config.yaml       resolved kind, params, seed, sweep values
             status.json       {"status": "running" | "done" | "failed" | "diverged", "error", ...}
@@ -54,7 +54,7 @@ import yaml
 
 from manifold_lab import io
 from manifold_lab.errors import UsageError
-from manifold_lab.experiment.bounds import check_json_depth, safe_load_bounded
+from manifold_lab.spec.bounds import check_json_depth, safe_load_bounded
 from manifold_lab.kinds import RunRecord
 
 SPEC_FILE = "spec.yaml"
@@ -231,7 +231,7 @@ class ResultsStore:
         if not self.root.is_dir():
             raise UsageError(f"results folder not found: {self.root}")
         try:
-            # No alias bomb, bounded depth (manifold_lab.experiment.bounds).
+            # No alias bomb, bounded depth (manifold_lab.spec.bounds).
             spec = safe_load_bounded(io.read_bytes(self.path(SPEC_FILE)).decode("utf-8"))
         except FileNotFoundError:
             raise UsageError(

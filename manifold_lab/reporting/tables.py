@@ -1,7 +1,7 @@
 """Tidy tables of a study: ``curves.csv`` (every curve, long form) and ``finals.csv`` (one row per run).
 
 Written into the results folder with the report (``write_tables(root)``, called by
-``manifold_lab.experiment.report.write_report``), from the files alone, so that a
+``manifold_lab.reporting.report.write_report``), from the files alone, so that a
 pandas or R user reads two CSV files instead of walking JSON::
 
     import pandas as pd
@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from manifold_lab import io
-from manifold_lab.experiment.store import ResultsStore
+from manifold_lab.execution.store import ResultsStore
+from manifold_lab.reporting.cells import to_csv
 
 __all__ = ["CURVES_FILE", "FINALS_FILE", "curve_rows", "final_rows", "write_tables"]
 
@@ -95,8 +96,6 @@ def final_rows(study: str, plan: list[dict], records: list, factors: list[str]) 
 
 def write_tables(root: str | Path) -> tuple[Path, Path]:
     """Write ``curves.csv`` and ``finals.csv`` into the results folder ``root``; return their paths."""
-    from manifold_lab.experiment.report import to_csv  # the report's CSV cells (report imports this module)
-
     store = ResultsStore(root)
     spec = store.read_spec()
     study, plan = spec["name"], spec["runs"]

@@ -68,7 +68,7 @@ def is_flat(ids: np.ndarray, spreads: np.ndarray) -> bool:
 def run_profiles(results: str | Path = "results") -> list[dict]:
     """One entry per distinct run of ``STUDIES`` with a ``probe.json``: its study, variant, condition,
     seed, both profiles and their shapes."""
-    from manifold_lab.experiment.claims import done_runs
+    from manifold_lab.reproduction.records import done_runs
 
     out, seen = [], set()
     for study in STUDIES:

@@ -5,7 +5,7 @@
 runs that are not done as **one Slurm job array** (submitit's
 ``SlurmExecutor``, the engine behind Hydra's Slurm launcher): array task ``i``
 executes one planned run through the runner's single-run path
-(``manifold_lab.experiment.runner.execute_run``: the run's lock, its files, its
+(``manifold_lab.execution.runner.execute_run``: the run's lock, its files, its
 resume from ``checkpoint.pt``). It prints the job id and the log folder and
 returns; ``--wait`` waits for the array and writes the report. Rerunning the
 command submits only what is still not done; ``manifold-lab report DIR``
@@ -53,16 +53,17 @@ submission: job id, time, runs, parameters).
 from __future__ import annotations
 
 import json
-import logging
 import os
-import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pydantic
 import submitit
+
+from manifold_lab.execution.run_task import RunTask
+from manifold_lab.execution.runner import ReportWriter
+from manifold_lab.spec.launcher import LauncherConfig
 
 __all__ = ["LAUNCHERS", "LaunchSummary", "LauncherConfig", "RunTask", "launch"]
 
@@ -70,36 +71,8 @@ LAUNCHERS = ("slurm", "local")
 #: Kinds whose ``run`` joins a torch.distributed process group (``gpus_per_run > 1``).
 DISTRIBUTED_KINDS = ("mobilenetv2",)
 LOG_FOLDER = "submitit"
-#: submitit's variable naming the preemption signal (default USR2).
-PREEMPT_SIGNAL_ENV = "SUBMITIT_PREEMPT_SIGNAL"
 #: ``--launcher local`` without ``launcher.timeout_min``: 30 days.
 LOCAL_TIMEOUT_MIN = 30 * 24 * 60
-
-
-class LauncherConfig(pydantic.BaseModel):
-    """The ``launcher:`` section of a spec (see the module docstring)."""
-
-    model_config = pydantic.ConfigDict(extra="forbid")
-
-    partition: str | None = None
-    timeout_min: int = pydantic.Field(60, ge=1, le=525600)
-    gpus_per_run: int = pydantic.Field(0, ge=0, le=64)
-    cpus_per_run: int | None = pydantic.Field(None, ge=1, le=1024)
-    mem_gb: float | None = pydantic.Field(None, gt=0, le=65536)
-    array_parallelism: int | None = pydantic.Field(None, ge=1, le=100000)
-    max_requeues: int = pydantic.Field(3, ge=0, le=100)
-    signal_delay_s: int = pydantic.Field(120, ge=1, le=3600)
-    sbatch: dict[str, str | int | float | bool] = {}
-    setup: list[str] = []
-    folder: str | None = None
-
-    @pydantic.field_validator("sbatch")
-    @classmethod
-    def _sbatch_names(cls, value: dict) -> dict:
-        for key in value:
-            if not key or not all(c.isalnum() or c in "-_" for c in key):
-                raise ValueError(f"sbatch option {key!r} is not an option name (letters, digits, - and _)")
-        return value
 
 
 @dataclass
@@ -124,123 +97,6 @@ class LaunchSummary:
         if self.waited and self.submitted:
             text += f"; {self.done} done, {len(self.failed)} failed"
         return text
-
-
-# --------------------------------------------------------------------------- the task
-
-
-class RunTask(submitit.helpers.Checkpointable):
-    """One array task: execute planned run ``run`` of experiment ``name`` into ``root``.
-
-    Picklable plain data (the kind by name, the run as a dict), sent to the job by
-    submitit. ``checkpoint()`` (``submitit.helpers.Checkpointable``) returns a
-    ``DelayedSubmission`` of the same task, so a preempted or timed-out task is
-    requeued and resumes the run from its own checkpoint.
-
-    Returns ``{"run_id", "status", "error"}``; ``status`` is the run's
-    (``done``, ``failed``, ``diverged``), ``skipped`` when the run was already
-    complete (a duplicate submission), ``rank`` on a rank other than 0.
-    """
-
-    def __init__(self, kind: str, run: dict, root: str, name: str, cwd: str, tasks: int = 1,
-                 fresh: bool = False, watch_pid: int | None = None, command: str | None = None) -> None:
-        self.kind, self.run, self.root, self.name, self.cwd, self.tasks = kind, run, root, name, cwd, tasks
-        self.command = command  # the launcher's command line, for the run's provenance.json
-        self.fresh = fresh  # --force: start the run from an empty folder (not once requeued)
-        self.watch_pid = watch_pid  # --launcher local: the launcher, whose death ends this task
-
-    def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
-        """The same task, requeued: it resumes what this one started (``fresh`` no more)."""
-        self.fresh = False
-        return super().checkpoint(*args, **kwargs)
-
-    def __call__(self) -> dict:
-        from manifold_lab.experiment import provenance
-
-        if self.watch_pid is not None:
-            _end_with(self.watch_pid)
-        if self.command:
-            os.environ[provenance.COMMAND_ENV] = self.command
-        sig = getattr(signal, "SIG" + os.environ.get(PREEMPT_SIGNAL_ENV, "USR2"))
-        requeue = signal.getsignal(sig)  # submitit's: checkpoint(), requeue, exit
-        if not callable(requeue):  # not inside a submitit job (a direct call)
-            return self._run()
-        # The runner records any exception of a run, SystemExit included, as its failure; the
-        # preemption signal must instead leave the run "running" (interrupted, as a kill would)
-        # and reach submitit: it becomes an exception the runner lets through.
-        signal.signal(sig, _preempted)
-        try:
-            return self._run()
-        except Preempted as exc:
-            requeue(exc.signum, None)
-            raise
-        finally:
-            signal.signal(sig, requeue)
-
-    def _run(self) -> dict:
-        from manifold_lab.experiment.runner import execute_run
-        from manifold_lab.experiment.store import ResultsStore
-        from manifold_lab.experiment.sweep import PlannedRun
-        from manifold_lab.kinds import RunContext, get_kind
-
-        os.chdir(self.cwd)  # relative paths of the spec (data roots) as at submission
-        kind = get_kind(self.kind)
-        run = PlannedRun(**self.run)
-        rank = 0
-        if self.tasks > 1:  # one task per GPU: the torchrun variables from Slurm's
-            rank = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False).rank
-        store = ResultsStore(self.root)
-        if rank != 0:  # the other ranks compute; rank 0 owns the run's files and locks
-            if store.is_complete(run.run_id) and not self.fresh:  # rank 0 skips it too
-                return {"run_id": run.run_id, "status": "skipped", "error": None}
-            ctx = RunContext(run_dir=Path(self.root) / "runs" / run.run_id, seed=run.seed,
-                             log=logging.getLogger(f"manifold_lab.run.{run.run_id}.rank{rank}"))
-            kind.run(kind.params.model_validate(run.params), run.seed, ctx)
-            return {"run_id": run.run_id, "status": "rank", "error": None}
-        with store.lock(shared=True):
-            if store.is_complete(run.run_id) and not self.fresh:
-                return {"run_id": run.run_id, "status": "skipped", "error": None}
-            status, error = execute_run(kind, run, store.root, self.name, fresh=self.fresh)
-        return {"run_id": run.run_id, "status": status, "error": error}
-
-
-class Preempted(BaseException):
-    """The preemption / time-limit signal arrived during a run (not an ``Exception``: the runner lets it through)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"signal {signum}")
-        self.signum = signum
-
-
-def _preempted(signum, frame) -> None:
-    raise Preempted(signum)
-
-
-def _gone(pid: int) -> bool:
-    """Whether process ``pid`` has ended (a zombie not yet reaped by its parent counts as ended)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, another user's
-        return False
-    try:  # Linux: state Z (zombie) or X (dead)
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state in ("Z", "X")
-
-
-def _end_with(pid: int) -> None:
-    """Kill this process (SIGKILL) within half a second once process ``pid`` has ended (a watchdog thread)."""
-    import threading
-
-    def watch() -> None:
-        while not _gone(pid):
-            time.sleep(0.5)
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    threading.Thread(target=watch, name="end-with-launcher", daemon=True).start()
 
 
 # --------------------------------------------------------------------------- the executor
@@ -323,7 +179,7 @@ def _collect(job, run, summary: LaunchSummary) -> None:
 
 def _wait_local(executor, tasks: list, runs: list, jobs: int, summary: LaunchSummary) -> str:
     """Submit the tasks to the local executor, at most ``jobs`` running; wait for all."""
-    from manifold_lab.experiment.workers import terminate_on_signals
+    from manifold_lab.execution.workers import terminate_on_signals
 
     pending = list(zip(tasks, runs))
     running: list = []
@@ -371,7 +227,8 @@ def _submit_array(executor, tasks: list) -> list:
 
 
 def launch(spec, launcher: str, *, out: str | os.PathLike | None = None, wait: bool = False, jobs: int = 1,
-           force: bool = False, reference: bool = False, replace: bool = False) -> LaunchSummary:
+           force: bool = False, reference: bool = False, replace: bool = False,
+           report: ReportWriter | None = None) -> LaunchSummary:
     """Submit the pending runs of ``spec`` through submitit (see the module docstring).
 
     Parameters
@@ -382,7 +239,7 @@ def launch(spec, launcher: str, *, out: str | os.PathLike | None = None, wait: b
     out : path, optional
         Results folder instead of ``spec.output``.
     wait : bool
-        Wait for the jobs, then write the report (always for ``local``).
+        Wait for the jobs, then write the report with ``report`` (always for ``local``).
     jobs : int
         ``local``: runs at a time.
     force : bool
@@ -391,14 +248,16 @@ def launch(spec, launcher: str, *, out: str | os.PathLike | None = None, wait: b
         Write the committed reference results (``spec.reference``) instead of ``out``.
     replace : bool
         Take over a results folder that holds another experiment (``check_owner``).
+    report : ReportWriter, optional
+        Writes the report once the jobs are waited for (``manifold_lab.execution.runner.ReportWriter``).
     """
     from manifold_lab.errors import UsageError
-    from manifold_lab.experiment import provenance
-    from manifold_lab.experiment.ownership import check_owner
-    from manifold_lab.experiment.runner import check_plan, command_line, pending_runs, reuse_sources
-    from manifold_lab.experiment.spec import display_path
-    from manifold_lab.experiment.store import ResultsStore
-    from manifold_lab.experiment.sweep import plan
+    from manifold_lab.execution import provenance
+    from manifold_lab.execution.ownership import check_owner
+    from manifold_lab.execution.runner import check_plan, command_line, pending_runs, reuse_sources
+    from manifold_lab.spec.sources import display_path
+    from manifold_lab.execution.store import ResultsStore
+    from manifold_lab.spec.sweep import plan
 
     if launcher not in LAUNCHERS:
         raise UsageError(f"--launcher {launcher!r}: expected one of {', '.join(LAUNCHERS)}")
@@ -456,9 +315,7 @@ def launch(spec, launcher: str, *, out: str | os.PathLike | None = None, wait: b
         _record_submission(folder, summary.job_id or "", launcher, todo, cfg)
     else:
         summary.waited = True
-    if summary.waited:
-        from manifold_lab.experiment.report import write_report
-
+    if summary.waited and report is not None:
         with store.lock():
-            _, summary.report_error = write_report(store.root, kind=spec.kind)
+            _, summary.report_error = report(store.root, kind=spec.kind)
     return summary

@@ -9,7 +9,7 @@
 Every part is loaded and validated before anything runs. Part ``P`` writes
 its usual results folder under ``runs/<suite name>/<P's name>/`` (git-ignored;
 ``results/`` with ``--reference``; resumable like any experiment), and the suite
-writes ``runs/<suite name>/report.md``:
+writes ``runs/<suite name>/report.md`` (``manifold_lab.reporting.report.write_suite_report``):
 one section per part with its run counts, its figures and a link to its report.
 """
 
@@ -20,9 +20,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from manifold_lab import io
 from manifold_lab.errors import UsageError
-from manifold_lab.experiment.spec import NAME_PATTERN, Spec, _load_yaml, display_path, load_spec
+from manifold_lab.spec.load import NAME_PATTERN, Spec, load_spec
+from manifold_lab.spec.sources import display_path, load_yaml
 
 SUITE_KEYS = ("name", "description", "suite")
 #: Most experiment files of one suite (each is loaded and validated before anything runs).
@@ -32,7 +32,7 @@ MAX_PARTS = 64
 def is_suite(path: str | Path) -> bool:
     """True when the YAML file at ``path`` is a mapping with a ``suite`` key."""
     try:
-        data, _ = _load_yaml(Path(path), str(path))
+        data, _ = load_yaml(Path(path), str(path))
     except (OSError, ValueError):
         return False  # load_spec reports the problem precisely
     return "suite" in data
@@ -54,7 +54,7 @@ def load_suite(path: str | Path, overrides=(), *, allow_long: bool = False) -> S
     """
     path = Path(path)
     shown = display_path(path)
-    data, _ = _load_yaml(path, shown)
+    data, _ = load_yaml(path, shown)
     if overrides:
         raise UsageError(f"{shown} is a suite: key=value overrides apply to single experiment files; "
                          "run one of its parts to override it")
@@ -84,19 +84,3 @@ def load_suite(path: str | Path, overrides=(), *, allow_long: bool = False) -> S
     if len(set(names)) != len(names):
         raise UsageError(f"{shown}: suite parts need distinct names, got {names}")
     return Suite(name, str(data.get("description") or "").strip(), parts, path)
-
-
-def write_suite_report(suite: Suite, root: Path, lines: list[str], command: str) -> Path:
-    """``root/report.md``: one section per part: its answer (the numbers its own report
-    opens with), its summary line, its figures and a link to its report."""
-    from manifold_lab.experiment.report import aggregate, headline
-
-    out = [f"# {suite.name}", "", suite.description, "", "Regenerate (completed runs are skipped):", "",
-           f"    {command}", ""]
-    for spec, line in zip(suite.parts, lines):
-        part = root / spec.name
-        out += [f"## {spec.name}", "", spec.description.strip(), "", *headline(aggregate(part), f"{spec.name}/"),
-                f"`{line}`. Full report: [{spec.name}/report.md]({spec.name}/report.md).", ""]
-        for fig in sorted((part / "figures").glob("*.png")):
-            out += [f"![{fig.stem}]({spec.name}/figures/{fig.name})", ""]
-    return io.write_text(root / "report.md", "\n".join(out))

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from manifold_lab.experiment import provenance
-from manifold_lab.experiment.stats import describe
+from manifold_lab.execution import provenance
+from manifold_lab.stats import describe
 
 PREFIX = "device_check"
 METRIC = "test_acc"
@@ -56,7 +56,7 @@ def devices_of(run_dirs: Iterable[Path]) -> Counter:
 
 def canonical_id(run_dir: Path) -> str | None:
     """The run id of the run's network and seed after validation by its kind (None if unreadable)."""
-    from manifold_lab.experiment.sweep import run_id
+    from manifold_lab.spec.sweep import run_id
     from manifold_lab.kinds import get_kind
 
     try:

@@ -1,7 +1,7 @@
 """Whose results folder is it: one experiment per folder, unless the user says otherwise.
 
 A results folder belongs to the experiment whose ``spec.yaml`` it holds (written
-by ``manifold_lab.experiment.runner``): its ``name``, its ``kind`` and the spec
+by ``manifold_lab.execution.runner``): its ``name``, its ``kind`` and the spec
 file named in its ``command``. Two specs with the same name (so the same default
 folder ``runs/<name>/``) but another kind, or another spec file, would
 otherwise replace each other's ``spec.yaml``, ``plan.json`` and report in turn.
@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from manifold_lab.errors import UsageError
-from manifold_lab.experiment.bounds import MAX_SPEC_BYTES, safe_load_bounded
+from manifold_lab.spec.bounds import MAX_SPEC_BYTES, safe_load_bounded
 
 __all__ = ["check_owner", "check_suite_root"]
 

@@ -8,7 +8,7 @@ run after a cluster array job: ``manifold-lab report runs/<name>`` (or a committ
     One row per grid point, in plan order: the swept values, ``runs`` (planned
     seeds), ``done``, ``failed``, then for every numeric scalar metric
     ``<metric>_mean``, ``_std`` (ddof=1), ``_ci_low``, ``_ci_high`` (95% t
-    interval) and ``_n`` over the point's done runs (``manifold_lab.experiment.stats``).
+    interval) and ``_n`` over the point's done runs (``manifold_lab.stats``).
 ``comparisons.csv``
     For each swept factor with two or more values, each setting of the other
     factors, each pair of its values A < B (spec order) and each metric: the
@@ -22,219 +22,31 @@ run after a cluster array job: ``manifold-lab report runs/<name>`` (or a committ
 
 from __future__ import annotations
 
-import csv
-import io as _stdio
 import itertools
-import math
 from collections import Counter
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from manifold_lab import io
+from manifold_lab.execution import provenance
 from manifold_lab.io import savefig
-from manifold_lab.experiment import provenance
-from manifold_lab.experiment.stats import BOUNDED_METHOD, describe, paired, wilcoxon_min_pairs
-from manifold_lab.experiment.store import ResultsStore
-from manifold_lab.experiment.sweep import canonical_json, format_value, format_values
-from manifold_lab.experiment.tables import write_tables
 from manifold_lab.kinds import Kind, ReportContext, RunRecord, get_kind
+from manifold_lab.reporting.aggregate import STATS, Aggregate, aggregate
+from manifold_lab.reporting.cells import is_number, md_escape, md_table, natural_key, num, to_csv
+from manifold_lab.reporting.tables import write_tables
+from manifold_lab.spec.sources import display_path
+from manifold_lab.spec.sweep import format_values
+from manifold_lab.stats import BOUNDED_METHOD, paired, wilcoxon_min_pairs
 
-__all__ = ["Aggregate", "aggregate", "write_report"]
+__all__ = ["aggregate", "headline", "write_report", "write_suite_report"]
 
-_STATS = ("mean", "std", "ci_low", "ci_high", "n")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def natural_key(text: Any) -> tuple:
-    """Sort key that orders the numbers inside a text by value: ``n2`` before ``n15``."""
-    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part)
-                 for part in re.split(r"(\d+)", str(text)) if part)
-
-
-def numeric_metrics(records: Sequence[RunRecord]) -> list[str]:
-    """Names of the numeric scalar metrics of the done runs, numbers in names sorted by value."""
-    names: dict[str, None] = {}
-    for r in records:
-        if r.ok:
-            names.update((k, None) for k, v in r.metrics.items() if _is_number(v))
-    return sorted(names, key=natural_key)
-
-
-#: Metrics that describe a run rather than answer a question, for every kind
-#: (each kind adds its own, ``Kind.bookkeeping``): summarized, not compared.
-BOOKKEEPING = ("params", "epochs", "images_per_s", "seconds")
-#: Metric names that are fractions in [0, 1] (when every value is): intervals stay inside.
-_BOUNDED_NAME = re.compile(r"(^|_)(acc|accuracy|fraction|trustworthiness|overlap)(_|$)")
-
-
-class Aggregate:
-    """The runs of a results folder grouped by grid point, with their statistics.
-
-    Attributes
-    ----------
-    spec : dict
-        ``spec.yaml`` plus ``runs`` from ``plan.json``.
-    sweep : dict[str, list]
-        Swept dotted path -> values (spec order).
-    records : list of RunRecord or None
-        One per planned run, None for a pending (not run / interrupted) run.
-    metrics : list of str
-        Numeric scalar metrics.
-    """
-
-    def __init__(self, root: str | Path) -> None:
-        self.store = ResultsStore(root)
-        self.spec = self.store.read_spec()
-        self.sweep: dict[str, list] = {
-            k: v for k, v in (self.spec.get("sweep") or {}).items() if k != "seeds"
-        }
-        self.plan: list[dict] = self.spec["runs"]
-        self.records: list[RunRecord | None] = [self.store.record(r) for r in self.plan]
-        self.metrics = numeric_metrics([r for r in self.records if r is not None])
-        try:
-            kind = get_kind(self.spec["kind"])
-            kind_bookkeeping, kind_headline = kind.bookkeeping, kind.headline
-        except ValueError:  # a kind that is not installed here: the tables still work
-            kind_bookkeeping, kind_headline = (), ()
-        self.bookkeeping = [m for m in self.metrics if m in (*BOOKKEEPING, *kind_bookkeeping)]
-        self.compared = [m for m in self.metrics if m not in self.bookkeeping]
-        #: the metrics a report without a contrast opens with
-        self.lead = [m for m in kind_headline if m in self.metrics] or self.compared[:3]
-        values = {m: [r.metrics[m] for r in self.records if r is not None and r.ok and _is_number(r.metrics.get(m))]
-                  for m in self.metrics}
-        #: metric -> (0, 1) for the fractions (by name, every value inside [0, 1]).
-        self.bounds = {m: (0.0, 1.0) for m in self.metrics
-                       if _BOUNDED_NAME.search(m) and values[m] and 0 <= min(values[m]) and max(values[m]) <= 1}
-        self.contrast: dict | None = self.spec.get("contrast") or None
-        # grid point key -> {seed: record}
-        self.points: dict[str, list[dict]] = {}
-        for run in self.plan:
-            self.points.setdefault(self._key(run["sweep_values"]), []).append(run)
-
-    def _key(self, values: dict) -> str:
-        return canonical_json([values.get(k) for k in self.sweep])
-
-    def by_seed(self, values: dict) -> dict[int, RunRecord]:
-        """Done runs of the grid point ``values``, by seed."""
-        out = {}
-        for run in self.points.get(self._key(values), []):
-            record = self.records[run["index"]]
-            if record is not None and record.ok:
-                out[run["seed"]] = record
-        return out
-
-    # ----------------------------------------------------------------- tables
-    def summary_rows(self) -> list[dict]:
-        rows = []
-        for runs in self.points.values():
-            values = runs[0]["sweep_values"]
-            records = [self.records[r["index"]] for r in runs]
-            row: dict[str, Any] = {k: values[k] for k in self.sweep}
-            row["runs"] = len(runs)
-            row["done"] = sum(1 for r in records if r is not None and r.ok)
-            row["failed"] = sum(1 for r in records if r is not None and not r.ok)
-            for metric in self.metrics:
-                sample = [r.metrics[metric] for r in records if r is not None and r.ok and _is_number(r.metrics.get(metric))]
-                row.update({f"{metric}_{s}": v for s, v in describe(sample, self.bounds.get(metric)).items()})
-            rows.append(row)
-        return rows
-
-    def comparison_rows(self) -> list[dict]:
-        rows = []
-        for factor, levels in self.sweep.items():
-            if len(levels) < 2:
-                continue
-            others = [k for k in self.sweep if k != factor]
-            for fixed in itertools.product(*(self.sweep[k] for k in others)):
-                context = dict(zip(others, fixed))
-                for a, b in itertools.combinations(levels, 2):
-                    runs_a = self.by_seed({**context, factor: a})
-                    runs_b = self.by_seed({**context, factor: b})
-                    seeds = sorted(set(runs_a) & set(runs_b))
-                    for metric in self.compared:
-                        shared = [
-                            s for s in seeds
-                            if _is_number(runs_a[s].metrics.get(metric))
-                            and _is_number(runs_b[s].metrics.get(metric))
-                        ]
-                        result = paired(
-                            [runs_a[s].metrics[metric] for s in shared],
-                            [runs_b[s].metrics[metric] for s in shared],
-                            self.bounds.get(metric),
-                        )
-                        row: dict[str, Any] = {"factor": factor, "value_a": a, "value_b": b}
-                        row.update({k: context.get(k, "") for k in self.sweep})
-                        row["metric"] = metric
-                        row.update(result)
-                        rows.append(row)
-        return rows
-
-
-def aggregate(root: str | Path) -> Aggregate:
-    """Read a results folder (see ``Aggregate``)."""
-    return Aggregate(root)
-
-
-# --------------------------------------------------------------------------- formatting
-
-
-def _csv_cell(value: Any) -> str:
-    if isinstance(value, float):
-        return repr(value)  # full precision; "nan" for undefined
-    if isinstance(value, (list, dict)) or value is None:
-        return "" if value is None else canonical_json(value)
-    return str(value)
-
-
-def to_csv(rows: list[dict], columns: Sequence[str]) -> str:
-    buffer = _stdio.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([_csv_cell(row.get(c)) for c in columns])
-    return buffer.getvalue()
-
-
-def _num(value: Any) -> str:
-    if isinstance(value, float):
-        return "–" if math.isnan(value) else f"{value:.4g}"
-    return str(value)
-
-
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]], limit: int | None = None,
-             more: str = "the CSV file") -> str:
-    """A markdown table; with ``limit``, at most that many rows and a pointer to ``more``."""
-    lines = ["| " + " | ".join(_md_escape(str(h)) for h in header) + " |"]
-    lines.append("|" + "---|" * len(header))
-    for row in rows[:limit]:
-        lines.append("| " + " | ".join(_md_escape(_cell(v)) for v in row) + " |")
-    if limit is not None and len(rows) > limit:
-        lines.append(f"\n({len(rows) - limit} more rows in {more})")
-    return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return _num(value)
-    return format_value(value) if not isinstance(value, str) else value
-
-
-# --------------------------------------------------------------------------- report
 
 
 def _odd_runs(done: Sequence[RunRecord]) -> list[str]:
     """Ids of the done runs whose metric names and JSON types differ from those most runs share."""
     def signature(r: RunRecord) -> tuple:
-        return tuple(sorted((k, "number" if _is_number(v) else type(v).__name__) for k, v in r.metrics.items()))
+        return tuple(sorted((k, "number" if is_number(v) else type(v).__name__) for k, v in r.metrics.items()))
 
     counts = Counter(signature(r) for r in done)
     if len(counts) < 2:
@@ -282,14 +94,14 @@ def _kind_items(agg: Aggregate, kind: Kind | None, out_dir: Path) -> tuple[list[
         odd = _odd_runs(ctx.done_runs)
         if odd:
             error += f" (the metrics.json of run {', '.join(odd)} differs in its keys or types from the others')"
-        return [f"_The kind's report failed: {_md_escape(error)}_"], error, []
+        return [f"_The kind's report failed: {md_escape(error)}_"], error, []
     lines: list[str] = []
     main: list[str] = []
     for item in items:
         first_figure = item.figure is not None and not main
         block = [f"**{item.title}**" if first_figure else f"### {item.title}", ""]
         if item.figure is not None:
-            block.append(f"![{_md_escape(item.caption or item.title)}]({Path(item.figure).as_posix()})")
+            block.append(f"![{md_escape(item.caption or item.title)}]({Path(item.figure).as_posix()})")
             if item.caption:
                 block += ["", f"*{item.caption}*"]
         else:
@@ -306,7 +118,7 @@ _PAGE_ROWS = 12  # rows of a table in report.md; the CSV files hold every row
 
 
 def _interval(low: Any, high: Any, scale: float = 1.0, digits: int = 4) -> str:
-    if not (_is_number(low) and _is_number(high)):
+    if not (is_number(low) and is_number(high)):
         return "–"
     return f"[{low * scale:.{digits}g}, {high * scale:.{digits}g}]"
 
@@ -314,19 +126,19 @@ def _interval(low: Any, high: Any, scale: float = 1.0, digits: int = 4) -> str:
 def _mean_interval(row: dict, metric: str) -> str:
     """``mean [low, high]``; the mean alone without an interval (one seed), ``–`` without a mean."""
     mean, low, high = row[f"{metric}_mean"], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
-    if not _is_number(mean):
+    if not is_number(mean):
         return "–"
-    return f"{_num(mean)} {_interval(low, high)}" if _is_number(low) and _is_number(high) else _num(mean)
+    return f"{num(mean)} {_interval(low, high)}" if is_number(low) and is_number(high) else num(mean)
 
 
 def _p(value: Any) -> str:
-    return f"{value:.2g}" if _is_number(value) else "–"
+    return f"{value:.2g}" if is_number(value) else "–"
 
 
 def contrast_rows(agg: Aggregate) -> list[dict]:
     """The declared contrast ``b - a`` of its metric, at each setting of the other factors.
 
-    Paired over the seeds both values completed (``manifold_lab.experiment.stats.paired``);
+    Paired over the seeds both values completed (``manifold_lab.stats.paired``);
     settings where no seed has both are left out.
     """
     c = agg.contrast
@@ -339,7 +151,7 @@ def contrast_rows(agg: Aggregate) -> list[dict]:
         runs_a = agg.by_seed({**context, c["factor"]: c["a"]})
         runs_b = agg.by_seed({**context, c["factor"]: c["b"]})
         seeds = [s for s in sorted(set(runs_a) & set(runs_b))
-                 if _is_number(runs_a[s].metrics.get(c["metric"])) and _is_number(runs_b[s].metrics.get(c["metric"]))]
+                 if is_number(runs_a[s].metrics.get(c["metric"])) and is_number(runs_b[s].metrics.get(c["metric"]))]
         if not seeds:
             continue
         result = paired([runs_a[s].metrics[c["metric"]] for s in seeds],
@@ -363,7 +175,7 @@ def headline(agg: Aggregate, link: str = "") -> list[str]:
         header = [*others, "n", f"mean {c['a']}", f"mean {c['b']}", "B - A", "95% CI", "paired t p", "Wilcoxon p"]
         table = [[*(r[k] for k in others), r["n"], r["mean_a"], r["mean_b"], r["mean_diff"],
                   _interval(r["diff_ci_low"], r["diff_ci_high"]), _p(r["t_pvalue"]),
-                  _p(r["wilcoxon_pvalue"]) if _is_number(r["wilcoxon_pvalue"])
+                  _p(r["wilcoxon_pvalue"]) if is_number(r["wilcoxon_pvalue"])
                   else "too few pairs" if "too few" in r["note"] else "–"]
                  for r in rows]
         lines += [md_table(header, table, limit=_PAGE_ROWS, more=f"{link}comparisons.csv"), "",
@@ -386,7 +198,7 @@ def _summary_table(agg: Aggregate, metrics: Sequence[str], more: str) -> str:
     """Grid points (numeric factors in numeric order) x ``metrics`` as ``mean [interval]``."""
     keys = list(agg.sweep)
     rows = sorted(agg.summary_rows(),
-                  key=lambda row: [natural_key(row[k]) if _is_number(row[k]) else () for k in keys])
+                  key=lambda row: [natural_key(row[k]) if is_number(row[k]) else () for k in keys])
     table = [[*(row[k] for k in keys), *(_mean_interval(row, m) for m in metrics),
               max(row[f"{m}_n"] for m in metrics)] for row in rows]
     return md_table([*keys, *metrics, "seeds"], table, limit=_PAGE_ROWS, more=more)
@@ -405,7 +217,7 @@ def _interval_method(agg: Aggregate, metric: str) -> str:
 def _factor_plots(agg: Aggregate, out: Path) -> list[str]:
     """One figure per swept numeric factor: the main metric (mean, 95% interval) against it."""
     metric = _main_metric(agg)
-    numeric = [k for k, v in agg.sweep.items() if len(v) > 1 and all(_is_number(x) for x in v)]
+    numeric = [k for k, v in agg.sweep.items() if len(v) > 1 and all(is_number(x) for x in v)]
     if metric is None or not numeric:
         return []
     import matplotlib
@@ -420,14 +232,14 @@ def _factor_plots(agg: Aggregate, out: Path) -> list[str]:
         others = [k for k in agg.sweep if k != factor]
         groups: dict[str, list[dict]] = {}
         for row in summary:
-            if _is_number(row[f"{metric}_mean"]):
+            if is_number(row[f"{metric}_mean"]):
                 groups.setdefault(format_values({k: row[k] for k in others}) or metric, []).append(row)
         fig, ax = plt.subplots(figsize=(5.6, 3.6))
         for i, (label, rows) in enumerate(list(groups.items())[:10]):
             rows.sort(key=lambda r: r[factor])
             mean = [r[f"{metric}_mean"] for r in rows]
-            low = [r[f"{metric}_ci_low"] if _is_number(r[f"{metric}_ci_low"]) else m for r, m in zip(rows, mean)]
-            high = [r[f"{metric}_ci_high"] if _is_number(r[f"{metric}_ci_high"]) else m for r, m in zip(rows, mean)]
+            low = [r[f"{metric}_ci_low"] if is_number(r[f"{metric}_ci_low"]) else m for r, m in zip(rows, mean)]
+            high = [r[f"{metric}_ci_high"] if is_number(r[f"{metric}_ci_high"]) else m for r, m in zip(rows, mean)]
             ax.errorbar([r[factor] for r in rows], mean,
                         yerr=[[m - lo for m, lo in zip(mean, low)], [hi - m for m, hi in zip(mean, high)]],
                         marker="o", ms=4, capsize=3, color=f"C{i}", label=label)
@@ -484,14 +296,12 @@ def write_report(root: str | Path, kind: Kind | None = None) -> tuple[Path, str 
     Returns the path of ``report.md`` and the error of the kind's report hook
     (None when it worked).
     """
-    from manifold_lab.experiment.spec import display_path
-
     agg = aggregate(root)
     out = agg.store.root
     sweep_keys = list(agg.sweep)
     summary = agg.summary_rows()
     summary_cols = [*sweep_keys, "runs", "done", "failed"] + [
-        f"{m}_{s}" for m in agg.metrics for s in _STATS
+        f"{m}_{s}" for m in agg.metrics for s in STATS
     ]
     io.write_text(out / "summary.csv", to_csv(summary, summary_cols))
     comparisons = agg.comparison_rows()
@@ -499,7 +309,7 @@ def write_report(root: str | Path, kind: Kind | None = None) -> tuple[Path, str 
                        "mean_diff", "diff_ci_low", "diff_ci_high", "t_stat", "t_pvalue",
                        "wilcoxon_stat", "wilcoxon_pvalue", "note"]
     io.write_text(out / "comparisons.csv", to_csv(comparisons, comparison_cols))
-    write_tables(out)  # curves.csv, finals.csv (manifold_lab.experiment.tables)
+    write_tables(out)  # curves.csv, finals.csv (manifold_lab.reporting.tables)
 
     spec = agg.spec
     records = agg.records
@@ -563,3 +373,17 @@ def write_report(root: str | Path, kind: Kind | None = None) -> tuple[Path, str 
                            limit=_PAGE_ROWS, more="plan.json and each run's status.json"), ""]
     path = io.write_text(out / "report.md", "\n".join(lines))
     return path, kind_error
+
+
+def write_suite_report(suite, root: Path, lines: list[str], command: str) -> Path:
+    """``root/report.md`` of a suite (``manifold_lab.spec.suite.Suite``): one section per part: its answer (the numbers its own report
+    opens with), its summary line, its figures and a link to its report."""
+    out = [f"# {suite.name}", "", suite.description, "", "Regenerate (completed runs are skipped):", "",
+           f"    {command}", ""]
+    for spec, line in zip(suite.parts, lines):
+        part = root / spec.name
+        out += [f"## {spec.name}", "", spec.description.strip(), "", *headline(aggregate(part), f"{spec.name}/"),
+                f"`{line}`. Full report: [{spec.name}/report.md]({spec.name}/report.md).", ""]
+        for fig in sorted((part / "figures").glob("*.png")):
+            out += [f"![{fig.stem}]({spec.name}/figures/{fig.name})", ""]
+    return io.write_text(root / "report.md", "\n".join(out))

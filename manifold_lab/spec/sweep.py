@@ -21,10 +21,7 @@ import itertools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # pragma: no cover
-    from manifold_lab.experiment.spec import Spec
+from typing import Any
 
 RUN_ID_LENGTH = 12
 
@@ -96,8 +93,8 @@ class PlannedRun:
     params: dict
 
 
-def plan(spec: "Spec") -> list[PlannedRun]:
-    """Expand a validated spec into its runs (grid points outer, seeds inner)."""
+def plan(spec) -> list[PlannedRun]:
+    """Expand a validated spec (``manifold_lab.spec.load.Spec``) into its runs (grid points outer, seeds inner)."""
     runs: list[PlannedRun] = []
     for p, point in enumerate(spec.points):
         params = point.params.model_dump(mode="json")

@@ -4,13 +4,13 @@
 link, takes its lock, removes the temporaries of writes cut short by a kill,
 writes the plan (``spec.yaml``, ``plan.json``), skips the complete runs and
 executes the others, each in a worker process (``jobs`` at a time,
-``manifold_lab.experiment.workers``) that ends with the runner. A run that
+``manifold_lab.execution.workers``) that ends with the runner. A run that
 raises, returns a non-finite metric or a non-dict, or whose worker dies (a
 native abort) is recorded as ``failed`` with a one-line error (the traceback
 goes to its ``run.log``); a run returning ``{"status": "diverged", ...}`` is
 recorded as ``diverged``. The sweep always goes on. SIGTERM and SIGHUP end
 the runner like Ctrl-C: its workers are terminated, their runs are done again
-by the next invocation. See ``manifold_lab.experiment.store`` for the files.
+by the next invocation. See ``manifold_lab.execution.store`` for the files.
 """
 
 from __future__ import annotations
@@ -19,23 +19,31 @@ import logging
 import math
 import os
 import shlex
-import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from manifold_lab import io
 from manifold_lab.errors import UsageError
-from manifold_lab.experiment import provenance
-from manifold_lab.experiment.ownership import check_owner
-from manifold_lab.experiment.spec import Spec, display_path
-from manifold_lab.experiment.store import ResultsStore
-from manifold_lab.experiment.sweep import PlannedRun, format_values, plan
-from manifold_lab.experiment.workers import DIED, run_in_workers, terminate_on_signals
+from manifold_lab.execution import provenance
+from manifold_lab.execution.ownership import check_owner
+from manifold_lab.execution.progress import RunProgress
+from manifold_lab.execution.store import ResultsStore
+from manifold_lab.execution.workers import DIED, run_in_workers, terminate_on_signals
 from manifold_lab.kinds import Kind, RunContext
+from manifold_lab.spec.load import Spec
+from manifold_lab.spec.sources import display_path
+from manifold_lab.spec.sweep import PlannedRun, format_values, plan
 
-__all__ = ["RunSummary", "check_plan", "execute_run", "pending_runs", "run_experiment", "to_jsonable"]
+__all__ = ["ReportWriter", "RunSummary", "check_plan", "execute_run", "pending_runs", "run_experiment", "to_jsonable"]
+
+#: Writes a results folder's report after its runs, under the folder's lock:
+#: ``report(root, kind=kind) -> (path, error of the kind's report hook or None)``
+#: (``manifold_lab.reporting.report.write_report``; passed in by the caller, so that
+#: execution never imports the reporting).
+ReportWriter = Callable[..., "tuple[Path, str | None]"]
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 #: Seconds a run lock held by a dead or orphaned worker (of a killed runner) is waited for.
@@ -234,11 +242,11 @@ def run_experiment(
     jobs: int = 1,
     run_index: int | None = None,
     force: bool = False,
-    report: bool = True,
+    report: ReportWriter | None = None,
     replace: bool = False,
     reference: bool = False,
 ) -> RunSummary:
-    """Run (or resume) the experiment; write the report unless ``run_index`` is given.
+    """Run (or resume) the experiment; then write the report with ``report`` unless ``run_index`` is given.
 
     Parameters
     ----------
@@ -252,10 +260,12 @@ def run_experiment(
         Execute only this run of the plan (for cluster array jobs).
     force : bool
         Redo completed runs too.
-    report : bool
-        Write ``summary.csv``, ``comparisons.csv`` and ``report.md`` afterwards.
+    report : ReportWriter, optional
+        Called after the runs, under the folder's lock, to write the report
+        (``manifold_lab.reporting.report.write_report``: ``summary.csv``,
+        ``comparisons.csv``, ``report.md``); None: no report.
     replace : bool
-        Write into a folder that holds another experiment (``manifold_lab.experiment.ownership``).
+        Write into a folder that holds another experiment (``manifold_lab.execution.ownership``).
     reference : bool
         Write the committed reference results (``spec.reference``) instead of ``out``.
     """
@@ -283,10 +293,8 @@ def run_experiment(
                          [asdict(r) for r in runs])
         todo = pending_runs(store, selected, force, summary, others)
         _execute_all(spec, todo, store, jobs, summary, total=len(selected), fresh=force)
-        if report and run_index is None:
-            from manifold_lab.experiment.report import write_report
-
-            _, summary.report_error = write_report(store.root, kind=spec.kind)
+        if report is not None and run_index is None:
+            _, summary.report_error = report(store.root, kind=spec.kind)
     return summary
 
 
@@ -294,8 +302,6 @@ def _execute_all(
     spec: Spec, todo: list[PlannedRun], store: ResultsStore, jobs: int, summary: RunSummary, total: int,
     fresh: bool = False,
 ) -> None:
-    from manifold_lab.experiment.progress import RunProgress
-
     progress = RunProgress(spec.name, total, total - len(todo))
 
     started: dict[int, float] = {}

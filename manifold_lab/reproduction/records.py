@@ -1,0 +1,109 @@
+"""The completed runs of a committed study, and its results files, read for a claim.
+
+A study's folder (``results/<study>/``) holds ``spec.yaml``, ``plan.json`` and
+``runs/<id>/{metrics.json, relu_stats.json, status.json}`` as written by
+``manifold_lab.execution.runner``; ``theorem1/theorem1.csv`` and a report's
+``summary.csv`` are read as CSV. A damaged file is one ``UsageError`` line naming it
+and the command that regenerates it (``damaged``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from manifold_lab.errors import UsageError
+from manifold_lab.kinds import RunRecord
+from manifold_lab.reporting.aggregate import aggregate
+
+__all__ = ["MAX_CSV_BYTES", "csv_rows", "damaged", "difference", "done_runs", "layers_below_threshold", "old_sample",
+           "per_seed", "relu_stats", "run_counts", "swept_values"]
+
+
+def done_runs(folder: Path) -> list[RunRecord]:
+    """The done runs of a results folder ([] when the folder or its plan is missing)."""
+    if not (folder / "plan.json").exists():
+        return []
+    return [r for r in aggregate(folder).records if r is not None and r.ok]
+
+
+def run_counts(folder: Path) -> tuple[int, int, int]:
+    """``(planned, done, failed)`` runs of a results folder."""
+    if not (folder / "plan.json").exists():
+        return 0, 0, 0
+    records = aggregate(folder).records
+    return (len(records), sum(r is not None and r.ok for r in records),
+            sum(r is not None and not r.ok for r in records))
+
+
+def swept_values(folder: Path, key: str) -> list:
+    """The planned values of the swept parameter ``key`` (sorted), done or not: a partial sweep
+    must not stand in for the whole one."""
+    return sorted(aggregate(folder).sweep.get(key, [])) if (folder / "plan.json").exists() else []
+
+
+def per_seed(runs: list[RunRecord], metric: str, fixed: dict | None = None, **kw) -> dict[int, float]:
+    """``{seed: metric}`` of the runs whose dotted params equal ``fixed`` (or ``model__width_mult=..`` keywords)."""
+    want = {**(fixed or {}), **{k.replace("__", "."): v for k, v in kw.items()}}
+    return {r.seed: float(r.metrics[metric]) for r in runs
+            if metric in r.metrics and all(r.param(k) == v for k, v in want.items())}
+
+
+def difference(better: dict[int, float], worse: dict[int, float]) -> dict[int, float]:
+    """Per seed ``better - worse`` over the seeds both have."""
+    return {s: better[s] - worse[s] for s in sorted(set(better) & set(worse))}
+
+
+#: Largest CSV a claim reads (the committed ones are a few kilobytes).
+MAX_CSV_BYTES = 16 << 20
+
+
+def csv_rows(path: Path) -> list[dict]:
+    """The rows of a results CSV (``csv.DictReader``), at most ``MAX_CSV_BYTES`` read."""
+    if path.stat().st_size > MAX_CSV_BYTES:
+        raise ValueError(f"larger than {MAX_CSV_BYTES:,} bytes")
+    with path.open(encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@contextmanager
+def damaged(path: Path, command: str) -> Iterator[None]:
+    """Turn any error reading a results file (CSV, JSON) into one UsageError line naming the file and the fix."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError, csv.Error) as exc:
+        what = f"missing column {exc}" if isinstance(exc, KeyError) else " ".join(str(exc).split())
+        raise UsageError(f"{path} is damaged or empty ({what}); regenerate it with {command}") from None
+
+
+def layers_below_threshold(run: RunRecord, when: str = "final") -> tuple[int, int] | None:
+    """``(layers whose mean positive-channel count is below their threshold, layers)`` from ``relu_stats.json``
+    (``manifold_lab.train.relu_stats.layers_below_threshold``), or None without statistics."""
+    from manifold_lab.train.relu_stats import layers_below_threshold as below
+
+    data = relu_stats(run)
+    if data is None:
+        return None
+    with damaged(run.run_dir / "relu_stats.json", "manifold-lab run with the study's spec (--force for this run)"):
+        return below(data.get(when) or [])
+
+
+def relu_stats(run: RunRecord) -> dict | None:
+    """The run's ``relu_stats.json`` (None when absent); a damaged one is one UsageError line naming it."""
+    path = run.run_dir / "relu_stats.json"
+    if not path.exists():
+        return None
+    with damaged(path, "manifold-lab run with the study's spec (--force for this run)"):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a mapping, got {type(data).__name__}")
+    return data
+
+
+def old_sample(run: RunRecord) -> bool:
+    """True when a run's Figure 7 statistics predate issue 11 (no class-balanced ``sample`` recorded)."""
+    data = relu_stats(run)
+    return data is not None and "sample" not in data

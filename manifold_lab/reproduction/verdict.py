@@ -1,0 +1,323 @@
+"""The verdict rule of the claim table, and the evaluation of a paired claim (``ClaimSpec``).
+
+The rule. For a test, ``d`` is the per-seed difference oriented so that the
+paper (or the pre-registration) predicts ``d > 0``; its p-value is the paired t
+test of the mean of ``d`` (two-sided, or one-sided ``greater`` where the
+experiment file pre-registered it). All paired tests in the table form one
+family: their p-values are adjusted by Holm's step-down procedure
+(``manifold_lab.stats.holm_adjust``, family-wise error 5%), and
+
+- *supported*: adjusted p < 0.05 and mean of ``d`` > 0;
+- *contradicted*: adjusted p < 0.05 and mean of ``d`` < 0 (two-sided tests only);
+- *inconclusive at this scale*: otherwise;
+- *not enough runs yet*: fewer than ``MIN_SEEDS`` seeds completed both sides.
+
+A row with several verdict tests takes the weakest verdict among them;
+``descriptive`` tests are shown (and counted in the family) but do not decide
+the row. Claims that are not paired differences (Theorem 1, Figure 1, Figure 7)
+state their own rule in their row. Shapes of the inputs: each study folder
+holds ``spec.yaml``, ``plan.json`` and ``runs/<id>/{metrics.json,
+relu_stats.json, status.json}`` as written by ``manifold_lab.execution.runner``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats as sps
+
+from manifold_lab.kinds import RunRecord
+from manifold_lab.reproduction.device_check import devices_of
+from manifold_lab.reproduction.records import difference, done_runs, per_seed, swept_values
+from manifold_lab.stats import describe, holm_adjust
+
+MIN_SEEDS = 3
+ALPHA = 0.05
+SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive at this scale"
+AGAINST = "; the point estimate runs against the prediction"
+
+
+@dataclass
+class Claim:
+    """One row of the table (``tests``: the paired tests behind it, for the family table)."""
+
+    claim: str
+    paper: str
+    ours: str
+    verdict: str
+    command: str
+    tests: list = field(default_factory=list)
+
+
+def _pts(summary: dict, scale: float = 100.0, unit: str = " points") -> str:
+    """``+1.23 points [0.45, 2.01], n = 5`` from ``describe`` output."""
+    if not summary["n"]:
+        return "no runs yet"
+    mean = f"{scale * summary['mean']:+.2f}{unit}"
+    if summary["n"] < 2 or math.isnan(summary["ci_low"]):
+        return f"{mean}, n = {summary['n']}"
+    return f"{mean} [{scale * summary['ci_low']:+.2f}, {scale * summary['ci_high']:+.2f}], n = {summary['n']}"
+
+
+def _acc(runs: list[RunRecord], metric: str = "test_acc", fixed: dict | None = None, **kw) -> str:
+    """Mean of an accuracy with its 95% interval (t, truncated to [0, 1]), in percent."""
+    s = describe(list(per_seed(runs, metric, fixed, **kw).values()), (0.0, 1.0))
+    if not s["n"]:
+        return "no runs"
+    ci = "" if math.isnan(s["ci_low"]) else f" [{100 * s['ci_low']:.1f}, {100 * s['ci_high']:.1f}]"
+    return f"{100 * s['mean']:.1f}%{ci} (n = {s['n']})"
+
+
+def _worst(verdicts: list[str]) -> str:
+    """Several differences that must all hold: contradicted > not enough > inconclusive > supported."""
+    for v in (CONTRADICTED, "not enough", INCONCLUSIVE):
+        for got in verdicts:
+            if got.startswith(v):
+                return got
+    return SUPPORTED
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """One paired test over seeds, oriented so that ``d > 0`` is the prediction.
+
+    ``d = metric(a) - metric(b)`` seed by seed, the arms given as ``{dotted param: value}``
+    on top of ``fixed``; with ``across`` (a swept parameter), ``d`` is that gap at the level
+    ``narrow`` minus the gap at ``wide`` (``"first"`` / ``"last"`` name the smallest /
+    largest *planned* value, so a partial sweep gives no verdict). ``at = (param, level)``
+    pins a swept parameter at a planned level (``"last"``: the longest budget). ``alternative`` is
+    ``"two-sided"`` or ``"greater"`` (a pre-registered one-sided test); ``role`` is
+    ``"verdict"`` or ``"descriptive"``.
+    """
+
+    label: str
+    study: str
+    metric: str
+    a: dict
+    b: dict
+    fixed: dict = field(default_factory=dict)
+    across: str | None = None
+    narrow: Any = "first"
+    wide: Any = "last"
+    at: tuple | None = None
+    alternative: str = "two-sided"
+    role: str = "verdict"
+
+
+@dataclass(frozen=True)
+class ClaimSpec:
+    """One row: the claim, the paper's evidence, the setting, its tests and descriptive extras.
+
+    ``arms``: ``(label, study, metric, params)`` whose mean accuracy the row shows;
+    ``gaps``: ``(study, metric, a, b, factor, fixed)`` for the gap at every planned level of
+    ``factor`` with its relative size (mean gap / mean metric(a)), the error ratio
+    ``(1 - mean metric(b)) / (1 - mean metric(a))`` and the per-seed slope of the gap against
+    ``log2(level)`` (``slope=True``); ``stale``: ``(study, params, metric key, note)``, the
+    note shown while a done run of that arm lacks the key (made before a fix).
+    """
+
+    claim: str
+    paper: str
+    setting: str
+    tests: tuple[PairedTest, ...]
+    studies: tuple[str, ...]
+    arms: tuple = ()
+    gaps: tuple = ()
+    slope: bool = False
+    stale: tuple = ()
+
+
+@dataclass
+class TestResult:
+    """A ``PairedTest`` evaluated: per-seed ``d``, its summary, raw and Holm-adjusted p, verdict."""
+
+    spec: PairedTest
+    d: dict
+    summary: dict
+    p: float
+    p_adj: float = float("nan")
+    verdict: str = ""
+    planned: bool = True
+    devices: dict = field(default_factory=dict)  # {device label: runs} of the runs behind d
+
+    def text(self) -> str:
+        if not self.planned:
+            return f"{self.spec.label}: {self.spec.study} not run yet"
+        p = "" if math.isnan(self.p) else (
+            f", paired t p = {self.p:.2g}{' (one-sided)' if self.spec.alternative == 'greater' else ''}, "
+            f"Holm-adjusted p = {self.p_adj:.2g}")
+        role = "; descriptive" if self.spec.role == "descriptive" else ""
+        mixed = ""
+        if len(self.devices) > 1:
+            mixed = (f"; its runs ran on {devices_text(self.devices)}, which differ by themselves "
+                     "(see \"Same network, two devices\")")
+        return f"{self.spec.label} = {_pts(self.summary)}{p} ({self.verdict}{role}{mixed})"
+
+
+def devices_text(devices: dict, unit: str = "") -> str:
+    """``"CPU (3) and NVIDIA H200 (1)"`` of ``{device label: runs}``."""
+    return " and ".join(f"{k} ({v}{unit})" for k, v in sorted(devices.items()))
+
+
+def _level(value, planned: list):
+    if value == "first":
+        return planned[0] if planned else None
+    if value == "last":
+        return planned[-1] if planned else None
+    return value
+
+
+def _arm_filters(test: PairedTest, planned: dict) -> list[dict] | None:
+    """The param filters of the arms behind ``d``: a, b (at each compared level with ``across``);
+    None when a compared level is not planned."""
+    fixed = dict(test.fixed)
+    if test.at is not None:
+        fixed[test.at[0]] = _level(test.at[1], planned.get(test.at[0], []))
+    if test.across is None:
+        return [{**fixed, **test.a}, {**fixed, **test.b}]
+    levels = planned.get(test.across, [])
+    narrow, wide = _level(test.narrow, levels), _level(test.wide, levels)
+    if narrow is None or wide is None:
+        return None
+    return [{**fixed, test.across: level, **arm} for level in (narrow, wide) for arm in (test.a, test.b)]
+
+
+def paired_differences(runs: list[RunRecord], test: PairedTest, planned: dict | None = None) -> dict[int, float]:
+    """The per-seed ``d`` of ``test`` (class docstring); ``planned``: ``{param: planned levels}``."""
+    arms = _arm_filters(test, planned or {})
+    if arms is None:
+        return {}
+    gaps = [difference(per_seed(runs, test.metric, a), per_seed(runs, test.metric, b))
+            for a, b in zip(arms[::2], arms[1::2])]
+    return gaps[0] if len(gaps) == 1 else difference(*gaps)
+
+
+def test_devices(runs: list[RunRecord], test: PairedTest, planned: dict, seeds) -> dict[str, int]:
+    """``{device label: runs}`` of the runs behind ``d`` (``device_check.device_label``)."""
+    arms = _arm_filters(test, planned) or []
+    used = [r.run_dir for r in runs if r.seed in seeds and test.metric in r.metrics
+            and any(all(r.param(k) == v for k, v in arm.items()) for arm in arms)]
+    return dict(devices_of(used))
+
+
+def t_pvalue(values: list[float], alternative: str = "two-sided") -> float:
+    """Paired t test of ``mean(d) = 0`` (one-sample t on the differences); NaN when undefined."""
+    x = np.asarray(values, dtype=float)
+    if x.size < 2 or np.all(x == x[0]):
+        return float("nan")
+    return float(sps.ttest_1samp(x, 0.0, alternative=alternative).pvalue)
+
+
+def run_test(results: Path, test: PairedTest) -> TestResult:
+    """Evaluate one test on its study's done runs (``p_adj`` and ``verdict`` come from ``judge``)."""
+    folder = results / test.study
+    if not (folder / "plan.json").exists():
+        return TestResult(test, {}, describe([]), float("nan"), planned=False)
+    planned = {key: swept_values(folder, key) for key in (test.across, test.at and test.at[0]) if key}
+    runs = done_runs(folder)
+    d = paired_differences(runs, test, planned)
+    values = list(d.values())
+    p = t_pvalue(values, test.alternative) if len(values) >= MIN_SEEDS else float("nan")
+    return TestResult(test, d, describe(values), p, devices=test_devices(runs, test, planned, set(d)))
+
+
+def judge(result: TestResult) -> str:
+    """The rule of the module docstring, on the adjusted p-value."""
+    n, mean = result.summary["n"], result.summary["mean"]
+    if not result.planned:
+        return f"not enough runs yet ({result.spec.study} not run yet)"
+    if n < MIN_SEEDS:
+        return f"not enough runs yet ({n} of {MIN_SEEDS} seeds)"
+    if math.isnan(result.p_adj):
+        return f"{INCONCLUSIVE} (constant differences: no t test)"
+    if result.p_adj < ALPHA and mean > 0:
+        return SUPPORTED
+    if result.p_adj < ALPHA and mean < 0 and result.spec.alternative == "two-sided":
+        return CONTRADICTED
+    return INCONCLUSIVE + (AGAINST if mean < 0 else "")
+
+
+def _gap_text(runs, planned, study, metric, a, b, factor, fixed, slope) -> str:
+    """Gap, relative gap and error ratio at every planned level of ``factor``; the slope against log2(level)."""
+    parts, gaps = [], {}
+    for level in planned:
+        at = {**fixed, factor: level}
+        acc_a, acc_b = per_seed(runs, metric, {**at, **a}), per_seed(runs, metric, {**at, **b})
+        g = difference(acc_a, acc_b)
+        gaps[level] = g
+        seeds = sorted(g)
+        if not seeds:
+            parts.append(f"{level:g}: no runs yet")
+            continue
+        # ratios of means over the seeds (a per-seed error ratio explodes where the linear error is ~0)
+        mean_a, mean_b = np.mean([acc_a[s] for s in seeds]), np.mean([acc_b[s] for s in seeds])
+        rel_text = f"{100 * (mean_a - mean_b) / mean_a:.1f}%" if mean_a > 0 else "undefined"
+        ratio_text = f"{(1 - mean_b) / (1 - mean_a):.2f}" if mean_a < 1 else "undefined (no linear error)"
+        parts.append(f"{level:g}: {_pts(describe(list(g.values()), (-1.0, 1.0)))}, relative {rel_text}, "
+                     f"error ratio {ratio_text}")
+    what = "gap" if metric in ("test_acc", "test_accuracy") else f"gap in {metric}"
+    text = f"{what} by {factor.rsplit('.', 1)[-1]} ({'; '.join(parts)})"
+    if slope:
+        seeds = sorted(set.intersection(*(set(g) for g in gaps.values()))) if gaps else []
+        x = np.log2(np.asarray(planned, dtype=float))
+        slopes = [float(np.polyfit(x, [gaps[level][s] for level in planned], 1)[0]) for s in seeds] \
+            if len(planned) >= 2 else []
+        text += (f"; slope of the gap against log2({factor.rsplit('.', 1)[-1]}): "
+                 f"{_pts(describe(slopes), unit=' points per doubling')}")
+    return text
+
+
+def _width_of(results: Path, study: str) -> str:
+    """The width multiplier a study ran at: its results' ``spec.yaml``, else its experiment file."""
+    import yaml
+
+    from manifold_lab.data.base import repo_root
+    from manifold_lab.spec import load_spec
+
+    resolved = results / study / "spec.yaml"
+    width = None
+    if resolved.exists():
+        width = ((yaml.safe_load(resolved.read_text()) or {}).get("params") or {}).get("model", {}).get("width_mult")
+    if width is None:
+        width = load_spec(repo_root() / "experiments" / f"{study}.yaml").params.model.width_mult
+    return f"{width:g}"
+
+
+def evaluate(specs, results: str | Path = "results") -> list[Claim]:
+    """Every ``ClaimSpec`` as a row; Holm adjustment across all the paired tests of all rows."""
+    results = Path(results)
+    evaluated = [[run_test(results, t) for t in spec.tests] for spec in specs]
+    family = [r for rs in evaluated for r in rs]
+    for r, adj in zip(family, holm_adjust([r.p for r in family])):
+        r.p_adj = adj
+        r.verdict = judge(r)
+    rows = []
+    for spec, rs in zip(specs, evaluated):
+        parts = []
+        for label, study, metric, params in spec.arms:
+            if (results / study / "plan.json").exists():
+                parts.append(f"{label} {_acc(done_runs(results / study), metric, params)}")
+        for study, metric, a, b, factor, fixed in spec.gaps:
+            folder = results / study
+            if (folder / "plan.json").exists():
+                parts.append(_gap_text(done_runs(folder), swept_values(folder, factor), study, metric, a, b,
+                                       factor, fixed, spec.slope))
+        parts += [r.text() for r in rs]
+        for study in spec.studies:
+            devices = devices_of(r.run_dir for r in done_runs(results / study))
+            if len(devices) > 1:
+                parts.append(f"{study} ran on {devices_text(devices, ' runs')}: a difference between runs "
+                             "of different devices includes the devices' offset")
+        for study, params, key, note in spec.stale:
+            if any(key not in r.metrics for r in done_runs(results / study)
+                   if all(r.param(k) == v for k, v in params.items())):
+                parts.append(note)
+        verdict = _worst([r.verdict for r in rs if r.spec.role == "verdict"])
+        setting = spec.setting.replace("{width}", _width_of(results, spec.studies[0]))
+        rows.append(Claim(spec.claim, spec.paper, f"{setting}: " + "; ".join(parts), verdict,
+                          "; ".join(f"manifold-lab run experiments/{s}.yaml" for s in spec.studies), rs))
+    return rows

@@ -1,0 +1,177 @@
+"""The checks of a merged spec, each problem one line naming where its value came from.
+
+``explain`` turns the first error of a pydantic validation into ``file:line:col:
+unknown key 'params.widht' (did you mean 'width'?)``; ``check_sweep`` checks the
+sweep's keys against the kind's parameters and its values and seeds;
+``check_contrast`` resolves the ``contrast:`` mapping against the sweep. The
+origins come from ``manifold_lab.spec.sources``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+import pydantic
+
+from manifold_lab.errors import UsageError
+from manifold_lab.kinds import Kind
+from manifold_lab.spec.bounds import MAX_SEED
+from manifold_lab.spec.sources import Origins, dotted, origin, short
+from manifold_lab.spec.sweep import canonical_json
+
+__all__ = ["CONTRAST_KEYS", "check_contrast", "check_sweep", "did_you_mean", "explain", "fields_at"]
+
+def _models_in(annotation: Any) -> list[type[pydantic.BaseModel]]:
+    """The pydantic models inside a type annotation (through Optional, list, dict...)."""
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return [annotation]
+    out: list = []
+    for arg in typing.get_args(annotation):
+        out += _models_in(arg)
+    return out
+
+
+def fields_at(model: type[pydantic.BaseModel], path: Sequence) -> list[str] | None:
+    """The field names valid under ``path`` of ``model`` (None when not a model there)."""
+    models = [model]
+    for part in path:
+        nxt: list = []
+        for m in models:
+            if isinstance(part, str) and part in m.model_fields:
+                nxt += _models_in(m.model_fields[part].annotation)
+        if nxt or isinstance(part, int):
+            models = nxt or models
+        else:
+            return None
+    names: list[str] = []
+    for m in models:
+        names += [n for n in m.model_fields if n not in names]
+    return names or None
+
+
+def did_you_mean(word: Any, choices: Sequence[str] | None) -> str:
+    if not choices:
+        return ""
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f"; valid keys: {', '.join(choices)}"
+
+
+def explain(
+    exc: pydantic.ValidationError,
+    model: type[pydantic.BaseModel],
+    prefix: tuple,
+    origins: Origins,
+    default_where: str,
+) -> str:
+    """One line for the first error of a pydantic ValidationError."""
+    errors = exc.errors(include_url=False)
+    err = errors[0]
+    loc = tuple(err["loc"])
+    path = prefix + loc
+    where = origin(origins, path, default_where)
+    if err["type"] == "extra_forbidden":
+        msg = f"unknown key {dotted(path)!r}{did_you_mean(loc[-1], fields_at(model, loc[:-1]))}"
+    elif err["type"] == "missing":
+        msg = f"{dotted(path)}: required key is missing"
+    else:
+        msg = f"{dotted(path)}: {err['msg']} (got {short(err.get('input'))})"
+    more = f" (and {len(errors) - 1} more problem{'s' * (len(errors) > 2)})" if len(errors) > 1 else ""
+    return f"{where}: {msg}{more}"
+
+
+def check_sweep(
+    sweep: dict, kind: Kind, origins: Origins, where: str
+) -> tuple[dict[str, list], tuple[int, ...]]:
+    seeds_value = sweep.get("seeds", [0])
+    seed_where = origin(origins, ("sweep", "seeds"), where)
+    if (
+        not isinstance(seeds_value, list)
+        or not seeds_value
+        or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED for s in seeds_value)
+    ):
+        raise UsageError(
+            f"{seed_where}: sweep.seeds must be a non-empty list of integers >= 0 and <= {MAX_SEED} "
+            f"(what the random generators take), got {short(seeds_value)}"
+        )
+    if len(set(seeds_value)) != len(seeds_value):
+        raise UsageError(f"{seed_where}: sweep.seeds has repeated values: {seeds_value}")
+    out: dict[str, list] = {}
+    for key, values in sweep.items():
+        if key == "seeds":
+            continue
+        kwhere = origin(origins, ("sweep", key), where)
+        parts = str(key).split(".")
+        if not isinstance(key, str) or any(not p for p in parts):
+            raise UsageError(f"{kwhere}: bad sweep key {key!r}: expected a dotted parameter path")
+        for i in range(len(parts)):
+            choices = fields_at(kind.params, parts[:i])
+            if choices is None:
+                break  # below a free-form mapping: checked when the grid is built
+            if parts[i] not in choices:
+                raise UsageError(
+                    f"{kwhere}: sweep key {key!r}: {'.'.join(parts[: i + 1])!r} is not a "
+                    f"parameter of kind {kind.name!r}{did_you_mean(parts[i], choices)}"
+                )
+        if not isinstance(values, list) or not values:
+            raise UsageError(
+                f"{kwhere}: sweep.{key} must be a non-empty list of values, got {short(values)}"
+            )
+        try:
+            texts = [canonical_json(v) for v in values]
+        except (TypeError, ValueError) as exc:  # a date, bytes, a set, a self-referencing alias...
+            raise UsageError(
+                f"{kwhere}: sweep.{key} values must be numbers, strings, booleans, null, lists or "
+                f"mappings ({' '.join(str(exc).split())})"
+            ) from None
+        if len(set(texts)) != len(texts):
+            raise UsageError(f"{kwhere}: sweep.{key} has repeated values: {short(values)}")
+        out[key] = values
+    return out, tuple(seeds_value)
+
+
+
+CONTRAST_KEYS = ("factor", "a", "b", "metric")
+
+
+def check_contrast(contrast: dict | None, sweep: dict[str, list], origins: Origins, where: str,
+                    narrowed: bool = False) -> dict | None:
+    """The validated ``contrast:`` mapping with ``factor`` resolved to its full swept path.
+
+    ``narrowed``: sweep overrides were applied (and none of ``contrast``); a contrast
+    whose arms they removed (``sweep.model.bottleneck_act=[identity]``) is dropped,
+    not refused.
+    """
+    if contrast is None:
+        return None
+    where = origin(origins, ("contrast",), where)
+    for key in contrast:
+        if key not in CONTRAST_KEYS:
+            raise UsageError(f"{origin(origins, ('contrast', key), where)}: unknown key 'contrast.{key}'"
+                             f"{did_you_mean(key, CONTRAST_KEYS)}; contrast has {', '.join(CONTRAST_KEYS)}")
+    missing = [k for k in CONTRAST_KEYS if k not in contrast]
+    if missing:
+        raise UsageError(f"{where}: contrast needs {', '.join(CONTRAST_KEYS)}; missing {', '.join(missing)}")
+    factor, metric = contrast["factor"], contrast["metric"]
+    if not isinstance(metric, str) or not metric:
+        raise UsageError(f"{where}: contrast.metric must be a metric name, got {short(metric)}")
+    matches = [k for k in sweep if k == factor] or [k for k in sweep if k.rsplit(".", 1)[-1] == factor]
+    if len(matches) != 1:
+        choices = ", ".join(sweep) or "(nothing is swept)"
+        raise UsageError(f"{where}: contrast.factor {short(factor)} is not a swept parameter; swept: {choices} "
+                         "(override contrast=null to drop the contrast)")
+    factor = matches[0]
+    texts = [canonical_json(v) for v in sweep[factor]]
+    for side in ("a", "b"):
+        if canonical_json(contrast[side]) not in texts:
+            if narrowed:
+                return None
+            raise UsageError(f"{where}: contrast.{side} {short(contrast[side])} is not a value of sweep.{factor}; "
+                             f"values: {', '.join(map(str, sweep[factor]))} (override contrast=null to drop the contrast)")
+    if canonical_json(contrast["a"]) == canonical_json(contrast["b"]):
+        raise UsageError(f"{where}: contrast.a and contrast.b are the same value {short(contrast['a'])}")
+    return {"factor": factor, "a": contrast["a"], "b": contrast["b"], "metric": metric}
