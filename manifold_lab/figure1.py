@@ -101,10 +101,7 @@ def figure1(*, manifold="spiral", dims=DEFAULT_DIMS, n_points=5000, noise=0.0, r
     """
     if seed is not None:
         random_state = check_int(seed, "seed", minimum=0)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = io.pyplot()
 
     X, t, outputs, rows = figure1_data(manifold=manifold, dims=dims, n_points=n_points, noise=noise,
                                       random_state=random_state)

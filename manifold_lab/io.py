@@ -191,6 +191,16 @@ def write_json(path: str | os.PathLike, obj: Any, **kwargs: Any) -> Path:
     return write_text(path, json.dumps(obj, **kwargs) + "\n")
 
 
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend (figures go to files, never to a display), imported on first use."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def savefig(fig: Any, path: str | os.PathLike, **kwargs: Any) -> Path:
     """``fig.savefig`` through a temporary file (format taken from the suffix)."""
     path = Path(path)

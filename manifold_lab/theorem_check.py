@@ -49,10 +49,7 @@ def theorem_check(ms=DEFAULT_MS, ns=DEFAULT_NS, *, n_matrices=100, n_points=300,
 
 def plot_theorem_check(records):
     """Kept fraction vs m: theory lines, Monte Carlo points with 2 standard errors, bound dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = io.pyplot()
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for i, n in enumerate(sorted({r["n"] for r in records})):

@@ -231,12 +231,24 @@ def test_suite_of_fifty_thousand_parts_is_refused_before_loading_them(tmp_path):
     refused(tmp_path, "run", "suite.yaml", fragments=["at most 64 parts"])
 
 
+@pytest.fixture(scope="module")
+def small_results(tmp_path_factory) -> Path:
+    """A complete results folder of ``SMALL`` (one run, in this process), copied by the tests that damage it."""
+    from manifold_lab.execution.runner import run_experiment
+    from manifold_lab.spec import load_spec
+
+    folder = tmp_path_factory.mktemp("small")
+    run_experiment(load_spec(write_spec(folder / "s.yaml", SMALL)), out=folder / "small")
+    return folder / "small"
+
+
 @pytest.mark.parametrize("plan", ["[" * 100_000 + "]" * 100_000, '{"a":' * 500 + "1" + "}" * 500],
                          ids=["lists 100000 deep", "mappings 500 deep"])
-def test_damaged_deep_plan_json_is_one_line(tmp_path, plan):
+def test_damaged_deep_plan_json_is_one_line(tmp_path, small_results, plan):
+    import shutil
+
     work = tmp_path / "work"
-    spec_in(tmp_path, SMALL)
-    assert run_cli("run", "s.yaml", cwd=work).returncode == 0
+    shutil.copytree(small_results, work / "runs" / "small")
     (work / "runs" / "small" / "plan.json").write_text('{"runs": [{"index": 0, "params": ' + plan + "}]}")
     refused(tmp_path, "report", "runs/small", fragments=["runs/small"])
 

@@ -71,13 +71,10 @@ def run(params: CollapseTheoremParams, seed: int, ctx: RunContext) -> dict:
 
 def report(ctx: ReportContext) -> list[ReportItem]:
     """Kept fraction vs m, one colour per n: theory as a line, Monte Carlo with 2 standard errors."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from manifold_lab.io import savefig
+    from manifold_lab.io import pyplot, savefig
     from manifold_lab.theory import kept_fraction
+
+    plt = pyplot()
 
     runs = ctx.done_runs
     if not runs:

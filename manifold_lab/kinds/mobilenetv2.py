@@ -160,13 +160,11 @@ def _arms_table(variants: dict[str, list]) -> str:
 def report(ctx: ReportContext) -> list[ReportItem]:
     import json
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
-    from manifold_lab.io import savefig
+    from manifold_lab.io import pyplot, savefig
+
+    plt = pyplot()
 
     runs = [r for r in ctx.done_runs if r.metrics.get("curve_test_acc")]
     if not runs:

@@ -236,12 +236,9 @@ def report(ctx: ReportContext) -> list[ReportItem]:
     Each figure has a panel per metric against depth; a line per (bottleneck
     activation, shortcut), with the 95% t-band over seeds.
     """
-    import matplotlib
+    from manifold_lab.io import pyplot, savefig
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from manifold_lab.io import savefig
+    plt = pyplot()
 
     runs = [r for r in ctx.done_runs if all(name in r.metrics for name in CURVES)]
     if not runs:

@@ -72,12 +72,9 @@ def transition(points: list[tuple[float, float]]) -> float | None:
 
 
 def report(ctx: ReportContext) -> list[ReportItem]:
-    import matplotlib
+    from manifold_lab.io import pyplot, savefig
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from manifold_lab.io import savefig
+    plt = pyplot()
 
     runs = ctx.done_runs
     if not runs:

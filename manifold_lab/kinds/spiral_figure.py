@@ -74,13 +74,10 @@ def run(params: SpiralFigureParams, seed: int, ctx: RunContext) -> dict:
 
 def report(ctx: ReportContext) -> list[ReportItem]:
     """The figure of the first done run per setting, and every metric vs n with 95% t-intervals."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    from manifold_lab.io import pyplot, savefig, write_bytes
     from manifold_lab.stats import describe
-    from manifold_lab.io import savefig, write_bytes
+
+    plt = pyplot()
 
     runs = [r for r in ctx.done_runs if "figure" in r.metrics]
     if not runs:

@@ -138,13 +138,10 @@ def linear_advantage(runs, task: str, act: str) -> list[tuple[float, dict]]:
 
 def report(ctx: ReportContext) -> list[ReportItem]:
     """Score and linear-bottleneck advantage vs width per activation (95% intervals), Lemma-2 statistics."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from manifold_lab.io import savefig
+    from manifold_lab.io import pyplot, savefig
     from manifold_lab.kinds.recoverability import group_mean_ci, panel_label
+
+    plt = pyplot()
 
     runs = [r for r in ctx.done_runs if any(k in r.metrics for k, _ in _SCORE.values())]
     if not runs:

@@ -50,11 +50,11 @@ def csv_text(results: list[dict]) -> str:
 
 
 def plot_profile(results: list[dict], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    from manifold_lab.io import pyplot
+
+    plt = pyplot()
 
     acts = [a for a in ACT_TITLES if any(r["records"][0]["bottleneck_act"] == a for r in results)]
     fig, axes = plt.subplots(len(PROFILE), len(acts), figsize=(4.6 * len(acts), 2.1 * len(PROFILE)),

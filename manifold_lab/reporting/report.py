@@ -30,7 +30,7 @@ from typing import Any
 
 from manifold_lab import io
 from manifold_lab.execution import provenance
-from manifold_lab.io import savefig
+from manifold_lab.io import pyplot, savefig
 from manifold_lab.kinds import Kind, ReportContext, RunRecord, get_kind
 from manifold_lab.reporting.aggregate import STATS, Aggregate, aggregate
 from manifold_lab.reporting.cells import is_number, md_escape, md_table, natural_key, num, to_csv
@@ -220,10 +220,7 @@ def _factor_plots(agg: Aggregate, out: Path) -> list[str]:
     numeric = [k for k, v in agg.sweep.items() if len(v) > 1 and all(is_number(x) for x in v)]
     if metric is None or not numeric:
         return []
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     summary = agg.summary_rows()
     n = max((r[f"{metric}_n"] for r in summary), default=0)

@@ -109,12 +109,9 @@ def shares(runs: list[dict]) -> dict[str, dict]:
 
 
 def _plot(runs: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from manifold_lab import io
+
+    plt = io.pyplot()
 
     variants = sorted({r["variant"] for r in runs})
     fig, axes = plt.subplots(1, len(variants), figsize=(4.6 * len(variants), 3.6), sharey=True, squeeze=False)

@@ -188,9 +188,11 @@ def pending_studies(results: Path, points: list[dict]) -> list[str]:
     return out
 
 
-def analyse(results: str | Path = "results") -> dict:
+def analyse(results: str | Path = "results", *, with_secondary: bool = True) -> dict:
     """The pre-registered analysis over ``STUDIES`` in ``results``: rho, interval, verdict (``WAITING``
-    while no CIFAR-10 condition is there), the rule's constants and the distinct conditions."""
+    while no CIFAR-10 condition is there), the rule's constants and the distinct conditions; with
+    ``with_secondary``, the secondary analyses too (``secondary``: eight more bootstraps; the claim
+    table, which shows the primary analysis only, leaves them out)."""
     results = Path(results)
     points = distinct([c for name in STUDIES for c in conditions(results / name)])
     res = spearman_bootstrap([c["loss"] for c in points], [c["penalty"] for c in points]) if points else \
@@ -204,7 +206,7 @@ def analyse(results: str | Path = "results") -> dict:
             "min_seeds": MIN_SEEDS, "min_conditions": MIN_CONDITIONS, "n_boot": N_BOOT, "studies": list(STUDIES),
             "preregistration": "experiments/probe_penalty_correlation.md",
             "conditions": [{k: v for k, v in c.items() if k != "run_ids"} for c in points],
-            "secondary": secondary(results)}
+            **({"secondary": secondary(results)} if with_secondary else {})}
 
 
 def write_study(results: str | Path = "results", out: str | Path | None = None) -> dict:
@@ -233,10 +235,7 @@ def write_study(results: str | Path = "results", out: str | Path | None = None) 
     io.write_text(out / "conditions.csv", buf.getvalue())
     io.write_json(out / "correlation.json", payload, allow_nan=True)
     if points:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = io.pyplot()
 
         fig, ax = plt.subplots(figsize=(5.6, 4.2))
         for i, name in enumerate(sorted({c["study"] for c in points})):

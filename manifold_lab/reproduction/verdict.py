@@ -117,7 +117,8 @@ class ClaimSpec:
     ``factor`` with its relative size (mean gap / mean metric(a)), the error ratio
     ``(1 - mean metric(b)) / (1 - mean metric(a))`` and the per-seed slope of the gap against
     ``log2(level)`` (``slope=True``); ``stale``: ``(study, params, metric key, note)``, the
-    note shown while a done run of that arm lacks the key (made before a fix).
+    note (a function returning it, called only then) shown while a done run of that arm lacks
+    the key (made before a fix).
     """
 
     claim: str
@@ -315,7 +316,7 @@ def evaluate(specs, results: str | Path = "results") -> list[Claim]:
         for study, params, key, note in spec.stale:
             if any(key not in r.metrics for r in done_runs(results / study)
                    if all(r.param(k) == v for k, v in params.items())):
-                parts.append(note)
+                parts.append(note())
         verdict = _worst([r.verdict for r in rs if r.spec.role == "verdict"])
         setting = spec.setting.replace("{width}", _width_of(results, spec.studies[0]))
         rows.append(Claim(spec.claim, spec.paper, f"{setting}: " + "; ".join(parts), verdict,
