@@ -62,3 +62,48 @@ def test_the_quoted_gpu_table_is_the_committed_measurement():
     rows = gpu_check.table(result).splitlines()[2:]
     assert len(rows) == 11 and "\n".join(rows) in readme
     assert f"### Measured: one {result['device_name']}, `--quick` ({result['date']})" in readme
+
+
+@pytest.mark.slow
+def test_cpu_plumbing_of_the_throughput_part(tmp_path):
+    """Every family's variants are computed; per-network and total images/s and runs per hour agree."""
+    status = gpu_check.main(["--device", "cpu", "--only", "throughput", "--stacks", "1,2", "--streams", "2",
+                             "--repeats", "1", "--steps", "1", "--batch-size", "4", "--out-dir", str(tmp_path)])
+    assert status == 0
+    tp = json.loads((tmp_path / "gpu_check.json").read_text())["throughput"]
+    rows = tp["variants"]
+    assert set(rows) == {"eager", "eager_channels_last", "eager_bf16", "graph", "graph_channels_last", "graph_bf16",
+                         "streams_2", "stack_1_eager", "stack_1_eager_bf16", "stack_1_graph", "stack_1_graph_bf16",
+                         "stack_2_eager", "stack_2_eager_bf16", "stack_2_graph", "stack_2_graph_bf16"}
+    for name, row in rows.items():
+        assert row["images_per_s_total"] == pytest.approx(row["networks"] * row["images_per_s_per_network"]), name
+        assert row["runs_per_hour"]["figure6a_budget"] == pytest.approx(row["images_per_s_total"] * 3600 / 200_000)
+    assert rows["stack_2_eager"]["networks"] == 2 and rows["eager"]["vs_eager_total"] == 1.0
+    assert tp["flops_per_image_fwd_bwd"] > 0
+
+
+def test_bad_families_is_one_line_exit_2():
+    out = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--only", "throughput", "--families", "nope"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "expected some of layouts, graph, streams, stacks, stack_graphs" in out.stderr
+
+
+def test_committed_seed_batch_measurement_meets_the_4x_goal():
+    """The committed H200 measurement: K = 8 stacked members train >= 4x the images/s of one eager network."""
+    rows = json.loads((ROOT / "benchmarks" / "results" / "gpu_check" / "throughput_stacks.json").read_text())
+    rows = rows["throughput"]["variants"]
+    assert rows["stack_8_eager"]["vs_eager_total"] >= 4
+
+
+@pytest.mark.slow
+def test_gpu_pilot_plumbing_on_the_cpu(tmp_path):
+    from benchmarks import gpu_pilot
+
+    assert gpu_pilot.plan_epochs(250, 4000) == 12  # the committed pilot's plan: 0.6 x 250 s x 4000 / 50,000
+    data = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
+    if not data.exists():
+        pytest.skip("the CIFAR-10 JPEG copy is not in ../shared/datasets")
+    assert gpu_pilot.main(["--out-dir", str(tmp_path), "--seeds", "2", "--epochs", "1", "--device", "cpu",
+                           "--subset", "100"]) == 0
+    record = json.loads((tmp_path / "pilot.json").read_text())
+    assert record["epochs"] == 1 and len(record["test_acc"]) == 2 and record["status"] == ["done", "done"]

@@ -77,7 +77,8 @@ class MemberDropout(nn.Module):
     (``torch.Generator.get_state()``), as member ``k`` trained alone would hold it; each call
     swaps it in, runs ``F.dropout`` on member ``k``'s ``(B, F)`` slice, and stores the advanced
     state back, so the masks are the ones separate training draws. Input ``(B, K F)`` or
-    ``(B, K, F)`` -> ``(B, K, F)``.
+    ``(B, K, F)`` -> ``(B, K, F)``. Inside CUDA-graph capture (where generator states cannot be
+    swapped) one mask is drawn from the global generator instead: the same distribution.
     """
 
     def __init__(self, members: int, p: float):
@@ -89,6 +90,10 @@ class MemberDropout(nn.Module):
         x = x.reshape(x.shape[0], self.members, -1)
         if not self.training or self.p == 0:
             return x
+        if x.is_cuda and torch.cuda.is_current_stream_capturing():
+            # a CUDA graph cannot swap generator states: one mask from the global generator
+            # (the same distribution, not the masks of separate training)
+            return F.dropout(x, self.p, True)
         gen = _default_generator(x.device)
         saved = gen.get_state()
         out = []
