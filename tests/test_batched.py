@@ -222,3 +222,16 @@ def test_sigkill_then_resume_restores_every_member(float64, tmp_path):
         assert _max_diff(_params(tmp_path / "killed" / member), _params(tmp_path / "whole" / member)) < TOL_RESUME
         history = (tmp_path / "killed" / member / "metrics.jsonl").read_text().splitlines()
         assert [int(eval(line.replace("null", "None"))["epoch"]) for line in history] == list(range(1, epochs + 1))
+
+
+@pytest.mark.slow
+def test_ema_of_each_member_is_its_own(float64, tmp_path):
+    """With an EMA of the weights (evaluated instead of them), each member's EMA and test loss are as alone."""
+    cfg = config("identity", ema_decay=0.9)
+    outs = train_batch([(cfg, tmp_path / "a", 1), (cfg, tmp_path / "b", 2)], progress=False)
+    for seed, member, out in ((1, "a", outs[0]), (2, "b", outs[1])):
+        alone = train(cfg, tmp_path / f"alone{seed}", seed=seed, progress=False)
+        ema = [torch.load(d / "checkpoint.pt", weights_only=True)["ema"] for d in (tmp_path / member,
+                                                                                 tmp_path / f"alone{seed}")]
+        assert _max_diff(*ema) < TOL_LINEAR
+        assert out["test_loss"] == pytest.approx(alone["test_loss"], rel=1e-9)

@@ -31,11 +31,10 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
-from manifold_lab.models.stacked import (MemberDropout, member_optimizer_state, member_state, stack_models,
-                                         stack_optimizer_state)
+from manifold_lab.models.stacked import (MemberDropout, load_stacked_state, member_optimizer_state, member_state,
+                                         stack_models, stack_optimizer_state)
 from manifold_lab.train.config import TrainConfig
 from manifold_lab.train.ema import EMA
 from manifold_lab.train.optim import build_optimizer, build_scheduler, param_groups
@@ -92,7 +91,7 @@ class _Engine:
             self.optimizer.load_state_dict(stack_optimizer_state([r.state["optimizer"] for r in group], params))
             self.scheduler.load_state_dict(group[0].state["scheduler"])
             if self.ema is not None:
-                self.ema.module.load_state_dict(_stack_like(self.ema.module, [r.state["ema"] for r in group]))
+                load_stacked_state(self.ema.module, [r.state["ema"] for r in group])
         elif any(r.state is not None for r in group):
             raise RuntimeError("a group mixes resumed and fresh members at one epoch")  # _groups never does
         self.dropouts = [m for m in self.model.modules() if isinstance(m, MemberDropout)]
@@ -187,13 +186,6 @@ class _Engine:
         if self.dropouts and self.dropouts[0].states[i] is not None:
             rng = _with_device_rng(rng, self.dropouts[0].states[i], self.device)
         return model, optimizer, self.scheduler.state_dict(), ema, rng
-
-
-def _stack_like(stacked: nn.Module, states: list[dict]) -> dict:
-    from manifold_lab.models.stacked import stack_state
-
-    flat, target = stack_state(states), stacked.state_dict()
-    return {key: flat[key].reshape(target[key].shape) for key in target}
 
 
 def _device_rng(rng: dict, device: torch.device) -> torch.Tensor:
