@@ -1,5 +1,6 @@
 """MobileNetV2: exact counts, rounding, switches, shortcuts, conversion, bad input."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -124,7 +125,7 @@ def test_matches_torchvision_logits():
     [
         (dict(width_mult=0), "width_mult must be > 0"),
         (dict(width_mult=-1.0), "width_mult must be > 0"),
-        (dict(bottleneck_act="gelu"), "bottleneck_act='gelu' is not one of 'identity', 'relu', 'relu6'"),
+        (dict(bottleneck_act="gelu"), "bottleneck_act='gelu' is not one of identity, relu, relu6, elu, softplus"),
         (dict(shortcut="dense"), "shortcut='dense' is not one of 'bottleneck', 'expansion', 'none'"),
         (dict(stage_strides=(1, 2)), "stage_strides needs 7 entries"),
         (dict(stem_stride=3), "stem_stride must be 1 or 2"),
@@ -292,3 +293,54 @@ def test_every_spelling_of_the_linear_network_is_one_config_one_network(act, whe
     # a non-linear bottleneck in some blocks is left as written
     some = TrainConfig.model_validate({"model": {"bottleneck_act": "relu6", "bottleneck_act_blocks": "with_shortcut"}})
     assert (some.model.bottleneck_act, some.model.bottleneck_act_blocks) == ("relu6", "with_shortcut")
+
+
+INJECTIVE_ARMS = ("identity", "leaky_relu_0.1", "leaky_relu_0.3", "elu", "softplus")
+
+
+@pytest.mark.parametrize("name", INJECTIVE_ARMS)
+def test_injective_bottleneck_activations_are_strictly_increasing_on_a_grid(name):
+    """Strictly increasing on a grid from -20 to 20 (step 1e-3, float64): no two inputs share an output."""
+    from manifold_lab.models.layers import make_activation
+
+    grid = torch.arange(-20, 20, 1e-3, dtype=torch.float64)
+    assert (torch.diff(make_activation(name)(grid)) > 0).all()
+
+
+@pytest.mark.parametrize("name", ["relu", "relu6"])
+def test_relu_and_relu6_are_not_injective_on_the_same_grid(name):
+    from manifold_lab.models.layers import make_activation
+
+    grid = torch.arange(-20, 20, 1e-3, dtype=torch.float64)
+    assert not (torch.diff(make_activation(name)(grid)) > 0).all()
+
+
+def test_silu_and_gelu_are_not_injective_hence_not_offered():
+    """Both dip below zero and come back: two negative inputs share an output, so neither is a choice."""
+    from manifold_lab.models.layers import make_activation
+
+    from scipy.optimize import brentq
+
+    silu = lambda v: v / (1 + np.exp(-v))  # noqa: E731
+    partner = brentq(lambda v: silu(v) - silu(-3.0), -1.27, 0.0)  # the other input with SiLU's output at -3
+    assert partner > -1.27 and silu(partner) == pytest.approx(silu(-3.0), abs=1e-12)
+    grid = torch.arange(-6, 0, 1e-3)
+    for fn in (torch.nn.functional.silu, torch.nn.functional.gelu):
+        assert not (torch.diff(fn(grid)) > 0).all()
+    for name in ("silu", "gelu", "leaky_relu_0", "leaky_relu_1.5", "leaky_relu_x"):
+        with pytest.raises(ValueError, match="identity, relu, relu6|0 < slope < 1"):
+            make_activation(name)
+
+
+def test_parameter_count_is_the_same_for_every_bottleneck_activation():
+    counts = {name: count_parameters(mobilenet_v2("cifar_fast", width_mult=0.5, bottleneck_act=name))
+              for name in ("relu6", *INJECTIVE_ARMS)}
+    assert len(set(counts.values())) == 1, counts
+
+
+def test_leaky_slope_has_one_spelling():
+    from manifold_lab.train.config import TrainConfig
+
+    cfg = TrainConfig.model_validate({"model": {"bottleneck_act": "leaky_relu_0.30"}})
+    assert cfg.model.bottleneck_act == "leaky_relu_0.3"
+    assert isinstance(mobilenet_v2("cifar_fast", bottleneck_act="leaky_relu_0.3").features[2].act3, torch.nn.LeakyReLU)

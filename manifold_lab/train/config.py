@@ -12,11 +12,15 @@ default, so a spec only writes what it changes.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-Act = Literal["identity", "relu", "relu6"]
+from manifold_lab.models.layers import canonical_activation
+
+#: An activation name (``manifold_lab.models.layers``: identity, relu, relu6, elu, softplus,
+#: leaky_relu_<slope>), stored in its one spelling so one network has one run id.
+Act = Annotated[str, AfterValidator(canonical_activation)]
 
 #: Bounds shared with ``manifold-lab models`` (its --width and --resolution).
 MAX_WIDTH_MULT = 4.0
