@@ -117,6 +117,13 @@ class Kind:
         ``warnings(params) -> list[str]``: one line per trap in a valid set of
         parameters (e.g. training that never leaves its warm-up), printed by
         ``manifold-lab run`` before any run starts.
+    run_batch : callable or None
+        ``run_batch([(params, seed, ctx), ...]) -> [metrics, ...]``: several runs at once
+        (``manifold-lab run --batch-runs K``: seed-batched training), each result as ``run``
+        returns it, in order.
+    batch_key : callable or None
+        ``batch_key(params) -> str | None``: runs with equal keys may share one ``run_batch``
+        call; None: this run trains alone.
     """
 
     name: str
@@ -129,6 +136,8 @@ class Kind:
     bookkeeping: tuple[str, ...] = ()
     headline: tuple[str, ...] = ()
     warnings: Callable[[pydantic.BaseModel], list[str]] | None = None
+    run_batch: Callable[[list], list[dict]] | None = None
+    batch_key: Callable[[pydantic.BaseModel], str | None] | None = None
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():

@@ -73,6 +73,22 @@ def run(params: TrainConfig, seed: int, ctx: RunContext) -> dict:
     return train(params, ctx.run_dir, seed=seed, progress=ctx.show_progress, log=ctx.log)
 
 
+def run_batch(members: list) -> list[dict]:
+    """``members = [(params, seed, ctx), ...]`` trained as one seed-batched network (``manifold_lab.train.batched``)."""
+    from manifold_lab.train.batched import train_batch
+
+    return train_batch([(params, ctx.run_dir, seed) for params, seed, ctx in members],
+                       progress=members[0][2].show_progress, log=[ctx.log for _, _, ctx in members])
+
+
+def batch_key(params: TrainConfig) -> str | None:
+    """Runs that differ only in seed and activations share a key; None for what cannot be batched
+    (a global gradient clip couples the members; a torchrun launch trains one network per process)."""
+    from manifold_lab.train.batched import batch_key as key
+
+    return None if params.train.grad_clip else key(params)
+
+
 def warnings(params: TrainConfig) -> list[str]:
     """The traps of a valid configuration: a schedule that never leaves its warm-up."""
     epochs, warmup = params.train.epochs, params.schedule.warmup_epochs
@@ -283,4 +299,6 @@ KIND = Kind(
     check=check,
     bookkeeping=("params", "epochs", "images_per_s"),
     warnings=warnings,
+    run_batch=run_batch,
+    batch_key=batch_key,
 )

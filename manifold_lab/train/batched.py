@@ -209,18 +209,25 @@ def _with_device_rng(rng: dict, state: torch.Tensor, device: torch.device) -> di
 
 def train_batch(members: list[tuple[TrainConfig, str | Path, int]], *, resume: bool = True, progress: bool = True,
                 log=None) -> list[dict]:
-    """Train ``members`` (``(cfg, run_dir, seed)`` each) as one stacked network; their metrics, in order."""
-    say = log.info if log is not None else (lambda *a: None)
+    """Train ``members`` (``(cfg, run_dir, seed)`` each) as one stacked network; their metrics, in order.
+
+    ``log``: one logger for every member, or a list with one per member (each member's lines go to its own).
+    """
+    logs = list(log) if isinstance(log, (list, tuple)) else [log] * len(members)
+    says = [lg.info if lg is not None else (lambda *a: None) for lg in logs]
     cfgs = [m[0] for m in members]
     check_members(cfgs)
     d = setup(cfgs[0])
     if d.enabled:
         raise ValueError("seed-batched training runs in one process; under torchrun train the runs one by one")
-    runs = [prepare(cfg, run_dir, seed, d, resume=resume, say=say) for cfg, run_dir, seed in members]
+    runs = [prepare(cfg, run_dir, seed, d, resume=resume, say=say)
+            for (cfg, run_dir, seed), say in zip(members, says)]
+    for run, say in zip(runs, says):
+        run.say = say
     cfg = cfgs[0]
     steps_per_epoch = len(runs[0].train_loader)
     for run in runs:
-        run.tb = TensorBoardLog.open(run.run_dir, run.epoch * steps_per_epoch, say)
+        run.tb = TensorBoardLog.open(run.run_dir, run.epoch * steps_per_epoch, run.say)
         if run.history and run.history[-1].get("status") == "diverged":
             run.status = "diverged"
     engine = None
@@ -246,14 +253,14 @@ def train_batch(members: list[tuple[TrainConfig, str | Path, int]], *, resume: b
             if not result["alive"][i]:
                 run.status = "diverged"
                 run.history.append({"epoch": epoch + 1, "status": "diverged"})
-                say(f"{run.run_dir.name}: epoch {epoch + 1}: loss is not finite; stopping (diverged)")
+                run.say(f"epoch {epoch + 1}: loss is not finite; stopping (diverged)")
                 continue
             row = epoch_row(epoch, result["loss_sum"][i], result["correct"][i], result["seen"], seconds,
                             (test_loss[i], test_acc[i]), engine.optimizer.param_groups[0]["lr"],
                             (clean[0][i], clean[1][i]) if clean is not None else None)
             run.history.append(row)
             run.epoch = epoch + 1
-            say(f"{run.run_dir.name}: {json.dumps(row)}")
+            run.say(json.dumps(row))
             if run.tb is not None:
                 run.tb.epoch(step + steps_per_epoch, row)
             model_state, optimizer_state, scheduler_state, ema_state, rng = engine.unstack(i)

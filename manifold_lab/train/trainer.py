@@ -166,6 +166,7 @@ class Run:
     rng: dict | None = None
     status: str = "done"
     tb: object = None
+    say: object = None
 
     @property
     def ckpt_path(self) -> Path:
