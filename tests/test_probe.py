@@ -26,12 +26,13 @@ def _identity_bn(bn: nn.BatchNorm2d, bias: float = 0.0) -> None:
     bn.running_var.fill_(1.0)
 
 
-def identity_block(k: int = 4, *, bottleneck_act="identity", bn3_shift=0.0) -> nn.Module:
+def identity_block(k: int = 4, *, bottleneck_act="identity", bn3_shift=0.0, shortcut="none") -> nn.Module:
     """A non-residual block ``x -> [I; -I] -> ReLU -> [I, -I]``: the output is ``x`` exactly (ReLU(x) - ReLU(-x)).
 
-    ``bn3_shift`` adds a constant to the bottleneck pre-activation (BN's beta).
+    ``bn3_shift`` adds a constant to the bottleneck pre-activation (BN's beta): ``pre = x + bn3_shift``;
+    ``shortcut="bottleneck"`` makes the output ``x + act3(pre)``.
     """
-    block = InvertedResidual(k, k, 1, 2, bottleneck_act=bottleneck_act, shortcut="none", expand_act="relu",
+    block = InvertedResidual(k, k, 1, 2, bottleneck_act=bottleneck_act, shortcut=shortcut, expand_act="relu",
                              depthwise_act="identity")
     eye = torch.eye(k)
     with torch.no_grad():

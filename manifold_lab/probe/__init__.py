@@ -14,6 +14,11 @@ class-balanced image set, at every inverted-residual block:
 - recoverability of the block input and of the bottleneck pre-activation from
   the block output: ``manifold_lab.recovery.ridge_decoder`` (held-out R^2) and
   ``knn_decoder``;
+- the branch: recoverability of the bottleneck pre-activation from ``act3``
+  of it, before the shortcut adds the input back (a dead branch is total loss
+  there, while the block input still comes back whole from ``x + 0``);
+- label information in the block output: a held-out linear probe's accuracy
+  (when the images' labels are given);
 - geometry of the block output per image: TwoNN as Ansuini et al. (2019)
   (``manifold_lab.geometry.twonn_ansuini``) and RankMe (Garrido et al. 2023).
 
@@ -24,6 +29,7 @@ Modules, one concept each:
   fixed submodule names) and the BN-folded expansion;
 - ``measures``: the measures of one block from plain arrays (shared with the
   toy networks of ``manifold_lab.toy``);
+- ``label_probe``: the held-out accuracy of a linear read-out of the labels;
 - ``network``: ``probe_network`` (one record per block) and ``probe_summary``
   (a few numbers per network);
 - ``sources``: a network from a run folder or checkpoint, trained or rebuilt at step 0;

@@ -68,14 +68,25 @@ class BlockSample:
 
 
 def activation_name(module: nn.Module) -> str:
-    """``identity`` | ``relu`` | ``relu6`` for the activation modules of the model zoo."""
+    """The config name of an activation module of the model zoo.
+
+    ``identity`` | ``relu`` | ``relu6``, and the injective ones: ``leaky_relu_<slope>``
+    (``nn.LeakyReLU(0.1)`` is ``leaky_relu_0.1``), ``elu``, ``softplus``.
+    """
     if isinstance(module, nn.ReLU6):
         return "relu6"
     if isinstance(module, nn.ReLU):
         return "relu"
     if isinstance(module, nn.Identity):
         return "identity"
-    raise ValueError(f"unsupported activation module {type(module).__name__}; expected ReLU, ReLU6 or Identity")
+    if isinstance(module, nn.LeakyReLU):
+        return f"leaky_relu_{module.negative_slope:g}"
+    if isinstance(module, nn.ELU):
+        return "elu"
+    if isinstance(module, nn.Softplus):
+        return "softplus"
+    raise ValueError(f"unsupported activation module {type(module).__name__}; expected ReLU, ReLU6, Identity, "
+                     "LeakyReLU, ELU or Softplus")
 
 
 def blocks(model: nn.Module) -> list[tuple[str, InvertedResidual]]:

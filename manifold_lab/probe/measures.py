@@ -8,7 +8,9 @@ output of every image (the points whose geometry is measured).
 
 A unit is *active* when it is in the linear piece of its activation: every
 unit for ``identity``, ``z > 0`` for ``relu``, ``0 < z < 6`` for ``relu6`` (at 0
-or 6 its derivative is 0, so it carries nothing about its input there).
+or 6 its derivative is 0, so it carries nothing about its input there). The
+strictly increasing activations (``leaky_relu_<slope>``, ``elu``, ``softplus``)
+are injective: their derivative is positive everywhere, so every unit is active.
 
 Record keys (``None`` where a measure does not apply or is undefined):
 
@@ -27,6 +29,18 @@ Record keys (``None`` where a measure does not apply or is undefined):
   ``r2_input_knn``, ``r2_pre_knn``: the same with the k-NN decoder (when asked);
 - ``twonn_mean``, ``twonn_std``: TwoNN of ``rep`` as Ansuini et al. (2019)
   (``manifold_lab.geometry.twonn_ansuini``); ``rankme``: effective rank of ``rep``.
+- ``r2_branch_linear``, ``r2_branch_knn`` (the latter when asked): held-out R^2
+  of the bottleneck pre-activation ``pre`` (P, k') recovered from the branch
+  output ``act = act3(pre)`` (P, k'), ridge and k-NN decoder,
+  ``R^2 = 1 - sum |pre - pre_hat|^2 / sum |pre - mean(pre)|^2`` over the
+  held-out positions (``manifold_lab.recovery.r2_score``). Unlike
+  ``r2_input_*`` and ``r2_pre_*``, which decode from ``out = x + act`` and so
+  see the shortcut's copy of ``x``, it counts a dead branch (``act`` constant)
+  as total loss (R^2 <= 0), the identity as none (R^2 = 1), and an injective
+  ``act3`` as none for the k-NN decoder;
+- ``label_accuracy`` (when labels are given): held-out accuracy of a linear
+  read-out of the image labels from ``rep``
+  (``manifold_lab.probe.label_probe.label_accuracy``).
 
 The numpy linear algebra and the neighbour searches run on one thread: the matrices are small
 (thousands of batched SVDs), where threads only wait for each other (10-50x
@@ -40,14 +54,20 @@ from threadpoolctl import threadpool_limits
 
 from manifold_lab.geometry import rankme, twonn_ansuini
 from manifold_lab.metrics import rank_deficient
+from manifold_lab.probe.label_probe import label_accuracy
 from manifold_lab.recovery import knn_decoder, r2_score, ridge_decoder
 
-ACTIVATIONS = ("identity", "relu", "relu6")
+ACTIVATIONS = ("identity", "relu", "relu6", "leaky_relu_<slope>", "elu", "softplus")
+
+
+def injective(act: str) -> bool:
+    """Whether ``act`` is strictly increasing (no two inputs share an output): identity, leaky ReLU, ELU, softplus."""
+    return act in ("identity", "elu", "softplus") or act.startswith("leaky_relu_")
 
 
 def linear_piece(z: np.ndarray, act: str) -> np.ndarray:
     """Boolean mask of the units of ``z`` in the linear piece of ``act`` (see the module docstring)."""
-    if act == "identity":
+    if injective(act):
         return np.ones(z.shape, dtype=bool)
     if act == "relu":
         return z > 0
@@ -64,11 +84,22 @@ def _r2(decoder, target, out, random_state, **kw):
 
 
 def block_measures(*, x, pre, act, out, rep, bottleneck_act: str, W=None, b=None, expand_act: str = "relu6",
-                   knn: bool = True, n_resamples: int = 5, random_state: int = 0) -> dict:
-    """Every measure of one block (module docstring); ``W`` (t k, k) and ``b`` (t k,) are the folded expansion."""
+                   knn: bool = True, n_resamples: int = 5, random_state: int = 0, labels=None) -> dict:
+    """Every measure of one block (module docstring); ``W`` (t k, k) and ``b`` (t k,) are the folded expansion.
+
+    ``labels`` (N,), one per row of ``rep``, adds ``label_accuracy``.
+    """
     with threadpool_limits(1):  # BLAS and OpenMP (scikit-learn's neighbour search)
-        return _measures(x=x, pre=pre, act=act, out=out, rep=rep, bottleneck_act=bottleneck_act, W=W, b=b,
-                         expand_act=expand_act, knn=knn, n_resamples=n_resamples, random_state=random_state)
+        rec = _measures(x=x, pre=pre, act=act, out=out, rep=rep, bottleneck_act=bottleneck_act, W=W, b=b,
+                        expand_act=expand_act, knn=knn, n_resamples=n_resamples, random_state=random_state)
+        # The branch and label measures come last, so the earlier keys keep their order in the CSV.
+        pre, act = np.asarray(pre, dtype=np.float64), np.asarray(act, dtype=np.float64)
+        rec["r2_branch_linear"] = _r2(ridge_decoder, pre, act, random_state)
+        if knn:
+            rec["r2_branch_knn"] = _r2(knn_decoder, pre, act, random_state)
+        if labels is not None:
+            rec["label_accuracy"] = label_accuracy(rep, labels, random_state=random_state)
+        return rec
 
 
 def _measures(*, x, pre, act, out, rep, bottleneck_act, W, b, expand_act, knn, n_resamples, random_state) -> dict:

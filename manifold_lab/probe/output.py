@@ -26,6 +26,7 @@ from manifold_lab.probe.network import probe_summary
 PROFILE = (
     ("r2_input_linear", "block input from output\n(ridge R^2, held out)"),
     ("r2_pre_linear", "bottleneck pre-activation\nfrom output (ridge R^2)"),
+    ("r2_branch_linear", "bottleneck pre-activation\nfrom act3 of it (ridge R^2)"),
     ("lemma2_failure_fraction", "Lemma 2 fails\n(share of positions)"),
     ("zeroed_fraction", "bottleneck channels\nzeroed (share)"),
     ("twonn_mean", "TwoNN ID of the output\n(mean over resamples)"),
