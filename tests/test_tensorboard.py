@@ -68,3 +68,28 @@ def test_without_tensorboard_one_info_line_and_no_event_files(tmp_path, monkeypa
     assert not (tmp_path / "tensorboard").exists()
     notes = [r.getMessage() for r in caplog.records if "tensorboard" in r.getMessage()]
     assert notes == ['tensorboard is not installed: no event files (pip install "manifold-lab[tensorboard]")']
+
+
+def test_a_resumed_run_keeps_the_checkpointed_epochs_points(tmp_path, monkeypatch):
+    """Killed after epoch 1's checkpoint, resumed: TensorBoard shows both epochs' points, once each
+    (the purge starts at the first step computed again, not at the checkpointed epoch's last step)."""
+    from manifold_lab.train import trainer
+
+    cfg = TrainConfig.model_validate(SMOKE)
+    real_save = trainer.save
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path, seed=3, progress=False)
+    monkeypatch.setattr(trainer, "save", real_save)
+    assert train(cfg, tmp_path, seed=3, progress=False)["status"] == "done"
+    acc = read_events(tmp_path / "tensorboard")
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    points = acc.Scalars("test/acc")
+    assert [e.value for e in points] == pytest.approx([r["test_acc"] for r in rows])
+    steps = [e.step for e in acc.Scalars("train/loss_step")]
+    assert steps == list(range(1, steps[-1] + 1))  # every step once

@@ -16,8 +16,10 @@ Tags, all against the global step (optimizer steps since the start of training):
   ``hparam/test_loss``, ``hparam/train_acc``, ``hparam/train_loss`` through
   TensorBoard's hparams plugin (``torch.utils.tensorboard.summary.hparams``).
 
-A resumed run opens the writer with ``purge_step`` = the first step it computes again,
-so TensorBoard hides the events a killed run wrote after its last checkpoint.
+A resumed run opens the writer with ``purge_step`` = the first step it computes again (the
+steps its checkpoint holds, plus one), so TensorBoard hides the events a killed run wrote after
+its last checkpoint and keeps those of the checkpointed epochs, whose epoch scalars sit at their
+last step.
 Open a whole study: ``tensorboard --logdir results/<name>`` (each run is
 ``runs/<id>/tensorboard``).
 """
@@ -54,14 +56,16 @@ class TensorBoardLog:
         self.writer = writer
 
     @classmethod
-    def open(cls, run_dir: str | Path, purge_step: int = 0, say=None) -> TensorBoardLog | None:
+    def open(cls, run_dir: str | Path, done_steps: int = 0, say=None) -> TensorBoardLog | None:
+        """The log of ``run_dir``; ``done_steps``: the optimizer steps its checkpoint holds (events from
+        step ``done_steps + 1`` on are purged: they are computed again)."""
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             if say is not None:
                 say('tensorboard is not installed: no event files (pip install "manifold-lab[tensorboard]")')
             return None
-        return cls(SummaryWriter(str(Path(run_dir) / FOLDER), purge_step=purge_step or None))
+        return cls(SummaryWriter(str(Path(run_dir) / FOLDER), purge_step=done_steps + 1))
 
     def step(self, step: int, loss: float, lr: float) -> None:
         self.writer.add_scalar("train/loss_step", loss, step)
