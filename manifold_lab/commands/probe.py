@@ -18,6 +18,10 @@ def add_arguments(p) -> None:
     p.add_argument("--no-knn", action="store_true", help="skip the k-NN decoder (the ridge decoder always runs)")
     p.add_argument("--resamples", type=int, default=5, help="TwoNN resamples (random halves; default 5)")
     p.add_argument("--seed", type=int, default=0, help="seed of the image draw, positions and splits (default 0)")
+    p.add_argument("--data-root", default=None,
+                   help="where the test images are (default: $MANIFOLD_LAB_DATA, then ../shared/datasets); the "
+                        "checkpoint names the dataset, never its folder")
+    p.add_argument("--cache-dir", default=None, help="decoded-image cache (default: $MANIFOLD_LAB_CACHE, ~/.cache)")
     p.add_argument("--out", default="runs/probe", help="output folder (default runs/probe)")
 
 
@@ -30,7 +34,7 @@ def run(args) -> int:
     from manifold_lab.probe.images import probe_images
     from manifold_lab.probe.network import check_sizes, probe_network, probe_summary
     from manifold_lab.probe.output import write_probe
-    from manifold_lab.probe.sources import load_source
+    from manifold_lab.probe.sources import load_source, user_data
 
     check_sizes(args.images, args.positions)
     if args.resamples < 1 or args.resamples > 100:
@@ -44,7 +48,8 @@ def run(args) -> int:
                                                    "eval_subset", "augment"}) for s in sources}
     if len(data) > 1:
         raise ValueError("the sources were trained on different data; probe them separately")
-    images, histogram = probe_images(sources[0].config.data, args.images, random_state=args.seed)
+    data_cfg = user_data(sources[0].config, root=args.data_root, cache_dir=args.cache_dir)
+    images, histogram = probe_images(data_cfg, args.images, random_state=args.seed)
     results = []
     for src in sources:
         stages = (("step0", src.initial), ("trained", src.trained)) if args.step0 else (("trained", src.trained),)
@@ -59,7 +64,7 @@ def run(args) -> int:
                   f"Lemma 2 fails {s['lemma2_failure_mean']:.4f}, zeroed {s['zeroed_mean']:.3f}")
     meta = {"images": len(images), "class_histogram": {str(k): v for k, v in histogram.items()},
             "positions_per_block": args.positions, "knn": not args.no_knn, "twonn_resamples": args.resamples,
-            "seed": args.seed, "data": sources[0].config.data.model_dump(mode="json"),
+            "seed": args.seed, "data": data_cfg.model_dump(mode="json"),
             "provenance": {"command": " ".join(["manifold-lab probe", *sys.argv[2:]]) if sys.argv[1:2] == ["probe"]
                            else "manifold-lab probe", "manifold_lab": __version__, "torch": torch.__version__,
                            "python": platform.python_version(),

@@ -6,6 +6,12 @@ carries the resolved ``TrainConfig`` and the seed; the trained weights are its
 EMA weights when the run kept an EMA (what the trainer evaluated), else its
 model weights. The step-0 network is rebuilt exactly from the config and seed
 (``manifold_lab.train.trainer.initial_model``, the trainer's own construction).
+
+A checkpoint is data, not configuration: it may come from anyone. Its weights must be
+floating point and fit the network its configuration builds (one ``UsageError`` line
+otherwise), and of its data settings only what identifies the images is used: the dataset's
+name, image size and channels. Where the data live, where they are cached and whether they
+may be downloaded come from the user (``user_data``), never from the checkpoint.
 """
 
 from __future__ import annotations
@@ -64,6 +70,42 @@ def checkpoint_path(source: str | Path) -> Path:
     return path
 
 
+def user_data(config, *, root: str | None = None, cache_dir: str | None = None):
+    """The data settings to read a source's images with: the checkpoint's dataset name, image size
+    and channels; the user's ``root`` and ``cache_dir`` (None: the standard search and cache); never a
+    download. ``config`` is the source's ``TrainConfig``."""
+    from manifold_lab.train.config import DataConfig
+
+    d = config.data
+    return DataConfig(name=d.name, image_size=d.image_size, channels=d.channels, root=root, cache_dir=cache_dir,
+                      download=False, batch_size=d.batch_size, eval_batch_size=d.eval_batch_size)
+
+
+def _check_weights(path: Path, config, weights: dict, num_classes: int, in_channels: int) -> None:
+    """One ``UsageError`` line unless ``weights`` are floating tensors that fit ``config``'s network."""
+    import torch
+
+    from manifold_lab.train.trainer import build_model
+
+    for key, value in weights.items():
+        if not isinstance(value, torch.Tensor):
+            raise UsageError(f"{path}: weight {key} is a {type(value).__name__}, not a tensor; not a manifold-lab "
+                             f"checkpoint")
+        if not key.endswith("num_batches_tracked") and not value.is_floating_point():
+            raise UsageError(f"{path}: weight {key} is {value.dtype}, not floating point; not a manifold-lab "
+                             f"checkpoint")
+    model = build_model(config, num_classes, in_channels)
+    expected = model.state_dict()
+    missing, extra = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
+    if missing or extra:
+        raise UsageError(f"{path}: its weights do not match the network its configuration builds "
+                         f"({len(missing)} missing, e.g. {missing[:1]}; {len(extra)} unexpected, e.g. {extra[:1]})")
+    for key, ref in expected.items():
+        if tuple(weights[key].shape) != tuple(ref.shape):
+            raise UsageError(f"{path}: weight {key} has shape {tuple(weights[key].shape)}, but the configuration "
+                             f"builds {tuple(ref.shape)}")
+
+
 def load_source(source: str | Path) -> Source:
     """Read a run folder or checkpoint (see the module docstring)."""
     from manifold_lab.train.checkpoint import load_checkpoint
@@ -80,7 +122,9 @@ def load_source(source: str | Path) -> Source:
         weights = state["ema"] if state.get("ema") else state["model"]
         num_classes = int(weights["classifier.1.weight"].shape[0])
         in_channels = int(weights["features.0.conv.weight"].shape[1])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise UsageError(f"{path} is not a MobileNetV2 checkpoint of manifold-lab ({type(exc).__name__}: {exc})") from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise UsageError(f"{path} is not a MobileNetV2 checkpoint of manifold-lab ({type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())[:200]})") from None
+    _check_weights(path, config, weights, num_classes, in_channels)
     return Source(path=path, config=config, seed=int(state.get("seed", 0)), epoch=int(state.get("epoch", 0)),
                   num_classes=num_classes, in_channels=in_channels, weights=weights)
