@@ -89,7 +89,7 @@ def test_figure6a_and_figure7_from_a_results_folder(tmp_path):
     assert "linear 61.0% [" in row.ours and "(n = 3)" in row.ours
     p = V.t_pvalue([0.02, 0.02, 0.015])
     assert f"paired t p = {p:.2g}, Holm-adjusted p = {p:.2g} (supported)" in row.ours  # a family of one
-    fig7 = C.claim_figure7(tmp_path)
+    fig7 = C.row_claim(C.ROWS["figure7"], tmp_path)
     assert fig7.verdict == V.CONTRADICTED  # one relu6 network has 3 layers below the threshold
     assert "relu6 final: 2, 3, 0 of 4 layers below" in fig7.ours
     assert "linear step0: 0, 0, 0 of 4" in fig7.ours

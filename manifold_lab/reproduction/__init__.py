@@ -2,7 +2,8 @@
 
 - ``records``            the completed runs of a committed study, read for a claim
 - ``verdict``            the rule: paired tests over seeds, Holm's adjustment, the verdict words
-- ``claims``             the claim table: one row per claim of the paper
+- ``claims``             the claim table as data: one declaration per claim of the paper
+- ``rules``              the evaluators of the rows that are not paired differences (``RULES``)
 - ``readme``             ``results/README.md`` rendered from the rows
 - ``probe_correlation``  the probe's measures against the accuracy penalty (pre-registered)
 - ``id_profile``         the intrinsic-dimension profile through depth (pre-registered)

@@ -1,0 +1,135 @@
+"""The rules of the claim table's rows that are not paired differences: one evaluator per kind of rule.
+
+A ``Row`` declares the wording (claim, the paper's evidence, setting, command),
+what its rule reads and the rule's constants; ``RULES[row.rule](row, results)``
+returns the row's numbers and verdict. The paired differences have their own
+rule, ``manifold_lab.reproduction.verdict``; the rows themselves are data in
+``manifold_lab.reproduction.claims``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scipy import stats as sps
+
+from manifold_lab.reproduction.records import csv_rows, damaged, done_runs, layers_below_threshold, old_sample
+from manifold_lab.reproduction.verdict import CONTRADICTED, MIN_SEEDS, SUPPORTED
+
+__all__ = ["RULES", "Row", "collapse_intervals", "described_profiles", "layers_below", "preregistered_correlation",
+           "z_within_bound"]
+
+
+@dataclass(frozen=True)
+class Row:
+    """A row that is not a paired difference, as data: the claim, the paper's evidence, the command that
+    regenerates it, the setting its numbers are measured in, and ``rule``, the key of its evaluator in
+    ``RULES``, with what that evaluator reads (``source``, under the results folder) and its constants
+    (``params``). Adding such a row is adding a ``Row``; a new kind of rule adds one evaluator."""
+
+    claim: str
+    paper: str
+    command: str
+    setting: str
+    rule: str
+    source: str
+    params: dict = field(default_factory=dict)
+
+
+def layers_below(row: Row, results: Path) -> tuple[str, str]:
+    """Figure 7's rule: *supported* if every trained network (``params["arms"]``, ``MIN_SEEDS`` each at least)
+    has at most ``params["at_most"]`` ReLU layers below their threshold after training."""
+    runs = done_runs(results / row.source)
+    parts, counts = [], []
+    old = sum(old_sample(r) for r in runs)
+    for act, label in row.params["arms"].items():
+        for when in ("step0", "final"):
+            found = [x for x in (layers_below_threshold(r, when) for r in runs
+                                 if r.param("model.bottleneck_act") == act) if x]
+            if when == "final":
+                counts += [below for below, _ in found]
+            if found:
+                parts.append(f"{label} {when}: {', '.join(str(b) for b, _ in found)} of {found[0][1]} layers below "
+                             "(per seed)")
+    needed = len(row.params["arms"]) * MIN_SEEDS
+    if len(counts) < needed:
+        verdict = f"not enough runs yet ({len(counts)} of {needed} trained networks)"
+    else:
+        verdict = SUPPORTED if max(counts) <= row.params["at_most"] else CONTRADICTED
+    note = (f" **{old} of {len(runs)} runs predate issue 11: their statistics come from the first 256 test "
+            "images of a class-sorted split (all one class), with the threshold C/6 for every layer and step 0 on "
+            "fresh running statistics; without checkpoints they are recomputed only by rerunning the study.**"
+            if old else "")
+    return (f"{row.setting}: {'; '.join(parts) or 'no runs yet'}. Rule: supported if at most "
+            f"{row.params['at_most']} layers are below in every trained network.{note}", verdict)
+
+
+def z_within_bound(row: Row, results: Path) -> tuple[str, str]:
+    """Theorem 1's rule: *supported* if every |z| of Monte Carlo against theory (rows with a positive standard
+    error) is below the Bonferroni bound ``Phi^-1(1 - 0.025 / points)``: all points together at 95%."""
+    path = results / row.source
+    if not path.exists():
+        return "not run yet", "not run yet"
+    with damaged(path, row.command):
+        rows = [r for r in csv_rows(path) if float(r["stderr"]) > 0]
+        z = [abs(float(r["z"])) for r in rows]
+        ms, ns = sorted({int(r["m"]) for r in rows}), sorted({int(r["n"]) for r in rows})
+        if not z:
+            raise ValueError("no row with a positive stderr")
+    bound = float(sps.norm.ppf(1 - 0.025 / len(z)))
+    return (f"{row.setting}, m = {ms[0]}-{ms[-1]}, n = {', '.join(map(str, ns))}: {len(z)} points with sampling "
+            f"error, largest |z| = {max(z):.2f}, {sum(x <= 3 for x in z)} of {len(z)} within 3 s.e. Rule: "
+            f"supported if every |z| is below the Bonferroni 95% bound {bound:.2f}",
+            SUPPORTED if max(z) < bound else CONTRADICTED)
+
+
+def collapse_intervals(row: Row, results: Path) -> tuple[str, str]:
+    """Figure 1's rule: *supported* if the 95% interval of the collapsed fraction lies above 0 at every
+    dimension of ``params["collapses"]`` and below ``params["below"]`` at every one of ``params["survives"]``."""
+    path = results / row.source
+    if not path.exists():
+        return "not run yet", "not run yet"
+    collapses, survives, below = row.params["collapses"], row.params["survives"], row.params["below"]
+    with damaged(path, row.command):
+        rows = csv_rows(path)
+        if not rows:
+            raise ValueError("no data row")
+        cf = {n: {k: float(rows[0][f"collapsed_fraction_n{n}_{k}"]) for k in ("mean", "ci_low", "ci_high", "n")}
+              for n in (*collapses, *survives)}
+    ok = all(cf[n]["ci_low"] > 0 for n in collapses) and all(cf[n]["ci_high"] < below for n in survives)
+    text = "; ".join(f"n = {n}: {100 * c['mean']:.1f}% [{100 * c['ci_low']:.1f}, {100 * c['ci_high']:.1f}]"
+                     for n, c in cf.items())
+    return (f"{row.setting.format(seeds=int(cf[collapses[0]]['n']))}: {text}. Rule: supported if the interval at "
+            f"n = {', '.join(map(str, collapses))} lies above 0 and at n = {', '.join(map(str, survives))} below "
+            f"{below:.0%}", SUPPORTED if ok else CONTRADICTED)
+
+
+def preregistered_correlation(row: Row, results: Path) -> tuple[str, str]:
+    """Beyond the paper (issue 12): the rule pre-registered in ``experiments/probe_penalty_correlation.md``
+    on Spearman's rho and its bootstrap interval (``probe_correlation.verdict``)."""
+    from manifold_lab.reproduction import probe_correlation as P
+
+    got = P.analyse(results, with_secondary=False)
+    studies = sorted({c["study"] for c in got["conditions"]})
+    rho = (f"Spearman rho = {got['rho']:+.2f} [{got['ci_low']:+.2f}, {got['ci_high']:+.2f}] (95% bootstrap)"
+           if got["n"] >= 3 else "no correlation yet")
+    return f"{got['n']} conditions ({', '.join(studies) or 'none yet'}), {row.setting}: {rho}", got["verdict"]
+
+
+def described_profiles(row: Row, results: Path) -> tuple[str, str]:
+    """External check (Ansuini et al. 2019): the share of networks of each shape by the pre-registered shape
+    rules (``id_profile``); described, no verdict rule."""
+    from manifold_lab.reproduction import id_profile as G
+
+    by = G.shares(G.run_profiles(results))
+    if not by:
+        return "no CIFAR-10 run with the probe yet", "not enough runs yet"
+    ours = "; ".join(f"{v}: hunchback after training in {s['hunchback_final']} of {s['runs']} networks, flat at "
+                     f"step 0 in {s['flat_step0']} of {s['runs']}" for v, s in sorted(by.items()))
+    return f"{row.setting}: {ours}", "described (share of networks; no verdict rule was pre-registered)"
+
+
+#: One evaluator per kind of rule: ``evaluator(row, results) -> (ours, verdict)``.
+RULES = {"layers_below": layers_below, "z_within_bound": z_within_bound, "collapse_intervals": collapse_intervals,
+         "preregistered_correlation": preregistered_correlation, "described_profiles": described_profiles}
