@@ -16,12 +16,9 @@ each run is a real subprocess started from the same pickled task, with the same
 log folder and result collection, at most ``--jobs`` at a time; it always waits
 and writes the report.
 
-Preemption and time limits: every task is a ``submitit.helpers.Checkpointable``.
-On Slurm's warning signal (``USR2``, ``signal_delay_s`` before the limit)
-submitit calls its ``checkpoint()``, which returns the same task, and requeues
-it (at most ``max_requeues`` times after a timeout); the requeued task resumes
-the run from the checkpoint the trainer writes after every epoch, so finished
-epochs are not recomputed.
+Preemption and time limits: every task is a ``RunTask`` (``manifold_lab.execution.run_task``),
+requeued by submitit on Slurm's warning signal (at most ``max_requeues`` times after a
+timeout); the requeued task resumes the run from its last epoch's checkpoint.
 
 Several GPUs per run (``gpus_per_run: G > 1``): the job gets ``G`` tasks on one
 node, one per GPU; submitit's ``TorchDistributedEnvironment`` exports
@@ -29,20 +26,7 @@ node, one per GPU; submitit's ``TorchDistributedEnvironment`` exports
 ``torchrun`` would, and the trainer joins the process group
 (``manifold_lab.train.distributed``). Rank 0 owns the run's files.
 
-The ``launcher:`` section of a spec (``LauncherConfig``), every key optional,
-each also settable on the command line as an override (``launcher.partition=gpu``)::
-
-    launcher:
-      partition: gpu            # sbatch --partition
-      timeout_min: 240          # time limit of one run, minutes (default 60; local: none unless set)
-      gpus_per_run: 1           # GPUs of one run (> 1: DistributedDataParallel, mobilenetv2 only)
-      cpus_per_run: 8           # CPU cores of one run
-      mem_gb: 32                # memory of one run
-      array_parallelism: 16     # array tasks running at a time (sbatch --array=0-N%16)
-      max_requeues: 3           # requeues after a timeout
-      sbatch: {account: my_lab, qos: normal}   # any other sbatch option
-      setup: ["source .venv/bin/activate"]     # shell lines run before each task
-      folder: null              # logs and submitit's files (default <results>/submitit)
+The ``launcher:`` section of a spec configures the jobs (``manifold_lab.spec.launcher``).
 
 Files: ``<results>/submitit/`` holds submitit's submission script
 (``<job id>_submission.sh``), pickled tasks and results, the logs

@@ -3,9 +3,11 @@
 ``RunTask`` is picklable plain data (the kind by name, the run as a dict), sent to
 the job by submitit. It runs the planned run through the runner's single-run path
 (``manifold_lab.execution.runner.execute_run``: the run's lock, its files, its
-resume from ``checkpoint.pt``). On the preemption signal (``USR2`` unless
-``SUBMITIT_PREEMPT_SIGNAL`` names another) it leaves the run "running" and lets
-submitit requeue the same task, which resumes the run from its checkpoint. With
+resume from ``checkpoint.pt``). On the preemption signal (Slurm's ``USR2``, sent
+``signal_delay_s`` before the time limit, unless ``SUBMITIT_PREEMPT_SIGNAL`` names
+another) it leaves the run "running" and lets submitit requeue the same task
+(``checkpoint()``), which resumes the run from the checkpoint the trainer writes
+after every epoch: finished epochs are not recomputed. With
 ``watch_pid`` (``--launcher local``) the task ends within half a second of the
 launcher's death.
 """

@@ -16,7 +16,6 @@ by the next invocation. See ``manifold_lab.execution.store`` for the files.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shlex
 import time
@@ -33,8 +32,9 @@ from manifold_lab.execution.progress import RunProgress
 from manifold_lab.execution.store import ResultsStore
 from manifold_lab.execution.workers import DIED, run_in_workers, terminate_on_signals
 from manifold_lab.kinds import Kind, RunContext
+from manifold_lab.spec.bounds import first_non_finite
 from manifold_lab.spec.load import Spec
-from manifold_lab.spec.sources import display_path
+from manifold_lab.spec.sources import display_path, dotted
 from manifold_lab.spec.sweep import PlannedRun, format_values, plan
 
 __all__ = ["ReportWriter", "RunSummary", "check_plan", "execute_run", "pending_runs", "run_experiment", "to_jsonable"]
@@ -87,23 +87,6 @@ def to_jsonable(value: Any) -> Any:
     raise TypeError(f"metric of type {type(value).__name__} is not JSON-serializable")
 
 
-def _non_finite(value: Any, path: str) -> str | None:
-    """The path of the first NaN / infinite number inside ``value``, if any."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return f"{path} is {value}"
-    if isinstance(value, dict):
-        items = ((f"{path}.{k}", v) for k, v in value.items())
-    elif isinstance(value, list):
-        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
-    else:
-        return None
-    for sub, v in items:
-        found = _non_finite(v, sub)
-        if found:
-            return found
-    return None
-
-
 def check_metrics(raw: Any) -> tuple[str, dict, str | None]:
     """``(status, metrics, error)`` from what a kind's ``run`` returned."""
     if not isinstance(raw, dict):
@@ -114,9 +97,9 @@ def check_metrics(raw: Any) -> tuple[str, dict, str | None]:
         return "diverged", metrics, str(metrics.get("error") or "diverged")
     if status != "done":
         return "failed", metrics, f"run() returned status {status!r}; allowed: 'done', 'diverged'"
-    bad = _non_finite(metrics, "metric")
+    bad = first_non_finite(metrics, ("metric",))
     if bad:
-        return "failed", metrics, f"{bad} (a non-finite metric marks the run failed)"
+        return "failed", metrics, f"{dotted(bad[0])} is {bad[1]} (a non-finite metric marks the run failed)"
     return "done", metrics, None
 
 

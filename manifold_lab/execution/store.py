@@ -39,7 +39,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import math
 import os
 import re
 import shutil
@@ -54,7 +53,8 @@ import yaml
 
 from manifold_lab import io
 from manifold_lab.errors import UsageError
-from manifold_lab.spec.bounds import check_json_depth, safe_load_bounded
+from manifold_lab.spec.bounds import check_json_depth, first_non_finite, safe_load_bounded
+from manifold_lab.spec.sources import dotted
 from manifold_lab.kinds import RunRecord
 
 SPEC_FILE = "spec.yaml"
@@ -121,17 +121,6 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _first_non_finite(value: Any, path: str) -> str | None:
-    if isinstance(value, float) and not math.isfinite(value):
-        return path
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    for key, sub in items:
-        found = _first_non_finite(sub, f"{path}.{key}" if isinstance(value, dict) else f"{path}[{key}]")
-        if found:
-            return found
-    return None
-
-
 def done_problem(run_dir: Path) -> tuple[dict | None, str | None]:
     """``(metrics, None)`` for a complete run, ``(None, problem)`` for a damaged one, ``(None, None)`` if pending.
 
@@ -155,9 +144,9 @@ def done_problem(run_dir: Path) -> tuple[dict | None, str | None]:
         return None, f"metrics.json holds a {type(metrics).__name__}, not a JSON object"
     if not metrics:
         return None, "metrics.json is empty ({})"
-    bad = _first_non_finite(metrics, "metric")
+    bad = first_non_finite(metrics, ("metric",))
     if bad:
-        return None, f"metrics.json: {bad} is not a finite number"
+        return None, f"metrics.json: {dotted(bad[0])} is not a finite number"
     status = _read_json(run_dir / "status.json")
     if not isinstance(status, dict) or status.get("status") != "done":
         return None, "status.json does not say done"
@@ -227,7 +216,6 @@ class ResultsStore:
         io.write_json(self.path(PLAN_FILE), {"runs": runs})
 
     def read_spec(self) -> dict:
-        path = self.root / SPEC_FILE
         if not self.root.is_dir():
             raise UsageError(f"results folder not found: {self.root}")
         try:

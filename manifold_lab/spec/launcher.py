@@ -2,8 +2,19 @@
 
 Part of the experiment's language, validated with the rest of the spec before
 anything runs; ``manifold_lab.execution.launch`` reads it. Every key is optional
-and also settable as an override (``launcher.partition=gpu``); the keys are
-described in ``manifold_lab.execution.launch``.
+and also settable on the command line as an override (``launcher.partition=gpu``)::
+
+    launcher:
+      partition: gpu            # sbatch --partition
+      timeout_min: 240          # time limit of one run, minutes (default 60; local: none unless set)
+      gpus_per_run: 1           # GPUs of one run (> 1: DistributedDataParallel, mobilenetv2 only)
+      cpus_per_run: 8           # CPU cores of one run
+      mem_gb: 32                # memory of one run
+      array_parallelism: 16     # array tasks running at a time (sbatch --array=0-N%16)
+      max_requeues: 3           # requeues after a timeout
+      sbatch: {account: my_lab, qos: normal}   # any other sbatch option
+      setup: ["source .venv/bin/activate"]     # shell lines run before each task
+      folder: null              # logs and submitit's files (default <results>/submitit)
 """
 
 from __future__ import annotations
@@ -14,7 +25,7 @@ __all__ = ["LauncherConfig"]
 
 
 class LauncherConfig(pydantic.BaseModel):
-    """The ``launcher:`` section of a spec (its keys: ``manifold_lab.execution.launch``)."""
+    """The ``launcher:`` section of a spec (see the module docstring)."""
 
     model_config = pydantic.ConfigDict(extra="forbid")
 
