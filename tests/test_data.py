@@ -410,3 +410,14 @@ def test_large_imagefolder_streams_with_the_same_protocol(tmp_path):
     with_workers, *_ = build_loaders(dict(cfg, num_workers=1), device="cpu", seed=3, world_size=2, rank=1)
     with_workers.set_epoch(1)
     assert torch.equal(next(iter(with_workers))[0], x1)
+
+
+def test_imagefolder_whose_splits_name_different_classes_is_refused(tmp_path):
+    """Train on dog/cat, test on cow/cat: a run would end 'done' near 0% on the unseen classes."""
+    root = tmp_path / "tree"
+    write_png_tree(root)
+    (root / "test" / "dog").rename(root / "test" / "cow")
+    with pytest.raises(ValueError, match="name different classes: test has no folder for dog.*train has no folder "
+                                         "for cow|name different classes: test has no folder for dog"):
+        load_dataset("imagefolder", root=root, cache_dir=tmp_path / "c")
+    assert not list((tmp_path / "c").rglob("*.npz"))  # nothing cached

@@ -289,3 +289,24 @@ def test_download_into_cache_is_found_again_without_download(http_root, tmp_path
     assert (cache / "cifar" / "cifar-10-batches-py").is_dir()
     served.joinpath("cifar-10-python.tar.gz").unlink()
     assert len(load_dataset("cifar10", cache_dir=cache)) == 5 * N_PER_BATCH
+
+
+@pytest.mark.parametrize("unpacked", [False, True])
+def test_a_member_larger_than_the_release_is_refused_before_it_is_read(tmp_path, monkeypatch, unpacked):
+    """The size in the member's header (or on disk) is checked against the release's before reading."""
+    from manifold_lab.data import cifar
+
+    make_cifar_archive(tmp_path / "cifar-10-python.tar.gz")
+    root = tmp_path
+    if unpacked:
+        with tarfile.open(tmp_path / "cifar-10-python.tar.gz") as tf:
+            tf.extractall(tmp_path / "x", filter="data")
+        (tmp_path / "cifar-10-python.tar.gz").unlink()
+        root = tmp_path / "x"
+    read = []
+    monkeypatch.setattr(cifar, "MAX_MEMBER_BYTES", {"cifar10": 1000, "cifar100": 1000})  # below the tiny batches
+    monkeypatch.setattr(tarfile.TarFile, "extractfile", lambda self, m: read.append(m) or None)
+    monkeypatch.setattr(Path, "read_bytes", lambda self: read.append(self) or b"")
+    with pytest.raises(UsageError, match=r"holds [\d,]+ bytes, more than the release's files \(1,000 at most\)"):
+        load_dataset("cifar10", root=root)
+    assert read == []

@@ -82,7 +82,7 @@ def test_smoke_training_learns_and_writes_files(tmp_path):
 
 
 def test_nan_loss_is_diverged(tmp_path):
-    cfg = TrainConfig.model_validate({**SMOKE, "optim": {"lr": 1e30}, "train": {**SMOKE["train"], "epochs": 3}})
+    cfg = TrainConfig.model_validate({**SMOKE, "optim": {"lr": 100}, "train": {**SMOKE["train"], "epochs": 3}})
     out = train(cfg, tmp_path, seed=0, progress=False)
     assert out["status"] == "diverged"
     assert json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])["status"] == "diverged"

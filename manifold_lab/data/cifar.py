@@ -139,13 +139,25 @@ def find_cifar(
     return None
 
 
-def _read_files(source: Path, wanted: set[str]) -> dict[str, bytes]:
-    """Bytes of the files named ``wanted`` (base names) from the folder or the archive."""
+#: The largest file a release may hold, a little above the real one (cifar-10: 31,035,704-byte batches;
+#: cifar-100: its 155,249,918-byte train file): a larger member is refused before it is read.
+MAX_MEMBER_BYTES = {"cifar10": 32 << 20, "cifar100": 160 << 20}
+
+
+def _too_large(source: Path, name: str, size: int, limit: int) -> UsageError:
+    return UsageError(f"{source}: {name} holds {size:,} bytes, more than the release's files ({limit:,} at most); "
+                      f"not an official CIFAR release")
+
+
+def _read_files(source: Path, wanted: set[str], limit: int) -> dict[str, bytes]:
+    """Bytes of the files named ``wanted`` (base names) from the folder or the archive, each at most ``limit``."""
     found: dict[str, bytes] = {}
     if source.is_dir():
         for fname in wanted:
             p = source / fname
             if p.is_file():
+                if p.stat().st_size > limit:
+                    raise _too_large(source, fname, p.stat().st_size, limit)
                 found[fname] = p.read_bytes()
     else:
         try:
@@ -153,6 +165,8 @@ def _read_files(source: Path, wanted: set[str]) -> dict[str, bytes]:
                 for member in tf:
                     base = member.name.rsplit("/", 1)[-1]
                     if member.isfile() and base in wanted:
+                        if member.size > limit:  # the header's size bounds what extractfile reads
+                            raise _too_large(source, member.name, member.size, limit)
                         found[base] = tf.extractfile(member).read()
         except (tarfile.TarError, EOFError, OSError) as exc:
             raise UsageError(f"cannot read CIFAR archive {source}: {exc}") from exc
@@ -172,7 +186,7 @@ def read_cifar_arrays(name: str, source: str | os.PathLike) -> dict[str, object]
     """
     spec = CIFAR[name]
     source = Path(source)
-    files = _read_files(source, {*spec["train"], *spec["test"], spec["meta"]})
+    files = _read_files(source, {*spec["train"], *spec["test"], spec["meta"]}, MAX_MEMBER_BYTES[name])
     meta = _batch(files[spec["meta"]], spec["meta"])
     if spec["names_key"] not in meta:
         raise UsageError(f"{source}/{spec['meta']} has no {spec['names_key']!r} entry")

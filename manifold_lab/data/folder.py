@@ -203,6 +203,7 @@ def _decode_all(items: Iterable[tuple[str, str, bytes | Path]], total: int | Non
     if not per_split:
         raise UsageError(f"no images found in {desc} (expected <split>/<class>/<image> with split in train/test/val)")
     classes = sorted({c for _, names in per_split.values() for c in names})
+    check_same_classes(desc, {split: set(names) for split, (_, names) in per_split.items()})
     index = {c: i for i, c in enumerate(classes)}
     out: dict[str, np.ndarray] = {"classes": np.array(classes)}
     for split, (images, names) in per_split.items():
@@ -215,6 +216,20 @@ def _decode_all(items: Iterable[tuple[str, str, bytes | Path]], total: int | Non
         mean, std = channel_stats(out["train_images"])
         out["train_mean"], out["train_std"] = np.array(mean), np.array(std)
     return out
+
+
+def check_same_classes(desc: str, classes_by_split: dict[str, set[str]]) -> None:
+    """``UsageError`` unless every split has the same class folders (a model trained on some classes and
+    tested on others scores 0% and would look like a result)."""
+    splits = sorted(classes_by_split)
+    union = set().union(*classes_by_split.values())
+    for split in splits:
+        missing = sorted(union - classes_by_split[split])
+        if missing:
+            raise UsageError(f"the splits of {desc} name different classes: {split} has no folder for "
+                             f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''} "
+                             f"({', '.join(f'{s}: {len(classes_by_split[s])} classes' for s in splits)}); every split "
+                             f"needs the same class folders")
 
 
 def load_folder_arrays(

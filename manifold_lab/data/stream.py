@@ -208,8 +208,9 @@ def build_streaming_loaders(
     """Train / test ``StreamingLoader`` s over ``root/train`` and ``root/val`` (or ``test``)."""
     classes, train_samples = list_split(root, "train")
     test_classes, test_samples = list_split(root, "test")
-    if test_classes != classes:
-        raise UsageError(f"{root}: the test split's classes differ from the train split's")
+    from manifold_lab.data.folder import check_same_classes
+
+    check_same_classes(str(root), {"train": set(classes), "test": set(test_classes)})
     if subset is not None:
         keep = subset_indices(np.array([lab for _, lab in train_samples]), subset, seed)
         train_samples = [train_samples[i] for i in keep]

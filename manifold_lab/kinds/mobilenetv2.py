@@ -20,6 +20,10 @@ from manifold_lab.train.config import TrainConfig
 #: Train images of the datasets whose size is known without reading them (imagefolder: unknown).
 TRAIN_IMAGES = {"digits": 1437, "cifar10": 50_000, "cifar10_jpeg": 50_000, "cifar100": 50_000}
 CLASSES = {"digits": 10, "cifar10": 10, "cifar10_jpeg": 10, "cifar100": 100}
+#: The smallest class of each split (images), where known without reading the data.
+MIN_PER_CLASS = {"digits": (139, 35), "cifar10": (5000, 1000), "cifar10_jpeg": (5000, 1000), "cifar100": (500, 100)}
+#: Native image side of the datasets (digits are 8 x 8 unless ``image_size`` upscales them).
+NATIVE_SIZE = {"digits": 8, "cifar10": 32, "cifar10_jpeg": 32, "cifar100": 32}
 #: Largest in-memory copy of the digits upscaled to ``image_size`` (all images, uint8).
 MAX_DATA_BYTES = 2 << 30
 
@@ -60,11 +64,59 @@ def check(params: TrainConfig) -> None:
             if images is not None and images < classes:
                 raise ValueError(f"train.{key}={images} is fewer than the {classes} classes of {d.name}: a "
                                  f"class-balanced sample needs at least one image per class; use >= {classes}")
+    _check_samples(params)
+    _check_resolution(params)
     if d.name == "digits" and d.image_size is not None:
         size = 1797 * (d.channels or 1) * d.image_size**2
         if size > MAX_DATA_BYTES:
             raise ValueError(f"data.image_size={d.image_size} would hold the digits in {size / 2**30:.1f} GiB of "
                              f"memory, more than {MAX_DATA_BYTES / 2**30:g} GiB; use a smaller image_size")
+
+
+def _check_samples(params: TrainConfig) -> None:
+    """The class-balanced samples the trainer draws must fit the split they are drawn from: the clean
+    train images (``train.clean_train_images // classes`` per class) from the training set as ``data.subset``
+    thins it, the Figure 7 images (``train.relu_stats_images // classes``) from the test split as
+    ``data.eval_subset`` thins it. The message names what the user can change."""
+    d, t = params.data, params.train
+    classes = CLASSES.get(d.name)
+    if classes is None:
+        return
+    train_min, test_min = MIN_PER_CLASS[d.name]
+    wanted = (("clean_train_images", t.clean_train_images, "subset", d.subset, train_min, "training"),
+              ("relu_stats_images", t.relu_stats_images if t.relu_stats else None, "eval_subset", d.eval_subset,
+               test_min, "test"))
+    for key, images, subset_key, subset, smallest, split in wanted:
+        if images is None or images < classes:
+            continue
+        per_class, have = images // classes, min(smallest, subset or smallest)
+        if per_class > have:
+            limit = f"data.{subset_key}={subset} keeps {subset}" if subset and subset < smallest else \
+                f"the smallest class of {d.name}'s {split} split has {smallest}"
+            raise ValueError(f"train.{key}={images} draws {per_class} {split} images per class, but {limit}; use "
+                             f"train.{key} <= {have * classes}" + (f" or a larger data.{subset_key}"
+                                                                   if subset and subset < smallest else ""))
+
+
+def _check_resolution(params: TrainConfig) -> None:
+    """An input smaller than the network's total stride leaves no pixel at the end: refused before any run."""
+    from manifold_lab.models.mobilenetv2 import PRESETS, TABLE2
+
+    d, m = params.data, params.model
+    size = d.image_size or NATIVE_SIZE.get(d.name)
+    if size is None:
+        return
+    preset = PRESETS[m.preset]
+    strides = [preset.get("stem_stride", 2), *(preset.get("stage_strides") or [row[3] for row in TABLE2])]
+    total = 1
+    for s in strides:
+        total *= s
+    if size < total:
+        raise ValueError(f"data.image_size={d.image_size} gives {size} x {size} images, too small for the total stride "
+                         f"{total} of the {m.preset} preset (no pixel left at the end); use data.image_size >= {total}"
+                         if d.image_size else
+                         f"{d.name} images are {size} x {size}, too small for the total stride {total} of the "
+                         f"{m.preset} preset; set data.image_size >= {total} (digits are upscaled)")
 
 
 def run(params: TrainConfig, seed: int, ctx: RunContext) -> dict:

@@ -12,9 +12,10 @@ default, so a spec only writes what it changes.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from manifold_lab.models.layers import canonical_activation
 
@@ -76,14 +77,30 @@ class DataConfig(_Section):
 
 class OptimConfig(_Section):
     name: Literal["sgd", "rmsprop", "adamw"] = "sgd"
-    lr: float = Field(0.1, gt=0, description="peak learning rate (per batch of batch_size x world size)")
+    lr: float = Field(0.1, description="peak learning rate (per batch of batch_size x world size); a finite "
+                      "number in (0, 100] (larger ones overflow within a step)")
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = True
     weight_decay: float = Field(5e-4, ge=0)
     decay_bn_and_bias: bool = Field(False, description="apply weight decay to BN parameters and biases too")
     alpha: float = Field(0.9, gt=0, lt=1, description="rmsprop: decay of the squared-gradient average")
     eps: float = Field(1e-3, gt=0, description="rmsprop: TF-style epsilon, added inside the square root")
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[float, float] = Field((0.9, 0.999), description="adamw: decay rates of the moment averages, "
+                                       "each in [0, 1)")
+
+    @field_validator("lr")
+    @classmethod
+    def _lr_in_range(cls, lr: float) -> float:
+        if not (math.isfinite(lr) and 0 < lr <= 100):
+            raise ValueError(f"must be a finite number in (0, 100], got {lr}")
+        return lr
+
+    @model_validator(mode="after")
+    def _betas_in_range(self) -> "OptimConfig":
+        for i, beta in enumerate(self.betas):
+            if not 0 <= beta < 1:
+                raise ValueError(f"optim.betas[{i}]={beta} must be in [0, 1) (e.g. [0.9, 0.999])")
+        return self
 
 
 class ScheduleConfig(_Section):
