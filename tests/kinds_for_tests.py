@@ -84,12 +84,30 @@ def report(ctx: ReportContext) -> list[ReportItem]:
     ]
 
 
+def run_batch(members: list) -> list[dict]:
+    """The members one after the other, each marking ``batched.txt`` with its group's size; raises for the
+    whole group when ``b == -1`` or when a member raises (as a seed-batched training would)."""
+    if any(params.b == -1 for params, _, _ in members):
+        raise RuntimeError("asked to fail the group (b = -1)")
+    out = []
+    for params, seed, ctx in members:
+        (ctx.run_dir / "batched.txt").write_text(f"{len(members)}\n")
+        out.append(run(params, seed, ctx))
+    return out
+
+
+def batch_key(params: ClosedFormParams) -> str:
+    return params.model_dump_json()
+
+
 KIND = Kind(
     name="closed_form",
     description="closed-form metrics of (a, b, seed) for the engine's tests",
     params=ClosedFormParams,
     run=run,
     report=report,
+    run_batch=run_batch,
+    batch_key=batch_key,
 )
 
 

@@ -70,3 +70,31 @@ def test_differences_ignores_times_and_counts_missing_records():
     b = {"host": "x", "started": "2", "packages": {"torch": "3"}}
     assert provenance.differences([a, b, None]) == ({"packages.torch": {"2": 1, "3": 1}}, 1)
     assert provenance.differences([a, a]) == ({}, 0)
+
+
+def test_the_commit_is_read_when_the_run_starts(tmp_path, monkeypatch):
+    """A commit made while a run trains must not be recorded as the code that ran (issue 22, section 5)."""
+    import dataclasses
+
+    from manifold_lab.execution.one_run import execute_run
+    from manifold_lab.spec.sweep import PlannedRun
+
+    state = {"commit": "started-here"}
+    monkeypatch.setattr(provenance, "_git", lambda: (state["commit"], False))
+
+    def run_then_commit(params, seed, ctx):
+        state["commit"] = "committed-during-the-run"
+        return {"y": 1.0}
+
+    kind = dataclasses.replace(KIND, run=run_then_commit)
+    run = PlannedRun(index=0, run_id="abc123def456", point=0, seed=0, sweep_values={}, params=KIND.params().model_dump())
+    assert execute_run(kind, run, tmp_path, "t") == ("done", None)
+    record = json.loads((tmp_path / "runs" / "abc123def456" / "provenance.json").read_text())
+    assert record["commit"] == "started-here"
+
+
+def test_device_auto_is_recorded_as_the_device_used():
+    import torch
+
+    record = provenance.collect({"train": {"device": "auto"}})
+    assert record["device"] == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -21,8 +21,6 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import json
 
-    import torch
-
     from manifold_lab.data import build_loaders
     from manifold_lab.kinds.mobilenetv2 import check_device
     from manifold_lab.probe.sources import load_source, user_data

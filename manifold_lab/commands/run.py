@@ -53,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--jobs", "-j", type=_int_at_least(1), default=None, metavar="N",
                         help="runs executed at a time, as local processes (default: the spec's jobs: key, else 1)")
+    parser.add_argument("--batch-runs", type=_int_at_least(1), default=1, metavar="K",
+                        help="train up to K runs that differ only in seed and activations together, as one "
+                             "seed-batched network (mobilenetv2; one folder per run as always; default 1: each alone)")
     parser.add_argument("--list", action="store_true", help="print the runs and their status; run nothing")
     parser.add_argument("--run-index", type=_int_at_least(0), metavar="I",
                         help="run only run I of --list (cluster array jobs); then `manifold-lab report DIR`")
@@ -130,7 +133,7 @@ def _run_suite(args: argparse.Namespace) -> int:
             summary = _launch(args, spec, root / spec.name)
         else:
             summary = run_experiment(spec, out=root / spec.name, jobs=args.jobs or spec.jobs, force=args.force,
-                                     replace=args.replace, report=write_report)
+                                     replace=args.replace, report=write_report, batch_runs=args.batch_runs)
         lines.append(summary.line(spec.name))
         print(lines[-1])
         status = max(status, 1 if summary.failed or summary.report_error else 0)
@@ -195,6 +198,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.wait and not args.launcher:
         raise ValueError("--wait applies to --launcher slurm (without a launcher, run always waits)")
+    if args.launcher and args.batch_runs > 1:
+        raise ValueError("--batch-runs trains runs together in this process; it cannot be combined with --launcher "
+                         "(each array task runs one run)")
     if args.launcher and args.run_index is not None:
         raise ValueError("--run-index runs one run here; it cannot be combined with --launcher, "
                          "which submits every pending run")
@@ -218,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         summary = run_experiment(spec, out=root if args.out else None, jobs=args.jobs or spec.jobs,
                                  run_index=args.run_index, force=args.force, reference=args.reference,
-                                 replace=args.replace, report=write_report)
+                                 replace=args.replace, report=write_report, batch_runs=args.batch_runs)
     print(summary.line(spec.name))
     if args.launcher and not summary.waited:
         print(f"when the jobs are done: manifold-lab report {display_path(root)}")

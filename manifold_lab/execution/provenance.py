@@ -107,6 +107,10 @@ def collect(params: Mapping | None = None) -> dict[str, Any]:
     commit, dirty = _git()
     train = (params or {}).get("train") if isinstance(params, Mapping) else None
     device = train.get("device") if isinstance(train, Mapping) and "device" in train else "cpu"
+    if device == "auto":  # the device the trainer picks (manifold_lab.train.distributed.pick_device), not "auto"
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     return {
         "python": platform.python_version(),
         "packages": {name: _version(name) for name in PACKAGES},

@@ -15,7 +15,6 @@ by the next invocation. See ``manifold_lab.execution.store`` for the files.
 
 from __future__ import annotations
 
-import logging
 import os
 import shlex
 import time
@@ -24,20 +23,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from manifold_lab import io
 from manifold_lab.errors import UsageError
 from manifold_lab.execution import provenance
+from manifold_lab.execution.batch import execute_batch, group_runs
+from manifold_lab.execution.one_run import STALE_LOCK_WAIT, check_metrics, execute_run, to_jsonable
 from manifold_lab.execution.ownership import check_owner
 from manifold_lab.execution.progress import RunProgress
 from manifold_lab.execution.store import ResultsStore
 from manifold_lab.execution.workers import DIED, run_in_workers, terminate_on_signals
-from manifold_lab.kinds import Kind, RunContext
-from manifold_lab.spec.bounds import first_non_finite
 from manifold_lab.spec.load import Spec
-from manifold_lab.spec.sources import display_path, dotted
+from manifold_lab.spec.sources import display_path
 from manifold_lab.spec.sweep import PlannedRun, format_values, plan
 
-__all__ = ["ReportWriter", "RunSummary", "check_plan", "execute_run", "pending_runs", "run_experiment", "to_jsonable"]
+__all__ = ["ReportWriter", "RunSummary", "check_metrics", "check_plan", "execute_run", "pending_runs", "run_experiment",
+           "to_jsonable"]
 
 #: Writes a results folder's report after its runs, under the folder's lock:
 #: ``report(root, kind=kind) -> (path, error of the kind's report hook or None)``
@@ -46,8 +45,8 @@ __all__ = ["ReportWriter", "RunSummary", "check_plan", "execute_run", "pending_r
 ReportWriter = Callable[..., "tuple[Path, str | None]"]
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-#: Seconds a run lock held by a dead or orphaned worker (of a killed runner) is waited for.
-STALE_LOCK_WAIT = 15.0
+#: The most runs one seed-batched task trains together (``--batch-runs``).
+MAX_BATCH_RUNS = 64
 
 
 @dataclass
@@ -69,97 +68,6 @@ class RunSummary:
         )
 
 
-# --------------------------------------------------------------------------- one run
-
-
-def to_jsonable(value: Any) -> Any:
-    """Metrics as plain JSON types (numpy scalars and arrays, tuples, paths converted)."""
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if hasattr(value, "tolist"):  # numpy arrays and scalars, torch tensors
-        return to_jsonable(value.tolist())
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    raise TypeError(f"metric of type {type(value).__name__} is not JSON-serializable")
-
-
-def check_metrics(raw: Any) -> tuple[str, dict, str | None]:
-    """``(status, metrics, error)`` from what a kind's ``run`` returned."""
-    if not isinstance(raw, dict):
-        return "failed", {}, f"run() returned {type(raw).__name__}, expected a dict of metrics"
-    metrics = to_jsonable(raw)
-    status = metrics.pop("status", "done")
-    if status == "diverged":
-        return "diverged", metrics, str(metrics.get("error") or "diverged")
-    if status != "done":
-        return "failed", metrics, f"run() returned status {status!r}; allowed: 'done', 'diverged'"
-    bad = first_non_finite(metrics, ("metric",))
-    if bad:
-        return "failed", metrics, f"{dotted(bad[0])} is {bad[1]} (a non-finite metric marks the run failed)"
-    return "done", metrics, None
-
-
-def _run_logger(run_dir: Path, run_id: str) -> tuple[logging.Logger, logging.Handler]:
-    log = logging.getLogger(f"manifold_lab.run.{run_id}")
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    fd = io.open_nofollow(run_dir / "run.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-    handler = logging.StreamHandler(open(fd, "w", encoding="utf-8"))
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
-    return log, handler
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def execute_run(
-    kind: Kind, run: PlannedRun, root: str | os.PathLike, name: str, show_progress: bool = False,
-    fresh: bool = False,
-) -> tuple[str, str | None]:
-    """Execute one run into its folder; return ``(status, error)``. Never raises for run errors.
-
-    ``fresh`` (``--force``) starts from an empty run folder: no checkpoint is resumed.
-    Raises ``UsageError`` when the run is locked by a live process or a link is found.
-    """
-    store = ResultsStore(root)
-    with store.lock_run(run.run_id, wait_stale=STALE_LOCK_WAIT):
-        config = {
-            "experiment": name,
-            "kind": kind.name,
-            "run_id": run.run_id,
-            "seed": run.seed,
-            "sweep_values": run.sweep_values,
-            "params": run.params,
-        }
-        run_dir = store.begin(run.run_id, config, fresh=fresh)
-        log, handler = _run_logger(run_dir, run.run_id)
-        start, started = time.perf_counter(), provenance.now()
-        try:
-            log.info("run %s: kind %s, seed %d, %s", run.run_id, kind.name, run.seed, run.sweep_values)
-            ctx = RunContext(run_dir=run_dir, seed=run.seed, log=log, show_progress=show_progress)
-            params = kind.params.model_validate(run.params)
-            status, metrics, error = check_metrics(kind.run(params, run.seed, ctx))
-        except (Exception, SystemExit) as exc:  # any error of a run is recorded, the sweep goes on
-            log.exception("run failed")
-            status, metrics, error = "failed", {}, _one_line(exc)
-        seconds = time.perf_counter() - start
-        log.info("%s in %.2f s%s", status, seconds, f": {error}" if error else "")
-        log.removeHandler(handler)
-        handler.close()
-        handler.stream.close()
-        io.write_json(run_dir / provenance.FILE,
-                      {**provenance.collect(run.params), "started": started, "finished": provenance.now()})
-        store.finish(run.run_id, status, metrics, error, seconds)
-    return status, error
-
-
 # --------------------------------------------------------------------------- the sweep
 
 
@@ -176,13 +84,15 @@ def check_plan(runs: list[PlannedRun]) -> None:
         seen[run.run_id] = run
 
 
-def command_line(spec: Spec, out: str | os.PathLike | None, reference: bool = False) -> str:
+def command_line(spec: Spec, out: str | os.PathLike | None, reference: bool = False, batch_runs: int = 1) -> str:
     """The command that regenerates these results (as a user would type it)."""
     words = ["manifold-lab", "run", display_path(spec.source) if spec.source else "SPEC", *spec.overrides]
     if reference:
         words += ["--reference"]
     if spec.no_reuse:
         words += ["--no-reuse"]
+    if batch_runs > 1:
+        words += ["--batch-runs", str(batch_runs)]
     if not reference and out is not None:
         words += ["--out", display_path(Path(out))]
     return shlex.join(words)
@@ -228,6 +138,7 @@ def run_experiment(
     report: ReportWriter | None = None,
     replace: bool = False,
     reference: bool = False,
+    batch_runs: int = 1,
 ) -> RunSummary:
     """Run (or resume) the experiment; then write the report with ``report`` unless ``run_index`` is given.
 
@@ -251,9 +162,14 @@ def run_experiment(
         Write into a folder that holds another experiment (``manifold_lab.execution.ownership``).
     reference : bool
         Write the committed reference results (``spec.reference``) instead of ``out``.
+    batch_runs : int
+        Train up to this many compatible runs together as one seed-batched network
+        (``manifold_lab.execution.batch``; 1, the default: every run alone).
     """
     if jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {jobs}")
+    if not 1 <= batch_runs <= MAX_BATCH_RUNS:
+        raise UsageError(f"--batch-runs must be in 1..{MAX_BATCH_RUNS}, got {batch_runs}")
     runs = plan(spec)
     check_plan(runs)
     if run_index is not None and not 0 <= run_index < len(runs):
@@ -272,10 +188,10 @@ def run_experiment(
         check_owner(store.root, spec.name, spec.kind.name, spec.source, replace=replace)
         if run_index is None:  # alone in the folder: every temporary there is a leftover
             store.remove_temporaries()
-        store.write_plan(spec.resolved(), command_line(spec, None if reference else out, reference),
+        store.write_plan(spec.resolved(), command_line(spec, None if reference else out, reference, batch_runs),
                          [asdict(r) for r in runs])
         todo = pending_runs(store, selected, force, summary, others)
-        _execute_all(spec, todo, store, jobs, summary, total=len(selected), fresh=force)
+        _execute_all(spec, todo, store, jobs, summary, total=len(selected), fresh=force, batch_runs=batch_runs)
         if report is not None and run_index is None:
             _, summary.report_error = report(store.root, kind=spec.kind)
     return summary
@@ -283,23 +199,24 @@ def run_experiment(
 
 def _execute_all(
     spec: Spec, todo: list[PlannedRun], store: ResultsStore, jobs: int, summary: RunSummary, total: int,
-    fresh: bool = False,
+    fresh: bool = False, batch_runs: int = 1,
 ) -> None:
+    """Execute ``todo``, ``jobs`` tasks at a time; a task is one run, or up to ``batch_runs`` runs trained
+    together (``manifold_lab.execution.batch``)."""
     progress = RunProgress(spec.name, total, total - len(todo))
-
+    groups = group_runs(spec.kind, todo, batch_runs)
     started: dict[int, float] = {}
 
     def start(index: int) -> None:
-        run = todo[index]
+        group = groups[index]
         started[index] = time.monotonic()
-        progress.current(f"run {run.index}: seed={run.seed} {format_values(run.sweep_values)}")
+        what = " + ".join(f"run {r.index}: seed={r.seed} {format_values(r.sweep_values)}" for r in group)
+        progress.current(what + (f" ({len(group)} seed-batched)" if len(group) > 1 else ""))
 
-    def record(index: int, ok: bool, value: Any) -> None:
-        run = todo[index]
-        seconds = time.monotonic() - started[index] if index in started else None
+    def record_one(run: PlannedRun, ok: bool, value: Any, seconds: float | None) -> None:
         if ok:
             status, error = value
-        elif value.startswith(DIED):  # a native abort: only this run is lost
+        elif value.startswith(DIED):  # a native abort: only this task's runs are lost
             status, error = "failed", value
             try:
                 with store.lock_run(run.run_id, wait_stale=STALE_LOCK_WAIT):
@@ -314,13 +231,18 @@ def _execute_all(
             summary.failed.append((run.run_id, error or status))
         progress.done(f"run {run.index} ({run.run_id})", status, seconds, error)
 
+    def record(index: int, ok: bool, value: Any) -> None:
+        seconds = time.monotonic() - started[index] if index in started else None
+        for i, run in enumerate(groups[index]):
+            record_one(run, ok, value[i] if ok else value, seconds)
+
     # N runs share the cores: keep each from starting one BLAS / torch thread per core.
     threads = str(max(1, (os.cpu_count() or 1) // jobs))
     env = {var: os.environ.get(var, threads) for var in _THREAD_VARS} if jobs > 1 else {}
     env[provenance.COMMAND_ENV] = provenance.command()  # each run's provenance names the parent's command
     inner = jobs == 1 and progress.tty
-    tasks = [(spec.kind, run, str(store.root), spec.name, inner, fresh) for run in todo]
+    tasks = [(spec.kind, group, str(store.root), spec.name, inner, fresh) for group in groups]
     try:
-        run_in_workers(execute_run, tasks, min(jobs, max(len(todo), 1)), record, env=env, on_start=start)
+        run_in_workers(execute_batch, tasks, min(jobs, max(len(groups), 1)), record, env=env, on_start=start)
     finally:
         progress.close()
