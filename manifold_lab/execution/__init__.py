@@ -2,6 +2,8 @@
 
 - ``store``       the results folder: its files, run states, locks
 - ``runner``      run the plan, resumably, in ``jobs`` worker processes (``run_experiment``)
+- ``one_run``     one run: its lock, files, log, provenance (read as it starts) and outcome
+- ``batch``       several compatible runs trained together (``--batch-runs``), one folder each
 - ``workers``     the worker processes and the signals that end them
 - ``launch``      the same runs through submitit: a Slurm job array or local processes
 - ``ownership``   which experiment a results folder belongs to
