@@ -4,33 +4,11 @@ from __future__ import annotations
 
 from torch import nn
 
-#: Activation modules by config name. ``identity`` is the linear bottleneck; ``leaky_relu_<slope>``
-#: (any ``0 < slope < 1``, e.g. ``leaky_relu_0.1``) is parsed by ``make_activation``.
+from manifold_lab.activations import LEAKY_PREFIX, canonical_activation
+
+#: Activation modules by config name (``manifold_lab.activations.canonical_activation`` checks a name:
+#: these and ``leaky_relu_<slope>``). ``identity`` is the linear bottleneck.
 ACTIVATIONS = {"identity": nn.Identity, "relu": nn.ReLU, "relu6": nn.ReLU6, "elu": nn.ELU, "softplus": nn.Softplus}
-LEAKY_PREFIX = "leaky_relu_"
-#: The injective choices (strictly increasing, so no two inputs share an output and no information
-#: is lost): identity, ``leaky_relu_<slope>`` (x for x > 0, slope x otherwise), ``elu``
-#: (x for x > 0, e^x - 1 otherwise) and ``softplus`` (log(1 + e^x)). relu and relu6 are not
-#: (every x <= 0 maps to 0; relu6 also every x >= 6 to 6), and neither are SiLU (x sigmoid(x)) and
-#: GELU (x Phi(x)): both dip below zero and come back, so two negative inputs share each output in
-#: that dip; they are not offered as "injective" arms.
-INJECTIVE = ("identity", "leaky_relu_<slope>", "elu", "softplus")
-CHOICES = "identity, relu, relu6, elu, softplus, leaky_relu_<slope> (0 < slope < 1, e.g. leaky_relu_0.1)"
-
-
-def canonical_activation(name: str, *, what: str = "activation") -> str:
-    """``name`` in its one spelling (``leaky_relu_0.10`` -> ``leaky_relu_0.1``); ``ValueError`` listing the choices."""
-    if isinstance(name, str) and name in ACTIVATIONS:
-        return name
-    if isinstance(name, str) and name.startswith(LEAKY_PREFIX):
-        try:
-            slope = float(name[len(LEAKY_PREFIX):])
-        except ValueError:
-            slope = float("nan")
-        if 0 < slope < 1:
-            return f"{LEAKY_PREFIX}{slope:g}"
-        raise ValueError(f"{what}={name!r}: the slope of leaky_relu_<slope> must be a number with 0 < slope < 1")
-    raise ValueError(f"{what}={name!r} is not one of {CHOICES}")
 
 
 def make_activation(name: str, *, what: str = "activation") -> nn.Module:

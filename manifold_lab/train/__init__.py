@@ -6,6 +6,14 @@ Modules: ``config`` (TrainConfig), ``optim`` (optimizers, schedules), ``ema``,
 """
 
 from manifold_lab.train.config import TrainConfig
-from manifold_lab.train.trainer import train
 
 __all__ = ["TrainConfig", "train"]
+
+
+def __getattr__(name: str):
+    """``train`` is imported on first use: reading a configuration does not load torch."""
+    if name == "train":
+        from manifold_lab.train.trainer import train
+
+        return train
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

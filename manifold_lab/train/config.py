@@ -17,9 +17,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from manifold_lab.models.layers import canonical_activation
+from manifold_lab.activations import canonical_activation
 
-#: An activation name (``manifold_lab.models.layers``: identity, relu, relu6, elu, softplus,
+#: An activation name (``manifold_lab.activations``: identity, relu, relu6, elu, softplus,
 #: leaky_relu_<slope>), stored in its one spelling so one network has one run id.
 Act = Annotated[str, AfterValidator(canonical_activation)]
 
