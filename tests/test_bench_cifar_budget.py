@@ -21,7 +21,7 @@ bench = pytest.importorskip("benchmarks.bench_cifar_budget")
 
 @pytest.mark.parametrize("argv, message", [
     (["--arms", "baseline,nope"], "unknown arm 'nope'; valid: baseline, compile, jobs2"),
-    (["--arms", "jobs2"], "--arms must include baseline"),
+    (["--arms", "jobs2"], "--arms must include the reference arm 'baseline'"),
     (["--epochs", "0"], "--epochs must be >= 1"),
 ])
 def test_bad_options_are_one_line_exit_2(argv, message):
@@ -37,6 +37,7 @@ def test_commands_differ_only_in_the_arm_switches(tmp_path):
     assert "params.train.compile=true" in cmds["compile"] and "params.train.threads=1" in cmds["jobs2"]
     assert cmds["jobs2"][cmds["jobs2"].index("--jobs") + 1] == "2"
     assert all("sweep.seeds=[0, 1]" in c for c in cmds.values())
+    assert cmds["batch2"][cmds["batch2"].index("--batch-runs") + 1] == "2" and "params.train.threads=2" in cmds["batch2"]
 
 
 @pytest.mark.slow
@@ -45,8 +46,18 @@ def test_quick_run_of_two_arms(tmp_path):
     result = bench.main(["--quick", "--arms", "baseline,jobs2", "--out", str(out)])
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     assert set(result["arms"]) == {"baseline", "jobs2"} and result["arms"]["baseline"]["vs_baseline"] == 1.0
+    assert result["reference"] == "baseline"
     for arm in result["arms"].values():
         assert arm["runs"] == 2 and arm["runs_per_hour"] == pytest.approx(2 * 3600 / arm["wall_s"], rel=1e-3)
         # the record names the scratch folder, not the machine's temporary path
         assert "--out <scratch>/" in arm["command"] and tempfile.gettempdir() not in arm["command"]
     assert not list(Path(tempfile.gettempdir()).glob("bench_cifar_budget_*"))  # the scratch folder is gone
+
+
+def test_the_quoted_batch_measurement_is_the_committed_one():
+    """benchmarks/README.md quotes benchmarks/results/cifar_budget_batch.json (issue 23: batched vs --jobs 2)."""
+    result = json.loads((ROOT / "benchmarks" / "results" / "cifar_budget_batch.json").read_text())
+    arm = result["arms"]["batch2"]
+    row = f"| `--batch-runs 2`, 2 threads | {arm['wall_s']:.1f} s | {arm['runs_per_hour']:.2f} | {arm['vs_jobs2']:.2f}x |"
+    assert row in (ROOT / "benchmarks" / "README.md").read_text()
+    assert result["best"] == "jobs2" and result["epochs"] is None  # the full budget; --jobs 2 stays the default
