@@ -100,3 +100,18 @@ def test_a_mobilenetv2_sweep_batched_writes_what_each_run_alone_writes(tmp_path)
 
 
 from kinds_for_tests import REPO as KIND_REPO  # noqa: E402
+
+
+def test_the_default_batches_on_a_cuda_device_only(tmp_path, monkeypatch):
+    """--batch-runs defaults to GPU_BATCH_RUNS where the runs train on CUDA, 1 on the CPU or for kinds that cannot batch."""
+    import torch
+
+    from manifold_lab.commands.run import GPU_BATCH_RUNS, default_batch_runs
+
+    gpu = load_spec("experiments/smoke/figure6a.yaml", ["params.train.device=auto"])
+    cpu = load_spec("experiments/smoke/figure6a.yaml", ["params.train.device=cpu"])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert default_batch_runs(gpu) == GPU_BATCH_RUNS == 8 and default_batch_runs(cpu) == 1
+    assert default_batch_runs(_spec(tmp_path)) == 1  # closed_form has no train.device
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert default_batch_runs(gpu) == 1

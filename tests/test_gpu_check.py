@@ -97,6 +97,9 @@ def test_committed_seed_batch_measurement_meets_the_4x_goal():
     assert ratio in (ROOT / "README.md").read_text()  # README quotes the measurement, not a typed figure
     exact = f"{rows['stack_8_eager']['vs_eager_total']:.2f}x the images per\nsecond of one"
     assert exact in (ROOT / "README.md").read_text()  # "On one GPU"
+    pilot = json.loads((ROOT / "benchmarks" / "results" / "gpu_pilot" / "pilot.json").read_text())
+    total = f"{round(len(pilot['seeds']) * pilot['images_per_s_per_network'], -3):,.0f} images per second in total"
+    assert total in " ".join((ROOT / "README.md").read_text().split())
 
 
 @pytest.mark.slow
