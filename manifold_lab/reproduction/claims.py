@@ -153,7 +153,11 @@ ROWS = {
         "pre-registered in experiments/probe_penalty_correlation.md",
         PROBE_COMMAND,
         "loss = drop of the block-input R^2 (probe, trained networks), penalty = linear - relu6 accuracy",
-        "preregistered_correlation", "probe_penalty_correlation"),
+        "preregistered_correlation", "probe_penalty_correlation",
+        {"withdrawn": ("the measure rewards dead branches",
+                       "for a block with a shortcut, out = x + f(x): a ReLU6 that zeroes the branch makes x perfectly "
+                       "recoverable, so the block-input R^2 rises with the damage "
+                       "([addendum](../experiments/probe_penalty_correlation.md#addendum-withdrawn))")}),
     "id_profile": Row(
         "Beyond the paper: trained networks' intrinsic dimension rises then falls through depth, untrained ones' "
         "is flat (Ansuini et al. 2019)",
@@ -167,8 +171,12 @@ CLAIMS = (*PAIRED_CLAIMS, *ROWS)
 
 
 def row_claim(row: Row, results: str | Path = "results") -> Claim:
-    """One ``Row`` evaluated by its rule (``RULES[row.rule]``)."""
+    """One ``Row`` evaluated by its rule (``RULES[row.rule]``); a row with ``params["withdrawn"] = (reason,
+    why)`` keeps its numbers and the rule's verdict in the open, but its verdict is ``"withdrawn: <reason>"``."""
     ours, verdict = RULES[row.rule](row, Path(results))
+    if "withdrawn" in row.params:
+        reason, why = row.params["withdrawn"]
+        ours, verdict = f"{ours}; the rule gave \"{verdict}\". Withdrawn: {why}", f"withdrawn: {reason}"
     return Claim(row.claim, row.paper, ours, verdict, row.command)
 
 
