@@ -97,14 +97,14 @@ def test_models_command(capsys):
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("mobilenet_v2/cifar"))
     assert f"{count_parameters(MobileNetV2(10, 0.5, stem_stride=1)):,}" in line and " 16^2 " in line
-    assert " 10/10 " in line  # shortcuts of the bottleneck / expansion arm (Figure 6b)
+    assert " 10/10/10 " in line  # shortcuts of the bottleneck / expansion / sandglass arm (Figure 6b)
     assert main(["models", "--preset", "imagenet", "--width", "0.25"]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("mobilenet_v2/imagenet"))
     # at width 0.25 the t = 1 block keeps its shape: a bottleneck shortcut with no expansion to pass on
-    assert " 11/10 " in line
+    assert " 11/10/10 " in line
     assert main(["models", "--preset", "imagenet", "--bottleneck-mult", "0.25"]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("mobilenet_v2/imagenet"))
-    assert f"{count_parameters(MobileNetV2(bottleneck_mult=0.25)):,}" in line and " 10/10 " in line
+    assert f"{count_parameters(MobileNetV2(bottleneck_mult=0.25)):,}" in line and " 10/10/10 " in line
 
 
 @pytest.mark.parametrize("argv, message", [

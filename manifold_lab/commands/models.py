@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-HELP = ("parameters, MACs and shortcut counts of the MobileNetV2 presets (and MobileNetV1); "
+HELP = ("parameters, MACs and shortcut counts (bottleneck / expansion / sandglass arm) of the MobileNetV2 presets "
+        "(and MobileNetV1); "
         "--table3 writes the Table 3 comparison")
 
 
@@ -51,16 +52,16 @@ def run(args) -> int:
         entries.append(("mobilenet_v1", MobileNetV1(**overrides), args.resolution or 224))
     for _, model, size in entries:  # every problem before the first line of the table
         model.check_resolution(size) if hasattr(model, "check_resolution") else check_resolution(model, size)
-    # shortcuts: residual additions of the bottleneck / expansion arm of Figure 6b (MobileNetV2 only)
-    print(f"{'model':<24} {'width':>5} {'classes':>7} {'input':>7} {'shortcuts (bottleneck/expansion)':>33} "
+    # shortcuts: residual additions of the bottleneck / expansion / sandglass arm of Figure 6b (MobileNetV2 only)
+    print(f"{'model':<24} {'width':>5} {'classes':>7} {'input':>7} {'shortcuts (bottleneck/expansion/sandglass)':>43} "
           f"{'params':>11} {'MACs':>14}")
     for label, model, size in entries:
         macs = count_macs(model, (1, 3, size, size))
         classes = model.classifier[-1].out_features
         shortcuts = "-"
         if label.startswith("mobilenet_v2/"):
-            expansion = mobilenet_v2(label.split("/", 1)[1], shortcut="expansion", **v2)
-            shortcuts = f"{model.num_shortcuts}/{expansion.num_shortcuts}"
-        print(f"{label:<24} {args.width or 1.0:>5g} {classes:>7} {size:>4}^2 {shortcuts:>33} "
+            arms = [mobilenet_v2(label.split("/", 1)[1], shortcut=s, **v2) for s in ("expansion", "sandglass")]
+            shortcuts = "/".join(str(m.num_shortcuts) for m in (model, *arms))
+        print(f"{label:<24} {args.width or 1.0:>5g} {classes:>7} {size:>4}^2 {shortcuts:>43} "
               f"{count_parameters(model):>11,} {macs / 1e6:>13.2f}M")
     return 0

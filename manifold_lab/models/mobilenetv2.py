@@ -36,6 +36,15 @@ activation ``features.<i>.act3``.
   block after it). The first Figure 6b runs used a narrower rule (block ``i``
   itself keeping its shape as well: ``n - 2`` per stage, 5 at width 0.5); their
   run records have no ``shortcuts`` metric.
+- ``"sandglass"``: MobileNeXt's block (Zhou et al. 2020, ``SandglassBlock``) in place of
+  every inverted residual: the tensors between blocks are the wide ones. Block ``i`` takes
+  ``e_i`` (``t_i k_i`` channels, the expanded width above; the stem's for ``t = 1``), applies a
+  depthwise 3x3, reduces to block ``i``'s bottleneck ``k'_i`` (linear with ``identity``),
+  expands to ``e_{i+1}``'s width (``last_channel`` after the last block, which replaces the last
+  1x1 conv) and ends with a linear depthwise 3x3 at block ``i``'s stride; its identity shortcut
+  joins ``e_i`` and ``e_{i+1}`` when they have the same shape, the expansion arm's condition, so
+  the count is the other arms' (10 at width 0.5). Parameters: ``complexity.mobilenet_v2_parameters``;
+  ``architecture()`` gives every layer's shape without building the network.
 
 Width multiplier: every layer is ``make_divisible(c * width_mult, 8)`` except
 the last 1x1 conv, which stays 1280 for ``width_mult < 1`` and scales above.
@@ -71,6 +80,7 @@ channel groups (section 5.1, ``manifold_lab.models.memory_efficient``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import torch
 from torch import nn
@@ -80,7 +90,7 @@ from manifold_lab.models.memory_efficient import check_t_prime, memory_efficient
 
 #: Table 2 of the paper: [t, c, n, s].
 TABLE2 = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
-SHORTCUTS = ("bottleneck", "expansion", "none")
+SHORTCUTS = ("bottleneck", "expansion", "none", "sandglass")
 #: Which blocks get ``bottleneck_act`` (module docstring).
 BOTTLENECK_ACT_BLOCKS = ("all", "with_shortcut", "without_shortcut", "none")
 
@@ -149,6 +159,134 @@ class InvertedResidual(nn.Module):
         return x + out if self.use_res_connect else out
 
 
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """The layer shapes of a MobileNetV2, computed without building it (``architecture``).
+
+    ``setting``: the ``[t, c, n, s]`` rows with the strides and ``t`` in use; ``stem``: output channels of the
+    first 3x3 conv; ``blocks``: one ``(InvertedResidual or SandglassBlock, constructor keyword arguments)`` per
+    block, in order; ``head``: input channels of the last 1x1 conv (None with the sandglass block, whose last
+    block outputs ``last_channel`` itself); ``last_channel``: the channels pooled for the classifier.
+    """
+
+    setting: tuple
+    stem: int
+    blocks: tuple
+    head: int | None
+    last_channel: int
+
+
+def architecture(width_mult=1.0, *, bottleneck_act="identity", shortcut="bottleneck", expand_ratio=None,
+                 stem_stride=2, stage_strides=None, last_channel=1280, round_nearest=8, setting=None,
+                 bottleneck_mult=1.0, bottleneck_act_blocks="all") -> Architecture:
+    """Check the arguments of ``MobileNetV2`` that shape the network and walk its table (module docstring).
+
+    ``ValueError`` naming the argument and its valid values otherwise.
+    """
+    if not isinstance(width_mult, (int, float)) or width_mult <= 0:
+        raise ValueError(f"width_mult must be > 0, got {width_mult!r}")
+    if isinstance(bottleneck_mult, bool) or not isinstance(bottleneck_mult, (int, float)) \
+            or not 0 < bottleneck_mult <= 1:
+        raise ValueError(f"bottleneck_mult must be in (0, 1], got {bottleneck_mult!r}")
+    if bottleneck_act_blocks not in BOTTLENECK_ACT_BLOCKS:
+        raise ValueError(f"bottleneck_act_blocks={bottleneck_act_blocks!r} is not one of "
+                         f"{', '.join(map(repr, BOTTLENECK_ACT_BLOCKS))}")
+    if shortcut not in SHORTCUTS:
+        raise ValueError(f"shortcut={shortcut!r} is not one of {', '.join(map(repr, SHORTCUTS))}")
+    setting = [tuple(row) for row in (setting if setting is not None else TABLE2)]
+    if not setting or any(len(row) != 4 for row in setting):
+        raise ValueError(f"setting must be a non-empty list of [t, c, n, s] rows, got {setting}")
+    if stage_strides is not None:
+        stage_strides = tuple(stage_strides)
+        if len(stage_strides) != len(setting):
+            raise ValueError(f"stage_strides needs {len(setting)} entries (one per table row), got {len(stage_strides)}")
+        setting = [(t, c, n, s) for (t, c, n, _), s in zip(setting, stage_strides)]
+    if expand_ratio is not None:
+        if int(expand_ratio) < 1:
+            raise ValueError(f"expand_ratio must be >= 1, got {expand_ratio}")
+        setting = [(int(expand_ratio) if t > 1 else t, c, n, s) for (t, c, n, s) in setting]
+    for name, s in [("stem_stride", stem_stride)] + [("stage stride", row[3]) for row in setting]:
+        if s not in (1, 2):
+            raise ValueError(f"{name} must be 1 or 2, got {s}")
+    if shortcut == "sandglass" and bottleneck_act_blocks not in ("all", "none"):
+        raise ValueError(f"bottleneck_act_blocks={bottleneck_act_blocks!r} selects blocks by the bottleneck "
+                         "shortcut, which the sandglass network does not have; use 'all' or 'none'")
+    input_channel = make_divisible(32 * width_mult, round_nearest)
+    full_input = input_channel  # the block input's width at bottleneck_mult = 1
+    last_channel = make_divisible(last_channel * max(1.0, width_mult), round_nearest)
+    blocks = []
+    prev = None  # (stride, t, hidden) of the previous block
+    for t, c, n, s in setting:
+        full_output = make_divisible(c * width_mult, round_nearest)
+        out_channel = full_output if bottleneck_mult == 1 else max(1, round(bottleneck_mult * full_output))
+        for i in range(n):
+            stride = s if i == 0 else 1
+            same_shape = stride == 1 and input_channel == out_channel
+            hidden = int(round(full_input * t)) if t != 1 else input_channel
+            act_here = {"all": True, "none": False, "with_shortcut": same_shape,
+                        "without_shortcut": not same_shape}[bottleneck_act_blocks]
+            blocks.append(dict(
+                inp=input_channel, oup=out_channel, stride=stride, expand_ratio=t, hidden=hidden,
+                shortcut=shortcut, bottleneck_act=bottleneck_act if act_here else "identity",
+                # e_{i-1} + e_i: same resolution (block i-1 has stride 1) and channels, both expanded
+                expansion_residual=(shortcut == "expansion" and prev is not None and prev[0] == 1
+                                    and t != 1 and prev[1] != 1 and prev[2] == hidden),
+            ))
+            prev = (stride, t, hidden)
+            input_channel, full_input = out_channel, full_output
+    if shortcut != "sandglass":
+        return Architecture(tuple(setting), blocks[0]["inp"], tuple((InvertedResidual, b) for b in blocks),
+                            input_channel, last_channel)
+    # sandglass: the tensors between blocks are the expanded ones; block i maps hidden_i to hidden_{i+1}
+    wide = [b["hidden"] for b in blocks] + [last_channel]
+    return Architecture(tuple(setting), wide[0], tuple(
+        (SandglassBlock, dict(inp=wide[i], mid=b["oup"], oup=wide[i + 1], stride=b["stride"],
+                              bottleneck_act=b["bottleneck_act"])) for i, b in enumerate(blocks)),
+        None, last_channel)
+
+
+class SandglassBlock(nn.Module):
+    """MobileNeXt's sandglass block (Zhou et al. 2020): shortcut and depthwise convolutions on the wide tensors.
+
+    Input ``(B, inp, H, W)`` -> output ``(B, oup, H / s, W / s)`` through a bottleneck of ``mid`` channels;
+    names as in ``InvertedResidual`` by role (``act3`` is the bottleneck activation)::
+
+        conv_dw  3x3 depthwise on inp        bn2  act2 (depthwise_act, ReLU6)
+        conv_pwl 1x1, inp -> mid             bn3  act3 (bottleneck_act: identity = the linear bottleneck)
+        conv_pw  1x1, mid -> oup             bn1  act1 (expand_act, ReLU6)
+        conv_dw2 3x3 depthwise on oup, s     bn4  (linear)
+        y = x + F(x) when s = 1 and inp = oup (the shortcut joins the wide tensors)
+    """
+
+    def __init__(self, inp: int, mid: int, oup: int, stride: int, *, bottleneck_act="identity", expand_act="relu6",
+                 depthwise_act="relu6"):
+        super().__init__()
+        if stride not in (1, 2):
+            raise ValueError(f"stride must be 1 or 2, got {stride}")
+        self.stride, self.inp, self.mid, self.oup = stride, inp, mid, oup
+        self.use_res_connect, self.expansion_residual = stride == 1 and inp == oup, False
+        self.conv_dw = nn.Conv2d(inp, inp, 3, 1, 1, groups=inp, bias=False)
+        self.bn2 = nn.BatchNorm2d(inp)
+        self.act2 = make_activation(depthwise_act, what="depthwise_act")
+        self.conv_pwl = nn.Conv2d(inp, mid, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(mid)
+        self.act3 = make_activation(bottleneck_act, what="bottleneck_act")
+        self.conv_pw = nn.Conv2d(mid, oup, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(oup)
+        self.act1 = make_activation(expand_act, what="expand_act")
+        self.conv_dw2 = nn.Conv2d(oup, oup, 3, stride, 1, groups=oup, bias=False)
+        self.bn4 = nn.BatchNorm2d(oup)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = self.act3(self.bn3(self.conv_pwl(self.act2(self.bn2(self.conv_dw(x))))))  # the bottleneck
+        out = self.bn4(self.conv_dw2(self.act1(self.bn1(self.conv_pw(b)))))
+        return x + out if self.use_res_connect else out
+
+
+#: The block classes of the network (``InvertedResidual``; ``SandglassBlock`` with ``shortcut="sandglass"``).
+BLOCKS = (InvertedResidual, SandglassBlock)
+
+
 class MobileNetV2(nn.Module):
     """MobileNetV2; input ``(B, in_channels, H, W)`` -> logits ``(B, num_classes)``.
 
@@ -158,8 +296,8 @@ class MobileNetV2(nn.Module):
         As in torchvision (``width_mult > 0``; dropout before the classifier).
     bottleneck_act : {"identity", "relu", "relu6"}
         Activation after the projection (``identity`` = linear bottleneck).
-    shortcut : {"bottleneck", "expansion", "none"}
-        Where the residual connections go (module docstring).
+    shortcut : {"bottleneck", "expansion", "none", "sandglass"}
+        Where the residual connections go (module docstring); ``sandglass`` uses ``SandglassBlock``.
     expand_ratio : int, optional
         Replaces ``t`` of every row with ``t > 1`` (section 4: 5-10 perform alike).
     expand_act, depthwise_act : {"relu6", "relu", "identity"}
@@ -181,16 +319,6 @@ class MobileNetV2(nn.Module):
                  stage_strides=None, last_channel=1280, round_nearest=8, in_channels=3, setting=None,
                  bottleneck_mult=1.0, bottleneck_act_blocks="all"):
         super().__init__()
-        if not isinstance(width_mult, (int, float)) or width_mult <= 0:
-            raise ValueError(f"width_mult must be > 0, got {width_mult!r}")
-        if isinstance(bottleneck_mult, bool) or not isinstance(bottleneck_mult, (int, float)) \
-                or not 0 < bottleneck_mult <= 1:
-            raise ValueError(f"bottleneck_mult must be in (0, 1], got {bottleneck_mult!r}")
-        if bottleneck_act_blocks not in BOTTLENECK_ACT_BLOCKS:
-            raise ValueError(f"bottleneck_act_blocks={bottleneck_act_blocks!r} is not one of "
-                             f"{', '.join(map(repr, BOTTLENECK_ACT_BLOCKS))}")
-        if shortcut not in SHORTCUTS:
-            raise ValueError(f"shortcut={shortcut!r} is not one of {', '.join(map(repr, SHORTCUTS))}")
         for name, act in (("bottleneck_act", bottleneck_act), ("expand_act", expand_act),
                           ("depthwise_act", depthwise_act)):
             make_activation(act, what=name)
@@ -198,49 +326,17 @@ class MobileNetV2(nn.Module):
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        setting = [tuple(row) for row in (setting if setting is not None else TABLE2)]
-        if not setting or any(len(row) != 4 for row in setting):
-            raise ValueError(f"setting must be a non-empty list of [t, c, n, s] rows, got {setting}")
-        if stage_strides is not None:
-            stage_strides = tuple(stage_strides)
-            if len(stage_strides) != len(setting):
-                raise ValueError(f"stage_strides needs {len(setting)} entries (one per table row), got {len(stage_strides)}")
-            setting = [(t, c, n, s) for (t, c, n, _), s in zip(setting, stage_strides)]
-        if expand_ratio is not None:
-            if int(expand_ratio) < 1:
-                raise ValueError(f"expand_ratio must be >= 1, got {expand_ratio}")
-            setting = [(int(expand_ratio) if t > 1 else t, c, n, s) for (t, c, n, s) in setting]
-        for name, s in [("stem_stride", stem_stride)] + [("stage stride", row[3]) for row in setting]:
-            if s not in (1, 2):
-                raise ValueError(f"{name} must be 1 or 2, got {s}")
-
-        self.setting, self.stem_stride, self.shortcut = setting, stem_stride, shortcut
+        arch = architecture(width_mult, bottleneck_act=bottleneck_act, shortcut=shortcut, expand_ratio=expand_ratio,
+                            stem_stride=stem_stride, stage_strides=stage_strides, last_channel=last_channel,
+                            round_nearest=round_nearest, setting=setting, bottleneck_mult=bottleneck_mult,
+                            bottleneck_act_blocks=bottleneck_act_blocks)
+        self.setting, self.stem_stride, self.shortcut = arch.setting, stem_stride, shortcut
         self.bottleneck_mult, self.bottleneck_act_blocks = float(bottleneck_mult), bottleneck_act_blocks
-        input_channel = make_divisible(32 * width_mult, round_nearest)
-        full_input = input_channel  # the block input's width at bottleneck_mult = 1
-        self.last_channel = make_divisible(last_channel * max(1.0, width_mult), round_nearest)
-        layers: list[nn.Module] = [ConvBNAct(in_channels, input_channel, 3, stem_stride, act=expand_act)]
-        prev = None  # (stride, t, hidden) of the previous block
-        for t, c, n, s in setting:
-            full_output = make_divisible(c * width_mult, round_nearest)
-            out_channel = full_output if bottleneck_mult == 1 else max(1, round(bottleneck_mult * full_output))
-            for i in range(n):
-                stride = s if i == 0 else 1
-                same_shape = stride == 1 and input_channel == out_channel
-                hidden = int(round(full_input * t)) if t != 1 else input_channel
-                act_here = {"all": True, "none": False, "with_shortcut": same_shape,
-                            "without_shortcut": not same_shape}[bottleneck_act_blocks]
-                layers.append(InvertedResidual(
-                    input_channel, out_channel, stride, t, hidden=hidden, shortcut=shortcut,
-                    bottleneck_act=bottleneck_act if act_here else "identity",
-                    expand_act=expand_act, depthwise_act=depthwise_act,
-                    # e_{i-1} + e_i: same resolution (block i-1 has stride 1) and channels, both expanded
-                    expansion_residual=(shortcut == "expansion" and prev is not None and prev[0] == 1
-                                        and t != 1 and prev[1] != 1 and prev[2] == hidden),
-                ))
-                prev = (stride, t, hidden)
-                input_channel, full_input = out_channel, full_output
-        layers.append(ConvBNAct(input_channel, self.last_channel, 1, act=expand_act))
+        self.last_channel = arch.last_channel
+        layers: list[nn.Module] = [ConvBNAct(in_channels, arch.stem, 3, stem_stride, act=expand_act)]
+        layers += [block(**kw, expand_act=expand_act, depthwise_act=depthwise_act) for block, kw in arch.blocks]
+        if arch.head is not None:
+            layers.append(ConvBNAct(arch.head, self.last_channel, 1, act=expand_act))
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)  # a module (no parameters) so hooks see the pooled vector
         self.classifier = nn.Sequential(nn.Dropout(p=dropout), nn.Linear(self.last_channel, int(num_classes)))
@@ -248,8 +344,8 @@ class MobileNetV2(nn.Module):
 
     @property
     def num_shortcuts(self) -> int:
-        """How many residual additions the network makes (bottleneck or expansion, per ``shortcut``)."""
-        blocks = [m for m in self.features if isinstance(m, InvertedResidual)]
+        """How many residual additions the network makes (bottleneck, expansion or sandglass, per ``shortcut``)."""
+        blocks = [m for m in self.features if isinstance(m, BLOCKS)]
         return sum(b.use_res_connect or b.expansion_residual for b in blocks)
 
     @property
@@ -292,8 +388,8 @@ class MobileNetV2(nn.Module):
         check_t_prime(t_prime)
         if self.training:
             raise ValueError("memory-efficient inference needs the model in eval mode (call model.eval())")
-        if self.shortcut == "expansion":
-            raise ValueError("memory-efficient inference is not available with shortcut='expansion' "
+        if self.shortcut in ("expansion", "sandglass"):
+            raise ValueError(f"memory-efficient inference is not available with shortcut={self.shortcut!r} "
                              "(the shortcut adds whole expanded tensors)")
         blocks = [m for m in self.features if isinstance(m, InvertedResidual)]
         before = [b.t_prime for b in blocks]
@@ -320,7 +416,7 @@ def relu_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def bottleneck_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The bottleneck activation (``act3``) of every block, with its name."""
-    return [(f"{name}.act3", m.act3) for name, m in model.named_modules() if isinstance(m, InvertedResidual)]
+    return [(f"{name}.act3", m.act3) for name, m in model.named_modules() if isinstance(m, BLOCKS)]
 
 
 

@@ -37,7 +37,12 @@ class ModelConfig(_Section):
         "cifar_fast", description="strides: imagenet (Table 2), cifar (kuangliu), cifar_fast (c=24 stage at stride 2)")
     width_mult: float = Field(1.0, gt=0, le=MAX_WIDTH_MULT, description="width multiplier")
     bottleneck_act: Act = Field("identity", description="activation after the projection; identity = linear bottleneck")
-    shortcut: Literal["bottleneck", "expansion", "none"] = Field("bottleneck", description="where residuals go (Figure 6b)")
+    shortcut: Literal["bottleneck", "expansion", "none", "sandglass"] = Field(
+        "bottleneck", description="where residuals go (Figure 6b); sandglass: MobileNeXt's block, shortcut between "
+                                  "the wide tensors")
+    sandglass_width_mult: float | None = Field(  # folded into width_mult, never stored: run ids stay as they were
+        None, gt=0, le=MAX_WIDTH_MULT, exclude=True, description="with shortcut=sandglass: its width multiplier instead of "
+        "width_mult (0.465 matches the width-0.5 cifar_fast arms' parameters within 2%); ignored otherwise")
     expand_ratio: int | None = Field(None, ge=1, le=32, description="override t of every expanding block")
     bottleneck_mult: float = Field(1.0, gt=0, le=1, description="narrow only the bottlenecks; expanded layers keep "
                                    "their width (t k fixed); 1 = the standard network")
@@ -57,6 +62,13 @@ class ModelConfig(_Section):
         if self.bottleneck_act == "identity" or self.bottleneck_act_blocks == "none":
             object.__setattr__(self, "bottleneck_act", "identity")
             object.__setattr__(self, "bottleneck_act_blocks", "all")
+        if self.shortcut == "sandglass" and self.bottleneck_act_blocks not in ("all", "none"):
+            raise ValueError(f"bottleneck_act_blocks={self.bottleneck_act_blocks!r} selects blocks by the bottleneck "
+                             "shortcut, which shortcut=sandglass does not have; use all or none")
+        # the sandglass arm's own width becomes its width_mult; the other arms ignore it (one run id each)
+        if self.shortcut == "sandglass" and self.sandglass_width_mult is not None:
+            object.__setattr__(self, "width_mult", self.sandglass_width_mult)
+        object.__setattr__(self, "sandglass_width_mult", None)
         return self
 
 

@@ -108,8 +108,12 @@ def evaluate(model: nn.Module, loader, cfg: TrainConfig, d: distributed.Dist) ->
 
 def _probe(model: nn.Module, loader) -> dict | None:
     """The per-run information-loss probe on the test split (``probe.network.run_probe``); None when the
-    loader streams its images from disk (no resident test split to draw from)."""
-    if not (hasattr(loader, "images") and hasattr(loader, "labels")):
+    loader streams its images from disk (no resident test split to draw from) or the network has no
+    inverted-residual block (the probe's measures are defined on them; ``shortcut="sandglass"``)."""
+    from manifold_lab.models import InvertedResidual
+
+    if not (hasattr(loader, "images") and hasattr(loader, "labels")) \
+            or not any(isinstance(m, InvertedResidual) for m in model.modules()):
         return None
     from manifold_lab.probe.network import run_probe
 
