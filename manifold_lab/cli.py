@@ -63,13 +63,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{args._prog}: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError) as exc:  # OSError: a missing file, a folder, a name too long...
-        msg = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"{args._prog}: error: {msg}", file=sys.stderr)
-        return 2
     except MemoryError as exc:  # a size far beyond this machine, e.g. --points 1099511627776
         msg = " ".join(str(exc).split()) or "out of memory"
         print(f"{args._prog}: error: not enough memory for this input ({msg}); use smaller sizes", file=sys.stderr)
+        return 2
+    except Exception as exc:  # bad input (ValueError), a missing file or folder (OSError), a full disk
+        from manifold_lab.io import disk_full
+
+        msg = disk_full(exc, ".")  # also through another error (torch's), with the folder written
+        if msg is None and not isinstance(exc, (ValueError, OSError)):
+            raise
+        msg = msg or " ".join(str(exc).split()) or type(exc).__name__
+        print(f"{args._prog}: error: {msg}", file=sys.stderr)
         return 2
 
 

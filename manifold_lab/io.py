@@ -13,11 +13,18 @@ itself may be a link: the user chose it.
 Leftovers: a temporary file is named ``.<name>.<pid>.<random><suffix>`` beside
 its target; a process killed mid-write leaves it behind, and
 ``remove_temporaries`` deletes those whose writer is gone.
+
+Reading: ``read_bytes`` reads a regular file only, at most a bounded number of bytes.
+Tables: every CSV file is written by ``csv_text`` and every markdown table cell escaped by
+``md_cell``, so a label from a results folder can neither run as a spreadsheet formula nor
+break a table.
 """
 
 from __future__ import annotations
 
+import csv
 import errno
+import io as _stdio
 import json
 import os
 import re
@@ -26,7 +33,7 @@ import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from manifold_lab.errors import UsageError
 
@@ -118,21 +125,94 @@ def open_nofollow(path: str | os.PathLike, flags: int, mode: int = 0o666) -> int
     return fd
 
 
-def read_bytes(path: str | os.PathLike, *, single_link: bool = False) -> bytes:
-    """The bytes of a regular file, never through a link (``UsageError``) nor from a fifo or device.
+#: Largest record of a run or a results folder read (metrics.json, metrics.jsonl, status.json,
+#: probe.json, relu_stats.json, provenance.json, config.yaml, spec.yaml): the committed ones
+#: are at most about 30 kB, a training of thousands of epochs logs a few MB.
+MAX_RECORD_BYTES = 16 << 20
 
-    ``single_link``: refuse a file with other hard links too (a copy must not
-    take a file from outside the folder).
+
+def read_bytes(path: str | os.PathLike, *, limit: int = MAX_RECORD_BYTES, what: str = "a record",
+               follow: bool = False, single_link: bool = False) -> bytes:
+    """The bytes of a regular file, at most ``limit`` of them read (``UsageError`` naming the file beyond).
+
+    Refuses, with one ``UsageError`` line, a link (unless ``follow``), a folder,
+    fifo, socket or device (opened non-blocking, so a fifo never hangs), and a
+    file with more than ``limit`` bytes: the bound counts the bytes actually read
+    (``limit + 1`` at most), not ``st_size``. ``what`` names the kind of file in
+    that message. ``single_link``: refuse a file with other hard links too (a copy
+    must not take a file from outside the folder).
     """
-    fd = open_nofollow(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+    fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0)) if follow else open_nofollow(path, flags)
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())
         if not stat.S_ISREG(st.st_mode):
-            raise UsageError(f"{path} is not a regular file")
+            raise UsageError(f"{path} is not a regular file (a folder, fifo, socket or device); "
+                             "manifold-lab reads regular files only")
         if single_link and st.st_nlink > 1:
             raise UsageError(f"{path} has {st.st_nlink} hard links (it is also another file); "
                              "manifold-lab does not copy it: remove it")
-        return f.read()
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise UsageError(f"{path} has more than {limit:,} bytes, the limit for {what}; "
+                         "it was not read further: remove it or regenerate it")
+    return data
+
+
+def read_text(path: str | os.PathLike, **kwargs: Any) -> str:
+    """``read_bytes(path, **kwargs)`` decoded as UTF-8 (``UnicodeDecodeError``, a ``ValueError``, if it is not)."""
+    return read_bytes(path, **kwargs).decode("utf-8")
+
+
+def disk_full(exc: BaseException | None, where: str | os.PathLike) -> str | None:
+    """One line for a full disk or quota (``ENOSPC``, ``EDQUOT`` in ``exc`` or what it was raised from),
+    naming the folder of the file being written (else ``where``) and that the work resumes; None otherwise."""
+    for _ in range(32):  # a chain of causes is short; never loop on a cycle
+        if exc is None:
+            return None
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            folder = Path(exc.filename).parent if exc.filename else where
+            return (f"the disk is full (no space left writing in {folder}); free some space and run the same "
+                    "command again: what finished is kept and a run resumes from its last checkpoint")
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+# --------------------------------------------------------------------------- tables
+
+#: A CSV cell beginning with one of these is a formula to a spreadsheet (CSV injection).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_text(text: str) -> str:
+    """``text`` as a CSV cell that a spreadsheet shows and never runs: ``'`` is put before a text
+    beginning with ``= + - @``, a tab or a carriage return; a number (``-0.5``, ``+1e3``) stays as it is."""
+    if text.startswith(FORMULA_START):
+        try:
+            float(text)
+        except ValueError:
+            return "'" + text
+    return text
+
+
+def _plain(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def csv_text(rows: Sequence[Mapping], columns: Sequence[str], cell: Callable[[Any], str] = _plain) -> str:
+    """``rows`` as CSV text under the header ``columns``: each cell ``cell(row.get(column))`` (default:
+    ``str``, empty for None), every cell and column name through ``spreadsheet_text``."""
+    buffer = _stdio.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([spreadsheet_text(str(c)) for c in columns])
+    for row in rows:
+        writer.writerow([spreadsheet_text(cell(row.get(c))) for c in columns])
+    return buffer.getvalue()
+
+
+def md_cell(text: str) -> str:
+    """``text`` as one markdown table cell: ``\\`` and ``|`` escaped, line breaks turned into spaces."""
+    return " ".join(text.replace("\\", "\\\\").replace("|", "\\|").splitlines())
 
 
 # --------------------------------------------------------------------------- atomic writes
@@ -161,9 +241,32 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         yield tmp_path
         refuse_link(path)
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as exc:
         tmp_path.unlink(missing_ok=True)
+        if disk_full(exc, path.parent) and not getattr(exc, "filename", None):  # name the file written
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
         raise
+
+
+@contextmanager
+def staged_folder(root: str | os.PathLike, last: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Yield an empty folder ``root/.staged-<pid>-<random>``; on success move every file written
+    there to the same place under ``root`` (replacing it; the names in ``last`` at the end), then
+    delete the folder. On an exception nothing under ``root`` changes: a set of files (a report and
+    its tables) is replaced as a set or not at all. Links below ``root`` are refused."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=root, prefix=f".staged-{os.getpid()}-"))
+    try:
+        yield stage
+        files = sorted((p.relative_to(stage) for p in stage.rglob("*") if p.is_file()),
+                       key=lambda rel: (rel.as_posix() in last, rel.as_posix()))
+        for rel in files:
+            target = check_inside(root, root / rel)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(stage / rel, target)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def _umask() -> int:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 
 from manifold_lab.execution.one_run import (STALE_LOCK_WAIT, _one_line, _run_logger, check_metrics, close_logger,
-                                            execute_run, run_config, start_provenance, write_provenance)
+                                            execute_run, finish_run, run_config, start_provenance)
 from manifold_lab.execution.store import ResultsStore
 from manifold_lab.kinds import Kind, RunContext
 from manifold_lab.spec.sweep import PlannedRun
@@ -85,8 +85,8 @@ def execute_batch(kind: Kind, runs: list[PlannedRun], root: str | os.PathLike, n
                 log.info("%s in %.2f s (the group's time)%s", status, seconds, f": {err}" if err else "")
             close_logger(log, handler)
             if error is None:
-                write_provenance(run_dir, records[i])
-                store.finish(run.run_id, status, metrics, err, seconds)
+                status, err = finish_run(store, run.run_id, run_dir, records[i], status, metrics, err, seconds)
+                outcomes[i] = (status, metrics, err)
     if error is not None:
         return [execute_run(kind, run, root, name, show_progress, fresh=False) for run in runs]
     return [(status, err) for status, _, err in outcomes]

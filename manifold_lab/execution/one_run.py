@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from manifold_lab import io
+from manifold_lab.errors import UsageError
 from manifold_lab.execution import provenance
 from manifold_lab.execution.store import ResultsStore
 from manifold_lab.kinds import Kind, RunContext
@@ -72,7 +73,10 @@ def _run_logger(run_dir: Path, run_id: str) -> tuple[logging.Logger, logging.Han
 def close_logger(log: logging.Logger, handler: logging.Handler) -> None:
     log.removeHandler(handler)
     handler.close()
-    handler.stream.close()
+    try:
+        handler.stream.close()
+    except OSError:  # the log's last lines could not be flushed (a full disk): the outcome is still recorded
+        pass
 
 
 def run_config(kind: Kind, run: PlannedRun, name: str) -> dict:
@@ -97,6 +101,33 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def failure_line(exc: BaseException, run_dir: Path) -> str:
+    """The one-line error of a run that raised ``exc``: a full disk says so and names the folder."""
+    return io.disk_full(exc, run_dir) or _one_line(exc)
+
+
+def finish_run(store: ResultsStore, run_id: str, run_dir: Path, record: dict, status: str, metrics: dict,
+               error: str | None, seconds: float) -> tuple[str, str | None]:
+    """Write the run's ``provenance.json`` and its outcome (``store.finish``); return ``(status, error)``.
+
+    When that bookkeeping raises (a metric that cannot be written, a full disk), the run is
+    recorded ``failed`` with the reason, never left ``running``. If even that write fails, the
+    ``UsageError`` says why; the run's ``status.json`` then names a writer that is gone, so the
+    run counts as not run and the next ``run`` does it again.
+    """
+    try:
+        write_provenance(run_dir, record)
+        store.finish(run_id, status, metrics, error, seconds)
+        return status, error
+    except Exception as exc:  # noqa: BLE001 - any failure of the bookkeeping fails the run
+        error = f"recording the outcome failed: {failure_line(exc, run_dir)}"
+    try:
+        store.finish(run_id, "failed", {}, error, seconds)
+    except OSError as again:
+        raise UsageError(io.disk_full(again, run_dir) or f"{error}; then {_one_line(again)}") from None
+    return "failed", error
+
+
 def execute_run(
     kind: Kind, run: PlannedRun, root: str | os.PathLike, name: str, show_progress: bool = False,
     fresh: bool = False,
@@ -118,12 +149,10 @@ def execute_run(
             status, metrics, error = check_metrics(kind.run(params, run.seed, ctx))
         except (Exception, SystemExit) as exc:  # any error of a run is recorded, the sweep goes on
             log.exception("run failed")
-            status, metrics, error = "failed", {}, _one_line(exc)
+            status, metrics, error = "failed", {}, failure_line(exc, run_dir)
         seconds = time.perf_counter() - record.pop("_start")
         log.info("%s in %.2f s%s", status, seconds, f": {error}" if error else "")
         close_logger(log, handler)
-        write_provenance(run_dir, record)
-        store.finish(run.run_id, status, metrics, error, seconds)
-    return status, error
+        return finish_run(store, run.run_id, run_dir, record, status, metrics, error, seconds)
 
 

@@ -27,8 +27,6 @@ one operator whose input is at ``r`` (the quantity section 5.1 bounds memory by)
 
 from __future__ import annotations
 
-import csv
-import io as _io
 from pathlib import Path
 
 import torch
@@ -195,13 +193,8 @@ def write_table3(out_dir: str | Path, size: int = 224) -> tuple[Path, Path]:
 
     rows = table3_rows(size)
     out_dir = Path(out_dir)
-    fields = list(rows[0])
-    buf = _io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
     csv_path = out_dir / "table3.csv"
-    io.write_text(csv_path, buf.getvalue())
+    io.write_text(csv_path, io.csv_text(rows, list(rows[0])))
     lines = [
         "# Table 3: largest tensor materialized at each resolution",
         "",

@@ -54,7 +54,7 @@ def _epoch_log(run_dir: Path) -> list[dict]:
     if not path.is_file():
         return []
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in io.read_text(path, what="a run's metrics.jsonl").splitlines():
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
@@ -94,9 +94,11 @@ def final_rows(study: str, plan: list[dict], records: list, factors: list[str]) 
     return rows, list(metrics)
 
 
-def write_tables(root: str | Path) -> tuple[Path, Path]:
-    """Write ``curves.csv`` and ``finals.csv`` into the results folder ``root``; return their paths."""
+def write_tables(root: str | Path, out: str | Path | None = None) -> tuple[Path, Path]:
+    """Write ``curves.csv`` and ``finals.csv`` of the results folder ``root`` into ``out`` (default ``root``);
+    return their paths."""
     store = ResultsStore(root)
+    out = store.root if out is None else Path(out)
     spec = store.read_spec()
     study, plan = spec["name"], spec["runs"]
     factors = [k for k in (spec.get("sweep") or {}) if k != "seeds"]
@@ -109,8 +111,8 @@ def write_tables(root: str | Path) -> tuple[Path, Path]:
         for run, record in zip(plan, records) if record is not None
         for epoch, metric, value in curve_rows(record)
     )
-    curves_path = io.write_text(store.root / CURVES_FILE, to_csv(list(curves), curve_columns))
+    curves_path = io.write_text(out / CURVES_FILE, to_csv(list(curves), curve_columns))
     rows, metrics = final_rows(study, plan, records, factors)
     final_columns = ["study", "run_id", *factors, "seed", "status", *metrics, "error"]
-    finals_path = io.write_text(store.root / FINALS_FILE, to_csv(rows, final_columns))
+    finals_path = io.write_text(out / FINALS_FILE, to_csv(rows, final_columns))
     return curves_path, finals_path

@@ -30,7 +30,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from manifold_lab import io
 from manifold_lab.execution import provenance
+from manifold_lab.spec.bounds import safe_load_bounded
 from manifold_lab.stats import describe
 
 PREFIX = "device_check"
@@ -60,7 +62,7 @@ def canonical_id(run_dir: Path) -> str | None:
     from manifold_lab.kinds import get_kind
 
     try:
-        config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8"))
+        config = _config(Path(run_dir))
         params = get_kind(config["kind"]).params.model_validate(config["params"]).model_dump(mode="json")
         return run_id(config["kind"], params, int(config["seed"]))
     except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
@@ -70,15 +72,15 @@ def canonical_id(run_dir: Path) -> str | None:
 def _done(run_dir: Path) -> dict | None:
     """The run's metrics when its status is done, else None."""
     try:
-        if json.loads((run_dir / "status.json").read_text(encoding="utf-8")).get("status") != "done":
+        if json.loads(io.read_text(run_dir / "status.json")).get("status") != "done":
             return None
-        return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+        return json.loads(io.read_text(run_dir / "metrics.json"))
     except (OSError, ValueError):
         return None
 
 
 def _config(run_dir: Path) -> dict:
-    return yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    return safe_load_bounded(io.read_text(run_dir / "config.yaml"))
 
 
 def _training(run_dir: Path) -> tuple:
@@ -186,8 +188,10 @@ def section(results: str | Path = "results") -> list[str]:
     lines += ["", "| network | seed | run (device, torch) | twin (device, torch) | accuracy | twin's | difference |",
               "|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['network']} | {r['seed']} | {r['run']} ({r['device']}, {r['torch']}) | {r['twin']} "
-                     f"({r['twin_device']}, {r['twin_torch']}) | {r['acc']:.4f} | {r['twin_acc']:.4f} | "
+        text = {k: io.md_cell(str(v)) for k, v in r.items()}  # labels read from run records
+        lines.append(f"| {text['network']} | {r['seed']} | {text['run']} ({text['device']}, {text['torch']}) | "
+                     f"{text['twin']} ({text['twin_device']}, {text['twin_torch']}) | {r['acc']:.4f} | "
+                     f"{r['twin_acc']:.4f} | "
                      f"{(r['acc'] - r['twin_acc']) * 100:+.2f} |")
     if again:
         same = sum(len(set(r["accs"])) == 1 for r in again)
@@ -195,6 +199,7 @@ def section(results: str | Path = "results") -> list[str]:
                   f"study, same validated configuration and seed): test accuracy identical in {same} of "
                   f"{len(again)} networks.", "",
                   "| network | seed | device | runs | test accuracy |", "|---|---|---|---|---|"]
-        lines += [f"| {r['network']} | {r['seed']} | {r['device']} | {', '.join(r['runs'])} | "
+        lines += [f"| {io.md_cell(r['network'])} | {r['seed']} | {io.md_cell(r['device'])} | "
+                  f"{io.md_cell(', '.join(r['runs']))} | "
                   f"{', '.join(f'{a:.4f}' for a in r['accs'])} |" for r in again]
     return lines + [""]

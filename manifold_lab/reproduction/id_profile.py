@@ -68,6 +68,7 @@ def is_flat(ids: np.ndarray, spreads: np.ndarray) -> bool:
 def run_profiles(results: str | Path = "results") -> list[dict]:
     """One entry per distinct run of ``STUDIES`` with a ``probe.json``: its study, variant, condition,
     seed, both profiles and their shapes."""
+    from manifold_lab import io
     from manifold_lab.reproduction.records import done_runs
 
     out, seen = [], set()
@@ -77,7 +78,7 @@ def run_profiles(results: str | Path = "results") -> list[dict]:
             if r.run_id in seen or not path.is_file():
                 continue
             seen.add(r.run_id)
-            probe = json.loads(path.read_text())
+            probe = json.loads(io.read_text(path, what="a run's probe.json"))
             stages = {}
             for stage in ("step0", "final"):
                 blocks, ids, spreads = profile((probe.get(stage) or {}).get("records", []))
@@ -135,28 +136,23 @@ def _plot(runs: list[dict], path: Path) -> None:
 def write_check(results: str | Path = "results", out: str | Path = "runs/probe_penalty_correlation") -> dict:
     """Evaluate the check over ``results`` and write ``id_profile.json``, ``id_profile.csv`` and
     (with the Figure 6a runs present) ``id_profile.png`` into ``out``. Returns the JSON payload."""
-    import csv
-    import io as _io
-
     from manifold_lab import io
 
     out = Path(out)
     runs = run_profiles(results)
     payload = {"preregistration": PREREGISTRATION, "studies": list(STUDIES), "runs": len(runs),
                "by_variant": shares(runs), "profiles": runs}
-    buf = _io.StringIO()
     fields = ["study", "run_id", "seed", "variant", "condition", "hunchback_final", "flat_step0",
               "hunchback_step0", "flat_final", "peak_block_final", "id_first_final", "id_peak_final", "id_last_final"]
-    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
+    rows = []
     for r in runs:
         ids = r["final"]["id"]
         j = int(np.argmax(ids)) if ids else None
-        writer.writerow({**{k: r[k] for k in fields[:9]},
-                         "peak_block_final": r["final"]["block"][j] if ids else "",
-                         "id_first_final": f"{ids[0]:.3f}" if ids else "", "id_peak_final": f"{ids[j]:.3f}" if ids else "",
-                         "id_last_final": f"{ids[-1]:.3f}" if ids else ""})
-    io.write_text(out / "id_profile.csv", buf.getvalue())
+        rows.append({**{k: r[k] for k in fields[:9]},
+                     "peak_block_final": r["final"]["block"][j] if ids else "",
+                     "id_first_final": f"{ids[0]:.3f}" if ids else "", "id_peak_final": f"{ids[j]:.3f}" if ids else "",
+                     "id_last_final": f"{ids[-1]:.3f}" if ids else ""})
+    io.write_text(out / "id_profile.csv", io.csv_text(rows, fields))
     io.write_json(out / "id_profile.json", payload)
     if any(r["condition"] == "all" for r in runs):
         _plot(runs, out / "id_profile.png")

@@ -26,8 +26,8 @@ FORMAT = "manifold-lab-checkpoint-v1"
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, **state}, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a Python file: a full disk is OSError ENOSPC,
+        torch.save({"format": FORMAT, **state}, f)         # not torch's internal "file write failed"
 
 
 def load_checkpoint(path: Path) -> dict:
