@@ -131,8 +131,13 @@ def read(run_dir: Path) -> dict | None:
     """The run's provenance record, or None (runs recorded before provenance existed)."""
     import json
 
+    from manifold_lab import io
+    from manifold_lab.errors import UsageError
+
     try:
-        data = json.loads((Path(run_dir) / FILE).read_text(encoding="utf-8"))
+        data = json.loads(io.read_text(Path(run_dir) / FILE))
+    except UsageError:  # a link, a fifo, an oversized file: one line naming it
+        raise
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None

@@ -59,6 +59,9 @@ from manifold_lab.kinds import RunRecord
 
 SPEC_FILE = "spec.yaml"
 PLAN_FILE = "plan.json"
+#: Largest ``plan.json`` read: 100,000 runs (``spec.bounds.MAX_RUNS``) of about 1.3 kB; the committed
+#: largest has 960 runs in 0.7 MB. Every other record is bounded by ``io.MAX_RECORD_BYTES``.
+MAX_PLAN_BYTES = 128 << 20
 
 
 _HOLDER = re.compile(r"pid (\d+)(?: \(parent (\d+)\))? on (\S+)")
@@ -109,10 +112,11 @@ def locked(path: Path, *, shared: bool = False, what: str = "results folder",
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _read_json(path: Path) -> Any:
-    """The parsed file, or None when it is missing or not valid JSON; a link is a UsageError."""
+def _read_json(path: Path, limit: int = io.MAX_RECORD_BYTES) -> Any:
+    """The parsed file, or None when it is missing or not valid JSON; a link, or more than ``limit``
+    bytes, is a UsageError."""
     try:
-        return json.loads(io.read_bytes(path).decode("utf-8"))
+        return json.loads(io.read_bytes(path, limit=limit).decode("utf-8"))
     except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         return None
 
@@ -206,7 +210,7 @@ class ResultsStore:
         removed = io.remove_temporaries(self.root, all_writers=True)
         for sub in ("figures", "runs"):
             removed += io.remove_temporaries(self.path(sub), recursive=True, all_writers=True)
-        return removed
+        return removed + io.remove_stale_folders(self.root, ".staged-")  # a report cut short (io.staged_folder)
 
     def write_plan(self, resolved_spec: dict, command: str, runs: list[dict]) -> None:
         io.write_text(
@@ -220,15 +224,17 @@ class ResultsStore:
             raise UsageError(f"results folder not found: {self.root}")
         try:
             # No alias bomb, bounded depth (manifold_lab.spec.bounds).
-            spec = safe_load_bounded(io.read_bytes(self.path(SPEC_FILE)).decode("utf-8"))
+            spec = safe_load_bounded(io.read_text(self.path(SPEC_FILE)))
         except FileNotFoundError:
             raise UsageError(
                 f"{self.root} holds no {SPEC_FILE}; is it a results folder written by "
                 "`manifold-lab run`?"
             ) from None
+        except UsageError:  # a link, a fifo, more than io.MAX_RECORD_BYTES: the line names it
+            raise
         except (yaml.YAMLError, ValueError):  # ValueError: not UTF-8, a bad tagged scalar
             spec = None
-        plan = _read_json(self.path(PLAN_FILE))
+        plan = _read_json(self.path(PLAN_FILE), MAX_PLAN_BYTES)
         if not isinstance(spec, dict) or not isinstance(plan, dict):
             raise UsageError(f"{self.root}: {SPEC_FILE} or {PLAN_FILE} is missing or unreadable")
         check_json_depth(plan, f"{self.root / PLAN_FILE}")
@@ -262,7 +268,8 @@ class ResultsStore:
             io.refuse_link(path)
             if path.is_file() and path.name not in ("metrics.json", "status.json", ".lock") \
                     and path.suffix != ".pt" and not path.name.startswith("."):
-                copy = io.write_bytes(self.path("runs", run_id, path.name), io.read_bytes(path, single_link=True))
+                content = io.read_bytes(path, single_link=True, limit=1 << 30)  # a log, a figure: bounded too
+                copy = io.write_bytes(self.path("runs", run_id, path.name), content)
                 copy.chmod(copy.stat().st_mode & path.stat().st_mode & 0o777)  # never more readable than its source
         status = _read_json(source / "status.json")
         data = io.read_bytes(source / "metrics.json")

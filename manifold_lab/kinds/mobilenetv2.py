@@ -13,6 +13,7 @@ of positive channels per ReLU layer (``manifold_lab.train.relu_stats``).
 
 from __future__ import annotations
 
+from manifold_lab.io import md_cell
 from manifold_lab.kinds import Kind, ReportContext, ReportItem, RunContext
 from manifold_lab.train.config import TrainConfig
 
@@ -180,7 +181,7 @@ def _plateau_table(variants: dict[str, list]) -> str:
         rows += 1
         gains = np.array([100 * (c[-1] - c[-1 - k]) for c in curves])
         final = 100 * np.mean([c[-1] for c in curves])
-        lines.append(f"| {label} | {len(curves)} | {final:.1f} | {gains.mean():+.2f} "
+        lines.append(f"| {md_cell(label)} | {len(curves)} | {final:.1f} | {gains.mean():+.2f} "
                      f"[{gains.min():+.2f}, {gains.max():+.2f}] | {', '.join(f'{g:+.2f}' for g in gains)} |")
     if not rows:
         epochs = max(len(r.metrics["curve_test_acc"]) for rs in variants.values() for r in rs)
@@ -221,7 +222,7 @@ def _arms_table(variants: dict[str, list]) -> str:
         if old:
             shown += (f"; the expansion rule before issue 11 gave these runs {_old_expansion_count(old[0])} "
                       "shortcuts (now as many as the bottleneck arm): rerun the study")
-        lines.append(f"| {label} | {', '.join(f'{p:,}' for p in params) or '-'} | {shown} |")
+        lines.append(f"| {md_cell(label)} | {', '.join(f'{p:,}' for p in params) or '-'} | {shown} |")
     return "\n".join(lines)
 
 
@@ -230,7 +231,7 @@ def report(ctx: ReportContext) -> list[ReportItem]:
 
     import numpy as np
 
-    from manifold_lab.io import pyplot, savefig
+    from manifold_lab.io import pyplot, read_text, savefig
 
     plt = pyplot()
 
@@ -290,7 +291,7 @@ def report(ctx: ReportContext) -> list[ReportItem]:
 
     def relu_stats(run):
         path = run.run_dir / "relu_stats.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        return json.loads(read_text(path, what="a run's relu_stats.json")) if path.exists() else None
 
     stats = [(label, rs[0], relu_stats(rs[0])) for label, rs in sorted(variants.items())]
     stats = [s for s in stats if s[2]]
@@ -330,7 +331,7 @@ def report(ctx: ReportContext) -> list[ReportItem]:
                 final = [rec for rec in data["final"] if not rec["name"].endswith(".act3")]
                 share = float(np.mean([rec["below_threshold"] for rec in final]))
                 below0, layers = layers_below_threshold(data.get("step0") or [])
-                lines.append(f"| {label} | {r.seed} | {layers} | {below0} | "
+                lines.append(f"| {md_cell(label)} | {r.seed} | {layers} | {below0} | "
                              f"{layers_below_threshold(final)[0]} | {share:.3f} | {_sample_text(data, short=True)} |")
         items.append(ReportItem("ReLU layers whose mean positive-channel count is below the invertibility "
                                 "threshold d (the dimension entering the layer: C / t for an expansion), every "

@@ -138,7 +138,7 @@ def linear_advantage(runs, task: str, act: str) -> list[tuple[float, dict]]:
 
 def report(ctx: ReportContext) -> list[ReportItem]:
     """Score and linear-bottleneck advantage vs width per activation (95% intervals), Lemma-2 statistics."""
-    from manifold_lab.io import pyplot, savefig
+    from manifold_lab.io import md_cell, pyplot, savefig
     from manifold_lab.kinds.recoverability import group_mean_ci, panel_label
 
     plt = pyplot()
@@ -181,7 +181,7 @@ def report(ctx: ReportContext) -> list[ReportItem]:
                     ax.axhline(0, color="0.5", lw=0.8)
                     for w, c in comp:
                         gaps.append(
-                            f"| {label} | {w:g} | {act} | {c['mean_diff']:+.4f} | [{c['diff_ci_low']:+.4f}, "
+                            f"| {md_cell(label)} | {w:g} | {act} | {c['mean_diff']:+.4f} | [{c['diff_ci_low']:+.4f}, "
                             f"{c['diff_ci_high']:+.4f}] | {c['t_pvalue']:.3g} | "
                             + (f"{c['wilcoxon_pvalue']:.3g}" if c["wilcoxon_pvalue"] == c["wilcoxon_pvalue"]
                                else "–") + f" | {c['n']} |"
@@ -192,7 +192,7 @@ def report(ctx: ReportContext) -> list[ReportItem]:
                     xs, mean, lo, hi, n = group_mean_ci(act_runs, "model.width", metric, bounded)
                     if what == "score":
                         for x, m_, l_, h_, c in zip(xs, mean, lo, hi, n):
-                            table.append(f"| {label} | {x:g} | {act} | {m_:.4f} | [{l_:.4f}, {h_:.4f}] | {c} |")
+                            table.append(f"| {md_cell(label)} | {x:g} | {act} | {m_:.4f} | [{l_:.4f}, {h_:.4f}] | {c} |")
                 if not xs:
                     continue
                 ax.plot(xs, mean, "o-", color=colour, label=name)

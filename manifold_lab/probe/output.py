@@ -15,8 +15,6 @@ temporary folder first, then renamed into place):
 
 from __future__ import annotations
 
-import csv
-import io as _io
 from pathlib import Path
 
 from manifold_lab import io
@@ -40,14 +38,9 @@ def csv_text(results: list[dict]) -> str:
     for res in results:
         for rec in res["records"]:
             keys += [k for k in rec if k not in keys]
-    buf = _io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["network", "stage", "source", *keys], lineterminator="\n")
-    writer.writeheader()
-    for res in results:
-        for rec in res["records"]:
-            writer.writerow({"network": res["label"], "stage": res["stage"], "source": res["source"],
-                             **{k: "" if rec.get(k) is None else rec[k] for k in keys}})
-    return buf.getvalue()
+    rows = [{"network": res["label"], "stage": res["stage"], "source": res["source"], **rec}
+            for res in results for rec in res["records"]]
+    return io.csv_text(rows, ["network", "stage", "source", *keys])
 
 
 def plot_profile(results: list[dict], path: Path) -> Path:

@@ -3,18 +3,21 @@
 A CSV cell keeps full precision (``repr`` of a float, ``nan`` for undefined, JSON
 for a list or mapping, empty for None); a markdown cell shows 4 significant
 digits and ``–`` for undefined. ``md_table`` cuts a long table at ``limit`` rows
-and points to the CSV file that holds them all.
+and points to the CSV file that holds them all. Text is neutralised where it is
+written (``manifold_lab.io``): a CSV text cell that a spreadsheet would run as a
+formula gets a leading ``'`` (``csv_text``), a markdown cell has ``|`` and line
+breaks escaped (``md_cell``, here ``md_escape``).
 """
 
 from __future__ import annotations
 
-import csv
-import io as _stdio
 import math
 import re
 from collections.abc import Sequence
 from typing import Any
 
+from manifold_lab.io import csv_text
+from manifold_lab.io import md_cell as md_escape
 from manifold_lab.spec.sweep import canonical_json, format_value
 
 __all__ = ["is_number", "md_escape", "md_table", "natural_key", "num", "to_csv"]
@@ -40,23 +43,14 @@ def _csv_cell(value: Any) -> str:
 
 
 def to_csv(rows: list[dict], columns: Sequence[str]) -> str:
-    """``rows`` as CSV text with a header line ``columns`` (a missing key is an empty cell)."""
-    buffer = _stdio.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([_csv_cell(row.get(c)) for c in columns])
-    return buffer.getvalue()
+    """``rows`` as CSV text with a header line ``columns`` (a missing key is an empty cell; ``io.csv_text``)."""
+    return csv_text(rows, columns, _csv_cell)
 
 
 def num(value: Any) -> str:
     if isinstance(value, float):
         return "–" if math.isnan(value) else f"{value:.4g}"
     return str(value)
-
-
-def md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]], limit: int | None = None,

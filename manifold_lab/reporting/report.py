@@ -291,22 +291,30 @@ def write_report(root: str | Path, kind: Kind | None = None) -> tuple[Path, str 
     full tables stay in the CSV files).
 
     Returns the path of ``report.md`` and the error of the kind's report hook
-    (None when it worked).
+    (None when it worked). The outputs (``report.md``, the four CSV files, the figures)
+    are replaced as a set (``io.staged_folder``): a failure mid-way leaves the old ones.
     """
     agg = aggregate(root)
+    with io.staged_folder(agg.store.root, last=("report.md",)) as stage:
+        kind_error = _write_report(agg, stage, kind)
+    return agg.store.root / "report.md", kind_error
+
+
+def _write_report(agg: Aggregate, stage: Path, kind: Kind | None) -> str | None:
+    """``write_report`` with every output written into ``stage``; returns the kind's report error."""
     out = agg.store.root
     sweep_keys = list(agg.sweep)
     summary = agg.summary_rows()
     summary_cols = [*sweep_keys, "runs", "done", "failed"] + [
         f"{m}_{s}" for m in agg.metrics for s in STATS
     ]
-    io.write_text(out / "summary.csv", to_csv(summary, summary_cols))
+    io.write_text(stage / "summary.csv", to_csv(summary, summary_cols))
     comparisons = agg.comparison_rows()
     comparison_cols = ["factor", "value_a", "value_b", *sweep_keys, "metric", "n", "mean_a", "mean_b",
                        "mean_diff", "diff_ci_low", "diff_ci_high", "t_stat", "t_pvalue",
                        "wilcoxon_stat", "wilcoxon_pvalue", "note"]
-    io.write_text(out / "comparisons.csv", to_csv(comparisons, comparison_cols))
-    write_tables(out)  # curves.csv, finals.csv (manifold_lab.reporting.tables)
+    io.write_text(stage / "comparisons.csv", to_csv(comparisons, comparison_cols))
+    write_tables(out, stage)  # curves.csv, finals.csv (manifold_lab.reporting.tables)
 
     spec = agg.spec
     records = agg.records
@@ -314,7 +322,7 @@ def write_report(root: str | Path, kind: Kind | None = None) -> tuple[Path, str 
     n_failed = sum(1 for r in records if r is not None and not r.ok)
     n_pending = sum(1 for r in records if r is None)
     seeds = (spec.get("sweep") or {}).get("seeds", [])
-    kind_lines, kind_error, main_figure = _kind_items(agg, kind, out)
+    kind_lines, kind_error, main_figure = _kind_items(agg, kind, stage)
 
     lines = [f"# {spec['name']}", ""]
     if spec.get("description"):
@@ -326,7 +334,7 @@ def write_report(root: str | Path, kind: Kind | None = None) -> tuple[Path, str 
               f"{len(records)} runs: {n_done} done, {n_failed} failed, {n_pending} not run.", "",
               "## The answer", "", *headline(agg), *main_figure]
 
-    factor_lines = _factor_plots(agg, out)
+    factor_lines = _factor_plots(agg, stage)
     if factor_lines:
         lines += ["## Against each swept numeric factor", "", *factor_lines]
 
@@ -368,8 +376,8 @@ def write_report(root: str | Path, kind: Kind | None = None) -> tuple[Path, str 
                   md_table(["#", "run id", "status", "error"],
                            [[run["index"], f"`{run['run_id']}`", r.status, r.error or ""] for run, r in failed],
                            limit=_PAGE_ROWS, more="plan.json and each run's status.json"), ""]
-    path = io.write_text(out / "report.md", "\n".join(lines))
-    return path, kind_error
+    io.write_text(stage / "report.md", "\n".join(lines))
+    return kind_error
 
 
 def write_suite_report(suite, root: Path, lines: list[str], command: str) -> Path:

@@ -218,21 +218,13 @@ def write_study(results: str | Path = "results", out: str | Path | None = None) 
     condition, ``scatter.png`` (x = loss, y = penalty, one point per
     condition, colour = study). Returns the JSON payload.
     """
-    import csv
-    import io as _io
-
     from manifold_lab import io
 
     results = Path(results)
     out = Path(out) if out is not None else Path("runs") / "probe_penalty_correlation"
     payload = analyse(results)
     points = payload["conditions"]
-    buf = _io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["study", "condition", "seeds", "loss", "penalty"], lineterminator="\n",
-                            extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(points)
-    io.write_text(out / "conditions.csv", buf.getvalue())
+    io.write_text(out / "conditions.csv", io.csv_text(points, ["study", "condition", "seeds", "loss", "penalty"]))
     io.write_json(out / "correlation.json", payload, allow_nan=True)
     if points:
         plt = io.pyplot()
@@ -260,6 +252,7 @@ def write_study(results: str | Path = "results", out: str | Path | None = None) 
 
 def report_text(payload: dict, geometry: dict, out: Path) -> str:
     """``report.md``: the answer first (the correlation's verdict, then the geometry check), then the conditions."""
+    from manifold_lab.io import md_cell
     from manifold_lab.spec import display_path
 
     n = payload["n"]
@@ -279,7 +272,8 @@ def report_text(payload: dict, geometry: dict, out: Path) -> str:
         "conditions, and no verdict until a CIFAR-10 condition is in.", "",
         "![loss against penalty](scatter.png)" if n else "", "",
         "| study | condition | paired seeds | loss (R^2) | penalty (points) |", "|---|---|---:|---:|---:|",
-        *[f"| {c['study']} | {c['condition']} | {c['seeds']} | {c['loss']:+.3f} | {100 * c['penalty']:+.2f} |"
+        *[f"| {md_cell(c['study'])} | {md_cell(c['condition'])} | {c['seeds']} "
+          f"| {c['loss']:+.3f} | {100 * c['penalty']:+.2f} |"
           for c in payload["conditions"]], "",
     ]
     if payload.get("secondary"):

@@ -10,6 +10,8 @@ import math
 import statistics
 from pathlib import Path
 
+from manifold_lab import io
+from manifold_lab.io import md_cell
 from manifold_lab.reproduction.claims import PROBE_COMMAND
 from manifold_lab.reproduction.device_check import devices_of, section
 from manifold_lab.reproduction.records import done_runs, run_counts
@@ -53,7 +55,7 @@ def budget_numbers(results: str | Path = "results", spec: str = BUDGET_SPEC) -> 
     for r in done_runs(Path(results) / Path(spec).stem):
         status = r.run_dir / "status.json"
         if status.exists():
-            seconds.append(float(json.loads(status.read_text()).get("seconds") or 0))
+            seconds.append(float(json.loads(io.read_text(status)).get("seconds") or 0))
     return {"per_class": cfg.data.subset, "train_images": train_images, "test_per_class": cfg.data.eval_subset,
             "test_images": cfg.data.eval_subset * classes, "epochs": cfg.train.epochs,
             "batch_size": cfg.data.batch_size, "steps": cfg.train.epochs * (train_images // cfg.data.batch_size),
@@ -108,7 +110,7 @@ def _family_table(rows: list[Claim]) -> list[str]:
             adj = "" if math.isnan(t.p_adj) else f"{t.p_adj:.2g}"
             role = " (descriptive)" if t.spec.role == "descriptive" else ""
             cells = [c.claim, t.spec.label, str(t.summary["n"]), mean, p, adj, t.verdict + role]
-            lines.append("| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |")
+            lines.append("| " + " | ".join(map(md_cell, cells)) + " |")
     return lines + [""]
 
 
@@ -132,7 +134,7 @@ def render(rows: list[Claim], results: str | Path = "results") -> str:
     ]
     for c in rows:
         cells = [c.claim, c.paper, c.ours, f"**{c.verdict}**", f"`{c.command}`"]
-        lines.append("| " + " | ".join(x.replace("|", "\\|").replace("\n", " ") for x in cells) + " |")
+        lines.append("| " + " | ".join(map(md_cell, cells)) + " |")
     lines += [""] + _family_table(rows) + section(results) + [_scale(results), "## The studies", "",
               "| study | what | runs (done / planned, failed) | trained on | report |", "|---|---|---|---|---|"]
     for name, what in STUDIES:

@@ -10,11 +10,13 @@ and the command that regenerates it (``damaged``).
 from __future__ import annotations
 
 import csv
+import io as _stdio
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from manifold_lab import io
 from manifold_lab.errors import UsageError
 from manifold_lab.kinds import RunRecord
 from manifold_lab.reporting.aggregate import aggregate
@@ -62,11 +64,9 @@ MAX_CSV_BYTES = 16 << 20
 
 
 def csv_rows(path: Path) -> list[dict]:
-    """The rows of a results CSV (``csv.DictReader``), at most ``MAX_CSV_BYTES`` read."""
-    if path.stat().st_size > MAX_CSV_BYTES:
-        raise ValueError(f"larger than {MAX_CSV_BYTES:,} bytes")
-    with path.open(encoding="utf-8", newline="") as f:
-        return list(csv.DictReader(f))
+    """The rows of a results CSV (``csv.DictReader``), at most ``MAX_CSV_BYTES`` read (``io.read_bytes``)."""
+    text = io.read_text(path, limit=MAX_CSV_BYTES, what="a results CSV")
+    return list(csv.DictReader(_stdio.StringIO(text, newline="")))
 
 
 @contextmanager
@@ -97,7 +97,7 @@ def relu_stats(run: RunRecord) -> dict | None:
     if not path.exists():
         return None
     with damaged(path, "manifold-lab run with the study's spec (--force for this run)"):
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(io.read_text(path, what="a run's relu_stats.json"))
         if not isinstance(data, dict):
             raise ValueError(f"expected a mapping, got {type(data).__name__}")
     return data

@@ -274,15 +274,16 @@ def _gap_text(runs, planned, study, metric, a, b, factor, fixed, slope) -> str:
 
 def _width_of(results: Path, study: str) -> str:
     """The width multiplier a study ran at: its results' ``spec.yaml``, else its experiment file."""
-    import yaml
-
+    from manifold_lab import io
     from manifold_lab.data.base import repo_root
     from manifold_lab.spec import load_spec
+    from manifold_lab.spec.bounds import safe_load_bounded
 
     resolved = results / study / "spec.yaml"
     width = None
     if resolved.exists():
-        width = ((yaml.safe_load(resolved.read_text()) or {}).get("params") or {}).get("model", {}).get("width_mult")
+        params = (safe_load_bounded(io.read_text(resolved)) or {}).get("params") or {}
+        width = params.get("model", {}).get("width_mult")
     if width is None:
         width = load_spec(repo_root() / "experiments" / f"{study}.yaml").params.model.width_mult
     return f"{width:g}"

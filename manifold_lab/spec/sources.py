@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from manifold_lab import io
 from manifold_lab.errors import UsageError
 from manifold_lab.spec.bounds import (
     MAX_DEPTH,
@@ -40,12 +41,8 @@ Origins = dict[tuple, str]
 
 def load_yaml(path: Path, shown: str) -> tuple[Any, Origins]:
     """Parse one YAML file; return the data and the origin of every key path."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_SPEC_BYTES and path.is_file():
-            raise UsageError(f"{shown}: the file has {size:,} bytes, more than a spec may have "
-                             f"({MAX_SPEC_BYTES:,}, the limit)")
-        text = path.read_text(encoding="utf-8")
+    try:  # a regular file only (a fifo or device would hang or never end), at most MAX_SPEC_BYTES read
+        text = io.read_text(path, limit=MAX_SPEC_BYTES, what="a spec file", follow=True)
     except FileNotFoundError:
         raise UsageError(f"spec file not found: {shown}") from None
     except (OSError, UnicodeDecodeError) as exc:  # a folder, no permission, a name too long...
