@@ -30,7 +30,8 @@ def judged(d, alternative="two-sided", p_adj=None):
     ({0: 0.01, 1: 0.02, 2: 0.015}, V.SUPPORTED),  # t = 5.2, df 2: p = 0.035
     ({0: -0.01, 1: -0.02, 2: -0.015}, V.CONTRADICTED),
     ({0: 0.01, 1: -0.02, 2: 0.015}, V.INCONCLUSIVE),
-    ({0: -0.01, 1: 0.02, 2: -0.015}, V.INCONCLUSIVE + V.AGAINST),
+    ({0: -0.01, 1: 0.02, 2: -0.015}, V.INCONCLUSIVE + V.NO_EVIDENCE),  # against the prediction at n = 3
+    ({0: -0.01, 1: 0.02, 2: -0.015, 3: -0.01}, V.INCONCLUSIVE + V.AGAINST),
     ({0: 0.01, 1: 0.02}, "not enough runs yet (2 of 3 seeds)"),
 ])
 def test_verdict_rule(d, expected):
@@ -42,7 +43,7 @@ def test_verdicts_come_from_the_adjusted_p_and_one_sided_tests_never_contradict(
     assert V.t_pvalue(list(d.values())) == pytest.approx(0.0351, abs=1e-4)  # t = 0.015 / (0.005 / sqrt 3)
     assert judged(d, p_adj=0.07) == V.INCONCLUSIVE  # the same test after Holm over a family
     neg = {k: -v for k, v in d.items()}
-    assert judged(neg, alternative="greater") == V.INCONCLUSIVE + V.AGAINST
+    assert judged(neg, alternative="greater") == V.INCONCLUSIVE + V.NO_EVIDENCE
     # one-sided p is half the two-sided p in the predicted direction
     assert V.t_pvalue(list(d.values()), "greater") == pytest.approx(V.t_pvalue(list(d.values())) / 2)
 
@@ -64,17 +65,23 @@ def make_study(results, name, kind, sweep, runs):
     store.write_plan({"name": name, "kind": kind, "sweep": {**sweep, "seeds": [0, 1, 2]}}, "cmd", plan)
 
 
-def relu_record(mean, channels=60, name="features.1.act2"):
+def relu_record(mean, channels=60, name="layer"):
+    """A Figure 7 record of a layer the network rebuilt from the run's config does not have: its own threshold."""
     return {"name": name, "channels": channels, "min": 0, "max": channels, "mean": mean, "threshold": channels / 6}
+
+
+def relu_records(means):
+    return [relu_record(m, name=f"layer{i}") for i, m in enumerate(means)]
 
 
 def test_figure6a_and_figure7_from_a_results_folder(tmp_path):
     acc = {"identity": [0.60, 0.62, 0.61], "relu6": [0.58, 0.60, 0.595]}
     below = {"identity": [0, 1, 2], "relu6": [2, 3, 0]}  # layers below C/6 per seed (final)
     runs = [({"model.bottleneck_act": act}, s, {"test_acc": acc[act][s]},
-             {**({} if (act, s) == ("relu6", 2) else {"sample": {"per_class": 25}}),  # one run before issue 11
-              "step0": [relu_record(30)] * 4,
-              "final": [relu_record(5)] * below[act][s] + [relu_record(30)] * (4 - below[act][s])
+             {**({} if (act, s) == ("relu6", 2) else  # one run before issue 11
+                 {"sample": {"per_class": 25, "bn": {"step0": "running statistics of a calibration pass"}}}),
+              "step0": relu_records([30] * 4),
+              "final": relu_records([5] * below[act][s] + [30] * (4 - below[act][s]))
               # a bottleneck activation is not a Figure 7 layer: never counted
               + [relu_record(0, name="features.1.act3")] * (act == "relu6")})
             for act in acc for s in range(3)]
@@ -91,8 +98,8 @@ def test_figure6a_and_figure7_from_a_results_folder(tmp_path):
     assert f"paired t p = {p:.2g}, Holm-adjusted p = {p:.2g} (supported)" in row.ours  # a family of one
     fig7 = C.row_claim(C.ROWS["figure7"], tmp_path)
     assert fig7.verdict == V.CONTRADICTED  # one relu6 network has 3 layers below the threshold
-    assert "relu6 final: 2, 3, 0 of 4 layers below" in fig7.ours
-    assert "linear step0: 0, 0, 0 of 4" in fig7.ours
+    assert "relu6 trained: 2, 3, 0 of 4 layers below" in fig7.ours
+    assert "linear step 0: 0, 0, 0 of 4" in fig7.ours
     assert "**1 of 6 runs predate issue 11" in fig7.ours  # its statistics come from the old sample
 
 
@@ -155,7 +162,7 @@ def test_an_inconclusive_trend_says_when_its_estimate_runs_against_the_predictio
                {"model.width_mult": [0.25, 1.0], "model.bottleneck_act": ["identity", "relu6"]}, runs)
     row = V.evaluate([C.PAIRED_CLAIMS["width"]], tmp_path)[0]
     assert "-1.00 points" in row.ours
-    assert "inconclusive at this scale; the point estimate runs against the prediction" in row.ours
+    assert "inconclusive at this scale; no evidence either way" in row.ours  # n = 3: no direction read into it
     # the same gaps the other way round (mean +1) carry no such note
     runs = [({"model.width_mult": w, "model.bottleneck_act": a}, s,
              {"test_acc": 0.5 + (a == "identity") * (0.1 - gap_narrow[s] if w == 0.25 else 0.05)}, None)

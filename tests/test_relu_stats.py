@@ -14,7 +14,7 @@ def test_thresholds_are_the_dimension_entering_each_layer():
     model = mobilenet_v2("cifar_fast", bottleneck_act="relu6")  # width 1: stem 32, rows 16, 24, 32, ...
     d = relu_thresholds(model)
     assert d["features.0.act"] == 3  # the stem sees the image's 3 channels
-    assert d["features.1.act2"] == 32  # t = 1: the depthwise layer works on the stem's 32 channels = C
+    assert d["features.1.act2"] == 16  # t = 1: min(k, k') = min(32, 16), the block passes on 16 channels
     assert d["features.2.act1"] == d["features.2.act2"] == 16 == 96 // 6  # C / t for an expansion
     assert d["features.17.act1"] == 160 and d["features.17.act3"] == 160  # min(k, k') = min(160, 320)
     assert d["features.18.act"] == 320  # the 1280-channel head sees the last block's 320 channels
@@ -35,7 +35,7 @@ def test_records_use_the_thresholds_and_batch_statistics_leave_the_model_alone()
     # batch statistics centre every channel on the sample: about half the channels are positive at a
     # position for these symmetric random inputs (tolerance 0.05 of C)
     assert all(abs(r["mean"] / r["channels"] - 0.5) < 0.05 for r in recs)
-    with pytest.raises(ValueError, match="bn='train' is not one of 'running', 'batch'"):
+    with pytest.raises(ValueError, match="bn='train' is not one of 'running', 'calibrated', 'batch'"):
         relu_stats(model, torch.randn(2, 3, 32, 32), bn="train")
 
 

@@ -15,7 +15,7 @@ from manifold_lab.io import md_cell
 from manifold_lab.reproduction.claims import PROBE_COMMAND
 from manifold_lab.reproduction.device_check import devices_of, section
 from manifold_lab.reproduction.records import done_runs, run_counts
-from manifold_lab.reproduction.verdict import ALPHA, MIN_SEEDS, Claim, devices_text
+from manifold_lab.reproduction.verdict import ALPHA, MIN_SEEDS, POWER, Claim, devices_text
 
 STUDIES = (
     ("figure1_spiral", "Figure 1 over ten seeds"),
@@ -63,6 +63,23 @@ def budget_numbers(results: str | Path = "results", spec: str = BUDGET_SPEC) -> 
             "threads": cfg.train.threads, "minutes": statistics.median(seconds) / 60 if seconds else None}
 
 
+def trained_where(results: str | Path = "results") -> str:
+    """Where the CIFAR-10 studies of ``STUDIES`` trained, from their runs' ``provenance.json``
+    (``device_check.device_label``; the CPU with its core count), e.g. ``"CPU, 2 cores: a, b; NVIDIA H200: c"``."""
+    from manifold_lab.execution import provenance
+
+    where: dict[str, list[str]] = {}
+    for name, _ in STUDIES:
+        dirs = [r.run_dir for r in done_runs(Path(results) / name)]
+        devices = devices_of(dirs)
+        if "cifar10" in name and devices:
+            cores = sorted({(provenance.read(d) or {}).get("cpu_count") for d in dirs} - {None})
+            label = devices_text(devices, " runs") if len(devices) > 1 else next(iter(devices))
+            label += f", {'/'.join(map(str, cores))} cores" if label == "CPU" and cores else ""
+            where.setdefault(label, []).append(name)
+    return "; ".join(f"{label}: {', '.join(names)}" for label, names in where.items()) or "none has run yet"
+
+
 def _scale(results) -> str:
     b = budget_numbers(results)
     at_once = (f", {b['jobs']} runs at a time with {b['threads']} torch thread(s) each" if b["jobs"] > 1 else "")
@@ -73,7 +90,8 @@ def _scale(results) -> str:
 
 The paper trains MobileNetV2 on ImageNet (1.28M images, 224 x 224) for about
 7 million steps on 16 GPUs, RMSProp, and reports one run per variant with no
-spread. The CIFAR-10 studies here run on a 2-core CPU: CIFAR-10 (JPEG copy),
+spread. The CIFAR-10 studies here trained where their runs' provenance says ({trained_where(results)}):
+CIFAR-10 (JPEG copy),
 32 x 32 images, {b['per_class']:,} training images per class ({b['train_images']:,} of the 50,000), \
 {b['test_per_class']:,} test images per class ({b['test_images']:,}), the `{b['preset']}` strides, width \
 {b['width']:g} (except the width studies), {b['epochs']} epochs of SGD with a cosine schedule \
@@ -101,15 +119,20 @@ def _family_table(rows: list[Claim]) -> list[str]:
              "Raw p: paired t test on the per-seed differences (one-sided where pre-registered); adjusted p: "
              f"Holm's step-down adjustment over the {sum(not math.isnan(t.p) for c in rows for t in c.tests)} "
              f"tests below that have a p-value; verdicts at adjusted p < {ALPHA:g}.", "",
-             "| claim | test | n | mean difference (points) | raw p | adjusted p | verdict |",
-             "|---|---|---|---|---|---|---|"]
+             f"Detectable: the smallest mean difference the test detects with {POWER:.0%} power at its n and "
+             f"observed spread (the paired t test at {ALPHA:g}, two- or one-sided as the test is; "
+             "`manifold_lab.power`), "
+             "before Holm's adjustment, which raises it.", "",
+             "| claim | test | n | mean difference (points) | detectable (points) | raw p | adjusted p | verdict |",
+             "|---|---|---|---|---|---|---|---|"]
     for c in rows:
         for t in c.tests:
             mean = "" if not t.summary["n"] else f"{100 * t.summary['mean']:+.2f}"
             p = "" if math.isnan(t.p) else f"{t.p:.2g}{' (one-sided)' if t.spec.alternative == 'greater' else ''}"
             adj = "" if math.isnan(t.p_adj) else f"{t.p_adj:.2g}"
             role = " (descriptive)" if t.spec.role == "descriptive" else ""
-            cells = [c.claim, t.spec.label, str(t.summary["n"]), mean, p, adj, t.verdict + role]
+            power = "" if math.isnan(t.detectable()) else f"{100 * t.detectable():.2f}"
+            cells = [c.claim, t.spec.label, str(t.summary["n"]), mean, power, p, adj, t.verdict + role]
             lines.append("| " + " | ".join(map(md_cell, cells)) + " |")
     return lines + [""]
 
@@ -126,7 +149,8 @@ def render(rows: list[Claim], results: str | Path = "results") -> str:
         "for multiple testing by Holm's procedure across every paired test of the table (family-wise error "
         f"5%; raw and adjusted p in the table below it); *supported* if the adjusted p is below {ALPHA:g} and "
         "the mean difference positive, *contradicted* if it is below and the mean negative (two-sided tests), "
-        f"*inconclusive at this scale* otherwise, and *not enough runs yet* with fewer than {MIN_SEEDS} seeds. "
+        f"*inconclusive at this scale* otherwise (\"no evidence either way\" when its mean runs against the "
+        f"prediction at {MIN_SEEDS} seeds or fewer), and *not enough runs yet* with fewer than {MIN_SEEDS} seeds. "
         "A row that needs several differences takes the weakest verdict among them. Differences are in "
         "percentage points of test accuracy; intervals are unadjusted 95% t intervals.", "",
         "| claim of the paper | the paper's evidence | ours | verdict | regenerate |",

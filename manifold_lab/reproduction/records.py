@@ -21,7 +21,7 @@ from manifold_lab.errors import UsageError
 from manifold_lab.kinds import RunRecord
 from manifold_lab.reporting.aggregate import aggregate
 
-__all__ = ["MAX_CSV_BYTES", "csv_rows", "damaged", "difference", "done_runs", "layers_below_threshold", "old_sample",
+__all__ = ["MAX_CSV_BYTES", "csv_rows", "damaged", "difference", "done_runs", "old_sample",
            "per_seed", "relu_stats", "run_counts", "swept_values"]
 
 
@@ -77,18 +77,6 @@ def damaged(path: Path, command: str) -> Iterator[None]:
     except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError, csv.Error) as exc:
         what = f"missing column {exc}" if isinstance(exc, KeyError) else " ".join(str(exc).split())
         raise UsageError(f"{path} is damaged or empty ({what}); regenerate it with {command}") from None
-
-
-def layers_below_threshold(run: RunRecord, when: str = "final") -> tuple[int, int] | None:
-    """``(layers whose mean positive-channel count is below their threshold, layers)`` from ``relu_stats.json``
-    (``manifold_lab.train.relu_stats.layers_below_threshold``), or None without statistics."""
-    from manifold_lab.train.relu_stats import layers_below_threshold as below
-
-    data = relu_stats(run)
-    if data is None:
-        return None
-    with damaged(run.run_dir / "relu_stats.json", "manifold-lab run with the study's spec (--force for this run)"):
-        return below(data.get(when) or [])
 
 
 def relu_stats(run: RunRecord) -> dict | None:

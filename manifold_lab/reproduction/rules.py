@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from scipy import stats as sps
 
-from manifold_lab.reproduction.records import csv_rows, damaged, done_runs, layers_below_threshold, old_sample
+from manifold_lab.reproduction.records import csv_rows, damaged, done_runs, old_sample, relu_stats
 from manifold_lab.reproduction.verdict import CONTRADICTED, MIN_SEEDS, SUPPORTED
 
 __all__ = ["RULES", "Row", "collapse_intervals", "described_profiles", "layers_below", "preregistered_correlation",
@@ -37,21 +38,41 @@ class Row:
     params: dict = field(default_factory=dict)
 
 
+def _margins_text(label: str, when: str, found: list[dict]) -> str:
+    """``found``: one ``{layer: margin}`` per seed; the layers below per seed, which, and the margins' range."""
+    below = [sorted(k for k, v in m.items() if v < 1) for m in found]
+    names = sorted({k for b in below for k in b})
+    which = ", ".join(f"{k} in {sum(k in b for b in below)}" for k in names)
+    mins = [min(m.values()) for m in found]
+    medians = [float(np.median(list(m.values()))) for m in found]
+    return (f"{label} {when}: {', '.join(str(len(b)) for b in below)} of {len(found[0])} layers below (per seed)"
+            f"{f' ({which})' if names else ''}, smallest margin {min(mins):.2f}-{max(mins):.2f}, median margin "
+            f"{min(medians):.2f}-{max(medians):.2f}")
+
+
 def layers_below(row: Row, results: Path) -> tuple[str, str]:
     """Figure 7's rule: *supported* if every trained network (``params["arms"]``, ``MIN_SEEDS`` each at least)
-    has at most ``params["at_most"]`` ReLU layers below their threshold after training."""
+    has at most ``params["at_most"]`` ReLU layers below their threshold after training; *contradicted* otherwise.
+
+    Thresholds are today's (``relu_stats.THRESHOLDS``, per layer with its reason) for the network rebuilt from
+    each run's configuration, whatever rule its records carry; a layer's margin is its mean positive-channel
+    count / threshold (below 1: below). Step 0 is shown measured as the trained networks are (eval mode, running
+    statistics; ``figure7.step0_records``); runs without such a step 0 are named with the command that adds it."""
+    from manifold_lab.reproduction.figure7 import COMMAND, step0_records, thresholds
+    from manifold_lab.train.relu_stats import margins
+
     runs = done_runs(results / row.source)
     parts, counts = [], []
     old = sum(old_sample(r) for r in runs)
     for act, label in row.params["arms"].items():
-        for when in ("step0", "final"):
-            found = [x for x in (layers_below_threshold(r, when) for r in runs
-                                 if r.param("model.bottleneck_act") == act) if x]
-            if when == "final":
-                counts += [below for below, _ in found]
+        mine = [r for r in runs if r.param("model.bottleneck_act") == act]
+        for when, records in (("step 0", step0_records), ("trained", lambda r: (relu_stats(r) or {}).get("final"))):
+            found = [margins(recs, thresholds(r)) for r in mine if (recs := records(r))]
+            if when == "trained":
+                counts += [sum(v < 1 for v in m.values()) for m in found]
             if found:
-                parts.append(f"{label} {when}: {', '.join(str(b) for b, _ in found)} of {found[0][1]} layers below "
-                             "(per seed)")
+                parts.append(_margins_text(label, when, found))
+    missing = sum(relu_stats(r) is not None and step0_records(r) is None for r in runs)
     needed = len(row.params["arms"]) * MIN_SEEDS
     if len(counts) < needed:
         verdict = f"not enough runs yet ({len(counts)} of {needed} trained networks)"
@@ -61,6 +82,9 @@ def layers_below(row: Row, results: Path) -> tuple[str, str]:
             "images of a class-sorted split (all one class), with the threshold C/6 for every layer and step 0 on "
             "fresh running statistics; without checkpoints they are recomputed only by rerunning the study.**"
             if old else "")
+    if missing:
+        note += (f" {missing} of {len(runs)} runs have no step 0 measured as their trained network is: "
+                 f"`{COMMAND.format(folder=f'results/{row.source}')}` adds it.")
     return (f"{row.setting}: {'; '.join(parts) or 'no runs yet'}. Rule: supported if at most "
             f"{row.params['at_most']} layers are below in every trained network.{note}", verdict)
 

@@ -9,7 +9,8 @@ family: their p-values are adjusted by Holm's step-down procedure
 
 - *supported*: adjusted p < 0.05 and mean of ``d`` > 0;
 - *contradicted*: adjusted p < 0.05 and mean of ``d`` < 0 (two-sided tests only);
-- *inconclusive at this scale*: otherwise;
+- *inconclusive at this scale*: otherwise; when the mean of ``d`` runs against the prediction, it says so
+  with more than ``MIN_SEEDS`` seeds (``AGAINST``) and "no evidence either way" with fewer (``NO_EVIDENCE``);
 - *not enough runs yet*: fewer than ``MIN_SEEDS`` seeds completed both sides.
 
 A row with several verdict tests takes the weakest verdict among them;
@@ -23,6 +24,7 @@ relu_stats.json, status.json}`` as written by ``manifold_lab.execution.runner``.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,10 @@ MIN_SEEDS = 3
 ALPHA = 0.05
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive at this scale"
 AGAINST = "; the point estimate runs against the prediction"
+#: An inconclusive test whose estimate runs against the prediction at n <= MIN_SEEDS: too few seeds to read a
+#: direction into it.
+NO_EVIDENCE = "; no evidence either way"
+POWER = 0.8
 
 
 @dataclass
@@ -118,7 +124,9 @@ class ClaimSpec:
     ``(1 - mean metric(b)) / (1 - mean metric(a))`` and the per-seed slope of the gap against
     ``log2(level)`` (``slope=True``); ``stale``: ``(study, params, metric key, note)``, the
     note (a function returning it, called only then) shown while a done run of that arm lacks
-    the key (made before a fix).
+    the key (made before a fix); ``matched``: ``(study, a, b, factor, level)`` for the gap at matched
+    clean-train accuracy at that planned level (``matched_gaps``, descriptive). ``{param:KEY}`` in
+    ``setting`` is replaced by the values of the dotted parameter KEY over the first study's done runs.
     """
 
     claim: str
@@ -130,6 +138,7 @@ class ClaimSpec:
     gaps: tuple = ()
     slope: bool = False
     stale: tuple = ()
+    matched: tuple = ()
 
 
 @dataclass
@@ -144,6 +153,18 @@ class TestResult:
     verdict: str = ""
     planned: bool = True
     devices: dict = field(default_factory=dict)  # {device label: runs} of the runs behind d
+
+    def detectable(self) -> float:
+        """The smallest mean difference this test detects with ``POWER`` at its n and observed spread
+        (``manifold_lab.power.detectable_difference``; a one-sided test at ``ALPHA`` as a two-sided one at
+        ``2 ALPHA``, whose upper critical value it shares); NaN below 2 seeds or without spread."""
+        from manifold_lab.power import detectable_difference
+
+        n, sd = self.summary["n"], self.summary["std"]
+        if n < 2 or not sd > 0:
+            return float("nan")
+        alpha = 2 * ALPHA if self.spec.alternative == "greater" else ALPHA
+        return detectable_difference(n, sd, alpha=alpha, power=POWER)
 
     def text(self) -> str:
         if not self.planned:
@@ -239,7 +260,9 @@ def judge(result: TestResult) -> str:
         return SUPPORTED
     if result.p_adj < ALPHA and mean < 0 and result.spec.alternative == "two-sided":
         return CONTRADICTED
-    return INCONCLUSIVE + (AGAINST if mean < 0 else "")
+    if mean >= 0:
+        return INCONCLUSIVE
+    return INCONCLUSIVE + (NO_EVIDENCE if n <= MIN_SEEDS else AGAINST)
 
 
 def _gap_text(runs, planned, study, metric, a, b, factor, fixed, slope) -> str:
@@ -270,6 +293,48 @@ def _gap_text(runs, planned, study, metric, a, b, factor, fixed, slope) -> str:
         text += (f"; slope of the gap against log2({factor.rsplit('.', 1)[-1]}): "
                  f"{_pts(describe(slopes), unit=' points per doubling')}")
     return text
+
+
+def matched_gaps(runs: list[RunRecord], a: dict, b: dict) -> dict[int, float]:
+    """Per seed, arm ``a``'s test accuracy at arm ``b``'s final clean-train accuracy ``c`` minus ``b``'s test
+    accuracy: ``a``'s per-epoch curves (``curve_clean_train_acc``, ``curve_test_acc``: metrics.jsonl) are
+    interpolated linearly between the last epoch below ``c`` and the first at or above it (the first epoch's
+    test accuracy if that one already reaches ``c``); seeds where ``a`` never reaches ``c`` are left out."""
+    clean_b, test_b = per_seed(runs, "clean_train_acc", b), per_seed(runs, "test_acc", b)
+    curves = {r.seed: (r.metrics["curve_clean_train_acc"], r.metrics["curve_test_acc"]) for r in runs
+              if "curve_clean_train_acc" in r.metrics and all(r.param(k) == v for k, v in a.items())}
+    out = {}
+    for seed in sorted(set(curves) & set(clean_b) & set(test_b)):
+        (x, y), c = curves[seed], clean_b[seed]
+        i = next((i for i, v in enumerate(x) if v >= c), None)
+        if i is not None:
+            at = y[0] if i == 0 else y[i - 1] + (y[i] - y[i - 1]) * (c - x[i - 1]) / (x[i] - x[i - 1])
+            out[seed] = at - test_b[seed]
+    return out
+
+
+def _matched_text(results: Path, study: str, a: dict, b: dict, factor: str, level) -> str:
+    folder = results / study
+    level = _level(level, swept_values(folder, factor))
+    if level is None:  # the level is not planned: nothing to match
+        return ""
+    d = matched_gaps(done_runs(folder), {**a, factor: level}, {**b, factor: level})
+    seeds = len(per_seed(done_runs(folder), "clean_train_acc", {**b, factor: level}))
+    return (f"gap at matched clean-train accuracy at {level} {factor.rsplit('.', 1)[-1]} (per seed: the linear "
+            "arm's test accuracy where its per-epoch clean-train accuracy reaches the relu6 arm's final one, minus "
+            f"the relu6 arm's test accuracy; reached in {len(d)} of {seeds} seeds; descriptive) = "
+            f"{_pts(describe(list(d.values())))}")
+
+
+def _param_values(results: Path, study: str, key: str) -> str:
+    """The values of a dotted parameter over a study's done runs, e.g. ``"20"``."""
+    values = set()
+    for r in done_runs(results / study):
+        try:
+            values.add(r.param(key))
+        except (KeyError, TypeError):  # not recorded
+            pass
+    return ", ".join(f"{v:g}" for v in sorted(values - {None})) or "not recorded"
 
 
 def _width_of(results: Path, study: str) -> str:
@@ -314,12 +379,14 @@ def evaluate(specs, results: str | Path = "results") -> list[Claim]:
             if len(devices) > 1:
                 parts.append(f"{study} ran on {devices_text(devices, ' runs')}: a difference between runs "
                              "of different devices includes the devices' offset")
+        parts += [text for m in spec.matched if (text := _matched_text(results, *m))]
         for study, params, key, note in spec.stale:
             if any(key not in r.metrics for r in done_runs(results / study)
                    if all(r.param(k) == v for k, v in params.items())):
                 parts.append(note())
         verdict = _worst([r.verdict for r in rs if r.spec.role == "verdict"])
-        setting = spec.setting.replace("{width}", _width_of(results, spec.studies[0]))
+        setting = re.sub(r"\{param:([\w.]+)\}", lambda m: _param_values(results, spec.studies[0], m.group(1)),
+                         spec.setting.replace("{width}", _width_of(results, spec.studies[0])))
         rows.append(Claim(spec.claim, spec.paper, f"{setting}: " + "; ".join(parts), verdict,
                           "; ".join(f"manifold-lab run experiments/{s}.yaml" for s in spec.studies), rs))
     return rows

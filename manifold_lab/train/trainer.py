@@ -6,7 +6,7 @@
 - ``metrics.jsonl``: one line per epoch (train/test loss and accuracy, lr, images/s, time; with
   ``train.clean_train_images`` also ``clean_train_loss`` / ``clean_train_acc``: a fixed class-balanced
   set of training images scored in eval mode without augmentation);
-- ``relu_stats.json``: Figure 7 statistics at step 0 (batch-norm batch statistics of the sample) and
+- ``relu_stats.json``: Figure 7 statistics at step 0 (running statistics of a calibration pass) and
   at the end (running statistics), on a class-balanced test sample whose class histogram it records
   (``manifold_lab.train.relu_stats``, ``manifold_lab.data.sample``);
 - ``probe.json``: the information-loss probe (``manifold_lab.probe``, bounded by
@@ -44,7 +44,7 @@ from manifold_lab.train.config import TrainConfig
 from manifold_lab.train.ema import EMA
 from manifold_lab.train.optim import build_optimizer, build_scheduler
 from manifold_lab.data.sample import balanced_sample, per_class_count
-from manifold_lab.train.relu_stats import relu_stats
+from manifold_lab.train.relu_stats import FINAL_BN, relu_stats, step0_stats
 from manifold_lab.train.tensorboard_log import TensorBoardLog
 
 CHECKPOINT = "checkpoint.pt"
@@ -197,7 +197,7 @@ def prepare(cfg: TrainConfig, run_dir: str | Path, seed: int, d: distributed.Dis
     per_class = per_class_count(cfg.train.relu_stats_images, num_classes, "train.relu_stats_images")
     sample, _, histogram = balanced_sample(test_loader, per_class)
     sample_record = {"split": "test", "per_class": per_class, "images": len(sample), "histogram": histogram,
-                     "bn": {"step0": "batch statistics of the sample", "final": "running statistics (eval mode)"}}
+                     "bn": {"final": FINAL_BN}}
     clean = None
     if cfg.train.clean_train_images:
         clean = balanced_sample(train_loader, per_class_count(cfg.train.clean_train_images, num_classes,
@@ -223,7 +223,8 @@ def prepare(cfg: TrainConfig, run_dir: str | Path, seed: int, d: distributed.Dis
             _write_history(run_dir, run.history)
     if d.is_main and cfg.train.relu_stats and "step0" not in run.stats:
         run.stats["sample"] = sample_record
-        run.stats["step0"] = relu_stats(model, sample.to(d.device), bn="batch")
+        run.stats["step0"], run.stats["sample"]["bn"]["step0"] = step0_stats(model, sample.to(d.device),
+                                                                            train_loader, per_class)
     if d.is_main and cfg.train.relu_stats and "step0" not in run.probe:
         if run.epoch == 0:
             run.probe["step0"] = _probe(model, test_loader)
