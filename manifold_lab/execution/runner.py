@@ -139,6 +139,7 @@ def run_experiment(
     replace: bool = False,
     reference: bool = False,
     batch_runs: int = 1,
+    select: Callable[[list[PlannedRun]], list[PlannedRun]] | None = None,
 ) -> RunSummary:
     """Run (or resume) the experiment; then write the report with ``report`` unless ``run_index`` is given.
 
@@ -165,6 +166,9 @@ def run_experiment(
     batch_runs : int
         Train up to this many compatible runs together as one seed-batched network
         (``manifold_lab.execution.batch``; 1, the default: every run alone).
+    select : callable, optional
+        Picks the runs to execute now from the pending ones, in plan order (a campaign's time budget,
+        ``manifold_lab.execution.campaign``); None: all of them.
     """
     if jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {jobs}")
@@ -191,6 +195,7 @@ def run_experiment(
         store.write_plan(spec.resolved(), command_line(spec, None if reference else out, reference, batch_runs),
                          [asdict(r) for r in runs])
         todo = pending_runs(store, selected, force, summary, others)
+        todo = todo if select is None else select(todo)
         _execute_all(spec, todo, store, jobs, summary, total=len(selected), fresh=force, batch_runs=batch_runs)
         if report is not None and run_index is None:
             _, summary.report_error = report(store.root, kind=spec.kind)

@@ -1,0 +1,347 @@
+"""A campaign: the experiment files of a suite run in order within a wall-time budget, across sessions.
+
+``manifold-lab campaign CAMPAIGN.yaml --stop-after 50m`` (``run_campaign``) takes a suite file
+(``manifold_lab.spec.suite``: ``name``, ``description``, ``suite: [experiment files]``) and runs its
+parts in order into ``<root>/<part name>/`` (``runs/<campaign>/``, ``results/<campaign>/`` with
+``--reference``: the folders ``manifold-lab run CAMPAIGN.yaml`` writes), one group of runs at a time:
+one run, or up to ``--batch-runs`` runs trained together as one seed-batched network (the default
+on a CUDA device, ``commands.run.default_batch_runs``). Its rules, so that it stops before the wall time:
+
+- *Before a group starts*, its cost is estimated: the epochs left of its runs times the images of an
+  epoch (training images, plus ``EVAL_COST`` of every image evaluated: the test split and the clean
+  training sample) over the images/s of one run in a group of that size on this device
+  (``THROUGHPUT``, measured: ``throughput_table``), plus ``GROUP_OVERHEAD_S``. The group starts only if that fits in the time
+  left less ``MARGIN_S``; a group that fits in no session of this length (its cost exceeds
+  ``--stop-after`` itself) starts when one epoch fits, and is trained across invocations. Otherwise
+  the campaign stops there.
+- *While a group trains*, a watcher reads its runs' ``metrics.jsonl``: at each epoch boundary (every
+  member's line written, so its ``checkpoint.pt`` too: the trainer writes it first), if the time left
+  is below ``EPOCH_SAFETY`` times the last epoch's seconds, the group is stopped there; at the
+  deadline (``--stop-after`` less ``MARGIN_S``) it is stopped wherever it is. A stopped run stays
+  ``running`` with its checkpoint; the next invocation resumes it (the runner's resume), so finished
+  epochs are never trained again. Completed runs stay in their folders.
+- After every invocation ``campaign.md`` in the campaign folder lists, per experiment, the runs
+  planned, done and remaining (with the epochs each remaining run has done), the device minutes
+  spent according to the runs' records and the minutes estimated for what remains, every invocation
+  (``campaign.json``) and the throughput table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import re
+import signal
+import threading
+import time
+from pathlib import Path
+
+from manifold_lab import io
+from manifold_lab.errors import UsageError
+from manifold_lab.execution.batch import group_runs
+from manifold_lab.execution.runner import run_experiment
+from manifold_lab.execution.store import ResultsStore
+from manifold_lab.spec.sources import display_path
+from manifold_lab.spec.sweep import PlannedRun, plan
+
+__all__ = ["THROUGHPUT", "parse_duration", "run_campaign", "throughput_table"]
+
+#: Images per second of one run, by device kind and runs trained together (the studies' network:
+#: ``cifar_fast``, width 0.5, 32x32, in the trainer). ``cuda``: 8 runs, 2,760.6 (NVIDIA H200,
+#: ``benchmarks/results/gpu_pilot/pilot.json``, ``images_per_s_per_network``); other group sizes scaled
+#: by the bare training step of ``benchmarks/results/gpu_check/throughput_stacks.json`` (``stack_K_eager``,
+#: per network: 10,571 / 7,487 / 5,814 / 3,178 for K = 1 / 4 / 8 / 16). ``cpu`` (2 cores):
+#: ``benchmarks/results/cifar_budget.json`` ``baseline`` (26.26 runs/h of 5 epochs of 10,000 images: 365)
+#: and ``cifar_budget_batch.json`` ``batch2`` (9.858 runs/h of 20 epochs of 10,000 images, 2 together: 274).
+THROUGHPUT = {
+    "cuda": {k: 2760.6 * step / 5814.0 for k, step in ((1, 10571.0), (4, 7487.0), (8, 5814.0), (16, 3178.0))},
+    "cpu": {1: 26.26 * 5 * 10000 / 3600, 2: 9.858 * 20 * 10000 / 3600 / 2},
+}
+#: What evaluating an image costs relative to training on it (a forward pass of the three of a step).
+EVAL_COST = 1 / 3
+#: Seconds a group costs besides its epochs: worker start, data, Figure 7 statistics and probe, final evaluation.
+GROUP_OVERHEAD_S = 30.0
+#: Seconds kept free at the end for the report and ``campaign.md``.
+MARGIN_S = 30.0
+#: The next epoch is taken to last this many times the last one.
+EPOCH_SAFETY = 1.25
+#: Images per split of the datasets whose size is known without reading them.
+DATASET_IMAGES = {"cifar10": (10, 50000, 10000), "cifar10_jpeg": (10, 50000, 10000),
+                  "cifar100": (100, 50000, 10000), "digits": (10, 1438, 359)}
+POLL_S = 0.5
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of a duration like ``50m``, ``90s``, ``2h``, ``1h30m`` (``UsageError`` otherwise)."""
+    match = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s)?\s*", str(text))
+    if not text or match is None or not any(match.groups()):
+        raise UsageError(f"--stop-after: expected a duration like 50m, 90s, 2h or 1h30m, got {text!r}")
+    h, m, s = (float(g or 0) for g in match.groups())
+    seconds = 3600 * h + 60 * m + s
+    if seconds <= 0:
+        raise UsageError(f"--stop-after must be longer than 0 s, got {text!r}")
+    return seconds
+
+
+def throughput_table() -> str:
+    """The images/s the estimates use, as a markdown table."""
+    rows = [f"| {kind} | {k} | {rate:,.0f} |" for kind, by_k in THROUGHPUT.items() for k, rate in by_k.items()]
+    return "\n".join(["| device | runs trained together | images/s of one run |", "|---|---:|---:|", *rows])
+
+
+def images_per_s(device: str, members: int) -> float:
+    """Images/s of one run in a group of ``members`` on ``device`` (the measured size nearest to it)."""
+    by_k = THROUGHPUT[device]
+    return by_k[min(by_k, key=lambda k: (abs(k - members), k))]
+
+
+def epoch_images(params: dict) -> float:
+    """Training images of one epoch plus ``EVAL_COST`` times the images evaluated after it."""
+    data, train = params["data"], params["train"]
+    if data["name"] not in DATASET_IMAGES:
+        raise UsageError(f"the campaign cannot estimate an epoch of data.name={data['name']} (sizes known: "
+                         f"{', '.join(DATASET_IMAGES)})")
+    classes, n_train, n_test = DATASET_IMAGES[data["name"]]
+    n_train = classes * data["subset"] if data["subset"] else n_train
+    n_test = classes * data["eval_subset"] if data["eval_subset"] else n_test
+    return n_train + EVAL_COST * (n_test + (train.get("clean_train_images") or 0))
+
+
+def epochs_done(run_dir: Path) -> list[float]:
+    """The seconds of every epoch a run has checkpointed (lines of ``metrics.jsonl``; [] without a checkpoint)."""
+    if not (run_dir / "checkpoint.pt").is_file() or not (run_dir / "metrics.jsonl").is_file():
+        return []
+    try:
+        return [float(json.loads(line).get("seconds", 0.0))
+                for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
+def stop_reason(rows: list[list[float]], epochs: int, left: float) -> str | None:
+    """Why a group whose members checkpointed the epochs ``rows`` (seconds of each) stops now, or None.
+
+    At the deadline (``left <= 0``) wherever it is; at an epoch boundary (every member at the same epoch
+    ``e``, ``0 < e < epochs``) when ``EPOCH_SAFETY`` times the last epoch's seconds exceed ``left``.
+    """
+    if left <= 0:
+        return "the wall time ran out during an epoch (resumes from the last checkpoint)"
+    done = {len(r) for r in rows}
+    if len(done) == 1 and 0 < (e := done.pop()) < epochs and EPOCH_SAFETY * max(r[-1] for r in rows) > left:
+        return (f"stopped after epoch {e} of {epochs}: the next needs about "
+                f"{EPOCH_SAFETY * max(r[-1] for r in rows) / 60:.1f} min, {left / 60:.1f} min left")
+    return None
+
+
+@dataclasses.dataclass
+class _Budget:
+    """The wall time of one invocation: ``left()`` seconds before the deadline (``MARGIN_S`` kept free)."""
+
+    total: float
+    clock: object = time.monotonic
+
+    def __post_init__(self):
+        self.deadline = self.clock() + self.total - MARGIN_S
+
+    def left(self) -> float:
+        return self.deadline - self.clock()
+
+
+class _Watcher(threading.Thread):
+    """Stops a training group at the epoch boundary after which its next epoch would not fit, or at the
+    deadline: it interrupts the main thread (``KeyboardInterrupt``; the runner ends its workers)."""
+
+    def __init__(self, run_dirs: list[Path], epochs: int, budget: _Budget):
+        super().__init__(daemon=True, name="campaign-watcher")
+        self.run_dirs, self.epochs, self.budget = run_dirs, epochs, budget
+        self.reason: str | None = None
+        self.finished = threading.Event()
+        self._lock = threading.Lock()
+        self._main = threading.main_thread().ident
+
+    def run(self) -> None:
+        while not self.finished.wait(POLL_S):
+            reason = stop_reason([epochs_done(d) for d in self.run_dirs], self.epochs, self.budget.left())
+            if reason is not None:
+                return self._stop(reason)
+
+    def _stop(self, reason: str) -> None:
+        with self._lock:
+            if not self.finished.is_set():
+                self.reason = reason
+                signal.pthread_kill(self._main, signal.SIGINT)
+
+    def close(self) -> None:
+        with self._lock:
+            self.finished.set()
+
+
+def _group_cost(group: list[PlannedRun], root: Path, device: str) -> tuple[float, float]:
+    """``(seconds of the group, seconds of one epoch)`` estimated (module docstring)."""
+    params = group[0].params
+    epoch = epoch_images(params) / images_per_s(device, len(group))
+    left = max(params["train"]["epochs"] - len(epochs_done(root / "runs" / r.run_id)) for r in group)
+    return left * epoch + GROUP_OVERHEAD_S, epoch
+
+
+def _spent_and_left(spec, root: Path, device: str, batch_runs: int, groups_of: dict) -> dict:
+    """Per experiment: runs planned / done / remaining, device seconds spent (runs' records) and estimated."""
+    store, runs = ResultsStore(root), plan(spec)
+    done = [r for r in runs if (root / "runs" / r.run_id).is_dir() and store.is_complete(r.run_id)]
+    todo = [r for r in runs if r not in done]
+    spent = 0.0
+    for r in runs:
+        prov = _read(root / "runs" / r.run_id / "provenance.json")
+        size = (prov.get("batch") or {}).get("size") or groups_of.get(r.run_id, 1)
+        spent += sum(epochs_done(root / "runs" / r.run_id)) / size
+    estimated = sum(_group_cost(g, root, device)[0] for g in group_runs(spec.kind, todo, batch_runs)) \
+        if spec.kind.name == "mobilenetv2" else 0.0
+    remaining = [f"{r.index} `{r.run_id}` ({len(epochs_done(root / 'runs' / r.run_id))}/"
+                 f"{r.params['train']['epochs']} epochs)" if spec.kind.name == "mobilenetv2" else str(r.index)
+                 for r in todo]
+    return dict(planned=len(runs), done=len(done), todo=len(todo), spent=spent, estimated=estimated,
+                remaining=remaining)
+
+
+def _read(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _device() -> tuple[str, str]:
+    import platform
+
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda", torch.cuda.get_device_name()
+    return "cpu", platform.processor() or platform.machine()
+
+
+def run_campaign(path: str | Path, stop_after: float, *, out: str | Path | None = None, reference: bool = False,
+                 batch_runs: int | None = None, dry_run: bool = False, clock=time.monotonic) -> tuple[int, str]:
+    """Run (or continue) the campaign of suite file ``path`` for at most ``stop_after`` seconds.
+
+    Returns ``(exit status, one line saying how it ended)``; writes ``campaign.md`` and ``campaign.json``
+    in the campaign folder (``dry_run``: nothing is run or written, ``campaign.md``'s text is printed).
+    """
+    from manifold_lab.commands.run import default_batch_runs
+    from manifold_lab.reporting.report import write_report
+    from manifold_lab.spec.load import REFERENCE_ROOT, USER_ROOT
+    from manifold_lab.spec.suite import is_suite, load_suite
+
+    if not Path(path).is_file():
+        raise UsageError(f"campaign file {display_path(Path(path))} does not exist")
+    if not is_suite(path):
+        raise UsageError(f"{display_path(Path(path))} is not a campaign: a campaign file is a suite "
+                         "(name, description, suite: [experiment files])")
+    suite = load_suite(path)
+    root = Path(out) if out else (REFERENCE_ROOT if reference else USER_ROOT) / suite.name
+    device, device_name = _device()
+    sizes = {spec.name: batch_runs or default_batch_runs(spec) for spec in suite.parts}
+    ledger = _read(root / "campaign.json") or {"invocations": []}
+    budget, t0 = _Budget(stop_after, clock), clock()
+    call = {"started": datetime.datetime.now().isoformat(timespec="seconds"), "device": device_name,
+            "stop_after_min": round(stop_after / 60, 2), "groups": []}
+    outcome, status = None, 0
+    try:
+        for spec in [] if dry_run else suite.parts:
+            outcome, status = _run_part(spec, root / spec.name, sizes[spec.name], device, budget, call,
+                                        write_report, stop_after)
+            if outcome is not None:
+                break
+        outcome = outcome or ("dry run: nothing was run" if dry_run else "complete: every run of every experiment is done")
+    except KeyboardInterrupt:
+        outcome, status = "interrupted by the user (the runs resume from their checkpoints)", 130
+        raise
+    finally:
+        call["outcome"], call["wall_min"] = outcome, round((clock() - t0) / 60, 2)
+        text = _markdown(suite, root, device, sizes, ledger["invocations"] + ([] if dry_run else [call]))
+        if dry_run:
+            print(text)
+        else:
+            ledger["invocations"].append(call)
+            io.write_json(root / "campaign.json", ledger)
+            io.write_text(root / "campaign.md", text)
+    return status, f"{suite.name}: {outcome}; {display_path(root / 'campaign.md')}"
+
+
+def _run_part(spec, out: Path, size: int, device: str, budget: _Budget, call: dict, report, stop_after: float):
+    """Train the pending groups of one experiment while they fit; ``(None, 0)`` once it is done, else
+    ``(why the campaign stops, exit status)``."""
+    failed: set[str] = set()
+    while True:
+        chosen: dict = {}
+
+        def select(todo: list[PlannedRun]) -> list[PlannedRun]:
+            todo = [r for r in todo if r.run_id not in failed]
+            if not todo:
+                return []
+            group = group_runs(spec.kind, todo, size)[0]
+            cost, epoch = _group_cost(group, out, device) if spec.kind.name == "mobilenetv2" else (0.0, 0.0)
+            left = budget.left()
+            if cost <= left or (cost > stop_after and epoch <= left):
+                watcher = _Watcher([out / "runs" / r.run_id for r in group],
+                                   group[0].params.get("train", {}).get("epochs", 0), budget)
+                chosen.update(group=group, cost=cost, watcher=watcher)
+                watcher.start()
+                return group
+            chosen["why"] = (f"stopped before {spec.name} run {group[0].index} ({len(group)} run(s) together): "
+                             f"estimated {cost / 60:.1f} min, {max(left, 0) / 60:.1f} min left")
+            return []
+
+        start, summary, stopped = time.monotonic(), None, None
+        try:
+            summary = run_experiment(spec, out=out, batch_runs=size, report=report, select=select)
+        except KeyboardInterrupt:
+            stopped = chosen["watcher"].reason if "watcher" in chosen else None
+            if stopped is None:
+                raise
+        finally:
+            if "watcher" in chosen:
+                chosen["watcher"].close()
+        if "group" not in chosen:
+            return (chosen["why"], 0) if "why" in chosen else (None, 0)
+        call["groups"].append({"experiment": spec.name, "run_ids": [r.run_id for r in chosen["group"]],
+                               "estimated_min": round(chosen["cost"] / 60, 2),
+                               "wall_min": round((time.monotonic() - start) / 60, 2),
+                               "outcome": stopped or ("failed" if summary.failed else "done")})
+        if stopped is not None:
+            return f"{spec.name}: {stopped}", 0
+        failed.update(run_id for run_id, _ in summary.failed)
+
+
+def _markdown(suite, root: Path, device: str, sizes: dict, invocations: list[dict]) -> str:
+    groups_of = {i: len(g["run_ids"]) for inv in invocations for g in inv.get("groups", []) for i in g["run_ids"]}
+    rows, remaining, totals = [], [], [0, 0, 0, 0.0, 0.0]
+    for spec in suite.parts:
+        s = _spent_and_left(spec, root / spec.name, device, sizes[spec.name], groups_of)
+        rows.append(f"| [{spec.name}]({spec.name}/report.md) | {sizes[spec.name]} | {s['planned']} | {s['done']} | "
+                    f"{s['todo']} | {s['spent'] / 60:.1f} | {s['estimated'] / 60:.1f} |")
+        for i, v in enumerate((s["planned"], s["done"], s["todo"], s["spent"], s["estimated"])):
+            totals[i] += v
+        if s["remaining"]:
+            remaining.append(f"- {spec.name}: " + ", ".join(s["remaining"]))
+    lines = [
+        f"# Campaign {suite.name}", "",
+        f"Written by `manifold-lab campaign {display_path(suite.source)} --stop-after DURATION` after every "
+        "invocation; the next invocation continues where the last one stopped. Device minutes *spent* are the "
+        "epochs' seconds in each run's `metrics.jsonl`, divided by the runs trained together with it; *estimated* "
+        f"are the epochs left times the images of an epoch (training images plus {EVAL_COST:.2f} of each evaluated "
+        f"one) over the images/s below, on this device ({device}).", "",
+        "| experiment | runs together | planned | done | remaining | device min spent | device min estimated |",
+        "|---|---:|---:|---:|---:|---:|---:|", *rows,
+        f"| total | | {totals[0]} | {totals[1]} | {totals[2]} | {totals[3] / 60:.1f} | {totals[4] / 60:.1f} |", "",
+        "## Remaining runs (index, id, epochs checkpointed)", "", *(remaining or ["none"]), "",
+        "## Invocations", "",
+        "| # | started | device | stop after (min) | groups trained | wall min of the groups | outcome |",
+        "|---:|---|---|---:|---:|---:|---|",
+        *[f"| {n} | {inv['started']} | {inv['device']} | {inv['stop_after_min']} | {len(inv['groups'])} | "
+          f"{sum(g['wall_min'] for g in inv['groups']):.2f} | {inv['outcome']} |" for n, inv in enumerate(invocations, 1)],
+        "", "## Throughput used for the estimates", "", throughput_table(), "",
+    ]
+    return "\n".join(lines)
