@@ -95,7 +95,8 @@ def test_figure6a_and_figure7_from_a_results_folder(tmp_path):
     assert f"{mean:+.2f} points [{mean - half:+.2f}, {mean + half:+.2f}], n = 3" in row.ours
     assert "linear 61.0% [" in row.ours and "(n = 3)" in row.ours
     p = V.t_pvalue([0.02, 0.02, 0.015])
-    assert f"paired t p = {p:.2g}, Holm-adjusted p = {p:.2g} (supported)" in row.ours  # a family of one
+    assert f"paired t p = {p:.2g}, Holm-adjusted p = {p:.2g}, detectable with 80% power: " in row.ours  # family of 1
+    assert row.ours.endswith("points (supported)")
     fig7 = C.row_claim(C.ROWS["figure7"], tmp_path)
     assert fig7.verdict == V.CONTRADICTED  # one relu6 network has 3 layers below the threshold
     assert "relu6 trained: 2, 3, 0 of 4 layers below" in fig7.ours
@@ -197,7 +198,7 @@ def test_holm_across_the_table_can_turn_a_raw_p_below_005_into_inconclusive(tmp_
     assert adjusted == pytest.approx([max(2 * p_exp, p_6a), 2 * p_exp, 3 * p_none])
     # bottleneck - expansion: raw p 0.034 < 0.05, adjusted 0.068: no longer supported
     assert [t.verdict for r in rows for t in r.tests] == [V.INCONCLUSIVE, V.INCONCLUSIVE, V.SUPPORTED]
-    assert f"paired t p = {p_exp:.2g}, Holm-adjusted p = {2 * p_exp:.2g} (inconclusive" in rows[1].ours
+    assert f"paired t p = {p_exp:.2g}, Holm-adjusted p = {2 * p_exp:.2g}, detectable" in rows[1].ours
     assert "predate issue 11" not in rows[1].ours  # every expansion run recorded its shortcut count
     # the same expansion runs without a recorded count are flagged as made under the old rule
     fig6b = [({"model.shortcut": k}, s, {"test_acc": v}, None) for k, vs in acc.items() for s, v in enumerate(vs)]

@@ -82,3 +82,49 @@ def test_the_scale_note_says_where_each_study_trained_from_provenance(tmp_path):
     text = M.render(C.claims(tmp_path), tmp_path)
     assert "run on a 2-core CPU" not in text and "(CPU, 2 cores: figure6a" in text
     assert "width 0.5, 20 epochs (how the gap changes with longer training" in text  # Figure 6a's row
+
+
+INJ = "injective_bottleneck_cifar10"
+ARMS = ("identity", "relu6", "leaky_relu_0.1", "leaky_relu_0.3", "elu", "softplus")
+NOISE = [0.004, -0.003, 0.002, -0.004, 0.001]  # per seed, so that the paired differences have a spread
+
+
+def injective_row(tmp_path, acc, *, missing=()):
+    """The injective row on a constructed study: ``acc[arm]`` = mean test accuracy, plus the arm's own noise
+    pattern; ``missing``: (arm, seed) pairs whose run failed (the study is partial)."""
+    runs = [({"model.bottleneck_act": a}, s,
+             None if (a, s) in missing else {"test_acc": acc[a] + NOISE[(s + 2 * i) % 5] * (i > 0),
+                                             "probe_final_r2_branch_linear_mean": 1.0 - 0.1 * i},
+             None)
+            for i, a in enumerate(ARMS) for s in range(5)]
+    make_study(tmp_path, INJ, "mobilenetv2", {"model.bottleneck_act": list(ARMS)}, runs)
+    return V.evaluate([C.PAIRED_CLAIMS["injective"]], tmp_path)[0]
+
+
+@pytest.mark.parametrize("injective, expected", [
+    (0.64, "the injective arms are free (the information account is supported)"),  # Q = 1 of P = 13 points
+    (0.52, "they cost as much as relu6 (the information account is refuted)"),  # Q = P, d not significant
+    (0.58, "in between"),  # Q = 7 of 13: cheaper than relu6, but not free
+])
+def test_the_injective_rule_can_give_each_preregistered_answer(tmp_path, injective, expected):
+    acc = {"identity": 0.65, "relu6": 0.52, **{a: injective for a in ARMS[2:]}}
+    row = injective_row(tmp_path, acc)
+    assert row.verdict == expected
+    assert len(row.tests) == 5 and all(t.summary["n"] == 5 for t in row.tests)
+    assert "penalty of relu6 (identity - relu6) = +" in row.ours
+    assert "detectable with 80% power:" in row.ours
+    assert f"penalty of elu = {100 * (0.65 - injective):+.2f} points" in row.ours
+    assert "branch-level loss, descriptive" in row.ours and "; relu6 0.90 [0.90, 0.90] (n = 5);" in row.ours
+
+
+def test_no_relu6_penalty_is_inconclusive_and_a_partial_study_gives_no_verdict(tmp_path):
+    acc = {"identity": 0.52, "relu6": 0.52, **{a: 0.60 for a in ARMS[2:]}}
+    row = injective_row(tmp_path / "flat", acc)
+    assert row.verdict.startswith("inconclusive at this scale (the relu6 penalty itself is not significant")
+    acc = {"identity": 0.65, "relu6": 0.52, **{a: 0.64 for a in ARMS[2:]}}
+    row = injective_row(tmp_path / "partial", acc, missing={("elu", 4)})
+    assert row.verdict == "not enough runs yet (29 of 30 planned runs done)"
+    assert all(math.isnan(t.p) for t in row.tests)  # no test enters the Holm family before the planned n
+    assert "elu " in row.ours and "(n = 4)" in row.ours  # which runs are done, arm by arm
+    row = V.evaluate([C.PAIRED_CLAIMS["injective"]], tmp_path / "none")[0]
+    assert row.verdict == f"not enough runs yet ({INJ} not run yet)"

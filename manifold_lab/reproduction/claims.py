@@ -34,6 +34,7 @@ _WHERE = {"none": _LIN, "all": {**_RELU6, "model.bottleneck_act_blocks": "all"},
           "without_shortcut": {**_RELU6, "model.bottleneck_act_blocks": "without_shortcut"},
           "with_shortcut": {**_RELU6, "model.bottleneck_act_blocks": "with_shortcut"}}
 _CIFAR = "CIFAR-10 (JPEG copy)"
+_INJ, _INJECTIVE = "injective_bottleneck_cifar10", ("leaky_relu_0.1", "leaky_relu_0.3", "elu", "softplus")
 
 
 def _old_rule_note() -> str:
@@ -124,6 +125,19 @@ PAIRED_CLAIMS = {
                     "test_acc", _WHERE["none"], _WHERE["with_shortcut"], role="descriptive")),
         ("penalty_location_cifar10",),
         arms=tuple((k, "penalty_location_cifar10", "test_acc", v) for k, v in _WHERE.items())),
+    "injective": ClaimSpec(
+        "Beyond the paper: an injective non-linear bottleneck costs (almost) nothing, so the ReLU6 penalty is "
+        "information loss",
+        "Section 3.2's account (ReLU on a narrow layer destroys information, a linear bottleneck keeps it); not "
+        "tested in the paper; pre-registered in experiments/injective_bottleneck_cifar10.yaml",
+        f"{_CIFAR}, width {{width}}, {{param:train.epochs}} epochs, the full test split; no verdict until every arm "
+        "has its 5 pre-registered seeds",
+        (PairedTest("penalty of relu6 (identity - relu6)", _INJ, "test_acc", _LIN, _RELU6, all_planned=True),
+         *(PairedTest(f"{a} - relu6", _INJ, "test_acc", {"model.bottleneck_act": a}, _RELU6, all_planned=True)
+           for a in _INJECTIVE)),
+        (_INJ,),
+        arms=tuple((a, _INJ, "test_acc", {"model.bottleneck_act": a}) for a in ("identity", "relu6", *_INJECTIVE)),
+        rule="injective"),
 }
 
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as sps
 
-from manifold_lab.reproduction.records import csv_rows, damaged, done_runs, old_sample, relu_stats
-from manifold_lab.reproduction.verdict import CONTRADICTED, MIN_SEEDS, SUPPORTED
+from manifold_lab.reproduction.records import csv_rows, damaged, done_runs, old_sample, per_seed, relu_stats
+from manifold_lab.reproduction.verdict import ALPHA, CONTRADICTED, INCONCLUSIVE, MIN_SEEDS, SUPPORTED
+from manifold_lab.stats import describe
 
 __all__ = ["RULES", "Row", "collapse_intervals", "described_profiles", "layers_below", "preregistered_correlation",
            "z_within_bound"]
@@ -153,6 +154,59 @@ def described_profiles(row: Row, results: Path) -> tuple[str, str]:
                      f"step 0 in {s['flat_step0']} of {s['runs']}" for v, s in sorted(by.items()))
     return f"{row.setting}: {ours}", "described (share of networks; no verdict rule was pre-registered)"
 
+
+FREE, REFUTED, IN_BETWEEN = ("the injective arms are free (the information account is supported)",
+                             "they cost as much as relu6 (the information account is refuted)", "in between")
+BRANCH_KEY = "probe_final_r2_branch_linear_mean"
+
+
+def _branch_text(spec, results: Path) -> str:
+    """Descriptive: per arm, the trained networks' branch R^2 (``BRANCH_KEY``: the bottleneck pre-activation
+    recovered from its activation's output, held-out ridge, mean over blocks; 1 = the branch loses nothing)."""
+    runs = done_runs(results / spec.studies[0])
+    parts = []
+    for label, _, _, params in spec.arms:
+        s = describe(list(per_seed(runs, BRANCH_KEY, params).values()))
+        if s["n"]:
+            ci = "" if s["n"] < 2 or np.isnan(s["ci_low"]) else f" [{s['ci_low']:.2f}, {s['ci_high']:.2f}]"
+            parts.append(f"{label} {s['mean']:.2f}{ci} (n = {s['n']})")
+    return (f"branch-level loss, descriptive (probe of the trained networks: held-out ridge R^2 of each bottleneck's "
+            f"pre-activation from its output, mean over blocks; 1 = nothing lost): {'; '.join(parts)}") if parts else ""
+
+
+def injective_bottleneck(spec, tests: list, results: Path) -> tuple[str, str]:
+    """The rule pre-registered in ``experiments/injective_bottleneck_cifar10.yaml`` (its comment block), on the
+    row's evaluated tests: ``tests[0]`` the relu6 penalty ``P_s = acc(identity)_s - acc(relu6)_s``, ``tests[1:]``
+    ``d_s = acc(a)_s - acc(relu6)_s`` per injective arm ``a``, so that arm's penalty is ``Q_s = P_s - d_s``;
+    P, Q their means. *Free* (``FREE``): every arm's d supported (Holm-adjusted p < 0.05, mean > 0) and Q < P / 4;
+    *refuted* (``REFUTED``): no arm's adjusted p below 0.05 and every Q >= 3 P / 4; *in between* otherwise;
+    *inconclusive at this scale* when P itself is not supported. No verdict until every planned run is done
+    (the tests' ``all_planned``). Returns ``(text, verdict)``: each arm's Q with its interval and Q / P, and
+    the branch-level loss per arm (``_branch_text``)."""
+    branch = _branch_text(spec, results)
+    waiting = next((t.verdict for t in tests if t.verdict.startswith("not enough")), None)
+    if waiting:
+        return branch, waiting
+    penalty, arms = tests[0], tests[1:]
+    if penalty.verdict != SUPPORTED:
+        return branch, f"{INCONCLUSIVE} (the relu6 penalty itself is not significant: nothing to explain)"
+    p = penalty.summary["mean"]
+    q = {t.spec.label: describe([penalty.d[s] - t.d[s] for s in sorted(set(t.d) & set(penalty.d))]) for t in arms}
+    text = "; ".join(f"penalty of {t.spec.label.split(' - ')[0]} = {100 * q[t.spec.label]['mean']:+.2f} points "
+                     f"[{100 * q[t.spec.label]['ci_low']:+.2f}, {100 * q[t.spec.label]['ci_high']:+.2f}], "
+                     f"{q[t.spec.label]['mean'] / p:.2f} of relu6's" for t in arms)
+    if all(t.verdict == SUPPORTED and q[t.spec.label]["mean"] < p / 4 for t in arms):
+        verdict = FREE
+    elif all(not t.p_adj < ALPHA for t in arms) and all(q[t.spec.label]["mean"] >= 3 * p / 4 for t in arms):
+        verdict = REFUTED
+    else:
+        verdict = IN_BETWEEN
+    return "; ".join(filter(None, (text, branch))), verdict
+
+
+#: Rules of paired claims pre-registered as more than the weakest test (``ClaimSpec.rule``):
+#: ``rule(spec, evaluated tests, results) -> (text, verdict)``.
+PAIRED_RULES = {"injective": injective_bottleneck}
 
 #: One evaluator per kind of rule: ``evaluator(row, results) -> (ours, verdict)``.
 RULES = {"layers_below": layers_below, "z_within_bound": z_within_bound, "collapse_intervals": collapse_intervals,

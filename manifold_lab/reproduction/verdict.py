@@ -34,7 +34,7 @@ from scipy import stats as sps
 
 from manifold_lab.kinds import RunRecord
 from manifold_lab.reproduction.device_check import devices_of
-from manifold_lab.reproduction.records import difference, done_runs, per_seed, swept_values
+from manifold_lab.reproduction.records import difference, done_runs, per_seed, run_counts, swept_values
 from manifold_lab.stats import describe, holm_adjust
 
 MIN_SEEDS = 3
@@ -97,7 +97,8 @@ class PairedTest:
     largest *planned* value, so a partial sweep gives no verdict). ``at = (param, level)``
     pins a swept parameter at a planned level (``"last"``: the longest budget). ``alternative`` is
     ``"two-sided"`` or ``"greater"`` (a pre-registered one-sided test); ``role`` is
-    ``"verdict"`` or ``"descriptive"``.
+    ``"verdict"`` or ``"descriptive"``; ``all_planned``: no p-value until every planned run of the
+    study is done (a pre-registered n).
     """
 
     label: str
@@ -112,6 +113,7 @@ class PairedTest:
     at: tuple | None = None
     alternative: str = "two-sided"
     role: str = "verdict"
+    all_planned: bool = False
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,8 @@ class ClaimSpec:
     the key (made before a fix); ``matched``: ``(study, a, b, factor, level)`` for the gap at matched
     clean-train accuracy at that planned level (``matched_gaps``, descriptive). ``{param:KEY}`` in
     ``setting`` is replaced by the values of the dotted parameter KEY over the first study's done runs.
+    ``rule``: the key of a pre-registered rule in ``rules.PAIRED_RULES`` that draws the row's verdict from its
+    evaluated tests (and adds its own description), instead of the weakest verdict of the tests.
     """
 
     claim: str
@@ -139,6 +143,7 @@ class ClaimSpec:
     slope: bool = False
     stale: tuple = ()
     matched: tuple = ()
+    rule: str | None = None
 
 
 @dataclass
@@ -153,6 +158,7 @@ class TestResult:
     verdict: str = ""
     planned: bool = True
     devices: dict = field(default_factory=dict)  # {device label: runs} of the runs behind d
+    waiting: str = ""  # why there is no p-value yet (``all_planned``)
 
     def detectable(self) -> float:
         """The smallest mean difference this test detects with ``POWER`` at its n and observed spread
@@ -177,7 +183,9 @@ class TestResult:
         if len(self.devices) > 1:
             mixed = (f"; its runs ran on {devices_text(self.devices)}, which differ by themselves "
                      "(see \"Same network, two devices\")")
-        return f"{self.spec.label} = {_pts(self.summary)}{p} ({self.verdict}{role}{mixed})"
+        power = "" if math.isnan(self.detectable()) else \
+            f", detectable with {POWER:.0%} power: {100 * self.detectable():.2f} points"
+        return f"{self.spec.label} = {_pts(self.summary)}{p}{power} ({self.verdict}{role}{mixed})"
 
 
 def devices_text(devices: dict, unit: str = "") -> str:
@@ -243,8 +251,11 @@ def run_test(results: Path, test: PairedTest) -> TestResult:
     runs = done_runs(folder)
     d = paired_differences(runs, test, planned)
     values = list(d.values())
-    p = t_pvalue(values, test.alternative) if len(values) >= MIN_SEEDS else float("nan")
-    return TestResult(test, d, describe(values), p, devices=test_devices(runs, test, planned, set(d)))
+    total, done, _ = run_counts(folder)
+    waiting = f"{done} of {total} planned runs done" if test.all_planned and done < total else ""
+    p = t_pvalue(values, test.alternative) if len(values) >= MIN_SEEDS and not waiting else float("nan")
+    return TestResult(test, d, describe(values), p, devices=test_devices(runs, test, planned, set(d)),
+                      waiting=waiting)
 
 
 def judge(result: TestResult) -> str:
@@ -252,6 +263,8 @@ def judge(result: TestResult) -> str:
     n, mean = result.summary["n"], result.summary["mean"]
     if not result.planned:
         return f"not enough runs yet ({result.spec.study} not run yet)"
+    if result.waiting:
+        return f"not enough runs yet ({result.waiting})"
     if n < MIN_SEEDS:
         return f"not enough runs yet ({n} of {MIN_SEEDS} seeds)"
     if math.isnan(result.p_adj):
@@ -327,13 +340,21 @@ def _matched_text(results: Path, study: str, a: dict, b: dict, factor: str, leve
 
 
 def _param_values(results: Path, study: str, key: str) -> str:
-    """The values of a dotted parameter over a study's done runs, e.g. ``"20"``."""
-    values = set()
-    for r in done_runs(results / study):
+    """The values of a dotted parameter over a study's done runs, e.g. ``"20"``; its experiment file's value
+    before any run."""
+    runs, values = done_runs(results / study), set()
+    for r in runs:
         try:
             values.add(r.param(key))
         except (KeyError, TypeError):  # not recorded
             pass
+    if not runs:
+        from manifold_lab.data.base import repo_root
+        from manifold_lab.spec import load_spec
+
+        path = repo_root() / "experiments" / f"{study}.yaml"
+        values = {RunRecord("", load_spec(path).params.model_dump(), 0, "", {}, path).param(key)} \
+            if path.exists() else set()
     return ", ".join(f"{v:g}" for v in sorted(values - {None})) or "not recorded"
 
 
@@ -385,6 +406,11 @@ def evaluate(specs, results: str | Path = "results") -> list[Claim]:
                    if all(r.param(k) == v for k, v in params.items())):
                 parts.append(note())
         verdict = _worst([r.verdict for r in rs if r.spec.role == "verdict"])
+        if spec.rule:
+            from manifold_lab.reproduction.rules import PAIRED_RULES
+
+            text, verdict = PAIRED_RULES[spec.rule](spec, rs, results)
+            parts += [text] if text else []
         setting = re.sub(r"\{param:([\w.]+)\}", lambda m: _param_values(results, spec.studies[0], m.group(1)),
                          spec.setting.replace("{width}", _width_of(results, spec.studies[0])))
         rows.append(Claim(spec.claim, spec.paper, f"{setting}: " + "; ".join(parts), verdict,
