@@ -67,7 +67,8 @@ def ml(*args, cwd, env=None, timeout=300):
 
 
 def fake_slurm(folder: Path) -> Path:
-    """``sbatch`` (records the script, prints a job id), ``srun``, ``sacct`` and ``scontrol`` (records its arguments).
+    """``sbatch`` (records the script, prints a job id), ``srun``, ``sacct``, ``scontrol`` (records its arguments)
+    and ``squeue`` (records its arguments, prints ``squeue.out`` if a test wrote one: otherwise it knows no job).
 
     With ``FAKE_SLURM_START=1`` in the environment, ``sbatch`` also starts every task of the
     array at once in the background, as Slurm would with free nodes.
@@ -91,6 +92,7 @@ def fake_slurm(folder: Path) -> Path:
     (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
     (bin_dir / "sacct").write_text("#!/bin/sh\necho 'JobID|State|NodeList'\n")  # knows no job yet
     (bin_dir / "scontrol").write_text('#!/bin/sh\necho "$@" >> "$0.calls"\n')
+    (bin_dir / "squeue").write_text('#!/bin/sh\necho "$@" >> "$0.calls"\ncat "$0.out" 2>/dev/null\nexit 0\n')
     for tool in bin_dir.iterdir():
         tool.chmod(0o755)
     return bin_dir
@@ -104,6 +106,12 @@ def run_array_task(folder: Path, array_id: str, task: int | None, cwd: Path, env
            "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_JOB_NUM_NODES": "1"}
     return subprocess.Popen([sys.executable, "-u", "-m", "submitit.core._submit", str(folder)], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def submission_folder(root: Path, job_id: str) -> Path:
+    """The folder of submitit's files of job ``job_id`` (each submission has its own, in submissions.jsonl)."""
+    lines = (root / "submitit" / "submissions.jsonl").read_text().splitlines()
+    return root / "submitit" / next(r["folder"] for r in map(json.loads, lines) if r["job_id"] == job_id)
 
 
 def computed(run_dir: Path) -> list[int]:
@@ -138,7 +146,7 @@ def run_dirs(root: Path) -> list[Path]:
 
 
 @pytest.mark.parametrize("section, message", [
-    ("launcher: {partiton: gpu}", "unknown key 'launcher.partiton' (did you mean 'partition'?)"),
+    ("launcher: {partiton: gpu}", "unknown key 'launcher.partiton' (did you mean 'launcher.partition'?)"),
     ("launcher: {timeout_min: 0}", "launcher.timeout_min: Input should be greater than or equal to 1"),
     ("launcher: {gpus_per_run: two}", "launcher.gpus_per_run: Input should be a valid integer"),
     ("launcher: {sbatch: {'bad name': 1}}", "sbatch option 'bad name' is not an option name"),
@@ -160,7 +168,7 @@ def test_launcher_section_is_validated_in_one_line(tmp_path, section, message):
 def test_launcher_errors_exit_2_and_write_nothing(tmp_path):
     write_spec(tmp_path / "s.yaml", EPOCHS_SPEC + "launcher: {partiton: gpu}\n")
     out = ml("run", "s.yaml", "--launcher", "slurm", cwd=tmp_path)
-    assert out.returncode == 2 and "did you mean 'partition'?" in out.stderr
+    assert out.returncode == 2 and "did you mean 'launcher.partition'?" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
     write_spec(tmp_path / "s.yaml", EPOCHS_SPEC)
     no_slurm = {**env_with_kinds(), "PATH": str(Path(sys.executable).parent)}
@@ -194,8 +202,8 @@ def test_slurm_array_submission_then_tasks_run_as_slurm_starts_them(tmp_path):
     assert "e: 4 runs: 4 submitted, 0 already done" in out.stdout
     assert "manifold-lab report runs/e" in out.stdout
     root = tmp_path / "runs" / "e"
-    folder = root / "submitit"
-    assert "logs: runs/e/submitit/4242_<array index>_0_log.out (and .err)" in out.stdout
+    folder = submission_folder(root, "4242")
+    assert f"logs: runs/e/submitit/{folder.name}/4242_<array index>_0_log.out (and .err)" in out.stdout
 
     script = (bin_dir / "sbatch.4242.sh").read_text()
     assert script == (folder / "4242_submission.sh").read_text()
@@ -205,7 +213,7 @@ def test_slurm_array_submission_then_tasks_run_as_slurm_starts_them(tmp_path):
             "--job-name=ml-e", "--signal=USR2@120"} <= sbatch
     assert f"--output={folder}/%A_%a_0_log.out" in sbatch
     assert "echo setting up" in script and "-m submitit.core._submit" in script
-    submission = [json.loads(line) for line in (folder / "submissions.jsonl").read_text().splitlines()]
+    submission = [json.loads(line) for line in (root / "submitit" / "submissions.jsonl").read_text().splitlines()]
     assert [s["job_id"] for s in submission] == ["4242"] and len(submission[0]["runs"]) == 4
     assert submission[0]["launcher_config"]["partition"] == "a100"
 
@@ -226,7 +234,7 @@ def test_slurm_array_submission_then_tasks_run_as_slurm_starts_them(tmp_path):
     assert "e: 4 runs: 2 submitted, 2 already done" in again.stdout
     assert "#SBATCH --array=0-1%2" in (bin_dir / "sbatch.4243.sh").read_text()
     for task in (0, 1):
-        proc = run_array_task(folder, "4243", task, tmp_path, env)
+        proc = run_array_task(submission_folder(root, "4243"), "4243", task, tmp_path, env)
         assert proc.wait(timeout=120) == 0
     assert [computed(d) for d in dirs] == [[1, 2, 3]] * 4
     # The first array's queued tasks start late: the runs are done, nothing is recomputed.
@@ -263,8 +271,8 @@ def test_slurm_preemption_checkpoints_requeues_and_resumes(tmp_path):
     out = ml("run", "s.yaml", "--launcher", "slurm", cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr
     root = tmp_path / "runs" / "e"
-    folder, run_dir = root / "submitit", run_dirs(root)[0]
-    assert "submitted 1 run as Slurm job 4242" in out.stdout and "submitit/4242_0_log.out" in out.stdout
+    folder, run_dir = submission_folder(root, "4242"), run_dirs(root)[0]
+    assert "submitted 1 run as Slurm job 4242" in out.stdout and f"submitit/{folder.name}/4242_0_log.out" in out.stdout
     proc = run_array_task(folder, "4242", None, tmp_path, env)
     deadline = time.monotonic() + 60
     while checkpointed(run_dir) < 2 and time.monotonic() < deadline:
@@ -316,8 +324,8 @@ def test_local_launcher_runs_the_quickstart_toy_sweep_end_to_end(tmp_path):
             f"manifold-lab run {spec} --launcher local --jobs 2 --out toy")
     # submitit's own files: one pickled task, one result and one log per job
     folder = root / "submitit"
-    assert len(list(folder.glob("*_submitted.pkl"))) == 2 and len(list(folder.glob("*_0_result.pkl"))) == 2
-    assert len(list(folder.glob("*_0_log.out"))) == 2
+    assert len(list(folder.glob("*/*_submitted.pkl"))) == 2 and len(list(folder.glob("*/*_0_result.pkl"))) == 2
+    assert len(list(folder.glob("*/*_0_log.out"))) == 2
     report = (root / "report.md").read_text()
     assert "2 runs: 2 done, 0 failed, 0 not run" in report
     again = ml(*args, cwd=tmp_path)
@@ -356,7 +364,7 @@ def test_local_job_preempted_is_requeued_by_submitit_and_resumes(tmp_path):
     resumed_at = json.loads((run_dir / "metrics.json").read_text())["resumed_at"]
     assert resumed_at >= done_before >= 2
     assert_resumed(run_dir, 5, resumed_at)
-    log = "".join(p.read_text() for p in (root / "submitit").glob("*_0_log.*"))
+    log = "".join(p.read_text() for p in (root / "submitit").glob("*/*_0_log.*"))
     assert "this job is preempted" in log and "Requeued job" in log
 
 
@@ -370,8 +378,8 @@ def test_local_run_with_two_gpus_per_run_trains_as_two_ranks(tmp_path):
              "sweep.model.bottleneck_act=[identity]", "params.train.epochs=1", "params.data.subset=40", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "smoke_figure6a: 1 runs: 1 submitted, 0 already done; 1 done, 0 failed" in out.stdout
-    folder = tmp_path / "ddp" / "submitit"
     job = re.search(r"local job (\d+)", out.stdout).group(1)
+    folder = submission_folder(tmp_path / "ddp", job)
     results = [pickle.loads((folder / f"{job}_{rank}_result.pkl").read_bytes()) for rank in (0, 1)]
     assert [r[0] for r in results] == ["success", "success"]
     assert [r[1]["status"] for r in results] == ["done", "rank"]  # rank 0 owns the run's files

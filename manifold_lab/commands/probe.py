@@ -31,6 +31,7 @@ def run(args) -> int:
     from datetime import datetime, timezone
 
     from manifold_lab import __version__
+    from manifold_lab.execution.provenance import redact
     from manifold_lab.probe.images import probe_images
     from manifold_lab.probe.network import check_sizes, probe_network, probe_summary
     from manifold_lab.probe.output import write_probe
@@ -65,8 +66,9 @@ def run(args) -> int:
     meta = {"images": len(images), "class_histogram": {str(k): v for k, v in histogram.items()},
             "positions_per_block": args.positions, "knn": not args.no_knn, "twonn_resamples": args.resamples,
             "seed": args.seed, "data": data_cfg.model_dump(mode="json"),
-            "provenance": {"command": " ".join(["manifold-lab probe", *sys.argv[2:]]) if sys.argv[1:2] == ["probe"]
-                           else "manifold-lab probe", "manifold_lab": __version__, "torch": torch.__version__,
+            "provenance": {"command": redact(" ".join(["manifold-lab probe", *sys.argv[2:]])
+                                             if sys.argv[1:2] == ["probe"] else "manifold-lab probe"),
+                           "manifold_lab": __version__, "torch": torch.__version__,
                            "python": platform.python_version(),
                            "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}}
     paths = write_probe(args.out, results, meta)

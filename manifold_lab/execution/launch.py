@@ -1,20 +1,36 @@
 """Launch a sweep's pending runs through submitit: a Slurm job array, or local processes.
 
-``manifold-lab run X.yaml --launcher slurm`` plans the sweep, writes the plan
-(``spec.yaml``, ``plan.json``) under the results folder's lock, and submits the
-runs that are not done as **one Slurm job array** (submitit's
-``SlurmExecutor``, the engine behind Hydra's Slurm launcher): array task ``i``
-executes one planned run through the runner's single-run path
+``manifold-lab run X.yaml --launcher slurm`` plans the sweep under the results
+folder's lock, submits the runs that are not done as **one Slurm job array**
+(submitit's ``SlurmExecutor``, the engine behind Hydra's Slurm launcher), then
+writes the plan (``spec.yaml``, ``plan.json``). Array task ``i`` executes one planned run through the runner's single-run path
 (``manifold_lab.execution.runner.execute_run``: the run's lock, its files, its
 resume from ``checkpoint.pt``). It prints the job id and the log folder and
 returns; ``--wait`` waits for the array and writes the report. Rerunning the
-command submits only what is still not done; ``manifold-lab report DIR``
+command submits only what is still not done and not still queued or running in an
+earlier array of this experiment (``squeue``); ``manifold-lab report DIR``
 aggregates whatever has finished.
 
 ``--launcher local`` takes the same path through submitit's ``LocalExecutor``:
 each run is a real subprocess started from the same pickled task, with the same
-log folder and result collection, at most ``--jobs`` at a time; it always waits
-and writes the report.
+log folder, at most ``--jobs`` at a time; it always waits and writes the report,
+holding the results folder's lock from the plan to the report (no ``report`` or
+``run`` takes the folder between two tasks). Ctrl-C stops the tasks and prints one
+line; the runs resume on the next invocation.
+
+What a run did is read from its run folder (``status.json`` and the digest of
+``metrics.json``: ``ResultsStore.record``), never from submitit's result pickles:
+the launcher unpickles nothing. Every submission gets a new folder of its own
+(``<results>/submitit/<time>-<random>/``, created empty), so submitit's files that a
+copied or cloned results folder brings along are never read by a job either.
+``--wait`` asks ``squeue`` whether the job is still queued or running; once it is
+not (or ``squeue`` cannot say: accounting off, a purged job), it goes on reading the
+run folders for ``launcher.wait_grace_s`` seconds without news, then stops and
+counts the runs that have not finished as failed.
+
+Errors of a launcher setting (``sbatch`` refusing the submission, a missing
+Slurm) come before ``spec.yaml`` and ``plan.json`` are written; folders the refused
+launch created are removed.
 
 Preemption and time limits: every task is a ``RunTask`` (``manifold_lab.execution.run_task``),
 requeued by submitit on Slurm's warning signal (at most ``max_requeues`` times after a
@@ -28,16 +44,24 @@ node, one per GPU; submitit's ``TorchDistributedEnvironment`` exports
 
 The ``launcher:`` section of a spec configures the jobs (``manifold_lab.spec.launcher``).
 
-Files: ``<results>/submitit/`` holds submitit's submission script
-(``<job id>_submission.sh``), pickled tasks and results, the logs
-(``<job id>_<task>_log.out`` / ``.err``) and ``submissions.jsonl`` (one line per
-submission: job id, time, runs, parameters).
+Files: ``<results>/submitit/`` (``launcher.folder``) holds ``submissions.jsonl`` (one
+line per submission: job id, folder, time, runs, launcher settings with credentials
+redacted: ``provenance.redact``) and one folder per submission with submitit's
+submission script (``<job id>_submission.sh``), pickled tasks and results, and the
+logs (``<job id>_<task>_log.out`` / ``.err``; ``controllers.log``: the output of
+``--launcher local``'s job controllers).
 """
 
 from __future__ import annotations
 
+import contextlib
+import getpass
 import json
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -67,6 +91,7 @@ class LaunchSummary:
     submitted: int = 0
     skipped: int = 0
     reused: int = 0
+    queued: int = 0
     job_id: str | None = None
     folder: Path | None = None
     waited: bool = False
@@ -78,6 +103,8 @@ class LaunchSummary:
         text = f"{name}: {self.planned} runs: {self.submitted} submitted, {self.skipped} already done"
         if self.reused:
             text += f", {self.reused} reused"
+        if self.queued:
+            text += f", {self.queued} still queued or running in an earlier job"
         if self.waited and self.submitted:
             text += f"; {self.done} done, {len(self.failed)} failed"
         return text
@@ -135,34 +162,188 @@ def build_executor(launcher: str, folder: Path, cfg: LauncherConfig, name: str, 
     return executor
 
 
-# --------------------------------------------------------------------------- launch
+# --------------------------------------------------------------------------- the scheduler and the run folders
+
+#: squeue states of a job that is over (shown for a few minutes after its end); any other is queued or running.
+FINISHED_STATES = {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY",
+                   "PREEMPTED", "REVOKED", "SPECIAL_EXIT", "TIMEOUT"}
 
 
-def _record_submission(folder: Path, job_id: str, launcher: str, runs: list, cfg: LauncherConfig) -> None:
+def squeue(job_ids: list[str]) -> dict[tuple[str, int | None], str] | None:
+    """This user's queued or running tasks of ``job_ids``, ``{(job id, array index or None): job name}``.
+
+    From ``squeue`` (the controller's view: no accounting needed). None when squeue cannot say
+    (not installed, an error, no answer in 60 s); ``{}`` when it lists none of them.
+    """
+    command = ["squeue", "--noheader", "--array", f"--user={getpass.getuser()}", f"--jobs={','.join(job_ids)}",
+               "--format=%i|%j|%T"]
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:  # every id unknown to the controller is an error, not an empty list
+        return {} if "invalid job id" in out.stderr.lower() else None
+    listed: dict[tuple[str, int | None], str] = {}
+    for line in out.stdout.splitlines():
+        ident, name, state = (line.strip().split("|") + ["", ""])[:3]
+        job, _, task = ident.partition("_")  # --array: one line per array task, pending ones too
+        if state.strip() and state.split()[0] not in FINISHED_STATES:
+            listed[job, int(task) if task.isdigit() else None] = name
+    return listed
+
+
+def _submissions(folder: Path) -> list[dict]:
+    """The Slurm submissions recorded in ``folder/submissions.jsonl`` (job id, runs); damaged lines skipped."""
     from manifold_lab import io
 
-    path = folder / "submissions.jsonl"
-    old = path.read_text(encoding="utf-8") if path.is_file() and not path.is_symlink() else ""
-    line = json.dumps({"job_id": job_id, "launcher": launcher, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                       "runs": [[r.index, r.run_id] for r in runs], "launcher_config": cfg.model_dump()})
-    io.write_text(path, old + line + "\n")
-
-
-def _collect(job, run, summary: LaunchSummary) -> None:
-    """Count the outcome of a finished job; a job that died (killed, out of requeues) counts as failed."""
     try:
-        out = job.results()[0]  # rank 0's (a run with several GPUs is one task per GPU)
-        status, error = out["status"], out["error"]
-    except Exception as exc:  # noqa: BLE001 - submitit's FailedJobError, UncompletedJobError...
-        status, error = "failed", " ".join(f"job {job.job_id} did not finish: {exc}".split())[:300]
-    if status in ("done", "skipped"):
+        lines = io.read_bytes(folder / "submissions.jsonl", what="a submission log").decode("utf-8", "replace")
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    out = []
+    for line in lines.splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if record.get("launcher") == "slurm" and str(record.get("job_id", "")).isdigit() \
+                    and all(isinstance(r, list) and len(r) == 2 for r in record.get("runs", [])):
+                out.append(record)
+    return out
+
+
+def queued_runs(folder: Path, name: str) -> dict[str, str]:
+    """``{run id: job id}`` of the runs that an earlier Slurm submission of experiment ``name`` recorded in
+    ``folder`` still has queued or running (``squeue``; a warning, and nothing, when squeue cannot say)."""
+    records = {r["job_id"]: r["runs"] for r in _submissions(folder)}
+    listed = squeue(sorted(records)) if records else {}
+    if listed is None:
+        print("warning: squeue cannot say which earlier jobs of this experiment are still queued; "
+              "submitting every pending run", file=sys.stderr)
+        return {}
+    out = {}
+    for (job, task), job_name in listed.items():
+        runs = records.get(job, [])
+        if job_name == f"ml-{name}" and (task or 0) < len(runs):
+            out[str(runs[task or 0][1])] = job
+    return out
+
+
+def _outcome(store, run) -> tuple[str, str | None] | None:
+    """``(status, error)`` of a finished run as its folder records it (done, failed, diverged, damaged), or None."""
+    from manifold_lab.errors import UsageError
+
+    try:
+        record = store.record(asdict(run))
+    except UsageError as exc:  # a link planted in the run folder
+        return "damaged", str(exc)
+    return (record.status, record.error) if record is not None else None
+
+
+def _count(store, run, summary: LaunchSummary, job: str) -> None:
+    """Count ``run`` as done or failed from its run folder once its job ``job`` has ended."""
+    status, error = _outcome(store, run) or ("failed", f"{job} ended without finishing the run; see its log in "
+                                                       f"{summary.folder}")
+    if status == "done":
         summary.done += 1
     else:
         summary.failed.append((run.run_id, error or status))
 
 
-def _wait_local(executor, tasks: list, runs: list, jobs: int, summary: LaunchSummary) -> str:
-    """Submit the tasks to the local executor, at most ``jobs`` running; wait for all."""
+def _wait_slurm(store, job_id: str, runs: list, grace_s: float, summary: LaunchSummary) -> None:
+    """Wait until every run of ``runs`` has finished in its folder, or until ``squeue`` has not listed job
+    ``job_id`` and no run has finished for ``grace_s`` seconds (accounting off, a purged job); then count them."""
+    pause, news, finished = 0.5, time.monotonic(), 0
+    while True:
+        now = sum(_outcome(store, run) is not None for run in runs)
+        if now == len(runs):
+            break
+        if now != finished or squeue([job_id]):
+            news, finished = time.monotonic(), now
+        elif time.monotonic() - news >= grace_s:
+            print(f"Slurm does not list job {job_id} as queued or running (or squeue cannot say) and no run "
+                  f"finished in {grace_s:g} s: {len(runs) - now} run(s) not finished, counted as failed; "
+                  f"`manifold-lab report {store.root}` counts them once they finish", file=sys.stderr)
+            break
+        time.sleep(pause)
+        pause = min(2 * pause, 30.0)
+    for run in runs:
+        _count(store, run, summary, f"job {job_id}")
+
+
+# --------------------------------------------------------------------------- launch
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The topmost folder of ``path`` (itself included) that does not exist yet, or None."""
+    missing = None
+    for parent in (path, *path.parents):
+        if parent.exists():
+            return missing
+        missing = parent
+    return missing
+
+
+def _remove_new(sub: Path | None, root: Path, top: Path | None) -> None:
+    """Undo a refused launch: its submission folder ``sub`` and, when it made ``root``, that folder and the
+    empty ones above it up to ``top``, the topmost folder it made."""
+    for path in filter(None, (sub, top and root)):
+        shutil.rmtree(path, ignore_errors=True)
+    while top is not None and root != top.parent:
+        with contextlib.suppress(OSError):
+            root.rmdir()
+        root = root.parent
+
+
+def _new_submission_folder(folder: Path) -> Path:
+    """A new, empty folder for one submission's submitit files, ``folder/<time>-<random>/``."""
+    from manifold_lab.errors import UsageError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=folder))
+    except OSError as exc:
+        raise UsageError(f"launcher.folder: cannot make a submission folder in {folder} "
+                         f"({exc.strerror or exc}); choose another folder") from None
+
+
+def _record_submission(folder: Path, sub: Path, job_id: str, launcher: str, runs: list, cfg: LauncherConfig) -> None:
+    """Append one line to ``folder/submissions.jsonl`` (launcher settings redacted: ``provenance.redact``)."""
+    from manifold_lab import io
+    from manifold_lab.execution.provenance import redact
+
+    line = json.dumps({"job_id": job_id, "launcher": launcher, "folder": sub.name,
+                       "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "runs": [[r.index, r.run_id] for r in runs],
+                       "launcher_config": redact(cfg.model_dump())})
+    fd = io.open_nofollow(folder / "submissions.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    with os.fdopen(fd, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+
+
+@contextlib.contextmanager
+def _output_to(path: Path):
+    """Send this process's stdout and stderr (file descriptors 1 and 2: what a child inherits) to ``path``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
+    try:
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, target in zip(saved, (1, 2)):
+            os.dup2(fd, target)
+            os.close(fd)
+        os.close(log)
+
+
+def _wait_local(executor, tasks: list, runs: list, jobs: int, store, summary: LaunchSummary) -> str:
+    """Submit the tasks to the local executor, at most ``jobs`` running; wait for all, count each from its folder.
+
+    The job controllers write to ``controllers.log`` of the submission folder, not to the terminal (on Ctrl-C
+    they print submitit's traceback).
+    """
     from manifold_lab.execution.workers import terminate_on_signals
 
     pending = list(zip(tasks, runs))
@@ -173,13 +354,14 @@ def _wait_local(executor, tasks: list, runs: list, jobs: int, summary: LaunchSum
             while pending or running:
                 while pending and len(running) < jobs:
                     task, run = pending.pop(0)
-                    job = executor.submit(task)
+                    with _output_to(Path(executor.folder) / "controllers.log"):
+                        job = executor.submit(task)
                     first_id = first_id or job.job_id
                     print(f"run {run.index} ({run.run_id}): local job {job.job_id}", flush=True)
                     running.append((job, run))
-                for job, run in [j for j in running if j[0].done()]:
+                for job, run in [j for j in running if j[0].done()]:  # the controller process has ended
                     running.remove((job, run))
-                    _collect(job, run, summary)
+                    _count(store, run, summary, f"local job {job.job_id}")
                 time.sleep(0.2)
         finally:  # a stopped launcher takes its jobs with it (a killed one: RunTask.watch_pid)
             for job, _ in running:
@@ -189,7 +371,6 @@ def _wait_local(executor, tasks: list, runs: list, jobs: int, summary: LaunchSum
 
 def _submit_array(executor, tasks: list) -> list:
     """Submit ``tasks`` as one job array; a refusal of ``sbatch`` becomes one UsageError line."""
-    import contextlib
     import io as _stdio
 
     from manifold_lab.errors import UsageError
@@ -208,6 +389,19 @@ def _submit_array(executor, tasks: list) -> list:
         if link.is_symlink():
             link.unlink()
     return jobs
+
+
+def _print_submitted(summary: LaunchSummary, sub: Path, n: int, cfg: LauncherConfig) -> None:
+    from manifold_lab.spec.sources import display_path
+
+    shown = display_path(sub)
+    if n == 1:  # submitit submits a single task as a plain job, not an array
+        print(f"submitted 1 run as Slurm job {summary.job_id}", flush=True)
+        print(f"logs: {shown}/{summary.job_id}_0_log.out (and .err)", flush=True)
+    else:
+        print(f"submitted {n} runs as Slurm job array {summary.job_id} "
+              f"(at most {min(cfg.array_parallelism or n, n)} at a time)", flush=True)
+        print(f"logs: {shown}/{summary.job_id}_<array index>_0_log.out (and .err)", flush=True)
 
 
 def launch(spec, launcher: str, *, out: str | os.PathLike | None = None, wait: bool = False, jobs: int = 1,
@@ -239,7 +433,6 @@ def launch(spec, launcher: str, *, out: str | os.PathLike | None = None, wait: b
     from manifold_lab.execution import provenance
     from manifold_lab.execution.ownership import check_owner
     from manifold_lab.execution.runner import check_plan, command_line, pending_runs, reuse_sources
-    from manifold_lab.spec.sources import display_path
     from manifold_lab.execution.store import ResultsStore
     from manifold_lab.spec.sweep import plan
 
@@ -264,42 +457,45 @@ def launch(spec, launcher: str, *, out: str | os.PathLike | None = None, wait: b
     others = reuse_sources(spec, store.root) if not force else []
     for results in (store, *others):  # before anything is written
         results.check_links()
-    with store.lock():  # alone in the folder while planning, as a whole-experiment runner
+    top = _first_missing(root)  # made by this launch: removed again if it is refused
+    local = launcher == "local"
+    with store.lock():  # alone in the folder: the whole sweep for local, until submitted for slurm
         store.check_links()
         check_owner(store.root, spec.name, spec.kind.name, spec.source, replace=replace)
         store.remove_temporaries()
+        todo = pending_runs(store, runs, force, summary, others)
+        queued = queued_runs(folder, spec.name) if todo and not local else {}
+        summary.queued, todo = len(todo), [r for r in todo if r.run_id not in queued]
+        summary.queued -= len(todo)
+        sub, executor = None, None
+        try:  # every error of a launcher setting comes before spec.yaml and plan.json are written
+            if todo:
+                summary.folder = sub = _new_submission_folder(folder)
+                executor = build_executor(launcher, sub, cfg, spec.name, len(todo))
+            tasks = [RunTask(spec.kind.name, asdict(r), str(root), spec.name, os.getcwd(), max(1, cfg.gpus_per_run),
+                             fresh=force, watch_pid=os.getpid() if local else None, command=provenance.command(),
+                             folder_held=local) for r in todo]
+            submitted = _submit_array(executor, tasks) if todo and not local else []
+        except UsageError:
+            _remove_new(sub, root, top)
+            raise
         store.write_plan(spec.resolved(), command_line(spec, None if reference else out, reference),
                          [asdict(r) for r in runs])
-        todo = pending_runs(store, runs, force, summary, others)
-    if todo:
-        executor = build_executor(launcher, folder, cfg, spec.name, len(todo))
-        watch = os.getpid() if launcher == "local" else None
-        tasks = [RunTask(spec.kind.name, asdict(r), str(root), spec.name, os.getcwd(), max(1, cfg.gpus_per_run),
-                         fresh=force, watch_pid=watch, command=provenance.command()) for r in todo]
         summary.submitted = len(todo)
-        if launcher == "local":
-            summary.waited = True
-            summary.job_id = _wait_local(executor, tasks, todo, jobs, summary)
-        else:
-            submitted = _submit_array(executor, tasks)
+        summary.waited = local or wait or not todo
+        if submitted:
             summary.job_id = submitted[0].job_id.split("_")[0]
-            shown = display_path(folder)
-            if len(todo) == 1:  # submitit submits a single task as a plain job, not an array
-                print(f"submitted 1 run as Slurm job {summary.job_id}", flush=True)
-                print(f"logs: {shown}/{summary.job_id}_0_log.out (and .err)", flush=True)
-            else:
-                print(f"submitted {len(todo)} runs as Slurm job array {summary.job_id} "
-                      f"(at most {min(cfg.array_parallelism or len(todo), len(todo))} at a time)", flush=True)
-                print(f"logs: {shown}/{summary.job_id}_<array index>_0_log.out (and .err)", flush=True)
-            if wait:
-                summary.waited = True
-                for job, run in zip(submitted, todo):
-                    job.wait()
-                    _collect(job, run, summary)
-        _record_submission(folder, summary.job_id or "", launcher, todo, cfg)
-    else:
-        summary.waited = True
-    if summary.waited and report is not None:
-        with store.lock():
+            _record_submission(folder, sub, summary.job_id, launcher, todo, cfg)
+            _print_submitted(summary, sub, len(todo), cfg)
+        elif todo:
+            summary.job_id = _wait_local(executor, tasks, todo, jobs, store, summary)
+            _record_submission(folder, sub, summary.job_id, launcher, todo, cfg)
+        if local and report is not None:
             _, summary.report_error = report(store.root, kind=spec.kind)
+    if summary.waited and not local:
+        if submitted:
+            _wait_slurm(store, summary.job_id, todo, cfg.wait_grace_s, summary)
+        if report is not None:
+            with store.lock():
+                _, summary.report_error = report(store.root, kind=spec.kind)
     return summary

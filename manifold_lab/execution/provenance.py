@@ -10,7 +10,9 @@
   intra-op threads when torch is loaded, and the ``*_NUM_THREADS`` variables),
   ``device`` (``params.train.device`` where the kind has one, else ``cpu``) and
   ``gpu`` (the CUDA device name when torch sees one);
-- ``command``: the command line, as ``manifold-lab ...``.
+- ``command``: the command line, as ``manifold-lab ...``, with values that look like
+  credentials replaced by ``REDACTED`` (``redact``, also applied to ``spec.yaml``,
+  ``report.md`` and ``submissions.jsonl``).
 
 The runner adds ``started`` and ``finished`` (UTC, ISO 8601). ``differences(records)``
 lists the fields whose values differ between runs, for the report.
@@ -19,8 +21,10 @@ lists the fields whose values differ between runs, for the report.
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import os
 import platform
+import re
 import shlex
 import subprocess
 import sys
@@ -30,13 +34,28 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FILE", "VOLATILE", "collect", "cpu_model", "differences", "now", "read"]
+__all__ = ["FILE", "VOLATILE", "collect", "command", "cpu_model", "differences", "now", "read", "redact", "use_command"]
 
 FILE = "provenance.json"
 #: Fields that differ between any two runs by nature; not reported as differences.
 VOLATILE = ("started", "finished", "command")
 PACKAGES = ("torch", "numpy", "scipy", "scikit-learn", "pydantic", "manifold-lab")
+#: How a runner hands its command line to the worker processes it spawns (``multiprocessing``); read
+#: only there, so the variable set by hand does not change what a command records.
 COMMAND_ENV = "MANIFOLD_LAB_COMMAND"
+_command: str | None = None  # set by ``use_command`` (a launched task: the launcher's command)
+REDACTED = "REDACTED"
+_SECRET_NAME = (r"[\w.-]*(?:token|secret|passw(?:or)?d|pwd|api[_-]?key|access[_-]?key|private[_-]?key|credential"
+                r"|authorization|auth|cookie)s?(?![a-z])[\w-]*")
+#: ``name=value`` / ``name: value`` with a credential-like name; ``Bearer X``; well-known token shapes
+#: (GitHub, GitLab, Slack, AWS, OpenAI-style, Hugging Face); the password of ``scheme://user:password@``.
+_SECRET = re.compile(
+    rf"(?i:(?<![\w.-])({_SECRET_NAME})(\s*[=:]\s*)(?:(?:bearer|basic|token)\s+)?)"
+    r"(?:\"[^\"]*\"|'[^']*'|[^\s\"',;&|\]}]+)"
+    r"|(?i:\b(bearer)(\s+))[\w.~+/=-]+"
+    r"|\b(?:gh[pousr]_\w{20,}|github_pat_\w{20,}|glpat-[\w-]{20,}|xox[abposr]-[\w-]{10,}|AKIA[0-9A-Z]{16}"
+    r"|sk-[\w-]{20,}|hf_\w{20,})"
+    r"|(?<=://)([^/\s:@]+:)[^/\s@]+(?=@)")
 
 
 def now() -> str:
@@ -97,9 +116,34 @@ def _gpu() -> str | None:
     return None
 
 
+def redact(value: Any) -> Any:
+    """``value`` with what looks like a credential replaced by ``REDACTED``: in a string, the value of
+    ``name=value`` or ``name: value`` when the name says token, secret, password, api_key, auth...,
+    a ``Bearer`` token, a known token shape (``ghp_...``, ``AKIA...``) or a URL's password; in a mapping
+    (nested), also every scalar under such a key. Everything else is returned as it is."""
+    if isinstance(value, str):
+        return _SECRET.sub(lambda m: "".join(g for g in m.groups() if g) + REDACTED, value)
+    if isinstance(value, dict):
+        return {k: REDACTED if isinstance(k, str) and re.fullmatch(_SECRET_NAME, k, re.I)
+                and not isinstance(v, (dict, list)) else redact(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact(v) for v in value]
+    return value
+
+
+def use_command(text: str | None) -> None:
+    """Record ``text`` as this process's command (a launched task runs the launcher's command)."""
+    global _command
+    _command = text
+
+
 def command() -> str:
-    """The command line as typed (``manifold-lab run ...``), also inside worker processes."""
-    return os.environ.get(COMMAND_ENV) or shlex.join(["manifold-lab", *sys.argv[1:]])
+    """The command line as typed (``manifold-lab run ...``), redacted: this process's own, the one set by
+    ``use_command``, or in a worker spawned by a runner (``multiprocessing``), its runner's."""
+    if _command:
+        return redact(_command)
+    inherited = os.environ.get(COMMAND_ENV) if multiprocessing.parent_process() is not None else None
+    return redact(inherited or shlex.join(["manifold-lab", *sys.argv[1:]]))
 
 
 def collect(params: Mapping | None = None) -> dict[str, Any]:

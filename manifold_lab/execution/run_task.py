@@ -9,11 +9,14 @@ another) it leaves the run "running" and lets submitit requeue the same task
 (``checkpoint()``), which resumes the run from the checkpoint the trainer writes
 after every epoch: finished epochs are not recomputed. With
 ``watch_pid`` (``--launcher local``) the task ends within half a second of the
-launcher's death.
+launcher's death; with ``folder_held`` (also ``--launcher local``) the launcher holds the
+results folder's lock for the whole sweep, so the task takes only its run's lock.
+The launcher's command line (``command``) is what the run's ``provenance.json`` records.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -42,12 +45,16 @@ class RunTask(submitit.helpers.Checkpointable):
     complete (a duplicate submission), ``rank`` on a rank other than 0.
     """
 
+    folder_held = False  # tasks pickled before this attribute existed
+
     def __init__(self, kind: str, run: dict, root: str, name: str, cwd: str, tasks: int = 1,
-                 fresh: bool = False, watch_pid: int | None = None, command: str | None = None) -> None:
+                 fresh: bool = False, watch_pid: int | None = None, command: str | None = None,
+                 folder_held: bool = False) -> None:
         self.kind, self.run, self.root, self.name, self.cwd, self.tasks = kind, run, root, name, cwd, tasks
         self.command = command  # the launcher's command line, for the run's provenance.json
         self.fresh = fresh  # --force: start the run from an empty folder (not once requeued)
         self.watch_pid = watch_pid  # --launcher local: the launcher, whose death ends this task
+        self.folder_held = folder_held  # --launcher local: the launcher holds the folder's lock for the sweep
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
         """The same task, requeued: it resumes what this one started (``fresh`` no more)."""
@@ -59,8 +66,7 @@ class RunTask(submitit.helpers.Checkpointable):
 
         if self.watch_pid is not None:
             _end_with(self.watch_pid)
-        if self.command:
-            os.environ[provenance.COMMAND_ENV] = self.command
+        provenance.use_command(self.command)
         sig = getattr(signal, "SIG" + os.environ.get(PREEMPT_SIGNAL_ENV, "USR2"))
         requeue = signal.getsignal(sig)  # submitit's: checkpoint(), requeue, exit
         if not callable(requeue):  # not inside a submitit job (a direct call)
@@ -97,7 +103,7 @@ class RunTask(submitit.helpers.Checkpointable):
                              log=logging.getLogger(f"manifold_lab.run.{run.run_id}.rank{rank}"))
             kind.run(kind.params.model_validate(run.params), run.seed, ctx)
             return {"run_id": run.run_id, "status": "rank", "error": None}
-        with store.lock(shared=True):
+        with contextlib.nullcontext() if self.folder_held else store.lock(shared=True):
             if store.is_complete(run.run_id) and not self.fresh:
                 return {"run_id": run.run_id, "status": "skipped", "error": None}
             status, error = execute_run(kind, run, store.root, self.name, fresh=self.fresh)
