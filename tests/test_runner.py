@@ -274,9 +274,13 @@ def test_progress_on_a_terminal_is_a_bar_naming_the_current_run():
 
     stream = Terminal()
     progress = RunProgress("r", total=4, already=1, stream=stream)
-    progress.current("run 1: seed=0 b=1")
-    progress.done("run 1 (abc)", "done", 0.5)
-    progress.done("run 2 (def)", "failed", 0.5, "RuntimeError: boom")
+    progress.current(0, "run 1: seed=0 b=1")
+    progress.current(1, "run 2: seed=0 b=2")
+    progress.note(1, "run 2", {"unit": "epoch", "done": 3, "total": 20, "left": 85.0})
+    text = stream.getvalue()  # both active runs on the bar, the second with its epoch and time left
+    assert "run 1: seed=0 b=1 | run 2: epoch 3/20, about 0:01:25 left" in text
+    progress.done("run 1 (abc)", "done", 0.5, key=0)
+    progress.done("run 2 (def)", "failed", 0.5, "RuntimeError: boom", key=1)
     progress.close()
     text = stream.getvalue()
     assert "r:" in text and "3/4" in text and "run 1: seed=0 b=1" in text  # tqdm: done of total, current run

@@ -66,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write the committed reference results results/<name> on purpose "
                              "(no overrides, no --out)")
     parser.add_argument("--dry-run", action="store_true", help="validate and print the plan; write nothing")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved experiment (includes and overrides applied, every parameter with "
+                             "its value, the sweep and seeds) as YAML; run nothing, write nothing")
     parser.add_argument("--force", action="store_true", help="redo completed runs too")
     parser.add_argument("--replace", action="store_true",
                         help="write into a results folder that holds another experiment (another name, kind or "
@@ -94,7 +97,8 @@ def _print_plan(spec, runs, root, header: bool) -> None:
     states = []
     for run in runs:
         record = store.record(asdict(run)) if (root / "runs" / run.run_id).is_dir() else None
-        states.append(record.status if record is not None else "todo")
+        states.append(record.status if record is not None else store.pending_state(asdict(run))
+                      if (root / "runs" / run.run_id).is_dir() else "todo")
     if header:
         print(f"experiment {spec.name}: kind {spec.kind.name}, results in {display_path(root)}")
         print(f"{len(spec.points)} grid point(s) x {len(spec.seeds)} seed(s) = {len(runs)} runs; "
@@ -117,13 +121,13 @@ def _run_suite(args: argparse.Namespace) -> int:
     if args.run_index is not None:
         raise ValueError("--run-index applies to single experiment files, not to a suite; run a part instead")
     root = Path(args.out) if args.out else (REFERENCE_ROOT if args.reference else USER_ROOT) / suite.name
-    if not (args.list or args.dry_run):
+    if not (args.list or args.print_config):  # --dry-run refuses what the run would refuse
         from manifold_lab.execution.ownership import check_suite_root
 
         check_suite_root(root, replace=args.replace)
     status, lines = 0, []
     for spec in suite.parts:
-        if args.list or args.dry_run:
+        if args.list or args.dry_run or args.print_config:
             print(f"part {spec.name} ({display_path(spec.source)}):")
             args_part = argparse.Namespace(**{**vars(args), "spec": str(spec.source), "overrides": [],
                                               "out": str(root / spec.name), "reference": False})
@@ -197,14 +201,30 @@ def _check_reference(args: argparse.Namespace) -> None:
         raise UsageError("--reference writes the spec's reference folder (results/<name>); it takes no --out")
 
 
+def git_ignored(path) -> bool | None:
+    """Whether git ignores ``path`` (``git check-ignore``); None outside a git work tree or without git."""
+    import subprocess
+    from pathlib import Path
+
+    path = Path(path).resolve()
+    try:
+        found = subprocess.run(["git", "check-ignore", "-q", "--", str(path)], cwd=path if path.is_dir() else
+                               path.parent, capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {0: True, 1: False}.get(found.returncode)
+
+
 def _print_where(root, args: argparse.Namespace) -> None:
     from manifold_lab.spec import display_path
 
     if args.reference:
         print(f"reference results written on purpose in {display_path(root)}/ (committed files: review `git diff`)")
-    else:
-        ignored = "" if args.out else " (ignored by git)"
-        print(f"results in {display_path(root)}/{ignored}; the committed reference results stay untouched")
+        return
+    ignored = git_ignored(root)
+    where = "ignored by git" if ignored else str(root.resolve()) + ("; not ignored by git: `git status` lists it"
+                                                                      if ignored is False else "")
+    print(f"results in {display_path(root)}/ ({where}); the committed reference results stay untouched")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -228,12 +248,21 @@ def run(args: argparse.Namespace) -> int:
     if is_suite(args.spec):
         return _run_suite(args)
     spec = load_spec(args.spec, args.overrides, allow_long=args.allow_long)
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump(spec.resolved(), sort_keys=False), end="")
+        return 0
     if args.batch_runs is None:
         args.batch_runs = 1 if args.launcher or args.run_index is not None else default_batch_runs(spec)
     root = Path(args.out) if args.out else (spec.reference if args.reference else spec.output)
     if args.list or args.dry_run:
         runs = plan(spec)
         check_plan(runs)
+        if args.dry_run:  # the clash the run refuses (another experiment's folder)
+            from manifold_lab.execution.ownership import check_owner
+
+            check_owner(root, spec.name, spec.kind.name, spec.source, replace=args.replace)
         if args.run_index is not None and args.run_index >= len(runs):
             raise ValueError(f"--run-index {args.run_index} is out of range: the plan has runs 0..{len(runs) - 1}")
         _print_plan(spec, runs, root, header=args.dry_run)

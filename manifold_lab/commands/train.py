@@ -3,7 +3,9 @@
 Works unchanged under ``torchrun --nproc_per_node=N -m manifold_lab train ...``
 (DistributedDataParallel; only rank 0 writes). A spec with a sweep trains its
 grid point ``--point`` (default 0) with seed ``--seed`` (default: the spec's
-first seed); ``manifold-lab run`` runs whole sweeps.
+first seed); ``manifold-lab run`` runs whole sweeps. Like a run of ``run``, the
+folder gets ``provenance.json`` (``manifold_lab.execution.provenance``); progress is
+a bar per epoch on a terminal, a plain line per epoch in a pipe or a log.
 """
 
 from __future__ import annotations
@@ -54,12 +56,15 @@ def run(args) -> int:
     # One `train` per folder: a second one into it refuses at once (rank 0 holds the lock).
     with locked(out / ".lock", what="train folder",
                 hint="wait for it to finish or use --out to train elsewhere") if rank == 0 else nullcontext():
+        from manifold_lab.execution.one_run import start_provenance, write_provenance
         from manifold_lab.train.trainer import train
 
         if rank == 0:
             io.remove_temporaries(out, all_writers=True)
+        record = start_provenance(first)
         metrics = train(params, out, seed=seed, resume=not args.no_resume, progress=True)
         if rank == 0:
+            write_provenance(out, record)
             io.write_json(out / "metrics.json", metrics)
             short = {k: v for k, v in metrics.items() if not k.startswith("curve_")}
             print(json.dumps(short))

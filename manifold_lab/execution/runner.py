@@ -216,9 +216,12 @@ def _execute_all(
         group = groups[index]
         started[index] = time.monotonic()
         what = " + ".join(f"run {r.index}: seed={r.seed} {format_values(r.sweep_values)}" for r in group)
-        progress.current(what + (f" ({len(group)} seed-batched)" if len(group) > 1 else ""))
+        progress.current(index, what + (f" ({len(group)} seed-batched)" if len(group) > 1 else ""))
 
-    def record_one(run: PlannedRun, ok: bool, value: Any, seconds: float | None) -> None:
+    def note(index: int, payload: Any) -> None:  # an epoch of the task's run(s) (progress.Steps)
+        progress.note(index, "run " + "+".join(str(r.index) for r in groups[index]), payload)
+
+    def record_one(run: PlannedRun, ok: bool, value: Any, seconds: float | None, index: int) -> None:
         if ok:
             status, error = value
         elif value.startswith(DIED):  # a native abort: only this task's runs are lost
@@ -234,20 +237,21 @@ def _execute_all(
             summary.done += 1
         else:
             summary.failed.append((run.run_id, error or status))
-        progress.done(f"run {run.index} ({run.run_id})", status, seconds, error)
+        progress.done(f"run {run.index} ({run.run_id})", status, seconds, error, key=index)
 
     def record(index: int, ok: bool, value: Any) -> None:
         seconds = time.monotonic() - started[index] if index in started else None
         for i, run in enumerate(groups[index]):
-            record_one(run, ok, value[i] if ok else value, seconds)
+            record_one(run, ok, value[i] if ok else value, seconds, index)
 
     # N runs share the cores: keep each from starting one BLAS / torch thread per core.
     threads = str(max(1, (os.cpu_count() or 1) // jobs))
     env = {var: os.environ.get(var, threads) for var in _THREAD_VARS} if jobs > 1 else {}
     env[provenance.COMMAND_ENV] = provenance.command()  # each run's provenance names the parent's command
-    inner = jobs == 1 and progress.tty
+    jobs = min(jobs, max(len(groups), 1))
+    inner = jobs == 1 and progress.tty  # the run's own bar, below the runner's: one run at a time only
     tasks = [(spec.kind, group, str(store.root), spec.name, inner, fresh) for group in groups]
     try:
-        run_in_workers(execute_batch, tasks, min(jobs, max(len(groups), 1)), record, env=env, on_start=start)
+        run_in_workers(execute_batch, tasks, jobs, record, env=env, on_start=start, on_note=note)
     finally:
         progress.close()

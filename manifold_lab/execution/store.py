@@ -316,6 +316,24 @@ class ResultsStore:
         if status == "done":
             io.write_bytes(self.path("runs", run_id, "metrics.json"), data)
 
+    def pending_state(self, run: dict) -> str:
+        """How run ``run`` (an entry of plan.json) not yet finished stands, read without torch: ``running`` (its
+        process is alive), ``resumes at epoch K/E`` (its ``checkpoint.pt`` is there: the trainer writes it before
+        ``metrics.jsonl``, whose lines count the epochs done; E is ``params.train.epochs``), else ``todo``."""
+        run_dir = self.run_dir(run["run_id"])
+        status = _read_json(run_dir / "status.json")
+        pid = status.get("pid") if isinstance(status, dict) and status.get("status") == "running" else None
+        if isinstance(pid, int) and io.pid_alive(pid):
+            return "running"
+        if not (run_dir / "checkpoint.pt").is_file():
+            return "todo"
+        try:
+            done = len(io.read_bytes(run_dir / "metrics.jsonl").decode("utf-8").split("\n")) - 1
+        except (OSError, UnicodeDecodeError):
+            return "todo"
+        epochs = (run["params"].get("train") or {}).get("epochs") if isinstance(run["params"], dict) else None
+        return f"resumes at epoch {done + 1}" + (f"/{epochs}" if isinstance(epochs, int) else "") if done > 0 else "todo"
+
     def record(self, run: dict) -> RunRecord | None:
         """The finished run ``run`` (an entry of plan.json), or None if pending / interrupted."""
         run_dir = self.run_dir(run["run_id"])

@@ -18,8 +18,12 @@ Guarantees:
   On any exception in the parent (``KeyboardInterrupt``, a SIGTERM turned
   into one by ``terminate_on_signals``), the workers are terminated before
   it propagates.
-- Workers ignore SIGINT: Ctrl-C reaches the whole process group, and the
-  parent decides (it terminates them).
+- Workers ignore SIGINT from their first instruction (they are started with
+  it ignored): Ctrl-C reaches the whole process group, and the parent decides
+  (it terminates them), so an interrupt prints no worker traceback.
+- *Notes on the way.* Inside a task, ``notify(payload)`` sends a picklable
+  payload to the parent, handed to ``on_note(index, payload)`` while the task
+  runs (the runner's per-epoch progress, ``manifold_lab.execution.progress``).
 """
 
 from __future__ import annotations
@@ -34,16 +38,56 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from multiprocessing import resource_tracker
 from multiprocessing.connection import wait
 from typing import Any
 
-__all__ = ["DIED", "die_with_parent", "run_in_workers", "terminate_on_signals"]
+__all__ = ["DIED", "die_with_parent", "notify", "run_in_workers", "terminate_on_signals"]
 
 #: How the error line of a task whose worker died begins.
 DIED = "worker process died"
 
 _PR_SET_PDEATHSIG = 1
 WATCH_SECONDS = 0.5
+#: The first item of a note sent by ``notify`` (a task's result starts with True or False).
+_NOTE = "note"
+#: The connection to the parent, inside a worker process.
+_channel = None
+
+
+def notify(payload: Any) -> bool:
+    """Send ``payload`` to the parent's ``on_note`` while a task runs; False (nothing sent) outside a worker."""
+    if _channel is None:
+        return False
+    try:
+        _channel.send((_NOTE, payload))
+    except OSError:  # the parent is gone: this worker ends with it
+        return False
+    return True
+
+
+@contextmanager
+def _sigint_held(ignore: bool = False) -> Iterator[None]:
+    """A Ctrl-C inside is held back and reaches this process on exit (cleanup is not cut short). With ``ignore``,
+    processes started inside begin with SIGINT ignored (an ignored signal stays ignored through exec), so a
+    Ctrl-C while one imports cannot print its traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if ignore:  # started first: its start unblocks SIGINT, which would drop a pending Ctrl-C while ignored here
+        sys.warnoptions.append("ignore::UserWarning")  # of the tracker only: "leaked semaphores" of terminated
+        try:                                            # workers (torch's), printed after a Ctrl-C; it frees them
+            resource_tracker.ensure_running()
+        finally:
+            sys.warnoptions.pop()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # pending, not lost, while ignored here
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if ignore else None
+    try:
+        yield
+    finally:
+        if ignore:
+            signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _watch_parent(parent_pid: int) -> None:
@@ -71,9 +115,11 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _worker_main(conn, parent_pid: int, env: dict[str, str]) -> None:
+    global _channel
     die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.update(env)
+    _channel = conn
     while True:
         try:
             task = conn.recv()
@@ -88,6 +134,8 @@ def _worker_main(conn, parent_pid: int, env: dict[str, str]) -> None:
             reply = (False, _one_line(exc))
         try:
             conn.send(reply)
+        except OSError:  # the parent is gone (interrupted): nothing to tell, no traceback
+            return
         except Exception as exc:  # a result that cannot be pickled
             conn.send((False, f"the result could not be sent back: {_one_line(exc)}"))
 
@@ -97,7 +145,8 @@ class _Worker:
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(target=_worker_main, args=(child, os.getpid(), env),
                                    name="manifold-lab-worker")
-        self.process.start()  # from the calling thread: PDEATHSIG follows this thread's life
+        with _sigint_held(ignore=True):
+            self.process.start()  # from the calling thread: PDEATHSIG follows this thread's life
         child.close()
 
     def death(self) -> str:
@@ -135,12 +184,14 @@ def run_in_workers(
     on_result: Callable[[int, bool, Any], None],
     env: dict[str, str] | None = None,
     on_start: Callable[[int], None] | None = None,
+    on_note: Callable[[int, Any], None] | None = None,
 ) -> None:
     """Call ``fn(*tasks[i])`` in worker processes; ``on_result(i, ok, value_or_error_line)`` for each.
 
     ``fn`` and the tasks must be picklable (module-level functions, plain
     data); ``env`` is added to each worker's environment before any task runs;
-    ``on_start(i)`` is called when task ``i`` is handed to a worker.
+    ``on_start(i)`` is called when task ``i`` is handed to a worker, ``on_note(i, payload)``
+    for each ``notify(payload)`` of task ``i`` (dropped without ``on_note``).
     """
     ctx = multiprocessing.get_context("spawn")
     pending = deque(range(len(tasks)))
@@ -173,11 +224,20 @@ def run_in_workers(
                 continue
             ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
             for worker in [w for w in busy if w.conn in ready or w.process.sentinel in ready]:
-                index = busy.pop(worker)
+                index = busy[worker]
+                ok = value = None
                 try:
-                    ok, value = worker.conn.recv() if worker.conn.poll() else (None, None)
+                    while ok is None and worker.conn.poll():
+                        message = worker.conn.recv()
+                        if message[0] != _NOTE:
+                            ok, value = message
+                        elif on_note is not None:
+                            on_note(index, message[1])
                 except (EOFError, OSError):
-                    ok = None
+                    pass
+                if ok is None and worker.process.sentinel not in ready and worker.process.is_alive():
+                    continue  # only notes: the task goes on
+                del busy[worker]
                 if ok is None:  # died inside the task: only this task is lost
                     message = worker.death()
                     worker.stop(now=True)
@@ -189,8 +249,9 @@ def run_in_workers(
         failed = True
         raise
     finally:
-        for worker in [*busy, *idle]:
-            worker.stop(now=failed)
+        with _sigint_held():  # a second Ctrl-C does not leave workers behind
+            for worker in [*busy, *idle]:
+                worker.stop(now=failed)
 
 
 @contextmanager

@@ -1,7 +1,7 @@
 """The checks of a merged spec, each problem one line naming where its value came from.
 
 ``explain`` turns the first error of a pydantic validation into ``file:line:col:
-unknown key 'params.widht' (did you mean 'width'?)``; ``check_sweep`` checks the
+unknown key 'params.widht' (did you mean 'params.width'?)``; ``check_sweep`` checks the
 sweep's keys against the kind's parameters and its values and seeds;
 ``check_contrast`` resolves the ``contrast:`` mapping against the sweep. The
 origins come from ``manifold_lab.spec.sources``.
@@ -22,7 +22,8 @@ from manifold_lab.spec.bounds import MAX_SEED
 from manifold_lab.spec.sources import Origins, dotted, origin, short
 from manifold_lab.spec.sweep import canonical_json
 
-__all__ = ["CONTRAST_KEYS", "check_contrast", "check_sweep", "did_you_mean", "explain", "fields_at"]
+__all__ = ["CONTRAST_KEYS", "check_contrast", "check_override_keys", "check_sweep", "did_you_mean", "explain",
+           "fields_at", "parameter_paths"]
 
 def _models_in(annotation: Any) -> list[type[pydantic.BaseModel]]:
     """The pydantic models inside a type annotation (through Optional, list, dict...)."""
@@ -52,13 +53,44 @@ def fields_at(model: type[pydantic.BaseModel], path: Sequence) -> list[str] | No
     return names or None
 
 
-def did_you_mean(word: Any, choices: Sequence[str] | None) -> str:
+def did_you_mean(word: Any, choices: Sequence[str] | None, prefix: Sequence = ()) -> str:
+    """`` (did you mean 'params.model.width_mult'?)``: the choice closest to ``word``, as its full path under
+    ``prefix`` (what an override writes); else the valid choices."""
     if not choices:
         return ""
     close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
     if close:
-        return f" (did you mean {close[0]!r}?)"
+        return f" (did you mean {dotted((*prefix, close[0]))!r}?)"
     return f"; valid keys: {', '.join(choices)}"
+
+
+def parameter_paths(model: type[pydantic.BaseModel], prefix: tuple = ()) -> list[str]:
+    """Every parameter of ``model`` as a dotted path (``model.width``), nested models expanded, as ``kinds`` lists them."""
+    out: list[str] = []
+    for name in fields_at(model, prefix) or ():
+        path = (*prefix, name)
+        out += parameter_paths(model, path) if fields_at(model, path) else [".".join(path)]
+    return out
+
+
+def check_override_keys(overrides: Sequence[str], kind_name: Any, top_keys: Sequence[str]) -> None:
+    """UsageError for an override whose first key is no spec key but names a parameter of the kind without its
+    ``params.`` (``model.width=2``, as ``kinds`` lists it): the line says the override to write (the closest
+    parameter under ``params.``, or under ``sweep.`` as a list for a Hydra-style ``model.width=1,2``)."""
+    from manifold_lab.kinds import KINDS
+    from manifold_lab.spec.sources import hydra_sweep
+
+    kind = KINDS.get(kind_name) if isinstance(kind_name, str) else None
+    for text in overrides:
+        key, _, raw = text.partition("=")
+        if kind is None or key.split(".")[0].strip() in top_keys:
+            continue
+        close = difflib.get_close_matches(key.strip(), parameter_paths(kind.params), n=1, cutoff=0.6)
+        if close:
+            items = hydra_sweep(raw)
+            fix = f"sweep.{close[0]}=[{','.join(items)}]" if items else f"params.{close[0]}={raw}"
+            raise UsageError(f"override {text!r}: unknown key {key.split('.')[0]!r}: the parameters of kind "
+                             f"{kind.name!r} go under params. (sweeps under sweep.); did you mean {fix}?")
 
 
 def explain(
@@ -75,7 +107,7 @@ def explain(
     path = prefix + loc
     where = origin(origins, path, default_where)
     if err["type"] == "extra_forbidden":
-        msg = f"unknown key {dotted(path)!r}{did_you_mean(loc[-1], fields_at(model, loc[:-1]))}"
+        msg = f"unknown key {dotted(path)!r}{did_you_mean(loc[-1], fields_at(model, loc[:-1]), path[:-1])}"
     elif err["type"] == "missing":
         msg = f"{dotted(path)}: required key is missing"
     else:
@@ -115,7 +147,7 @@ def check_sweep(
             if parts[i] not in choices:
                 raise UsageError(
                     f"{kwhere}: sweep key {key!r}: {'.'.join(parts[: i + 1])!r} is not a "
-                    f"parameter of kind {kind.name!r}{did_you_mean(parts[i], choices)}"
+                    f"parameter of kind {kind.name!r}{did_you_mean(parts[i], choices, parts[:i])}"
                 )
         if not isinstance(values, list) or not values:
             raise UsageError(

@@ -74,7 +74,7 @@ import pydantic
 from manifold_lab.errors import UsageError
 from manifold_lab.kinds import Kind, get_kind
 from manifold_lab.spec.bounds import MAX_NODES, MAX_RUN_SECONDS, MAX_RUNS, data_size, first_non_finite
-from manifold_lab.spec.checks import check_contrast, check_sweep, explain
+from manifold_lab.spec.checks import check_contrast, check_override_keys, check_sweep, explain
 from manifold_lab.spec.launcher import LauncherConfig
 from manifold_lab.spec.sources import apply_override, display_path, dotted, load_with_includes, origin
 from manifold_lab.spec.sweep import canonical_json, format_values, grid, set_path
@@ -247,6 +247,7 @@ def load_spec(path: str | Path, overrides: Sequence[str] = (), *, allow_long: bo
             raise UsageError(f"{shown}: the spec, its includes and overrides hold more than {MAX_NODES:,} values "
                              "(the limit)")
 
+    check_override_keys(overrides, data.get("kind"), list(_SpecModel.model_fields))
     try:
         top = _SpecModel.model_validate(data)
     except pydantic.ValidationError as exc:

@@ -212,6 +212,14 @@ def load_with_includes(
 # --------------------------------------------------------------------------- overrides
 
 
+def hydra_sweep(raw: str) -> list[str] | None:
+    """The items of a Hydra-style sweep value ``1,2,4`` (a comma list, not quoted or bracketed); None otherwise."""
+    text = raw.strip()
+    if "," not in text or text[0] in "[{'\"":
+        return None
+    return [item.strip() for item in text.split(",")]
+
+
 def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
     """Split ``"a.b=value"`` into ``(("a", "b"), parsed YAML value)``.
 
@@ -231,6 +239,10 @@ def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
         raise UsageError(f"bad override {short(text)}: the key has more than {MAX_DEPTH} components (the limit)")
     if parts[0] == "sweep" and len(parts) > 2:
         parts = ("sweep", ".".join(parts[1:]))
+    items = hydra_sweep(raw) if parts[0] in ("params", "sweep") and len(parts) > 1 else None
+    if items:
+        raise UsageError(f"bad override {text!r}: key=a,b is Hydra's sweep syntax; here a sweep is a list under "
+                         f"sweep.: write sweep.{'.'.join(parts[1:])}=[{','.join(items)}] (quote a text with commas)")
     try:
         value = safe_load_bounded(raw) if raw.strip() else None
     except (yaml.YAMLError, ValueError) as exc:

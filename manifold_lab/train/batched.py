@@ -39,7 +39,7 @@ from manifold_lab.train.config import TrainConfig
 from manifold_lab.train.ema import EMA
 from manifold_lab.train.optim import build_optimizer, build_scheduler, param_groups
 from manifold_lab.train.tensorboard_log import TensorBoardLog
-from manifold_lab.train.trainer import Run, _autocast, epoch_row, finish, full, prepare, save, setup
+from manifold_lab.train.trainer import Run, _autocast, epoch_progress, epoch_row, finish, full, prepare, save, setup
 
 #: Model fields that may differ between the members of one batch (activations only: same shapes).
 MEMBER_FIELDS = ("bottleneck_act", "bottleneck_act_blocks", "expand_act", "depthwise_act")
@@ -99,10 +99,10 @@ class _Engine:
             m.states = [_device_rng(r.rng, device) for r in group]
         self.net = torch.compile(self.model) if cfg.train.compile else self.model
 
-    def train_epoch(self, epoch: int, progress: bool) -> dict:
-        """One epoch of every member; per member ``loss_sum``, ``correct``, ``seen``, ``alive`` and step losses."""
-        from tqdm import tqdm
+    def train_epoch(self, epoch: int, bar) -> dict:
+        """One epoch of every member; per member ``loss_sum``, ``correct``, ``seen``, ``alive`` and step losses.
 
+        ``bar(batches, epoch)`` wraps the batches in a progress bar (``trainer.epoch_progress``)."""
         k, cfg, dev = len(self.group), self.cfg, self.device
         loaders = [r.train_loader for r in self.group]
         for loader in loaders:
@@ -112,9 +112,7 @@ class _Engine:
         correct = torch.zeros(k, dtype=torch.int64, device=dev)
         alive = torch.ones(k, dtype=torch.bool, device=dev)
         seen, step_losses, lrs = 0, [], []
-        bar = tqdm(zip(*loaders), total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.train.epochs} "
-                   f"({k} runs)", leave=False, disable=not progress, unit="batch")
-        for batches in bar:
+        for batches in bar(zip(*loaders), epoch, total=self.steps_per_epoch):
             x = torch.cat([b[0].to(dev, non_blocking=True) for b in batches], dim=1)
             if cfg.train.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -231,6 +229,7 @@ def train_batch(members: list[tuple[TrainConfig, str | Path, int]], *, resume: b
         if run.history and run.history[-1].get("status") == "diverged":
             run.status = "diverged"
     engine = None
+    steps, bar = epoch_progress(cfg, min(r.epoch for r in runs), progress)
     while True:
         active = [r for r in runs if r.status == "done" and r.epoch < cfg.train.epochs]
         if not active:
@@ -240,7 +239,7 @@ def train_batch(members: list[tuple[TrainConfig, str | Path, int]], *, resume: b
         if engine is None or [id(r) for r in engine.group] != [id(r) for r in group]:
             engine = _Engine(group, d.device)
         start = time.perf_counter()
-        result = engine.train_epoch(epoch, progress)
+        result = engine.train_epoch(epoch, bar)
         seconds = time.perf_counter() - start
         test_loss, test_acc = engine.test()
         clean = engine.clean()
@@ -270,6 +269,7 @@ def train_batch(members: list[tuple[TrainConfig, str | Path, int]], *, resume: b
             save(run, model_state, optimizer_state, scheduler_state, ema_state, rng)
         if any(r.status == "diverged" for r in group):
             engine = None  # restack without the diverged members
+        steps(epoch + 1)
     outs = []
     for run in runs:
         final = run.model

@@ -304,11 +304,30 @@ def setup(cfg: TrainConfig) -> distributed.Dist:
     return d
 
 
-def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool = True, progress: bool = True,
-          log=None) -> dict:
-    """Train and evaluate; see the module docstring for files and metrics."""
+def epoch_progress(cfg: TrainConfig, done: int, show: bool):
+    """``(steps, bar)`` of a training from epoch ``done`` on the main rank: ``steps(epoch)`` after each epoch
+    (``manifold_lab.execution.progress.Steps``: the runner's note in a worker; a plain line on stderr when
+    ``show`` and stderr is not a terminal) and ``bar(loader, epoch)``, the loader wrapped in a tqdm bar of its
+    batches, drawn only when ``show`` and stderr is a terminal."""
+    import sys
+
     from tqdm import tqdm
 
+    from manifold_lab.execution.progress import Steps
+
+    steps = Steps(cfg.train.epochs, done, quiet=not show)
+    tty = show and sys.stderr.isatty()
+    return steps, lambda loader, epoch, **kw: tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+                                                   leave=False, disable=not tty, unit="batch", **kw)
+
+
+def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool = True, progress: bool = True,
+          log=None) -> dict:
+    """Train and evaluate; see the module docstring for files and metrics.
+
+    ``progress``: a bar per epoch on a terminal (stderr), a plain line per epoch elsewhere, or the runner's
+    progress note inside ``manifold-lab run`` (``manifold_lab.execution.progress.Steps``); False: neither.
+    """
     say = log.info if log is not None else (lambda *a: None)
     d = setup(cfg)
     run = prepare(cfg, run_dir, seed, d, resume=resume, say=say)
@@ -331,14 +350,15 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool 
     run.tb = TensorBoardLog.open(run.run_dir, run.epoch * steps_per_epoch, say) if d.is_main else None
     tb = run.tb
     step = run.epoch * steps_per_epoch
+    steps, bar = epoch_progress(cfg, run.epoch, progress and d.is_main)
+    steps = steps if d.is_main else (lambda epoch: None)
     for epoch in range(run.epoch, cfg.train.epochs):
         net.train()
         train_loader.set_epoch(epoch)
         loss_sum = correct = seen = 0.0
         start = time.perf_counter()
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", leave=False,
-                   disable=not (progress and d.is_main), unit="batch")
-        for x, y in bar:
+        batches = bar(train_loader, epoch)
+        for x, y in batches:
             x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
             with _autocast(cfg, d.device):
                 logits = net(x)
@@ -360,7 +380,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool 
             step += 1
             if tb is not None:
                 tb.step(step, loss.item(), optimizer.param_groups[0]["lr"])
-            bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{seen * d.world_size / (time.perf_counter() - start):.0f}")
+            batches.set_postfix(loss=f"{loss.item():.3f}",
+                                img_s=f"{seen * d.world_size / (time.perf_counter() - start):.0f}")
         flags = distributed.all_reduce_sum([1.0 if run.status == "diverged" else 0.0], d)
         if flags[0] > 0:
             run.status = "diverged"
@@ -381,6 +402,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool 
         if d.is_main:
             save(run, model.state_dict(), optimizer.state_dict(), scheduler.state_dict(),
                  ema.state_dict() if ema is not None else None, rng_state())
+        steps(run.epoch)
         distributed.barrier(d)
 
     out = finish(run, ema.module if ema is not None else model, d, n_params=n_params,
