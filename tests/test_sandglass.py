@@ -7,6 +7,7 @@ closed-form parameter count against the built network, and the Figure 6b paramet
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -160,3 +161,13 @@ def test_probe_skips_the_sandglass_network():
 
     loader = SimpleNamespace(images=torch.zeros(4, 3, 32, 32), labels=torch.zeros(4, dtype=torch.long))
     assert _probe(mobilenet_v2("cifar_fast", width_mult=0.25, shortcut="sandglass"), loader) is None
+
+
+def test_figure6b_converged_arms_have_matched_parameters():
+    from manifold_lab.spec import load_spec
+
+    spec = load_spec(Path(__file__).resolve().parents[1] / "experiments" / "figure6b_converged_cifar10.yaml")
+    counts = {p.params.model.shortcut: mobilenet_v2_parameters(p.params.model.preset, width_mult=p.params.model.width_mult,
+                                                               shortcut=p.params.model.shortcut) for p in spec.points}
+    assert sorted(counts) == ["bottleneck", "expansion", "none", "sandglass"]
+    assert max(counts.values()) / min(counts.values()) - 1 < 0.02, counts
