@@ -53,6 +53,7 @@ import yaml
 
 from manifold_lab import io
 from manifold_lab.errors import UsageError
+from manifold_lab.execution.provenance import redact
 from manifold_lab.spec.bounds import check_json_depth, first_non_finite, safe_load_bounded
 from manifold_lab.spec.sources import dotted
 from manifold_lab.kinds import RunRecord
@@ -213,9 +214,10 @@ class ResultsStore:
         return removed + io.remove_stale_folders(self.root, ".staged-")  # a report cut short (io.staged_folder)
 
     def write_plan(self, resolved_spec: dict, command: str, runs: list[dict]) -> None:
+        """Write ``spec.yaml`` (the spec and command, credentials redacted: ``provenance.redact``) and ``plan.json``."""
         io.write_text(
             self.path(SPEC_FILE),
-            yaml.safe_dump({**resolved_spec, "command": command}, sort_keys=False),
+            yaml.safe_dump(redact({**resolved_spec, "command": command}), sort_keys=False),
         )
         io.write_json(self.path(PLAN_FILE), {"runs": runs})
 
@@ -242,7 +244,7 @@ class ResultsStore:
         if problem:
             raise UsageError(f"{self.root}: {SPEC_FILE} or {PLAN_FILE} is damaged ({problem}); "
                              "`manifold-lab run` with the spec writes them again")
-        return {**spec, "runs": plan["runs"]}
+        return {**redact(spec), "runs": plan["runs"]}  # redacted: also a spec.yaml written before redaction
 
     # ----------------------------------------------------------------- one run
     def run_dir(self, run_id: str) -> Path:
