@@ -52,6 +52,21 @@ INJECTIVE = ("identity", "leaky_relu_<slope>", "elu", "softplus")
 CHOICES = "identity, relu, relu6, elu, softplus, leaky_relu_<slope> (0 < slope < 1, e.g. leaky_relu_0.1)"
 
 
+#: ``model.bottleneck_act_blocks``: the blocks whose bottleneck gets the activation
+#: (``manifold_lab.models.mobilenetv2``), or ``block_N``, the block ``features.N`` alone.
+ACT_BLOCKS = ("all", "with_shortcut", "without_shortcut", "none")
+
+
+def check_act_blocks(value) -> int | None:
+    """N of ``"block_N"`` (N >= 1), None for one of ``ACT_BLOCKS``; ``ValueError`` naming the choices otherwise."""
+    if value in ACT_BLOCKS:
+        return None
+    if isinstance(value, str) and value.startswith("block_") and value[6:].isdigit() and value[6] != "0":
+        return int(value[6:])
+    raise ValueError(f"bottleneck_act_blocks={value!r} is not one of {', '.join(ACT_BLOCKS)} or block_N "
+                     "(N >= 1: the block features.N alone, e.g. block_3)")
+
+
 def canonical_activation(name: str, *, what: str = "activation") -> str:
     """A network activation ``name`` in its one spelling (``leaky_relu_0.10`` -> ``leaky_relu_0.1``);
     ``ValueError`` listing the choices otherwise."""

@@ -67,6 +67,9 @@ def check(params: TrainConfig) -> None:
                                  f"class-balanced sample needs at least one image per class; use >= {classes}")
     _check_samples(params)
     _check_resolution(params)
+    from manifold_lab.models.mobilenetv2 import architecture  # block_N: N within the network's blocks
+
+    architecture(bottleneck_act="relu6", bottleneck_act_blocks=params.model.bottleneck_act_blocks)
     if d.name == "digits" and d.image_size is not None:
         size = 1797 * (d.channels or 1) * d.image_size**2
         if size > MAX_DATA_BYTES:

@@ -67,7 +67,8 @@ network.
 ``"all"`` (default), ``"with_shortcut"`` (blocks that keep their shape, stride 1
 and ``k = k'``: the blocks with a bottleneck shortcut), ``"without_shortcut"``
 (the others: 7 of 17 in Table 2, where the whole representation passes through
-the bottleneck) or ``"none"`` (the linear-bottleneck network).
+the bottleneck), ``"none"`` (the linear-bottleneck network) or ``"block_N"``
+(the block ``features.N`` alone, N from 1; issue 22's one-block-at-a-time study).
 
 ``stem_stride`` and ``stage_strides`` (one per row of the table) adapt the
 network to small inputs (the CIFAR presets in ``PRESETS``); pooling is
@@ -85,6 +86,7 @@ import dataclasses
 import torch
 from torch import nn
 
+from manifold_lab.activations import ACT_BLOCKS, check_act_blocks
 from manifold_lab.models.layers import ConvBNAct, check_resolution, init_weights, make_activation, make_divisible
 from manifold_lab.models.memory_efficient import check_t_prime, memory_efficient_forward
 
@@ -92,7 +94,7 @@ from manifold_lab.models.memory_efficient import check_t_prime, memory_efficient
 TABLE2 = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
 SHORTCUTS = ("bottleneck", "expansion", "none", "sandglass")
 #: Which blocks get ``bottleneck_act`` (module docstring).
-BOTTLENECK_ACT_BLOCKS = ("all", "with_shortcut", "without_shortcut", "none")
+BOTTLENECK_ACT_BLOCKS = ACT_BLOCKS  # and "block_N": manifold_lab.activations.check_act_blocks
 
 #: Named configurations. ``cifar`` follows kuangliu/pytorch-cifar (stem stride 1 and the c=24
 #: stage at stride 1: 32x32 -> 4x4 features); ``cifar_fast`` keeps the c=24 stage at stride 2
@@ -188,9 +190,7 @@ def architecture(width_mult=1.0, *, bottleneck_act="identity", shortcut="bottlen
     if isinstance(bottleneck_mult, bool) or not isinstance(bottleneck_mult, (int, float)) \
             or not 0 < bottleneck_mult <= 1:
         raise ValueError(f"bottleneck_mult must be in (0, 1], got {bottleneck_mult!r}")
-    if bottleneck_act_blocks not in BOTTLENECK_ACT_BLOCKS:
-        raise ValueError(f"bottleneck_act_blocks={bottleneck_act_blocks!r} is not one of "
-                         f"{', '.join(map(repr, BOTTLENECK_ACT_BLOCKS))}")
+    one = check_act_blocks(bottleneck_act_blocks)
     if shortcut not in SHORTCUTS:
         raise ValueError(f"shortcut={shortcut!r} is not one of {', '.join(map(repr, SHORTCUTS))}")
     setting = [tuple(row) for row in (setting if setting is not None else TABLE2)]
@@ -223,8 +223,9 @@ def architecture(width_mult=1.0, *, bottleneck_act="identity", shortcut="bottlen
             stride = s if i == 0 else 1
             same_shape = stride == 1 and input_channel == out_channel
             hidden = int(round(full_input * t)) if t != 1 else input_channel
-            act_here = {"all": True, "none": False, "with_shortcut": same_shape,
-                        "without_shortcut": not same_shape}[bottleneck_act_blocks]
+            act_here = len(blocks) + 1 == one if one else {
+                "all": True, "none": False, "with_shortcut": same_shape, "without_shortcut": not same_shape,
+            }[bottleneck_act_blocks]
             blocks.append(dict(
                 inp=input_channel, oup=out_channel, stride=stride, expand_ratio=t, hidden=hidden,
                 shortcut=shortcut, bottleneck_act=bottleneck_act if act_here else "identity",
@@ -234,6 +235,9 @@ def architecture(width_mult=1.0, *, bottleneck_act="identity", shortcut="bottlen
             ))
             prev = (stride, t, hidden)
             input_channel, full_input = out_channel, full_output
+    if one and one > len(blocks):
+        raise ValueError(f"bottleneck_act_blocks={bottleneck_act_blocks!r}: this network has blocks 1 to {len(blocks)} "
+                         f"(features.1 to features.{len(blocks)})")
     if shortcut != "sandglass":
         return Architecture(tuple(setting), blocks[0]["inp"], tuple((InvertedResidual, b) for b in blocks),
                             input_channel, last_channel)
@@ -304,7 +308,7 @@ class MobileNetV2(nn.Module):
         Activations after the expansion and the depthwise conv.
     bottleneck_mult : float
         Narrows the bottlenecks only, expanded layers keep their width (module docstring).
-    bottleneck_act_blocks : {"all", "with_shortcut", "without_shortcut", "none"}
+    bottleneck_act_blocks : {"all", "with_shortcut", "without_shortcut", "none"} or "block_N"
         The blocks whose projection is followed by ``bottleneck_act`` (module docstring).
     stem_stride : int
         Stride of the first 3x3 conv (2 in Table 2).

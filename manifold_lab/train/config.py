@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from manifold_lab.activations import canonical_activation
+from manifold_lab.activations import canonical_activation, check_act_blocks
 
 #: An activation name (``manifold_lab.activations``: identity, relu, relu6, elu, softplus,
 #: leaky_relu_<slope>), stored in its one spelling so one network has one run id.
@@ -46,9 +46,9 @@ class ModelConfig(_Section):
     expand_ratio: int | None = Field(None, ge=1, le=32, description="override t of every expanding block")
     bottleneck_mult: float = Field(1.0, gt=0, le=1, description="narrow only the bottlenecks; expanded layers keep "
                                    "their width (t k fixed); 1 = the standard network")
-    bottleneck_act_blocks: Literal["all", "with_shortcut", "without_shortcut", "none"] = Field(
+    bottleneck_act_blocks: str = Field(
         "all", description="the blocks that get bottleneck_act (the others are linear): all, those that keep their "
-                           "shape (with a bottleneck shortcut), the others, or none")
+                           "shape (with a bottleneck shortcut), the others, none, or block_N (features.N alone)")
     expand_act: Act = "relu6"
     depthwise_act: Act = "relu6"
     dropout: float = Field(0.2, ge=0, lt=1, description="dropout before the classifier")
@@ -59,6 +59,7 @@ class ModelConfig(_Section):
         ``bottleneck_act_blocks = all``: ``relu6`` in no block, or ``identity`` in some blocks, builds
         the same modules with the same initialisation, so they get one run id and a study can reuse the
         runs of another (the penalty-location study's ``none`` arm is Figure 6a's linear arm)."""
+        check_act_blocks(self.bottleneck_act_blocks)
         if self.bottleneck_act == "identity" or self.bottleneck_act_blocks == "none":
             object.__setattr__(self, "bottleneck_act", "identity")
             object.__setattr__(self, "bottleneck_act_blocks", "all")
