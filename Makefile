@@ -1,7 +1,8 @@
 # Two commands a user needs:  `make quickstart`  and  `make test` (`make fuzz` explores more).
 # Both install what is missing first (idempotent, seconds when up to date).
 #
-#   make quickstart   the tour; writes runs/quickstart/ (ignored by git), about 20 s on 2 cores
+#   make quickstart   the tour; writes runs/quickstart/ (ignored by git), about 30 s on 2 cores
+#                     (python -m benchmarks.bench_quickstart measures it: benchmarks/results/quickstart.json)
 #   make test         the whole suite in two processes (pytest-xdist, `-n 2`), about 10 minutes on 2 cores
 #   make test-fast    the suite without the tests marked slow (`pytest -m "not slow" -n 2`), about 7 minutes
 #   make reference    regenerate the committed reference results under results/ on purpose
@@ -28,14 +29,19 @@ REFERENCE_EXPERIMENTS ?= experiments/figure1_spiral.yaml experiments/theorem1_co
 .PHONY: install quickstart test test-fast fuzz reference bench clean
 
 $(STAMP): pyproject.toml
+	@echo "make: installing what is missing into $(PYTHON) (the first time about 2 minutes: torch is large; then seconds)"
+	$(if $(strip $(TORCH)),@echo "make: pip install $(TORCH) (the CPU build unless TORCH says otherwise)")
 	$(if $(strip $(TORCH)),$(PYTHON) -m pip install --quiet "$(TORCH)")
+	@echo "make: pip install -e .[test] (manifold-lab and its dependencies)"
 	$(PYTHON) -m pip install --quiet -e ".[test]"
 	@touch $(STAMP)
+	@echo "make: installed"
 
 install: $(STAMP)
 
+# QUICKSTART_OUT: another output folder (benchmarks/bench_quickstart.py times a fresh one each repeat)
 quickstart: $(STAMP)
-	$(PYTHON) -m manifold_lab run experiments/quickstart.yaml
+	$(PYTHON) -m manifold_lab run experiments/quickstart.yaml $(if $(QUICKSTART_OUT),--out "$(QUICKSTART_OUT)")
 
 # Deterministic: hypothesis examples are derandomized and no example database is kept
 # (tests/conftest.py), so `make test` checks the same inputs as CI on every machine, in

@@ -25,7 +25,9 @@ smallest exact two-sided p-value of n pairs is ``2 / 2^n``). Degenerate cases
 give NaN and a note instead of a misleading number.
 
 Across several tests (the claim table) ``holm_adjust`` gives Holm's
-family-wise adjusted p-values.
+family-wise adjusted p-values. A statistic without a closed-form interval (a rank
+correlation over conditions) gets ``bootstrap_interval``: the percentile interval of
+``scipy.stats.bootstrap`` with a fixed generator, so the same data give the same interval.
 """
 
 from __future__ import annotations
@@ -179,6 +181,30 @@ def paired(
                     notes.append(f"Wilcoxon dropped {n - nonzero} zero difference(s)")
     out["note"] = "; ".join(notes)
     return out
+
+
+def bootstrap_interval(statistic, *samples, n_resamples: int = 10_000, seed: int = 0,
+                       confidence: float = CONFIDENCE) -> tuple[float, float, int]:
+    """Percentile bootstrap interval of ``statistic(*samples, axis=-1)`` over paired resamples.
+
+    ``scipy.stats.bootstrap`` (``paired=True``, ``vectorized=True``: ``statistic`` takes
+    arrays with resamples along all but the last axis) draws ``n_resamples`` resamples of
+    the rows with ``numpy.random.default_rng(seed)``; resamples where the statistic is
+    undefined (NaN, e.g. a constant resample) are left out and the interval is the
+    ``(1 -/+ confidence) / 2`` percentiles of the rest. Returns ``(low, high, used)``,
+    ``used`` the resamples that entered; ``(nan, nan, 0)`` when none did.
+    """
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore")  # undefined resamples: left out below
+        res = stats.bootstrap(tuple(np.asarray(x, dtype=float) for x in samples), statistic, paired=True,
+                              vectorized=True, n_resamples=n_resamples, method="percentile",
+                              confidence_level=confidence, rng=np.random.default_rng(seed))
+    dist = res.bootstrap_distribution[np.isfinite(res.bootstrap_distribution)]
+    if not dist.size:
+        return NAN, NAN, 0
+    tail = 50 * (1 - confidence)
+    low, high = np.percentile(dist, [tail, 100 - tail])
+    return float(low), float(high), int(dist.size)
 
 
 def holm_adjust(pvalues: Sequence[float]) -> list[float]:

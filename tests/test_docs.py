@@ -214,3 +214,57 @@ def test_make_reference_regenerates_every_committed_study():
         if command.endswith(" --reference"):
             recorded.add(command.split()[2])
     assert recorded and recorded == listed
+
+
+# --------------------------------------------------------------------------- statements that drift (issue 26)
+
+def _about(text: str, target: str, unit: str) -> int:
+    """The ``about N <unit>`` that a README or Makefile line about ``target`` states."""
+    (line,) = [line for line in text.splitlines() if re.match(rf"^#?\s*{re.escape(target)}\s", line.strip())]
+    return int(re.search(rf"about (\d+) {unit}", line).group(1))
+
+
+def test_quickstart_time_in_readme_and_makefile_is_the_benchmarks():
+    """README.md and the Makefile say the median of `python -m benchmarks.bench_quickstart` (rounded to 5 s)."""
+    from benchmarks.bench_quickstart import readme_seconds
+
+    measured = json.loads((REPO / "benchmarks" / "results" / "quickstart.json").read_text())
+    assert measured["command"].startswith("make quickstart")  # what a user types, timed
+    assert measured["readme_s"] == readme_seconds(measured["quickstart_median_s"])
+    for doc in ("README.md", "Makefile"):
+        assert _about((REPO / doc).read_text(), "make quickstart", "s") == measured["readme_s"], doc
+
+
+def test_test_times_in_readme_and_makefile_agree_with_the_measured_ones():
+    readme, make = (REPO / "README.md").read_text(), (REPO / "Makefile").read_text()
+    for target in ("make test", "make test-fast"):
+        assert _about(readme, target, "minutes") == _about(make, target, "minutes"), target
+    full = re.search(r"(\d+) passed, \d+ skipped in (\d+) min (\d+) s", readme)
+    fast = re.search(r"-n 2` takes (\d+) min (\d+) s after", readme.replace("\n", " "))
+    assert _about(readme, "make test", "minutes") == round(int(full.group(2)) + int(full.group(3)) / 60)
+    assert _about(readme, "make test-fast", "minutes") == round(int(fast.group(1)) + int(fast.group(2)) / 60)
+
+
+def test_make_install_says_what_it_does_before_each_pip_step():
+    dry = subprocess.run(["make", "-n", "-W", "pyproject.toml", ".install-stamp"], cwd=REPO, capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    pips = [i for i, line in enumerate(dry) if " -m pip install" in line]
+    assert len(pips) == 2 and all(dry[i - 1].startswith("echo ") for i in pips)
+
+
+def test_readme_states_the_probe_correlation_as_it_stands():
+    readme = " ".join((REPO / "README.md").read_text().split())
+    done = json.loads((REPO / "results" / "probe_penalty_correlation" / "correlation.json").read_text())
+    assert "waits for the CIFAR-10 studies" not in readme
+    assert f"`manifold-lab probe-correlation` over the committed runs: {done['n']} conditions, with the CIFAR-10" \
+           in readme and done["cifar_conditions"] and not done["pending"]
+
+
+def test_reports_tell_the_reader_not_the_projects_history():
+    """No committed report, and no experiment description that reports print, speaks of passes or issues."""
+    history = re.compile(r"first pass|second pass|predate|before issue|issue \d+", re.I)
+    for report in sorted((REPO / "results").glob("*/report.md")):
+        assert not history.search(report.read_text()), report
+    for path in EXPERIMENTS:
+        description = str(yaml.safe_load((REPO / path).read_text()).get("description", ""))
+        assert not history.search(description), path

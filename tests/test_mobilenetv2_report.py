@@ -33,9 +33,9 @@ def test_arms_table_shows_parameters_and_shortcuts_and_flags_old_runs():
                                     "shortcut=none": [rec(1, {"params": 1234}, "none")]}).splitlines()
             if x.startswith("| shortcut=")]
     # width 0.5: the old rule joined only blocks that both keep their shape, n - 2 per stage: 5
-    assert rows == ["| shortcut=expansion | 1,234 | 10 (some runs before issue 11); the expansion rule before "
-                    "issue 11 gave these runs 5 shortcuts (now as many as the bottleneck arm): rerun the study |",
-                    "| shortcut=none | 1,234 | not recorded (run before issue 11) |"]
+    assert rows == ["| shortcut=expansion | 1,234 | 10 (not recorded by some older runs); the older expansion rule "
+                    "gave these runs 5 shortcuts (now as many as the bottleneck arm): rerun the study |",
+                    "| shortcut=none | 1,234 | not recorded (an older run) |"]
     assert _sample_text({}, short=True) == "old sample"
     sample = {"images": 250, "per_class": 25, "histogram": {str(i): 25 for i in range(10)},
               "bn": {"step0": "batch statistics of the sample", "final": "running statistics (eval mode)"}}

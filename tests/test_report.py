@@ -215,7 +215,7 @@ def test_report_opens_with_the_declared_contrast_and_plots_numeric_factors(tmp_p
     # y(b=10) - y(b=0) = 10 on every seed: mean 10, a zero-width interval; one row per value of a, numeric order.
     rows = [line for line in first_screen if line.startswith("| ") and line.endswith(" |") and "mean 0" not in line]
     assert [row.split(" | ")[0] for row in rows] == ["| 1", "| 2", "| 4", "| 16"]
-    assert all(" | 6 | " in row and " | 10 | [10, 10] | " in row for row in rows)
+    assert all(" | 6 | " in row and " | +10 | [+10, +10] | " in row for row in rows)
     # The main figure comes with the answer; the plot against the numeric factor a follows.
     assert report.index("![a stand-in figure]") < report.index("## Against each swept numeric factor")
     assert "![y against a](figures/y_vs_a.png)" in report and (spec.output / "figures" / "y_vs_a.png").exists()

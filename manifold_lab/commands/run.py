@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 import sys
 
 from manifold_lab.errors import UsageError
@@ -144,8 +145,8 @@ def _run_suite(args: argparse.Namespace) -> int:
         print(lines[-1])
         status = max(status, 1 if summary.failed or summary.report_error else 0)
     if not (args.list or args.dry_run):
-        command = f"manifold-lab run {display_path(suite.source)}" + (
-            f" --out {args.out}" if args.out else " --reference" if args.reference else "")
+        command = shlex.join(["manifold-lab", "run", display_path(suite.source), *args.overrides,
+                              *(["--reference"] if args.reference else ["--out", display_path(root)])])
         print(f"report: {display_path(write_suite_report(suite, root, lines, command))}")
         _print_where(root, args)
     return status

@@ -85,7 +85,8 @@ def check_plan(runs: list[PlannedRun]) -> None:
 
 
 def command_line(spec: Spec, out: str | os.PathLike | None, reference: bool = False, batch_runs: int = 1) -> str:
-    """The command that regenerates these results (as a user would type it)."""
+    """The command that regenerates these results (as a user would type it, quoted): with ``--out`` the
+    folder written (``spec.output`` when ``out`` is None), unless ``reference``."""
     words = ["manifold-lab", "run", display_path(spec.source) if spec.source else "SPEC", *spec.overrides]
     if reference:
         words += ["--reference"]
@@ -93,8 +94,8 @@ def command_line(spec: Spec, out: str | os.PathLike | None, reference: bool = Fa
         words += ["--no-reuse"]
     if batch_runs > 1:
         words += ["--batch-runs", str(batch_runs)]
-    if not reference and out is not None:
-        words += ["--out", display_path(Path(out))]
+    if not reference:
+        words += ["--out", display_path(Path(out if out is not None else spec.output))]
     return shlex.join(words)
 
 

@@ -124,6 +124,9 @@ class Kind:
     batch_key : callable or None
         ``batch_key(params) -> str | None``: runs with equal keys may share one ``run_batch``
         call; None: this run trains alone.
+    chance : callable or None
+        ``chance(params) -> {metric: level}``: what each accuracy metric of a classifier that
+        learned nothing reaches (1 / classes); a report warns when an arm sits there.
     """
 
     name: str
@@ -138,6 +141,7 @@ class Kind:
     warnings: Callable[[pydantic.BaseModel], list[str]] | None = None
     run_batch: Callable[[list], list[dict]] | None = None
     batch_key: Callable[[pydantic.BaseModel], str | None] | None = None
+    chance: Callable[[pydantic.BaseModel], dict[str, float]] | None = None
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():

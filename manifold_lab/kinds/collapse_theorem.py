@@ -75,6 +75,7 @@ def report(ctx: ReportContext) -> list[ReportItem]:
     from manifold_lab.theory import kept_fraction
 
     plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
 
     runs = ctx.done_runs
     if not runs:
@@ -92,6 +93,7 @@ def report(ctx: ReportContext) -> list[ReportItem]:
             yerr=[2 * r.metrics["standard_error"] for r in sub], fmt="o", ms=4, color=colour, capsize=2,
         )
     ax.set_xlabel("m (rows of B)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("kept (non-collapsed) fraction")
     ax.set_title("Theorem 1: N_{m,n}/2^m (lines) vs Monte Carlo (points, +-2 SE)", fontsize=10)
     ax.legend(fontsize=8, ncol=2)

@@ -154,6 +154,12 @@ def warnings(params: TrainConfig) -> list[str]:
     return []
 
 
+def chance(params: TrainConfig) -> dict[str, float]:
+    """``test_acc`` of a network that learned nothing: 1 / classes (datasets whose classes are known)."""
+    classes = CLASSES.get(params.data.name)
+    return {"test_acc": 1 / classes} if classes else {}
+
+
 def _variant(run, keys) -> str:
     return ", ".join(f"{k.rsplit('.', 1)[-1]}={run.param(k)}" for k in keys) or "all runs"
 
@@ -193,7 +199,7 @@ def _plateau_table(variants: dict[str, list]) -> str:
 
 
 def _sample_text(data: dict, short: bool = False) -> str:
-    """How a ``relu_stats.json`` was measured: its class-balanced sample, or the sample before issue 11."""
+    """How a ``relu_stats.json`` was measured: its class-balanced sample, or the older first-256-images sample."""
     sample = data.get("sample")
     if not sample:
         return "old sample" if short else ("old sample: first 256 test images (one class), threshold C / 6, "
@@ -218,12 +224,12 @@ def _arms_table(variants: dict[str, list]) -> str:
     for label, rs in sorted(variants.items()):
         params = sorted({r.metrics.get("params") for r in rs} - {None})
         cuts = sorted({r.metrics.get("shortcuts") for r in rs} - {None})
-        shown = ", ".join(map(str, cuts)) or "not recorded (run before issue 11)"
+        shown = ", ".join(map(str, cuts)) or "not recorded (an older run)"
         if cuts and any("shortcuts" not in r.metrics for r in rs):
-            shown += " (some runs before issue 11)"
+            shown += " (not recorded by some older runs)"
         old = [r for r in rs if "shortcuts" not in r.metrics and r.param("model.shortcut") == "expansion"]
         if old:
-            shown += (f"; the expansion rule before issue 11 gave these runs {_old_expansion_count(old[0])} "
+            shown += (f"; the older expansion rule gave these runs {_old_expansion_count(old[0])} "
                       "shortcuts (now as many as the bottleneck arm): rerun the study")
         lines.append(f"| {md_cell(label)} | {', '.join(f'{p:,}' for p in params) or '-'} | {shown} |")
     return "\n".join(lines)
@@ -237,6 +243,7 @@ def report(ctx: ReportContext) -> list[ReportItem]:
     from manifold_lab.io import pyplot, read_text, savefig
 
     plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
 
     runs = [r for r in ctx.done_runs if r.metrics.get("curve_test_acc")]
     if not runs:
@@ -254,6 +261,7 @@ def report(ctx: ReportContext) -> list[ReportItem]:
         ax.plot(epochs, curves.mean(0), color=f"C{i}", marker="o", ms=3, label=f"{label} ({len(rs)} seeds)")
         ax.fill_between(epochs, curves.min(0), curves.max(0), color=f"C{i}", alpha=0.2)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("test top-1 accuracy (%)")
     ax.set_title(f"{ctx.name}: mean over seeds, band = min-max", fontsize=9)
     ax.legend(fontsize=7)
@@ -278,6 +286,7 @@ def report(ctx: ReportContext) -> list[ReportItem]:
         left.set_xlabel("clean train loss (eval mode, no augmentation; decreasing to the right)")
         left.set_ylabel("test top-1 accuracy (%)")
         right.set_xlabel("epoch")
+        right.xaxis.set_major_locator(MaxNLocator(integer=True))
         right.set_ylabel("clean train accuracy (%)")
         left.legend(fontsize=7)
         fig.tight_layout()
@@ -315,6 +324,7 @@ def report(ctx: ReportContext) -> list[ReportItem]:
                 ax.set_ylim(0, 1)
                 ax.set_title(f"{label} (seed {r.seed}): {when}", fontsize=8)
                 ax.set_xlabel("ReLU layer")
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
                 ax.set_ylabel("positive channels / C")
         axes[0][0].legend(fontsize=7)
         fig.tight_layout()
@@ -326,11 +336,13 @@ def report(ctx: ReportContext) -> list[ReportItem]:
         lines = ["| variant | seed | layers | below threshold at step 0 | below threshold trained | "
                  "share of positions below threshold, trained (mean over layers) | sample |",
                  "|---|---|---|---|---|---|---|"]
+        old = False  # a row measured on the older sample
         for label, rs in sorted(variants.items()):
             for r in sorted(rs, key=lambda r: r.seed):
                 data = relu_stats(r)
                 if not data or not data.get("final"):
                     continue
+                old = old or not data.get("sample")
                 final = [rec for rec in data["final"] if not rec["name"].endswith(".act3")]
                 share = float(np.mean([rec["below_threshold"] for rec in final]))
                 below0, layers = layers_below_threshold(data.get("step0") or [])
@@ -339,10 +351,11 @@ def report(ctx: ReportContext) -> list[ReportItem]:
         items.append(ReportItem("ReLU layers whose mean positive-channel count is below the invertibility "
                                 "threshold d (the dimension entering the layer: C / t for an expansion), every "
                                 "run (the layers of Figure 7: a non-linear bottleneck's own activations are not "
-                                "counted). Rows marked *old sample* predate issue 11: the first 256 test images "
-                                "of a class-sorted split (all airplanes), threshold C / 6 for every layer, step 0 "
-                                "in eval mode on fresh running statistics; they are recomputed only by rerunning "
-                                "(checkpoints are not kept)", markdown="\n".join(lines)))
+                                "counted)" + (". Rows marked *old sample* were measured on the first 256 test "
+                                "images of a class-sorted split (all airplanes), threshold C / 6 for every layer, "
+                                "step 0 in eval mode on fresh running statistics; rerun the study to measure them "
+                                "on the class-balanced sample (checkpoints are not kept)" if old else ""),
+                                markdown="\n".join(lines)))
     return items
 
 
@@ -357,4 +370,5 @@ KIND = Kind(
     warnings=warnings,
     run_batch=run_batch,
     batch_key=batch_key,
+    chance=chance,
 )

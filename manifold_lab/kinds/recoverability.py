@@ -239,6 +239,7 @@ def report(ctx: ReportContext) -> list[ReportItem]:
     from manifold_lab.io import pyplot, savefig
 
     plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
 
     runs = [r for r in ctx.done_runs if all(name in r.metrics for name in CURVES)]
     if not runs:
@@ -265,6 +266,7 @@ def report(ctx: ReportContext) -> list[ReportItem]:
                 ax.fill_between(depth, lo, hi, color=colour, alpha=0.15)
             ax.set_title(_LABELS[metric], fontsize=9)
             ax.set_xlabel("block")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             # t-bands from few seeds can leave the metric's range; show the range that has meaning.
             if metric in _UNIT_RANGE:
                 ax.set_ylim(-0.03, 1.03)

@@ -104,19 +104,25 @@ def run(params: ToyBottleneckParams, seed: int, ctx: RunContext) -> dict:
     return metrics
 
 
+def chance(params: ToyBottleneckParams) -> dict[str, float]:
+    """``test_accuracy`` of a network that learned nothing: 1/2 (two spiral arms) for ``classify``."""
+    return {"test_accuracy": 0.5} if params.data.task == "classify" else {}
+
+
 # --------------------------------------------------------------------------- report
 
-_SCORE = {"classify": ("test_accuracy", "test accuracy"), "regress": ("test_nmse", "normalised test error (1 - R^2)")}
+_SCORE = {"classify": ("test_accuracy", "test accuracy (%)"), "regress": ("test_nmse", "normalised test error (1 - R^2)")}
 _ACT_STYLE = {"identity": ("C0", "linear bottleneck"), "relu": ("C3", "relu bottleneck"), "relu6": ("C1", "relu6 bottleneck")}
 
 
 def linear_advantage(runs, task: str, act: str) -> list[tuple[float, dict]]:
     """Per width: paired comparison over shared seeds of the linear bottleneck with ``act``.
 
-    The advantage is ``accuracy(linear) - accuracy(act)`` for ``classify`` and
-    ``nmse(act) - nmse(linear)`` for ``regress``: positive when the linear
-    bottleneck is better, as the paper predicts. Returns ``[(width, paired
-    stats)]`` (``manifold_lab.stats.paired``; ``mean_diff`` is the advantage).
+    The advantage is ``accuracy(linear) - accuracy(act)`` in percentage points for
+    ``classify`` and ``nmse(act) - nmse(linear)`` for ``regress``: positive when the
+    linear bottleneck is better, as the paper predicts (the orientation and unit of the
+    report's contrast and of the claim table). Returns ``[(width, paired stats)]``
+    (``manifold_lab.stats.paired``; ``mean_diff`` is the advantage).
     """
     from manifold_lab.stats import paired
 
@@ -131,8 +137,12 @@ def linear_advantage(runs, task: str, act: str) -> list[tuple[float, dict]]:
             continue
         lin = [by[(width, "identity", s)] for s in seeds]
         other = [by[(width, act, s)] for s in seeds]
-        # accuracies are fractions: their difference's interval stays inside [-1, 1]
-        out.append((float(width), paired(other, lin, (0.0, 1.0)) if task == "classify" else paired(lin, other)))
+        if task == "classify":  # fractions: the difference's interval stays inside [-1, 1], shown in points
+            c = paired(other, lin, (0.0, 1.0))
+            c.update({k: 100 * c[k] for k in ("mean_a", "mean_b", "mean_diff", "diff_ci_low", "diff_ci_high")})
+        else:
+            c = paired(lin, other)
+        out.append((float(width), c))
     return out
 
 
@@ -150,12 +160,13 @@ def report(ctx: ReportContext) -> list[ReportItem]:
     fixed = [k for k in ctx.sweep_keys if k not in ("model.width", "model.bottleneck_act")]
     panel_keys = ["data.task"] + [k for k in fixed if k != "data.task"]
     panels = sorted({tuple(r.param(k) for k in panel_keys) for r in runs}, key=str)
-    table = ["| setting | width | activation | score mean | 95% interval | n |", "|---|---|---|---|---|---|"]
-    gaps = ["| setting | width | vs | linear advantage | 95% interval | paired t p | Wilcoxon p | seeds |",
+    table = ["| setting | width | activation | score mean (accuracy: %) | 95% interval | n |", "|---|---|---|---|---|---|"]
+    gaps = ["| setting | width | vs | linear advantage (accuracy: points) | 95% interval | paired t p | Wilcoxon p | "
+            "seeds |",
             "|---|---|---|---|---|---|---|---|"]
     rows = (
         ("score", None),
-        ("advantage", "linear-bottleneck advantage\n(paired over seeds)"),
+        ("advantage", "linear-bottleneck advantage\n(accuracy: points; paired over seeds)"),
         ("invertible_fraction_min", "Lemma-2 invertible fraction\n(min over expansion layers)"),
     )
     fig, axes = plt.subplots(3, len(panels), figsize=(4.4 * len(panels), 9.6), squeeze=False)
@@ -181,8 +192,8 @@ def report(ctx: ReportContext) -> list[ReportItem]:
                     ax.axhline(0, color="0.5", lw=0.8)
                     for w, c in comp:
                         gaps.append(
-                            f"| {md_cell(label)} | {w:g} | {act} | {c['mean_diff']:+.4f} | [{c['diff_ci_low']:+.4f}, "
-                            f"{c['diff_ci_high']:+.4f}] | {c['t_pvalue']:.3g} | "
+                            f"| {md_cell(label)} | {w:g} | {act} | {c['mean_diff']:+.4g} | [{c['diff_ci_low']:+.4g}, "
+                            f"{c['diff_ci_high']:+.4g}] | {c['t_pvalue']:.3g} | "
                             + (f"{c['wilcoxon_pvalue']:.3g}" if c["wilcoxon_pvalue"] == c["wilcoxon_pvalue"]
                                else "–") + f" | {c['n']} |"
                         )
@@ -190,9 +201,11 @@ def report(ctx: ReportContext) -> list[ReportItem]:
                     metric = key if what == "score" else what
                     bounded = (0.0, 1.0) if metric in ("test_accuracy", "invertible_fraction_min") else None
                     xs, mean, lo, hi, n = group_mean_ci(act_runs, "model.width", metric, bounded)
+                    if what == "score" and task == "classify":  # accuracy in percent
+                        mean, lo, hi = ([100 * v for v in vs] for vs in (mean, lo, hi))
                     if what == "score":
                         for x, m_, l_, h_, c in zip(xs, mean, lo, hi, n):
-                            table.append(f"| {md_cell(label)} | {x:g} | {act} | {m_:.4f} | [{l_:.4f}, {h_:.4f}] | {c} |")
+                            table.append(f"| {md_cell(label)} | {x:g} | {act} | {m_:.4g} | [{l_:.4g}, {h_:.4g}] | {c} |")
                 if not xs:
                     continue
                 ax.plot(xs, mean, "o-", color=colour, label=name)
@@ -205,7 +218,7 @@ def report(ctx: ReportContext) -> list[ReportItem]:
         axes[0, col].set_title(label, fontsize=9)
         axes[0, col].legend(fontsize=8)
         # Intervals from few seeds can leave the metric's range; show the range that has meaning.
-        axes[0, col].set_ylim((0.45, 1.02) if task == "classify" else (-0.02, 1.1))
+        axes[0, col].set_ylim((45, 102) if task == "classify" else (-0.02, 1.1))
         axes[2, col].set_ylim(-0.05, 1.05)
     fig.tight_layout()
     savefig(fig, ctx.out_dir / "figures" / "score_vs_width.png", dpi=120)
@@ -213,11 +226,12 @@ def report(ctx: ReportContext) -> list[ReportItem]:
     return [
         ReportItem(
             "Test score and linear-bottleneck advantage vs bottleneck width", figure="figures/score_vs_width.png",
-            caption="Top: test accuracy (classify; higher is better) or normalised error 1 - R^2 "
+            caption="Top: test accuracy in percent (classify; higher is better) or normalised error 1 - R^2 "
             "(regress; lower is better), mean over seeds with a 95% interval (accuracy: t truncated to "
-            "[0, 1]; error: t). Middle: advantage of the linear "
-            "bottleneck over relu / relu6 on the same seeds (accuracy difference, or error difference), with "
-            "the 95% interval of the paired differences (accuracy: t truncated to [-1, 1]; error: t); above 0 "
+            "[0, 100]; error: t). Middle: advantage of the linear "
+            "bottleneck over relu / relu6 on the same seeds (accuracy difference in points, linear - relu6 as in "
+            "the report's answer, or error difference), with "
+            "the 95% interval of the paired differences (accuracy: t truncated to [-100, 100]; error: t); above 0 "
             "means the linear bottleneck is better. "
             "Bottom: share of test points at which every expansion layer has at least k units in its linear "
             "piece (the Lemma-2 invertibility threshold), minimum over layers.",
@@ -235,4 +249,5 @@ KIND = Kind(
     estimate_seconds=estimate_seconds,
     report=report,
     bookkeeping=("params", "test_error"),  # test_error = 1 - test_accuracy
+    chance=chance,
 )

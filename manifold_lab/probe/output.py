@@ -49,6 +49,7 @@ def plot_profile(results: list[dict], path: Path) -> Path:
     from manifold_lab.io import pyplot
 
     plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
 
     acts = [a for a in ACT_TITLES if any(r["records"][0]["bottleneck_act"] == a for r in results)]
     fig, axes = plt.subplots(len(PROFILE), len(acts), figsize=(4.6 * len(acts), 2.1 * len(PROFILE)),
@@ -70,6 +71,7 @@ def plot_profile(results: list[dict], path: Path) -> Path:
         axes[0, col].set_title(ACT_TITLES[act], fontsize=10)
         axes[0, col].legend(fontsize=6)
         axes[-1, col].set_xlabel("block")
+        axes[-1, col].xaxis.set_major_locator(MaxNLocator(integer=True))
     for row, (_, label) in enumerate(PROFILE):
         axes[row, 0].set_ylabel(label, fontsize=8)
     fig.suptitle("Information-loss profile through depth (solid: trained, dashed: step 0)", fontsize=10)

@@ -6,7 +6,8 @@ A grid point's row holds, for every numeric scalar metric, ``<metric>_mean``,
 ``_std`` (ddof=1), ``_ci_low``, ``_ci_high`` (95% t interval, bounded for a
 fraction) and ``_n`` over its done runs (``manifold_lab.stats.describe``); a
 comparison row the paired comparison of B - A over the seeds both values of a
-factor have done (``manifold_lab.stats.paired``).
+factor have done (``manifold_lab.stats.paired``), oriented as the spec's
+``contrast`` declares, a fraction's in percent and points.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ __all__ = ["BOOKKEEPING", "STATS", "Aggregate", "aggregate", "numeric_metrics"]
 
 #: The statistics of each metric in a summary row (``summary.csv`` columns ``<metric>_<stat>``).
 STATS = ("mean", "std", "ci_low", "ci_high", "n")
+#: The columns of a comparison row given in percent / points for a fraction (``Aggregate.scale``).
+SCALED = ("mean_a", "mean_b", "mean_diff", "diff_ci_low", "diff_ci_high")
 
 
 def numeric_metrics(records: Sequence[RunRecord]) -> list[str]:
@@ -70,10 +73,10 @@ class Aggregate:
         self.records: list[RunRecord | None] = [self.store.record(r) for r in self.plan]
         self.metrics = numeric_metrics([r for r in self.records if r is not None])
         try:
-            kind = get_kind(self.spec["kind"])
-            kind_bookkeeping, kind_headline = kind.bookkeeping, kind.headline
+            self.kind = get_kind(self.spec["kind"])
+            kind_bookkeeping, kind_headline = self.kind.bookkeeping, self.kind.headline
         except ValueError:  # a kind that is not installed here: the tables still work
-            kind_bookkeeping, kind_headline = (), ()
+            self.kind, kind_bookkeeping, kind_headline = None, (), ()
         self.bookkeeping = [m for m in self.metrics if m in (*BOOKKEEPING, *kind_bookkeeping)]
         self.compared = [m for m in self.metrics if m not in self.bookkeeping]
         #: the metrics a report without a contrast opens with
@@ -84,6 +87,7 @@ class Aggregate:
         self.bounds = {m: (0.0, 1.0) for m in self.metrics
                        if _BOUNDED_NAME.search(m) and values[m] and 0 <= min(values[m]) and max(values[m]) <= 1}
         self.contrast: dict | None = self.spec.get("contrast") or None
+        self._comparisons: list[dict] | None = None
         # grid point key -> {seed: record}
         self.points: dict[str, list[dict]] = {}
         for run in self.plan:
@@ -117,7 +121,24 @@ class Aggregate:
             rows.append(row)
         return rows
 
+    def scale(self, metric: str) -> float:
+        """100 for a fraction in [0, 1] (shown in percent, its differences in points), else 1."""
+        return 100.0 if metric in self.bounds else 1.0
+
+    def _oriented(self, factor: str, a: Any, b: Any) -> tuple[Any, Any]:
+        """``(a, b)``, swapped when they are the contrast's two values in the other order, so that every
+        table says ``contrast.b - contrast.a`` (the orientation the study declares)."""
+        c = self.contrast
+        if c and c["factor"] == factor and canonical_json([b, a]) == canonical_json([c["a"], c["b"]]):
+            return b, a
+        return a, b
+
     def comparison_rows(self) -> list[dict]:
+        """Paired comparisons ``B - A`` (``comparisons.csv``): every pair of values of each swept factor
+        (spec order; the contrast's pair as declared) at each setting of the others, for each compared
+        metric. A fraction's means and differences are in percent / points (``unit``). Computed once."""
+        if self._comparisons is not None:
+            return self._comparisons
         rows = []
         for factor, levels in self.sweep.items():
             if len(levels) < 2:
@@ -125,7 +146,7 @@ class Aggregate:
             others = [k for k in self.sweep if k != factor]
             for fixed in itertools.product(*(self.sweep[k] for k in others)):
                 context = dict(zip(others, fixed))
-                for a, b in itertools.combinations(levels, 2):
+                for a, b in (self._oriented(factor, *pair) for pair in itertools.combinations(levels, 2)):
                     runs_a = self.by_seed({**context, factor: a})
                     runs_b = self.by_seed({**context, factor: b})
                     seeds = sorted(set(runs_a) & set(runs_b))
@@ -144,7 +165,11 @@ class Aggregate:
                         row.update({k: context.get(k, "") for k in self.sweep})
                         row["metric"] = metric
                         row.update(result)
+                        scale = self.scale(metric)
+                        row.update({k: row[k] * scale for k in SCALED})
+                        row["unit"] = "percent, difference in points" if scale != 1 else ""
                         rows.append(row)
+        self._comparisons = rows
         return rows
 
 

@@ -29,9 +29,11 @@ def is_number(value: Any) -> bool:
 
 
 def natural_key(text: Any) -> tuple:
-    """Sort key that orders the numbers inside a text by value: ``n2`` before ``n15``."""
-    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part)
-                 for part in re.split(r"(\d+)", str(text)) if part)
+    """Sort key that orders the numbers inside a text by value: ``n2`` before ``n15``, ``0.25`` before ``0.5``."""
+    if is_number(text):
+        return ((0, float(text), ""),)
+    return tuple((0, float(part), "") if part[0].isdigit() else (1, 0, part)
+                 for part in re.split(r"(\d+(?:\.\d+)?)", str(text)) if part)
 
 
 def _csv_cell(value: Any) -> str:

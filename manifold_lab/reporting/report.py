@@ -11,18 +11,22 @@ run after a cluster array job: ``manifold-lab report runs/<name>`` (or a committ
     interval) and ``_n`` over the point's done runs (``manifold_lab.stats``).
 ``comparisons.csv``
     For each swept factor with two or more values, each setting of the other
-    factors, each pair of its values A < B (spec order) and each metric: the
-    paired comparison of B - A over the seeds both have done (mean difference
-    and 95% interval, paired t-test, Wilcoxon signed-rank test).
+    factors, each pair of its values A < B (spec order; the declared contrast's
+    pair as declared, ``contrast.b - contrast.a``) and each metric: the paired
+    comparison of B - A over the seeds both have done (mean difference and 95%
+    interval, paired t-test, Wilcoxon signed-rank test); a fraction's means in
+    percent and its differences in points (``unit``), as in ``report.md``.
 ``report.md``
-    The command that regenerates it, the summary and comparison tables, the
-    kind's own figures and tables, every run with its status, and the error of
-    every failed run. Every number comes from the files; none is typed by hand.
+    A warning when an arm learned nothing (accuracy at chance, training loss
+    that rose), the answer, the summary and comparison tables, the kind's own
+    figures and tables, every run with its status, the error of every failed
+    run and the commands that regenerate it (quoted: they run as printed).
+    Every number comes from the files; none is typed by hand.
 """
 
 from __future__ import annotations
 
-import itertools
+import shlex
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,9 +38,9 @@ from manifold_lab.io import pyplot, savefig
 from manifold_lab.kinds import Kind, ReportContext, RunRecord, get_kind
 from manifold_lab.reporting.aggregate import STATS, Aggregate, aggregate
 from manifold_lab.reporting.cells import is_number, md_escape, md_table, natural_key, num, to_csv
-from manifold_lab.reporting.tables import write_tables
+from manifold_lab.reporting.tables import curve_rows, write_tables
 from manifold_lab.spec.sources import display_path
-from manifold_lab.spec.sweep import format_values
+from manifold_lab.spec.sweep import canonical_json, format_values
 from manifold_lab.stats import BOUNDED_METHOD, paired, wilcoxon_min_pairs
 
 __all__ = ["aggregate", "headline", "write_report", "write_suite_report"]
@@ -117,18 +121,20 @@ def _kind_items(agg: Aggregate, kind: Kind | None, out_dir: Path) -> tuple[list[
 _PAGE_ROWS = 12  # rows of a table in report.md; the CSV files hold every row
 
 
-def _interval(low: Any, high: Any, scale: float = 1.0, digits: int = 4) -> str:
+def _interval(low: Any, high: Any, scale: float = 1.0, sign: str = "") -> str:
+    """``[low, high]`` times ``scale``, 4 significant digits (``sign="+"``: signed, as differences are)."""
     if not (is_number(low) and is_number(high)):
         return "–"
-    return f"[{low * scale:.{digits}g}, {high * scale:.{digits}g}]"
+    return f"[{low * scale:{sign}.4g}, {high * scale:{sign}.4g}]"
 
 
-def _mean_interval(row: dict, metric: str) -> str:
-    """``mean [low, high]``; the mean alone without an interval (one seed), ``–`` without a mean."""
+def _mean_interval(row: dict, metric: str, scale: float = 1.0) -> str:
+    """``mean [low, high]`` times ``scale``; the mean alone without an interval (one seed), ``–`` without a mean."""
     mean, low, high = row[f"{metric}_mean"], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
     if not is_number(mean):
         return "–"
-    return f"{num(mean)} {_interval(low, high)}" if is_number(low) and is_number(high) else num(mean)
+    return (f"{num(mean * scale)} {_interval(low, high, scale)}" if is_number(low) and is_number(high)
+            else num(mean * scale))
 
 
 def _p(value: Any) -> str:
@@ -136,72 +142,109 @@ def _p(value: Any) -> str:
 
 
 def contrast_rows(agg: Aggregate) -> list[dict]:
-    """The declared contrast ``b - a`` of its metric, at each setting of the other factors.
+    """The declared contrast ``b - a`` of its metric at each setting of the other factors (numeric order).
 
-    Paired over the seeds both values completed (``manifold_lab.stats.paired``);
-    settings where no seed has both are left out.
+    The rows of ``comparisons.csv`` (``Aggregate.comparison_rows``: paired over the seeds both
+    values completed, a fraction in percent and points) for the contrast; settings where no
+    seed has both are left out.
     """
     c = agg.contrast
     if not c or c["factor"] not in agg.sweep:
         return []
     others = [k for k in agg.sweep if k != c["factor"]]
-    rows = []
-    for fixed in itertools.product(*(sorted(agg.sweep[k], key=natural_key) for k in others)):
-        context = dict(zip(others, fixed))
-        runs_a = agg.by_seed({**context, c["factor"]: c["a"]})
-        runs_b = agg.by_seed({**context, c["factor"]: c["b"]})
-        seeds = [s for s in sorted(set(runs_a) & set(runs_b))
-                 if is_number(runs_a[s].metrics.get(c["metric"])) and is_number(runs_b[s].metrics.get(c["metric"]))]
-        if not seeds:
+    rows = [r for r in agg.comparison_rows() if r["factor"] == c["factor"] and r["metric"] == c["metric"]
+            and r["n"] > 0 and canonical_json([r["value_a"], r["value_b"]]) == canonical_json([c["a"], c["b"]])]
+    return sorted(rows, key=lambda r: [natural_key(r[k]) for k in others])
+
+
+#: An arm whose mean accuracy is at most this far above chance (1 / classes) learned nothing worth comparing.
+CHANCE_MARGIN = 0.02
+
+
+def _loss_rose(record: RunRecord) -> bool:
+    """The run's training loss at its last epoch is above its first (``metrics.jsonl`` or ``curve_train_loss``)."""
+    loss = [value for _, metric, value in curve_rows(record) if metric == "train_loss"]
+    return len(loss) > 1 and loss[-1] > loss[0]
+
+
+def learning_warnings(agg: Aggregate) -> list[str]:
+    """One line per arm (grid point) that learned nothing: its mean accuracy within ``CHANCE_MARGIN`` of
+    chance or below (``Kind.chance``: 1 / classes), or its training loss higher at the last epoch than
+    at the first in some run."""
+    lines = []
+    for runs in agg.points.values():
+        done = [r for r in (agg.records[run["index"]] for run in runs) if r is not None and r.ok]
+        if not done:
             continue
-        result = paired([runs_a[s].metrics[c["metric"]] for s in seeds],
-                        [runs_b[s].metrics[c["metric"]] for s in seeds], agg.bounds.get(c["metric"]))
-        rows.append({**context, **result})
-    return rows
+        arm = format_values(runs[0]["sweep_values"]) or "every run"
+        levels = agg.kind.chance(agg.kind.params.model_validate(done[0].params)) if agg.kind and agg.kind.chance else {}
+        for metric, level in levels.items():
+            values = [r.metrics[metric] for r in done if is_number(r.metrics.get(metric))]
+            if values and sum(values) / len(values) <= level + CHANCE_MARGIN:
+                lines.append(f"{arm}: {metric} {100 * sum(values) / len(values):.1f}% over {len(values)} run(s) is "
+                             f"at chance level ({100 * level:.1f}%, 1 / classes; the margin is "
+                             f"{100 * CHANCE_MARGIN:g} points)")
+        rose = sum(_loss_rose(r) for r in done)
+        if rose:
+            lines.append(f"{arm}: the training loss rose (last epoch above the first) in {rose} of {len(done)} run(s)")
+    return lines
 
 
 def headline(agg: Aggregate, link: str = "") -> list[str]:
-    """The report's opening: the declared contrast with effect size, interval and tests.
+    """The report's opening: a warning if an arm learned nothing (``learning_warnings``), then the
+    declared contrast with effect size, interval and tests.
 
     Without a declared contrast, a compact table of the first compared metrics per grid
     point. ``link`` prefixes relative links (the suite report is one folder up).
     """
+    warned = learning_warnings(agg)
+    lines = ["> **Warning: some arms learned nothing**, so their differences below mean nothing "
+             "(train longer, on more data, or check the learning rate):", ">",
+             *(f"> - {md_escape(w)}" for w in warned), ""] if warned else []
     c = agg.contrast
     rows = contrast_rows(agg)
     if c and rows:
         others = [k for k in agg.sweep if k != c["factor"]]
-        lines = [f"**{c['metric']}: {c['b']} - {c['a']}** (`{c['factor']}`, the contrast this study "
-                 "declares), paired over the seeds both completed:", ""]
-        header = [*others, "n", f"mean {c['a']}", f"mean {c['b']}", "B - A", "95% CI", "paired t p", "Wilcoxon p"]
-        table = [[*(r[k] for k in others), r["n"], r["mean_a"], r["mean_b"], r["mean_diff"],
-                  _interval(r["diff_ci_low"], r["diff_ci_high"]), _p(r["t_pvalue"]),
+        points = agg.scale(c["metric"]) != 1
+        unit, diff = (" (%)", "B - A (points)") if points else ("", "B - A")
+        lines += [f"**{c['metric']}: {c['b']} - {c['a']}**{' in percentage points' if points else ''} "
+                  f"(`{c['factor']}`, the contrast this study declares), paired over the seeds both completed:", ""]
+        header = [*others, "n", f"mean {c['a']}{unit}", f"mean {c['b']}{unit}", diff, "95% CI", "paired t p",
+                  "Wilcoxon p"]
+        table = [[*(r[k] for k in others), r["n"], r["mean_a"], r["mean_b"],
+                  f"{r['mean_diff']:+.4g}" if is_number(r["mean_diff"]) else "–",
+                  _interval(r["diff_ci_low"], r["diff_ci_high"], sign="+"), _p(r["t_pvalue"]),
                   _p(r["wilcoxon_pvalue"]) if is_number(r["wilcoxon_pvalue"])
                   else "too few pairs" if "too few" in r["note"] else "–"]
                  for r in rows]
         lines += [md_table(header, table, limit=_PAGE_ROWS, more=f"{link}comparisons.csv"), "",
                   "B - A: mean of the per-seed differences with its 95% interval ("
-                  + ("t interval truncated to [-1, 1]" if c["metric"] in agg.bounds
-                     else "t interval") + "); paired t-test; the "
+                  + ("t interval truncated to [-100, 100] points" if points else "t interval") + "); paired t-test; the "
                   "Wilcoxon signed-rank test only where the non-zero pairs can reach p < 0.05 "
                   f"(at least {wilcoxon_min_pairs()}).", ""]
         return lines
     if c:
-        return [f"_The declared contrast ({c['metric']}: {c['b']} - {c['a']}) has no seed with both values "
+        return [*lines, f"_The declared contrast ({c['metric']}: {c['b']} - {c['a']}) has no seed with both values "
                 "done yet._", ""]
     if not agg.lead:
-        return ["_No numeric metric from a done run yet._", ""]
-    return ["Mean [95% interval] over seeds of the main metrics (this study declares no `contrast:`):", "",
+        return [*lines, "_No numeric metric from a done run yet._", ""]
+    return [*lines, "Mean [95% interval] over seeds of the main metrics (this study declares no `contrast:`):", "",
             _summary_table(agg, agg.lead, f"{link}summary.csv"), ""]
 
 
 def _summary_table(agg: Aggregate, metrics: Sequence[str], more: str) -> str:
-    """Grid points (numeric factors in numeric order) x ``metrics`` as ``mean [interval]``."""
+    """Grid points (numeric factors in numeric order) x ``metrics`` as ``mean [interval]`` (fractions in %)."""
     keys = list(agg.sweep)
     rows = sorted(agg.summary_rows(),
                   key=lambda row: [natural_key(row[k]) if is_number(row[k]) else () for k in keys])
-    table = [[*(row[k] for k in keys), *(_mean_interval(row, m) for m in metrics),
+    table = [[*(row[k] for k in keys), *(_mean_interval(row, m, agg.scale(m)) for m in metrics),
               max(row[f"{m}_n"] for m in metrics)] for row in rows]
-    return md_table([*keys, *metrics, "seeds"], table, limit=_PAGE_ROWS, more=more)
+    return md_table([*keys, *(_label(agg, m) for m in metrics), "seeds"], table, limit=_PAGE_ROWS, more=more)
+
+
+def _label(agg: Aggregate, metric: str) -> str:
+    """The metric's name with its unit in a table header or an axis label: ``test_acc (%)`` for a fraction."""
+    return f"{metric} (%)" if agg.scale(metric) != 1 else metric
 
 
 def _main_metric(agg: Aggregate) -> str | None:
@@ -221,7 +264,9 @@ def _factor_plots(agg: Aggregate, out: Path) -> list[str]:
     if metric is None or not numeric:
         return []
     plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
 
+    scale = agg.scale(metric)
     summary = agg.summary_rows()
     n = max((r[f"{metric}_n"] for r in summary), default=0)
     lines = []
@@ -237,14 +282,19 @@ def _factor_plots(agg: Aggregate, out: Path) -> list[str]:
             mean = [r[f"{metric}_mean"] for r in rows]
             low = [r[f"{metric}_ci_low"] if is_number(r[f"{metric}_ci_low"]) else m for r, m in zip(rows, mean)]
             high = [r[f"{metric}_ci_high"] if is_number(r[f"{metric}_ci_high"]) else m for r, m in zip(rows, mean)]
+            mean, low, high = ([v * scale for v in vs] for vs in (mean, low, high))
             ax.errorbar([r[factor] for r in rows], mean,
                         yerr=[[m - lo for m, lo in zip(mean, low)], [hi - m for m, hi in zip(mean, high)]],
                         marker="o", ms=4, capsize=3, color=f"C{i}", label=label)
         values = agg.sweep[factor]
         if all(v > 0 for v in values) and max(values) / min(values) >= 8:
             ax.set_xscale("log", base=2)
+            ax.set_xticks(values, [f"{v:g}" for v in values])
+            ax.minorticks_off()
+        elif all(isinstance(v, int) for v in values):  # a count: no tick between two whole numbers
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel(factor)
-        ax.set_ylabel(metric)
+        ax.set_ylabel(_label(agg, metric))
         if groups:
             ax.legend(fontsize=7)
         fig.tight_layout()
@@ -311,7 +361,7 @@ def _write_report(agg: Aggregate, stage: Path, kind: Kind | None) -> str | None:
     io.write_text(stage / "summary.csv", to_csv(summary, summary_cols))
     comparisons = agg.comparison_rows()
     comparison_cols = ["factor", "value_a", "value_b", *sweep_keys, "metric", "n", "mean_a", "mean_b",
-                       "mean_diff", "diff_ci_low", "diff_ci_high", "t_stat", "t_pvalue",
+                       "mean_diff", "diff_ci_low", "diff_ci_high", "unit", "t_stat", "t_pvalue",
                        "wilcoxon_stat", "wilcoxon_pvalue", "note"]
     io.write_text(stage / "comparisons.csv", to_csv(comparisons, comparison_cols))
     write_tables(out, stage)  # curves.csv, finals.csv (manifold_lab.reporting.tables)
@@ -369,7 +419,7 @@ def _write_report(agg: Aggregate, stage: Path, kind: Kind | None) -> str | None:
               "provenance.json, run.log). Regenerate everything (completed runs are skipped):", "",
               f"    {spec.get('command', 'manifold-lab run <spec>')}", "",
               "Aggregate the existing runs again (this file, the CSV tables):", "",
-              f"    manifold-lab report {display_path(out)}", ""]
+              f"    {shlex.join(['manifold-lab', 'report', display_path(out)])}", ""]
     failed = [(run, r) for run, r in zip(agg.plan, records) if r is not None and not r.ok]
     if failed:
         lines += ["Failed runs:", "",

@@ -11,7 +11,7 @@ bottleneck activation) and per seed that completed both arms,
 from the block output, trained network), averaged over the condition's paired
 seeds (at least ``MIN_SEEDS``). The statistic is Spearman's rho between loss
 and penalty over the conditions with a 95% percentile bootstrap interval
-(``N_BOOT`` resamples of the conditions, ``numpy.random.default_rng(0)``);
+(``N_BOOT`` resamples of the conditions by ``scipy.stats.bootstrap``, ``numpy.random.default_rng(0)``);
 the verdict rule is ``verdict``. Only classification studies enter
 (``test_acc`` for ``mobilenetv2``, ``test_accuracy`` for the toy's ``classify`` task).
 """
@@ -42,6 +42,7 @@ def conditions(folder: str | Path, loss_key: str = LOSS_KEY, *, perf_keys: tuple
     in the linear arm). Conditions with fewer than ``MIN_SEEDS`` seeds that completed both arms and carry
     ``loss_key`` are left out; a toy ``regress`` task has no accuracy and enters only with ``test_nmse``.
     """
+    from manifold_lab.reporting.cells import natural_key
     from manifold_lab.reproduction.records import done_runs
 
     folder = Path(folder)
@@ -57,7 +58,7 @@ def conditions(folder: str | Path, loss_key: str = LOSS_KEY, *, perf_keys: tuple
         ids.setdefault((rest, act), {})[r.seed] = r.run_id
     sign = -1.0 if lower_is_better else 1.0
     out = []
-    for rest, arms in sorted(by.items()):
+    for rest, arms in sorted(by.items(), key=lambda item: [(k, natural_key(v)) for k, v in item[0]]):
         lin, relu6 = arms.get("identity", {}), arms.get("relu6", {})
         seeds = sorted(set(lin) & set(relu6))
         if len(seeds) < MIN_SEEDS:
@@ -71,23 +72,27 @@ def conditions(folder: str | Path, loss_key: str = LOSS_KEY, *, perf_keys: tuple
     return out
 
 
+def _spearman(a, b, axis: int = -1):
+    """Spearman's rho of ``a`` and ``b`` along ``axis`` (Pearson's r of the ranks; NaN where one is constant)."""
+    ra, rb = sps.rankdata(a, axis=axis), sps.rankdata(b, axis=axis)
+    ra, rb = ra - ra.mean(axis, keepdims=True), rb - rb.mean(axis, keepdims=True)
+    return (ra * rb).sum(axis) / np.sqrt((ra**2).sum(axis) * (rb**2).sum(axis))
+
+
 def spearman_bootstrap(loss, penalty, *, n_boot: int = N_BOOT, seed: int = 0) -> dict:
     """Spearman's rho of ``loss`` and ``penalty`` (one value per condition) and its 95% percentile bootstrap interval.
 
-    Resamples in which either vector is constant (rho undefined) are left out;
-    ``boot_used`` says how many remained.
+    ``manifold_lab.stats.bootstrap_interval`` (``scipy.stats.bootstrap`` over the conditions, ``n_boot``
+    resamples, generator seeded with ``seed``); resamples in which either vector is constant (rho undefined)
+    are left out; ``boot_used`` says how many remained.
     """
+    from manifold_lab.stats import bootstrap_interval
+
     loss, penalty = np.asarray(loss, dtype=float), np.asarray(penalty, dtype=float)
     rho = float(sps.spearmanr(loss, penalty).statistic) if len(loss) >= 3 else float("nan")
-    rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(loss), len(loss))
-        a, b = loss[idx], penalty[idx]
-        if np.ptp(a) > 0 and np.ptp(b) > 0:
-            boots.append(sps.spearmanr(a, b).statistic)
-    low, high = (np.percentile(boots, [2.5, 97.5]) if boots else (float("nan"), float("nan")))
-    return {"rho": rho, "ci_low": float(low), "ci_high": float(high), "n": len(loss), "boot_used": len(boots)}
+    low, high, used = (bootstrap_interval(_spearman, loss, penalty, n_resamples=n_boot, seed=seed)
+                       if len(loss) >= 2 else (float("nan"), float("nan"), 0))
+    return {"rho": rho, "ci_low": low, "ci_high": high, "n": len(loss), "boot_used": used}
 
 
 def verdict(result: dict) -> str:

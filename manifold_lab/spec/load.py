@@ -28,8 +28,9 @@ A spec is a YAML mapping with the top-level keys
     ``manifold-lab run SPEC --reference`` writes.
 ``contrast``
     Optional: the headline comparison the study exists for, which every report opens
-    with: ``{factor: model.bottleneck_act, a: identity, b: relu6, metric: test_acc}``
-    compares ``b - a`` of ``metric`` over shared seeds at each setting of the other
+    with: ``{factor: model.bottleneck_act, a: relu6, b: identity, metric: test_acc}``
+    compares ``b - a`` of ``metric`` (here linear - relu6, the paper's prediction positive;
+    a fraction in percentage points) over shared seeds at each setting of the other
     factors. ``factor`` is a swept path (or its unique last component), ``a`` and
     ``b`` two of its values.
 ``reuse``
