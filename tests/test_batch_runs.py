@@ -106,7 +106,7 @@ def test_the_default_batches_on_a_cuda_device_only(tmp_path, monkeypatch):
     """--batch-runs defaults to GPU_BATCH_RUNS where the runs train on CUDA, 1 on the CPU or for kinds that cannot batch."""
     import torch
 
-    from manifold_lab.commands.run import GPU_BATCH_RUNS, default_batch_runs
+    from manifold_lab.execution.batch import GPU_BATCH_RUNS, default_batch_runs
 
     gpu = load_spec("experiments/smoke/figure6a.yaml", ["params.train.device=auto"])
     cpu = load_spec("experiments/smoke/figure6a.yaml", ["params.train.device=cpu"])

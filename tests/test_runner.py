@@ -266,7 +266,8 @@ def test_progress_lines_in_logs_count_runs_and_estimate_the_time_left(tmp_path):
 def test_progress_on_a_terminal_is_a_bar_naming_the_current_run():
     import io
 
-    from manifold_lab.execution.progress import RunProgress, clock
+    from manifold_lab.execution.progress import RunProgress
+    from manifold_lab.train.steps import clock
 
     class Terminal(io.StringIO):
         def isatty(self):

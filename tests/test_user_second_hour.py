@@ -24,7 +24,8 @@ from kinds_for_tests import KIND, REPO, cli, cli_env, write_spec
 
 from manifold_lab.commands.run import _print_where, git_ignored
 from manifold_lab.errors import UsageError
-from manifold_lab.execution.progress import RunProgress, Steps
+from manifold_lab.execution.progress import RunProgress
+from manifold_lab.train.steps import Steps
 from manifold_lab.execution.store import ResultsStore
 from manifold_lab.execution.workers import run_in_workers
 from manifold_lab.kinds import register

@@ -40,10 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from manifold_lab.execution.campaign import run_campaign
+    from manifold_lab.reporting.report import write_report
 
     if args.reference and args.out:
         raise ValueError("--reference writes results/<campaign name>; it takes no --out")
-    status, line = run_campaign(args.campaign, args.stop_after, out=args.out, reference=args.reference,
-                                batch_runs=args.batch_runs, dry_run=args.dry_run)
+    status, line = run_campaign(args.campaign, args.stop_after, report=write_report, out=args.out,
+                                reference=args.reference, batch_runs=args.batch_runs, dry_run=args.dry_run)
     print(line)
     return status

@@ -16,6 +16,7 @@ import shlex
 import sys
 
 from manifold_lab.errors import UsageError
+from manifold_lab.execution.batch import GPU_BATCH_RUNS, default_batch_runs
 
 HELP = "run or resume the experiment of a YAML spec (skips completed runs), then write its report"
 
@@ -158,24 +159,6 @@ def _launch(args: argparse.Namespace, spec, out, reference: bool = False):
 
     return launch(spec, args.launcher, out=out, wait=args.wait, jobs=args.jobs or spec.jobs, force=args.force,
                   reference=reference, replace=args.replace, report=write_report)
-
-
-#: Runs trained together by default on a CUDA device: 8 stacked networks gave 4.41x the images/s of one
-#: on the H200 (benchmarks/README.md); on 2 CPU cores two batched runs gave 0.83x of --jobs 2, so 1 there.
-GPU_BATCH_RUNS = 8
-
-
-def default_batch_runs(spec) -> int:
-    """``GPU_BATCH_RUNS`` when the spec's kind can batch and every grid point trains on CUDA (``train.device``
-    ``cuda``/``cuda:N``, or ``auto`` with a CUDA device here); else 1."""
-    if spec.kind.run_batch is None:
-        return 1
-    devices = {getattr(getattr(point.params, "train", None), "device", None) for point in spec.points}
-    if None in devices or "cpu" in devices:
-        return 1
-    import torch
-
-    return GPU_BATCH_RUNS if torch.cuda.is_available() else 1
 
 
 def warn_traps(spec) -> None:

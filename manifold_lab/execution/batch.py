@@ -90,3 +90,21 @@ def execute_batch(kind: Kind, runs: list[PlannedRun], root: str | os.PathLike, n
     if error is not None:
         return [execute_run(kind, run, root, name, show_progress, fresh=False) for run in runs]
     return [(status, err) for status, _, err in outcomes]
+
+
+#: Runs trained together by default on a CUDA device: 8 stacked networks gave 4.41x the images/s of one
+#: on the H200 (benchmarks/README.md); on 2 CPU cores two batched runs gave 0.83x of --jobs 2, so 1 there.
+GPU_BATCH_RUNS = 8
+
+
+def default_batch_runs(spec) -> int:
+    """``GPU_BATCH_RUNS`` when the spec's kind can batch and every grid point trains on CUDA (``train.device``
+    ``cuda``/``cuda:N``, or ``auto`` with a CUDA device here); else 1."""
+    if spec.kind.run_batch is None:
+        return 1
+    devices = {getattr(getattr(point.params, "train", None), "device", None) for point in spec.points}
+    if None in devices or "cpu" in devices:
+        return 1
+    import torch
+
+    return GPU_BATCH_RUNS if torch.cuda.is_available() else 1

@@ -5,7 +5,7 @@
 parts in order into ``<root>/<part name>/`` (``runs/<campaign>/``, ``results/<campaign>/`` with
 ``--reference``: the folders ``manifold-lab run CAMPAIGN.yaml`` writes), one group of runs at a time:
 one run, or up to ``--batch-runs`` runs trained together as one seed-batched network (the default
-on a CUDA device, ``commands.run.default_batch_runs``). Its rules, so that it stops before the wall time:
+on a CUDA device, ``batch.default_batch_runs``). Its rules, so that it stops before the wall time:
 
 - *Before a group starts*, its cost is estimated: the epochs left of its runs times the images of an
   epoch (training images, plus ``EVAL_COST`` of every image evaluated: the test split and the clean
@@ -39,7 +39,7 @@ from pathlib import Path
 
 from manifold_lab import io
 from manifold_lab.errors import UsageError
-from manifold_lab.execution.batch import group_runs
+from manifold_lab.execution.batch import default_batch_runs, group_runs
 from manifold_lab.execution.runner import run_experiment
 from manifold_lab.execution.store import ResultsStore
 from manifold_lab.spec.sources import display_path
@@ -222,15 +222,17 @@ def _device() -> tuple[str, str]:
     return "cpu", platform.processor() or platform.machine()
 
 
-def run_campaign(path: str | Path, stop_after: float, *, out: str | Path | None = None, reference: bool = False,
-                 batch_runs: int | None = None, dry_run: bool = False, clock=time.monotonic) -> tuple[int, str]:
+def run_campaign(path: str | Path, stop_after: float, *, report, out: str | Path | None = None,
+                 reference: bool = False, batch_runs: int | None = None, dry_run: bool = False,
+                 clock=time.monotonic) -> tuple[int, str]:
     """Run (or continue) the campaign of suite file ``path`` for at most ``stop_after`` seconds.
+
+    ``report(folder, spec)`` writes an experiment's report when its runs stop (the command line passes
+    ``reporting.report.write_report``: execution does not import the reporting layer above it).
 
     Returns ``(exit status, one line saying how it ended)``; writes ``campaign.md`` and ``campaign.json``
     in the campaign folder (``dry_run``: nothing is run or written, ``campaign.md``'s text is printed).
     """
-    from manifold_lab.commands.run import default_batch_runs
-    from manifold_lab.reporting.report import write_report
     from manifold_lab.spec.load import REFERENCE_ROOT, USER_ROOT
     from manifold_lab.spec.suite import is_suite, load_suite
 
@@ -251,7 +253,7 @@ def run_campaign(path: str | Path, stop_after: float, *, out: str | Path | None 
     try:
         for spec in [] if dry_run else suite.parts:
             outcome, status = _run_part(spec, root / spec.name, sizes[spec.name], device, budget, call,
-                                        write_report, stop_after)
+                                        report, stop_after)
             if outcome is not None:
                 break
         outcome = outcome or ("dry run: nothing was run" if dry_run else "complete: every run of every experiment is done")

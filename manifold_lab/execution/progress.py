@@ -5,15 +5,16 @@ elapsed, time left) and names the active runs with their epoch and time left
 (``run 3: epoch 4/20, 0:05:12 left | run 4: epoch 2/20, ...``); with one run at
 a time the run's own bar (training batches) is drawn below it. Elsewhere
 (logs, CI, a pipe) plain lines go to stderr: one per finished run, and one per
-epoch of each active run, at most one every ``LINE_EVERY`` seconds per run::
+epoch of each active run, at most one every ``train.steps.LINE_EVERY`` seconds per run::
 
     toy: 5/18 runs (run 4 (0f3a9c2e71b4) done in 2.1 s), elapsed 0:00:12, about 0:00:31 left
     fig6a: run 3 (0f3a9c2e71b4): epoch 4/20, about 0:11:15 left
 
-The run's epochs reach the runner through ``Steps``: a trainer calls it after
-every epoch; inside a worker process it sends a note to the runner
-(``manifold_lab.execution.workers.notify``), elsewhere (``manifold-lab train``)
-it prints the same line itself when stderr is not a terminal.
+The run's epochs reach the runner through ``manifold_lab.train.steps.Steps``: a
+trainer calls it after every epoch; inside a worker process its note goes to the
+runner (``manifold_lab.execution.workers.notify``, installed as the note sink),
+elsewhere (``manifold-lab train``) it prints the same line itself when stderr is
+not a terminal.
 
 The estimate of the runs is ``elapsed / executed * remaining`` over the runs
 executed by this invocation (skipped and reused runs cost nothing and are left
@@ -25,70 +26,11 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import timedelta
 from typing import TextIO
 
-__all__ = ["LINE_EVERY", "RunProgress", "Steps", "clock", "describe"]
+from manifold_lab.train.steps import Lines, clock, describe, is_tty
 
-
-#: Seconds between two plain progress lines of one run (the first and the last epoch always print).
-LINE_EVERY = 10.0
-
-
-def clock(seconds: float) -> str:
-    """``3725.4`` -> ``"1:02:05"`` (whole seconds)."""
-    return str(timedelta(seconds=int(round(max(seconds, 0.0)))))
-
-
-def _tty(stream: TextIO) -> bool:
-    return bool(getattr(stream, "isatty", lambda: False)())
-
-
-def describe(note: dict) -> str:
-    """``{"unit": "epoch", "done": 4, "total": 20, "left": 675.0}`` -> ``"epoch 4/20, about 0:11:15 left"``."""
-    left = note.get("left")
-    return f"{note['unit']} {note['done']}/{note['total']}" + (f", about {clock(left)} left" if left else "")
-
-
-class _Lines:
-    """Plain lines of the runs' progress, at most one every ``LINE_EVERY`` seconds per run, the last always."""
-
-    def __init__(self) -> None:
-        self.last: dict[str, float] = {}
-
-    def due(self, key: str, note: dict) -> bool:
-        now = time.monotonic()
-        if note["done"] < note["total"] and now - self.last.get(key, -LINE_EVERY) < LINE_EVERY:
-            return False
-        self.last[key] = now
-        return True
-
-
-class Steps:
-    """How far one run is: ``steps(done)`` after each of ``total`` units (epochs), ``done`` counted from 1.
-
-    ``start`` units were done before (a resumed run); the time left is
-    ``elapsed / (done - start) * (total - done)``. Each call goes to the runner
-    as a note when this is a worker process; otherwise a plain line
-    ``label: epoch 4/20, about 0:11:15 left`` goes to ``stream`` (stderr) when it is
-    not a terminal (where the trainer draws its bar instead), unless ``quiet``.
-    """
-
-    def __init__(self, total: int, start: int = 0, unit: str = "epoch", label: str = "train",
-                 stream: TextIO | None = None, quiet: bool = False) -> None:
-        self.total, self.start_done, self.unit, self.label, self.quiet = total, start, unit, label, quiet
-        self.stream = stream if stream is not None else sys.stderr
-        self.start = time.monotonic()
-        self.lines = _Lines()
-
-    def __call__(self, done: int) -> None:
-        from manifold_lab.execution.workers import notify
-
-        ran = done - self.start_done
-        left = (time.monotonic() - self.start) / ran * (self.total - done) if ran > 0 else None
-        note = {"unit": self.unit, "done": done, "total": self.total, "left": left}
-        if not notify(note) and not self.quiet and not _tty(self.stream) and self.lines.due(self.label, note):
-            print(f"{self.label}: {describe(note)}", file=self.stream, flush=True)
+__all__ = ["RunProgress"]
 
 
 class RunProgress:
@@ -111,10 +53,10 @@ class RunProgress:
         self.executed = 0
         self.stream = stream if stream is not None else sys.stderr
         self.start = time.monotonic()
-        self.tty = _tty(self.stream)
+        self.tty = is_tty(self.stream)
         self.bar = None
         self.active: dict[str, str] = {}  # the runs executing now, as the bar names them
-        self.lines = _Lines()
+        self.lines = Lines()
         todo = total - already
         if self.tty:
             from tqdm.auto import tqdm

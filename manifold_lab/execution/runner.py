@@ -219,7 +219,7 @@ def _execute_all(
         what = " + ".join(f"run {r.index}: seed={r.seed} {format_values(r.sweep_values)}" for r in group)
         progress.current(index, what + (f" ({len(group)} seed-batched)" if len(group) > 1 else ""))
 
-    def note(index: int, payload: Any) -> None:  # an epoch of the task's run(s) (progress.Steps)
+    def note(index: int, payload: Any) -> None:  # an epoch of the task's run(s) (train.steps.Steps)
         progress.note(index, "run " + "+".join(str(r.index) for r in groups[index]), payload)
 
     def record_one(run: PlannedRun, ok: bool, value: Any, seconds: float | None, index: int) -> None:

@@ -42,6 +42,8 @@ from multiprocessing import resource_tracker
 from multiprocessing.connection import wait
 from typing import Any
 
+from manifold_lab.train.steps import set_note_sink
+
 __all__ = ["DIED", "die_with_parent", "notify", "run_in_workers", "terminate_on_signals"]
 
 #: How the error line of a task whose worker died begins.
@@ -120,6 +122,7 @@ def _worker_main(conn, parent_pid: int, env: dict[str, str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.update(env)
     _channel = conn
+    set_note_sink(notify)
     while True:
         try:
             task = conn.recv()

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from manifold_lab.reproduction.rules import RULES, Row
+from manifold_lab.reproduction.rules import PAIRED_RULES, RULES, Row
 from manifold_lab.reproduction.verdict import Claim, ClaimSpec, PairedTest, evaluate
 
 _LIN, _RELU6 = {"model.bottleneck_act": "identity"}, {"model.bottleneck_act": "relu6"}
@@ -137,7 +137,7 @@ PAIRED_CLAIMS = {
            for a in _INJECTIVE)),
         (_INJ,),
         arms=tuple((a, _INJ, "test_acc", {"model.bottleneck_act": a}) for a in ("identity", "relu6", *_INJECTIVE)),
-        rule="injective"),
+        rule=PAIRED_RULES["injective"]),
 }
 
 

@@ -129,8 +129,9 @@ class ClaimSpec:
     the key (made before a fix); ``matched``: ``(study, a, b, factor, level)`` for the gap at matched
     clean-train accuracy at that planned level (``matched_gaps``, descriptive). ``{param:KEY}`` in
     ``setting`` is replaced by the values of the dotted parameter KEY over the first study's done runs.
-    ``rule``: the key of a pre-registered rule in ``rules.PAIRED_RULES`` that draws the row's verdict from its
-    evaluated tests (and adds its own description), instead of the weakest verdict of the tests.
+    ``rule``: a pre-registered rule ``rule(spec, evaluated tests, results) -> (text, verdict)`` (from
+    ``rules.PAIRED_RULES``) that draws the row's verdict from its evaluated tests (and adds its own
+    description), instead of the weakest verdict of the tests.
     """
 
     claim: str
@@ -143,7 +144,7 @@ class ClaimSpec:
     slope: bool = False
     stale: tuple = ()
     matched: tuple = ()
-    rule: str | None = None
+    rule: Any = None
 
 
 @dataclass
@@ -407,9 +408,7 @@ def evaluate(specs, results: str | Path = "results") -> list[Claim]:
                 parts.append(note())
         verdict = _worst([r.verdict for r in rs if r.spec.role == "verdict"])
         if spec.rule:
-            from manifold_lab.reproduction.rules import PAIRED_RULES
-
-            text, verdict = PAIRED_RULES[spec.rule](spec, rs, results)
+            text, verdict = spec.rule(spec, rs, results)
             parts += [text] if text else []
         setting = re.sub(r"\{param:([\w.]+)\}", lambda m: _param_values(results, spec.studies[0], m.group(1)),
                          spec.setting.replace("{width}", _width_of(results, spec.studies[0])))

@@ -306,14 +306,14 @@ def setup(cfg: TrainConfig) -> distributed.Dist:
 
 def epoch_progress(cfg: TrainConfig, done: int, show: bool):
     """``(steps, bar)`` of a training from epoch ``done`` on the main rank: ``steps(epoch)`` after each epoch
-    (``manifold_lab.execution.progress.Steps``: the runner's note in a worker; a plain line on stderr when
+    (``manifold_lab.train.steps.Steps``: the runner's note in a worker; a plain line on stderr when
     ``show`` and stderr is not a terminal) and ``bar(loader, epoch)``, the loader wrapped in a tqdm bar of its
     batches, drawn only when ``show`` and stderr is a terminal."""
     import sys
 
     from tqdm import tqdm
 
-    from manifold_lab.execution.progress import Steps
+    from manifold_lab.train.steps import Steps
 
     steps = Steps(cfg.train.epochs, done, quiet=not show)
     tty = show and sys.stderr.isatty()
@@ -326,7 +326,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool 
     """Train and evaluate; see the module docstring for files and metrics.
 
     ``progress``: a bar per epoch on a terminal (stderr), a plain line per epoch elsewhere, or the runner's
-    progress note inside ``manifold-lab run`` (``manifold_lab.execution.progress.Steps``); False: neither.
+    progress note inside ``manifold-lab run`` (``manifold_lab.train.steps.Steps``); False: neither.
     """
     say = log.info if log is not None else (lambda *a: None)
     d = setup(cfg)
