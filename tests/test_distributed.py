@@ -35,6 +35,6 @@ def test_torchrun_two_processes_gloo(tmp_path):
     # only rank 0 wrote: exactly one set of files (beside the train folder's .lock), printed once
     tensorboard = importlib.util.find_spec("tensorboard") is not None  # event files from rank 0 only
     assert sorted(p.name for p in out.iterdir() if p.name != ".lock") == [
-        "checkpoint.pt", "metrics.json", "metrics.jsonl", "probe.json", "relu_stats.json"] + ["tensorboard"] * tensorboard
+        "checkpoint.pt", "metrics.json", "metrics.jsonl", "probe.json", "provenance.json", "relu_stats.json"] + ["tensorboard"] * tensorboard
     assert len(list(out.glob("tensorboard/events.out.tfevents.*"))) == (1 if tensorboard else 0)
     assert res.stdout.count('"status": "done"') == 1

@@ -182,8 +182,8 @@ def test_quickstart_end_to_end_then_skips(tmp_path):
     report = (out / "report.md").read_text()
     assert "quickstart_toy/figures/score_vs_width.png" in report
     # The tour's page has numbers: each part opens with its answer (the toy part's declared contrast).
-    assert "**test_accuracy: relu6 - identity** (`model.bottleneck_act`" in report
-    assert re.search(r"^\| 1 \| 3 \| 0\.\d+ \| 0\.\d+ \| -?0\.\d+ \| \[", report, re.M)  # width 1, 3 seeds
+    assert "**test_accuracy: identity - relu6** in percentage points (`model.bottleneck_act`" in report
+    assert re.search(r"^\| 1 \| 3 \| \d+\.\d+ \| \d+\.\d+ \| [+-]\d+\.\d+ \| \[", report, re.M)  # width 1, 3 seeds, %
     assert re.search(r"^quickstart_toy: 18/18 runs \(run 17 \(\w+\) done in [\d.]+ s\), elapsed", first.stderr, re.M)
     assert (out / "quickstart_toy" / "figures" / "score_vs_width.png").exists()
     assert (out / "quickstart_spiral" / "report.md").exists() and (out / "quickstart_theorem" / "report.md").exists()

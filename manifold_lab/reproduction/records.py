@@ -88,6 +88,12 @@ def relu_stats(run: RunRecord) -> dict | None:
         data = json.loads(io.read_text(path, what="a run's relu_stats.json"))
         if not isinstance(data, dict):
             raise ValueError(f"expected a mapping, got {type(data).__name__}")
+        for when in ("step0", "final"):  # each a list of layers {"name": str, "mean": number, ...}
+            layers = data.get(when, [])
+            if not isinstance(layers, list) or not all(
+                    isinstance(layer, dict) and isinstance(layer.get("name"), str)
+                    and isinstance(layer.get("mean"), (int, float)) for layer in layers):
+                raise ValueError(f"'{when}' is not a list of layers with a name and a mean")
     return data
 
 
