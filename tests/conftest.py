@@ -22,3 +22,21 @@ FUZZ_SCALE = 10
 settings.register_profile("deterministic", derandomize=True, database=None)
 settings.register_profile("fuzz", derandomize=False)
 settings.load_profile("fuzz" if os.environ.get(FUZZ_ENV) else "deterministic")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def cifar_jpeg_located(tmp_path, monkeypatch):
+    """Where ``--dry-run`` looks for the CIFAR-10 JPEG copy, also on a machine without it: the real copy when
+    present, else an empty ``cifar10-jpeg/train/`` folder named by ``$MANIFOLD_LAB_DATA`` (``--dry-run`` checks
+    that the data exist, not what they hold)."""
+    from manifold_lab.data.folder import find_cifar10_jpeg
+
+    try:
+        return find_cifar10_jpeg()
+    except FileNotFoundError:
+        (tmp_path / "cifar10-jpeg" / "train").mkdir(parents=True)
+        monkeypatch.setenv("MANIFOLD_LAB_DATA", str(tmp_path))
+        return find_cifar10_jpeg()

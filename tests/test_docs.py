@@ -152,7 +152,7 @@ def test_command_lines_run(path, sandbox, capsys):
     capsys.readouterr()
 
 
-def test_help_examples_are_valid(sandbox, capsys):
+def test_help_examples_are_valid(sandbox, capsys, cifar_jpeg_located):
     def help_text(*words):
         with pytest.raises(SystemExit):
             main([*words, "--help"])
@@ -166,7 +166,10 @@ def test_help_examples_are_valid(sandbox, capsys):
         if kind is None:  # a suite takes no overrides
             assert main(["run", spec, "--dry-run"]) == 0
             continue
-        assert main(["run", spec, *examples, "--dry-run"]) == 0, spec
+        status = main(["run", spec, *examples, "--dry-run"])
+        # --dry-run checks the data: a dataset absent from this machine (ImageNet's folder) is its one error
+        absent = "imagenet" in spec and status == 2 and " not found; searched: " in capsys.readouterr().err
+        assert status == 0 or absent, spec
     # The bad-override message's example is valid for every kind.
     assert main(["run", "experiments/quickstart/toy.yaml", "oops"]) == 2
     example = re.search(r"e\.g\. (\S+)\n", capsys.readouterr().err).group(1)

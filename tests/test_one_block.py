@@ -37,7 +37,7 @@ def test_block_n_puts_the_activation_in_that_block_alone_with_the_same_parameter
     ("block3", "bottleneck_act_blocks='block3' is not one of"),
     ("block_18", "bottleneck_act_blocks='block_18': this network has blocks 1 to 17"),
 ])
-def test_a_bad_block_is_one_clear_line_with_exit_status_2(value, message, capsys):
+def test_a_bad_block_is_one_clear_line_with_exit_status_2(value, message, capsys, cifar_jpeg_located):
     if value != "block_18":  # the configuration alone refuses a malformed name
         with pytest.raises(ValueError, match=message):
             TrainConfig.model_validate({"model": {"bottleneck_act": "relu6", "bottleneck_act_blocks": value}})
@@ -48,7 +48,7 @@ def test_a_bad_block_is_one_clear_line_with_exit_status_2(value, message, capsys
     assert code == 2 and len(err) == 1 and message.split(" is not")[0].split(":")[0] in err[0]
 
 
-def test_the_study_is_preregistered_on_the_first_and_second_block_of_each_stage(capsys):
+def test_the_study_is_preregistered_on_the_first_and_second_block_of_each_stage(capsys, cifar_jpeg_located):
     spec = yaml.safe_load(SPEC.read_text())
     arms = spec["sweep"]["model.bottleneck_act_blocks"]
     model = mobilenet_v2("cifar_fast", width_mult=0.5)

@@ -198,6 +198,30 @@ def test_dry_run_refuses_the_folder_of_another_spec_file_as_the_run_does(tmp_pat
     assert cli("run", "s.yaml", "--dry-run", "--replace", cwd=tmp_path).returncode == 0
 
 
+def test_dry_run_checks_that_the_data_exist(tmp_path):
+    """Issue 25, class 7: a run whose data is absent fails at --dry-run (the paths searched, how to get it), not
+    when it starts; data that will be downloaded or is present is named in one line."""
+    empty = tmp_path / "nodata"
+    empty.mkdir()
+    smoke = REPO / "experiments" / "smoke" / "figure6a.yaml"
+    base = ("run", smoke, "--dry-run", "--out", tmp_path / "out")
+    for name, missing in (("cifar10_jpeg", "CIFAR-10 JPEG copy not found"),
+                          ("cifar10", "cifar10 (cifar-10-python.tar.gz) not found"),
+                          ("imagefolder", "image folder not found")):
+        root = empty / "x" if name == "imagefolder" else empty
+        refused = cli(*base, f"params.data.name={name}", f"params.data.root={root}", cwd=REPO)
+        assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+        assert missing in refused.stderr and str(empty) in refused.stderr
+    assert not (tmp_path / "out").exists()
+    later = cli(*base, "params.data.name=cifar10", f"params.data.root={empty}", "params.data.download=true", cwd=REPO)
+    assert later.returncode == 0 and "data: cifar10: not here yet; the first run downloads it" in later.stdout
+    (empty / "cifar-10-batches-py").mkdir()
+    found = cli(*base, "params.data.name=cifar10", f"params.data.root={empty}", cwd=REPO)
+    assert found.returncode == 0 and f"data: cifar10: {empty / 'cifar-10-batches-py'}" in found.stdout
+    digits = cli(*base, cwd=REPO)
+    assert digits.returncode == 0 and digits.stdout.rstrip().endswith("data: digits: bundled with scikit-learn")
+
+
 def test_list_says_where_an_interrupted_run_resumes_without_reading_its_checkpoint(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     spec = load_spec("experiments/smoke/figure6a.yaml", ["params.train.epochs=20", "sweep.seeds=[0]"])

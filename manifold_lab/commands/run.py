@@ -161,6 +161,14 @@ def _launch(args: argparse.Namespace, spec, out, reference: bool = False):
                   reference=reference, replace=args.replace, report=write_report)
 
 
+def data_sources(spec) -> list[str]:
+    """``--dry-run``: where the data of the grid points comes from, one line per distinct source; raises
+    (the paths searched and how to obtain it) when a run's data is absent and will not be downloaded."""
+    if spec.kind.data is None:
+        return []
+    return list(dict.fromkeys(spec.kind.data(point.params) for point in spec.points))
+
+
 def warn_traps(spec) -> None:
     """Print, once each, the kind's warnings about the parameters of the grid points (one line each)."""
     if spec.kind.warnings is None:
@@ -247,9 +255,12 @@ def run(args: argparse.Namespace) -> int:
             from manifold_lab.execution.ownership import check_owner
 
             check_owner(root, spec.name, spec.kind.name, spec.source, replace=args.replace)
+        sources = data_sources(spec) if args.dry_run else []
         if args.run_index is not None and args.run_index >= len(runs):
             raise ValueError(f"--run-index {args.run_index} is out of range: the plan has runs 0..{len(runs) - 1}")
         _print_plan(spec, runs, root, header=args.dry_run)
+        for line in sources:
+            print(f"data: {line}")
         return 0
     warn_traps(spec)
     if args.no_reuse:

@@ -139,6 +139,16 @@ def find_cifar(
     return None
 
 
+def missing_cifar(name: str, root: str | os.PathLike | None = None,
+                  cache_dir: str | os.PathLike | None = None) -> FileNotFoundError:
+    """The error for a CIFAR release absent from every search root: the paths searched and how to get it."""
+    spec = CIFAR[name]
+    searched = [b / f for b in cifar_search_roots(root, cache_dir) for f in (spec["folder"], spec["archive"])]
+    return missing_data_error(f"{name} ({spec['archive']})", searched,
+                              f"Pass download=True (fetches {spec['url']}), or set ${DATA_ENV} / root= to the folder "
+                              "holding it.")
+
+
 #: The largest file a release may hold, a little above the real one (cifar-10: 31,035,704-byte batches;
 #: cifar-100: its 155,249,918-byte train file): a larger member is refused before it is read.
 MAX_MEMBER_BYTES = {"cifar10": 32 << 20, "cifar100": 160 << 20}
@@ -236,12 +246,7 @@ def load_cifar(
         download_and_extract(spec["url"], dest, sha256=spec["sha256"], filename=spec["archive"])
         source = dest / spec["folder"]
     if source is None:
-        searched = [b / f for b in cifar_search_roots(root, cache_dir) for f in (spec["folder"], spec["archive"])]
-        raise missing_data_error(
-            f"{name} ({spec['archive']})",
-            searched,
-            f"Pass download=True (fetches {spec['url']}), or set ${DATA_ENV} / root= to the folder holding it.",
-        )
+        raise missing_cifar(name, root, cache_dir)
     arrays = read_cifar_arrays(name, source)
     mean, std = channel_stats(arrays["train_images"])
     return make_image_data(

@@ -95,6 +95,40 @@ def load_dataset(
     return load_imagefolder(source, split, subset=subset, seed=seed, image_size=image_size, cache_dir=cache_dir)
 
 
+def find_data(name: str, *, root: str | os.PathLike | None = None, download: bool = False,
+              cache_dir: str | os.PathLike | None = None) -> str:
+    """Where ``load_dataset`` would read ``name`` from, without reading it: one line for ``--dry-run``.
+
+    Raises the same ``FileNotFoundError`` as ``load_dataset`` (the paths searched and how to
+    obtain the data) when the data is absent and will not be downloaded.
+    """
+    from manifold_lab.data.base import missing_data_error, resolve_path
+
+    if name not in DATASETS:
+        raise UsageError(f"dataset name={name!r} is not one of {DATASETS}")
+    if name == "digits":
+        return "digits: bundled with scikit-learn"
+    if name in ("cifar10", "cifar100"):
+        from manifold_lab.data.cifar import find_cifar, missing_cifar
+
+        source = find_cifar(name, root, cache_dir)
+        if source is not None:
+            return f"{name}: {source}"
+        if download:
+            return f"{name}: not here yet; the first run downloads it (download: true)"
+        raise missing_cifar(name, root, cache_dir)
+    from manifold_lab.data.folder import find_cifar10_jpeg
+
+    if name == "cifar10_jpeg":
+        return f"{name}: {find_cifar10_jpeg(root)}"
+    if root is None:
+        raise UsageError("dataset 'imagefolder' needs root=<folder with train/<class>/ and test/<class>/>")
+    source = resolve_path(root)
+    if not source.exists():
+        raise missing_data_error("image folder", [source], "Give root=<folder with train/ and test/ subfolders>.")
+    return f"{name}: {source}"
+
+
 def _get(cfg: Any, key: str, default: Any = None) -> Any:
     if isinstance(cfg, Mapping):
         value = cfg.get(key, default)

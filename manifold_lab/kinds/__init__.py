@@ -127,6 +127,10 @@ class Kind:
     chance : callable or None
         ``chance(params) -> {metric: level}``: what each accuracy metric of a classifier that
         learned nothing reaches (1 / classes); a report warns when an arm sits there.
+    data : callable or None
+        ``data(params) -> str``: where a run's data comes from, one line, without reading it;
+        raises (``FileNotFoundError`` naming the paths searched) when it is absent. ``--dry-run``
+        calls it once per distinct data setting.
     """
 
     name: str
@@ -142,6 +146,7 @@ class Kind:
     run_batch: Callable[[list], list[dict]] | None = None
     batch_key: Callable[[pydantic.BaseModel], str | None] | None = None
     chance: Callable[[pydantic.BaseModel], dict[str, float]] | None = None
+    data: Callable[[pydantic.BaseModel], str] | None = None
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():

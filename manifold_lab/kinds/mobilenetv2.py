@@ -160,6 +160,14 @@ def chance(params: TrainConfig) -> dict[str, float]:
     return {"test_acc": 1 / classes} if classes else {}
 
 
+def data(params: TrainConfig) -> str:
+    """Where the run's dataset is read from (``manifold_lab.data.registry.find_data``); raises when absent."""
+    from manifold_lab.data.registry import find_data
+
+    d = params.data
+    return find_data(d.name, root=d.root, download=d.download, cache_dir=d.cache_dir)
+
+
 def _variant(run, keys) -> str:
     return ", ".join(f"{k.rsplit('.', 1)[-1]}={run.param(k)}" for k in keys) or "all runs"
 
@@ -371,4 +379,5 @@ KIND = Kind(
     run_batch=run_batch,
     batch_key=batch_key,
     chance=chance,
+    data=data,
 )
