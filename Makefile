@@ -24,7 +24,8 @@ REFERENCE_EXPERIMENTS ?= experiments/figure1_spiral.yaml experiments/theorem1_co
 	experiments/toy_bottleneck_at_scale.yaml experiments/figure6a_linear_bottleneck_cifar10.yaml \
 	experiments/figure6b_shortcuts_cifar10.yaml experiments/width_sweep_cifar10.yaml \
 	experiments/bottleneck_width_cifar10.yaml experiments/budget_ladder_cifar10.yaml \
-	experiments/penalty_location_cifar10.yaml experiments/cover_count.yaml experiments/relu_injectivity.yaml
+	experiments/penalty_location_cifar10.yaml experiments/injective_bottleneck_cifar10.yaml \
+	experiments/cover_count.yaml experiments/relu_injectivity.yaml
 
 .PHONY: install quickstart test test-fast fuzz reference bench clean
 
