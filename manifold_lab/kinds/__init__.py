@@ -20,10 +20,7 @@ The contract::
     )
 
 ``check`` and ``estimate_seconds`` run when the spec is validated, before any
-run starts: ``check`` refuses what the parameter schema alone cannot (a device
-that is not present, a batch larger than the data), ``estimate_seconds`` lets
-``load_spec`` refuse a run estimated above
-``manifold_lab.spec.bounds.MAX_RUN_SECONDS`` unless ``--allow-long`` is given.
+run starts (see ``Kind``).
 
 ``run`` returns the run's *metrics*: a flat dict whose numeric scalars are
 aggregated over seeds (``summary.csv``); lists and nested values (curves per
@@ -75,10 +72,6 @@ __all__ = [
 
 EXTRA_KINDS_ENV = "MANIFOLD_LAB_EXTRA_KINDS"
 
-#: Run statuses a kind's report may see; "diverged" and "damaged" (a metrics.json
-#: that is not a valid done record, see manifold_lab.execution.store) count as failed.
-STATUSES = ("done", "failed", "diverged", "damaged")
-
 
 @dataclass(frozen=True)
 class Kind:
@@ -101,11 +94,14 @@ class Kind:
         and tables, embedded in ``report.md`` after the generic tables.
     check : callable or None
         ``check(params) -> None``; raises ``ValueError`` (one line naming the
-        parameter and the valid choices) for parameters this machine cannot
-        run. Called at validation for every distinct grid point.
+        parameter and the valid choices) for what the schema alone cannot refuse
+        (a device not present, a batch larger than the data). Called at
+        validation for every distinct grid point.
     estimate_seconds : callable or None
         ``estimate_seconds(params) -> float``: a rough upper estimate of one
-        run's CPU time in seconds, computed from the parameters alone (no work).
+        run's CPU time in seconds, from the parameters alone (no work);
+        ``load_spec`` refuses a run above ``manifold_lab.spec.bounds.MAX_RUN_SECONDS``
+        unless ``--allow-long`` is given.
     bookkeeping : tuple of str
         Metrics that describe the run rather than answer a question (parameter
         counts, epochs, speed, a metric that mirrors another): summarized, never
@@ -211,6 +207,8 @@ class RunRecord:
         The resolved params (JSON-like; the kind's model dumped).
     seed : int
     status : {"done", "failed", "diverged", "damaged"}
+        "diverged" and "damaged" (a metrics.json that is not a valid done
+        record, see ``manifold_lab.execution.store``) count as failed.
     metrics : dict
         What ``run`` returned (empty for a failed run).
     run_dir : Path

@@ -13,6 +13,8 @@ of positive channels per ReLU layer (``manifold_lab.train.relu_stats``).
 
 from __future__ import annotations
 
+import math
+
 from manifold_lab.io import md_cell
 from manifold_lab.kinds import Kind, ReportContext, ReportItem, RunContext
 from manifold_lab.train.config import TrainConfig
@@ -58,13 +60,6 @@ def check(params: TrainConfig) -> None:
             raise ValueError(f"data.batch_size={d.batch_size} is larger than the {images} train images of "
                              f"{d.name}{f' (subset {d.subset} per class)' if d.subset else ''}: no batch per epoch; "
                              f"use a batch_size <= {images}")
-    classes = CLASSES.get(d.name)
-    if classes is not None:
-        for key, images in (("relu_stats_images", params.train.relu_stats_images if params.train.relu_stats else None),
-                            ("clean_train_images", params.train.clean_train_images)):
-            if images is not None and images < classes:
-                raise ValueError(f"train.{key}={images} is fewer than the {classes} classes of {d.name}: a "
-                                 f"class-balanced sample needs at least one image per class; use >= {classes}")
     _check_samples(params)
     _check_resolution(params)
     from manifold_lab.models.mobilenetv2 import architecture  # block_N: N within the network's blocks
@@ -78,20 +73,24 @@ def check(params: TrainConfig) -> None:
 
 
 def _check_samples(params: TrainConfig) -> None:
-    """The class-balanced samples the trainer draws must fit the split they are drawn from: the clean
-    train images (``train.clean_train_images // classes`` per class) from the training set as ``data.subset``
-    thins it, the Figure 7 images (``train.relu_stats_images // classes``) from the test split as
-    ``data.eval_subset`` thins it. The message names what the user can change."""
+    """The class-balanced samples the trainer draws need one image per class and must fit the split they
+    are drawn from: the clean train images (``train.clean_train_images // classes`` per class) from the
+    training set as ``data.subset`` thins it, the Figure 7 images (``train.relu_stats_images // classes``)
+    from the test split as ``data.eval_subset`` thins it. The message names what the user can change."""
     d, t = params.data, params.train
     classes = CLASSES.get(d.name)
     if classes is None:
         return
+    relu_images = t.relu_stats_images if t.relu_stats else None
+    for key, images in (("relu_stats_images", relu_images), ("clean_train_images", t.clean_train_images)):
+        if images is not None and images < classes:
+            raise ValueError(f"train.{key}={images} is fewer than the {classes} classes of {d.name}: a "
+                             f"class-balanced sample needs at least one image per class; use >= {classes}")
     train_min, test_min = MIN_PER_CLASS[d.name]
     wanted = (("clean_train_images", t.clean_train_images, "subset", d.subset, train_min, "training"),
-              ("relu_stats_images", t.relu_stats_images if t.relu_stats else None, "eval_subset", d.eval_subset,
-               test_min, "test"))
+              ("relu_stats_images", relu_images, "eval_subset", d.eval_subset, test_min, "test"))
     for key, images, subset_key, subset, smallest, split in wanted:
-        if images is None or images < classes:
+        if images is None:
             continue
         per_class, have = images // classes, min(smallest, subset or smallest)
         if per_class > have:
@@ -111,10 +110,7 @@ def _check_resolution(params: TrainConfig) -> None:
     if size is None:
         return
     preset = PRESETS[m.preset]
-    strides = [preset.get("stem_stride", 2), *(preset.get("stage_strides") or [row[3] for row in TABLE2])]
-    total = 1
-    for s in strides:
-        total *= s
+    total = math.prod([preset.get("stem_stride", 2), *(preset.get("stage_strides") or [row[3] for row in TABLE2])])
     if size < total:
         raise ValueError(f"data.image_size={d.image_size} gives {size} x {size} images, too small for the total stride "
                          f"{total} of the {m.preset} preset (no pixel left at the end); use data.image_size >= {total}"
@@ -166,10 +162,6 @@ def data(params: TrainConfig) -> str:
 
     d = params.data
     return find_data(d.name, root=d.root, download=d.download, cache_dir=d.cache_dir)
-
-
-def _variant(run, keys) -> str:
-    return ", ".join(f"{k.rsplit('.', 1)[-1]}={run.param(k)}" for k in keys) or "all runs"
 
 
 PLATEAU_EPOCHS = 3
@@ -249,6 +241,7 @@ def report(ctx: ReportContext) -> list[ReportItem]:
     import numpy as np
 
     from manifold_lab.io import pyplot, read_text, savefig
+    from manifold_lab.kinds.recoverability import panel_label
 
     plt = pyplot()
     from matplotlib.ticker import MaxNLocator
@@ -259,7 +252,7 @@ def report(ctx: ReportContext) -> list[ReportItem]:
     keys = list(ctx.sweep_keys)
     variants: dict[str, list] = {}
     for r in runs:
-        variants.setdefault(_variant(r, keys), []).append(r)
+        variants.setdefault(panel_label(keys, [r.param(k) for k in keys]), []).append(r)
     items = []
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for i, (label, rs) in enumerate(sorted(variants.items())):

@@ -52,13 +52,7 @@ def group_mean_ci(
             groups.setdefault(r.param(x_key), []).append(float(r.metrics[metric]))
     xs = sorted(groups)
     stats = [describe(groups[x], bounds) for x in xs]
-    return (
-        [float(x) for x in xs],
-        [s["mean"] for s in stats],
-        [s["ci_low"] for s in stats],
-        [s["ci_high"] for s in stats],
-        [s["n"] for s in stats],
-    )
+    return [float(x) for x in xs], *([s[k] for s in stats] for k in ("mean", "ci_low", "ci_high", "n"))
 
 
 def panel_label(keys: Sequence[str], values: Sequence[Any]) -> str:
@@ -143,13 +137,11 @@ def run(params: RecoverabilityParams, seed: int, ctx: RunContext) -> dict:
     Returns the per-depth lists ``<curve>`` for every name in ``CURVES`` (entry
     ``l`` after block ``l + 1``), the scalars ``final_<curve>`` at the last
     block, ``input_twonn_dimension`` (of the embedded input) and ``depth``.
-    Reconstruction errors are of the stack's input ``X_0`` (``N x k``) from the
-    block output; trustworthiness and kNN overlap compare the block output with
-    ``X_0``; the collapsed fraction is that of the block's expansion
-    ``ReLU(B x)`` at the block's input points (``metrics.collapsed_fraction``)
-    and the invertible fraction is Lemma 2's condition on the units in their
-    linear piece (``recovery.relu_preimage``; for ReLU6 a unit saturated at 6
-    counts as inactive). ``X_0`` is centred and scaled to unit RMS norm.
+    The stack's input ``X_0`` (``N x k``) is centred and scaled to unit RMS norm.
+    The collapsed fraction is that of the block's expansion ``ReLU(B x)`` at the
+    block's input points (``metrics.collapsed_fraction``) and the invertible
+    fraction is Lemma 2's condition on the units in their linear piece
+    (``recovery.relu_preimage``; for ReLU6 a unit saturated at 6 counts as inactive).
     """
     from sklearn.utils import check_random_state
 
@@ -176,8 +168,6 @@ def run(params: RecoverabilityParams, seed: int, ctx: RunContext) -> dict:
         curves["error_linear"].append(float(errors["linear"]))
         curves["error_knn"].append(float(errors["knn"]))
         curves["collapsed_fraction"].append(float(metrics.collapsed_fraction(x_in, block.B)))
-        # Lemma 2 on the units in their linear piece: a ReLU6 unit saturated at 6 carries no
-        # information about x either, so it is treated like an inactive one.
         z = block.expansion(x_in)
         linear_piece = (z > 0) & (z < 6) if p.expand_act == "relu6" else z > 0
         _, invertible = recovery.relu_preimage(block.B, np.where(linear_piece, z, 0.0))
@@ -224,10 +214,7 @@ def curve_bands(runs: Sequence[RunRecord], metric: str) -> tuple[np.ndarray, np.
     fraction = any(w in metric for w in ("fraction", "trustworthiness", "overlap")) and \
         values.size and 0 <= values.min() and values.max() <= 1
     stats = [describe(values[:, i], (0.0, 1.0) if fraction else None) for i in range(length)]
-    mean = np.array([s["mean"] for s in stats])
-    lo = np.array([s["ci_low"] for s in stats])
-    hi = np.array([s["ci_high"] for s in stats])
-    return np.arange(1, length + 1), mean, lo, hi
+    return np.arange(1, length + 1), *(np.array([s[k] for s in stats]) for k in ("mean", "ci_low", "ci_high"))
 
 
 def report(ctx: ReportContext) -> list[ReportItem]:

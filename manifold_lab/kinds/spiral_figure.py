@@ -46,7 +46,6 @@ def estimate_seconds(params: SpiralFigureParams) -> float:
     return 4e-6 * params.n_points * sum(d + 50 for d in params.dims)
 
 
-
 #: Per-dimension numbers of manifold_lab.figure1 kept as metrics ``<name>_n<dim>``.
 FIGURE_METRICS = (
     "collapsed_fraction", "invertible_fraction", "error_pinv", "error_linear", "error_knn", "error_preimage",

@@ -127,9 +127,7 @@ def linear_advantage(runs, task: str, act: str) -> list[tuple[float, dict]]:
     from manifold_lab.stats import paired
 
     key = _SCORE[task][0]
-    by = {}
-    for r in runs:
-        by[(r.param("model.width"), r.param("model.bottleneck_act"), r.seed)] = r.metrics[key]
+    by = {(r.param("model.width"), r.param("model.bottleneck_act"), r.seed): r.metrics[key] for r in runs}
     out = []
     for width in sorted({w for w, _, _ in by}):
         seeds = sorted(s for w, a, s in by if w == width and a == "identity" and (width, act, s) in by)
@@ -187,8 +185,7 @@ def report(ctx: ReportContext) -> list[ReportItem]:
                         continue
                     comp = linear_advantage(sub, task, act)
                     xs = [w for w, _ in comp]
-                    mean = [c["mean_diff"] for _, c in comp]
-                    lo, hi = [c["diff_ci_low"] for _, c in comp], [c["diff_ci_high"] for _, c in comp]
+                    mean, lo, hi = ([c[k] for _, c in comp] for k in ("mean_diff", "diff_ci_low", "diff_ci_high"))
                     ax.axhline(0, color="0.5", lw=0.8)
                     for w, c in comp:
                         gaps.append(

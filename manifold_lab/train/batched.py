@@ -57,17 +57,15 @@ def check_members(cfgs: list[TrainConfig]) -> None:
     """``ValueError`` unless the configurations can train as one batch (module docstring)."""
     if not cfgs:
         raise ValueError("a batch needs at least one run")
-    keys = {batch_key(c) for c in cfgs}
-    if len(keys) > 1:
-        first = json.loads(batch_key(cfgs[0]))
-        for cfg in cfgs[1:]:
-            other = json.loads(batch_key(cfg))
-            for section, values in first.items():
-                for key, value in values.items():
-                    if other[section].get(key) != value:
-                        raise ValueError(f"runs of one batch must differ only in the seed and in "
-                                         f"{', '.join('model.' + f for f in MEMBER_FIELDS)}; they differ in "
-                                         f"{section}.{key} ({value!r} and {other[section].get(key)!r})")
+    first = json.loads(batch_key(cfgs[0]))
+    for cfg in cfgs[1:]:
+        other = json.loads(batch_key(cfg))
+        for section, values in first.items():
+            for key, value in values.items():
+                if other[section].get(key) != value:
+                    raise ValueError(f"runs of one batch must differ only in the seed and in "
+                                     f"{', '.join('model.' + f for f in MEMBER_FIELDS)}; they differ in "
+                                     f"{section}.{key} ({value!r} and {other[section].get(key)!r})")
     if cfgs[0].train.grad_clip:
         raise ValueError("train.grad_clip clips the global gradient norm, which would couple the members of a "
                          "batch; train these runs one by one (batch size 1) or drop grad_clip")
@@ -93,7 +91,7 @@ class _Engine:
             if self.ema is not None:
                 load_stacked_state(self.ema.module, [r.state["ema"] for r in group])
         elif any(r.state is not None for r in group):
-            raise RuntimeError("a group mixes resumed and fresh members at one epoch")  # _groups never does
+            raise RuntimeError("a group mixes resumed and fresh members at one epoch")  # train_batch never does
         self.dropouts = [m for m in self.model.modules() if isinstance(m, MemberDropout)]
         for m in self.dropouts:
             m.states = [_device_rng(r.rng, device) for r in group]
@@ -186,20 +184,20 @@ class _Engine:
         return model, optimizer, self.scheduler.state_dict(), ema, rng
 
 
+def _cuda_index(device: torch.device) -> int:
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
 def _device_rng(rng: dict, device: torch.device) -> torch.Tensor:
     """The generator state dropout draws from on ``device`` in a run whose global state is ``rng``."""
-    if device.type == "cuda":
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        return rng["cuda"][index]
-    return rng["torch"]
+    return rng["cuda"][_cuda_index(device)] if device.type == "cuda" else rng["torch"]
 
 
 def _with_device_rng(rng: dict, state: torch.Tensor, device: torch.device) -> dict:
     out = dict(rng)
     if device.type == "cuda":
-        cuda = list(out["cuda"])
-        cuda[device.index if device.index is not None else torch.cuda.current_device()] = state
-        out["cuda"] = cuda
+        out["cuda"] = list(out["cuda"])
+        out["cuda"][_cuda_index(device)] = state
     else:
         out["torch"] = state
     return out
@@ -220,8 +218,6 @@ def train_batch(members: list[tuple[TrainConfig, str | Path, int]], *, resume: b
         raise ValueError("seed-batched training runs in one process; under torchrun train the runs one by one")
     runs = [prepare(cfg, run_dir, seed, d, resume=resume, say=say)
             for (cfg, run_dir, seed), say in zip(members, says)]
-    for run, say in zip(runs, says):
-        run.say = say
     cfg = cfgs[0]
     steps_per_epoch = len(runs[0].train_loader)
     for run in runs:

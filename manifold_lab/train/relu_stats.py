@@ -102,9 +102,8 @@ def relu_stats(model: nn.Module, images: torch.Tensor, *, bn: str = "running", e
                 m.momentum = None  # cumulative average over the calibration batches
             for batch in calibration.split(CALIBRATION_BATCH):
                 model(batch.to(images.device))
-            model.eval()
     thresholds = relu_thresholds(model)
-    records, hooks = [], []
+    records = []
 
     def hook(name):
         def fn(_module, _inputs, out):
@@ -118,8 +117,7 @@ def relu_stats(model: nn.Module, images: torch.Tensor, *, bn: str = "running", e
             })
         return fn
 
-    for name, module in relu_modules(model):
-        hooks.append(module.register_forward_hook(hook(name)))
+    hooks = [module.register_forward_hook(hook(name)) for name, module in relu_modules(model)]
     if bn != "batch":
         model.eval()
     try:

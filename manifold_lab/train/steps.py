@@ -64,10 +64,8 @@ class Steps:
     """How far one run is: ``steps(done)`` after each of ``total`` units (epochs), ``done`` counted from 1.
 
     ``start`` units were done before (a resumed run); the time left is
-    ``elapsed / (done - start) * (total - done)``. Each call goes as a note to the
-    sink (``set_note_sink``: the runner, in a worker process); otherwise a plain line
-    ``label: epoch 4/20, about 0:11:15 left`` goes to ``stream`` (stderr) when it is
-    not a terminal (where the trainer draws its bar instead), unless ``quiet``.
+    ``elapsed / (done - start) * (total - done)``. Where the note goes: the module docstring;
+    the plain line goes to ``stream`` (stderr), unless ``quiet``.
     """
 
     def __init__(self, total: int, start: int = 0, unit: str = "epoch", label: str = "train",

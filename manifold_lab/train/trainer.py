@@ -189,9 +189,8 @@ def prepare(cfg: TrainConfig, run_dir: str | Path, seed: int, d: distributed.Dis
 
     run_dir = Path(run_dir)
     torch.manual_seed(seed)
-    data_cfg = cfg.data.model_dump()
     train_loader, test_loader, num_classes, in_channels = build_loaders(
-        data_cfg, device=d.device, seed=seed, rank=d.rank, world_size=d.world_size,
+        cfg.data.model_dump(), device=d.device, seed=seed, rank=d.rank, world_size=d.world_size,
         channels_last=cfg.train.channels_last)
     model = initial_model(cfg, seed, num_classes, in_channels)
     per_class = per_class_count(cfg.train.relu_stats_images, num_classes, "train.relu_stats_images")
@@ -207,7 +206,7 @@ def prepare(cfg: TrainConfig, run_dir: str | Path, seed: int, d: distributed.Dis
     if cfg.train.channels_last:
         model.to(memory_format=torch.channels_last)
     run = Run(cfg, run_dir, seed, train_loader, test_loader, model, sample, clean,
-              {"config": cfg.model_dump(mode="json"), "seed": seed})
+              {"config": cfg.model_dump(mode="json"), "seed": seed}, say=say)
     if resume and run.ckpt_path.exists():
         state = load_checkpoint(run.ckpt_path)
         if {k: state.get(k) for k in run.config_record} != run.config_record:
@@ -347,8 +346,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool 
         net = torch.compile(net)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
 
-    run.tb = TensorBoardLog.open(run.run_dir, run.epoch * steps_per_epoch, say) if d.is_main else None
-    tb = run.tb
+    tb = run.tb = TensorBoardLog.open(run.run_dir, run.epoch * steps_per_epoch, say) if d.is_main else None
     step = run.epoch * steps_per_epoch
     steps, bar = epoch_progress(cfg, run.epoch, progress and d.is_main)
     steps = steps if d.is_main else (lambda epoch: None)
@@ -382,8 +380,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, seed: int = 0, resume: bool 
                 tb.step(step, loss.item(), optimizer.param_groups[0]["lr"])
             batches.set_postfix(loss=f"{loss.item():.3f}",
                                 img_s=f"{seen * d.world_size / (time.perf_counter() - start):.0f}")
-        flags = distributed.all_reduce_sum([1.0 if run.status == "diverged" else 0.0], d)
-        if flags[0] > 0:
+        if distributed.all_reduce_sum([1.0 if run.status == "diverged" else 0.0], d)[0] > 0:
             run.status = "diverged"
             run.history.append({"epoch": epoch + 1, "status": "diverged"})
             say(f"epoch {epoch + 1}: loss is not finite; stopping (diverged)")
