@@ -24,8 +24,7 @@ from scipy import optimize, stats
 def paired_power(delta: float, n: int, sd: float, *, alpha: float = 0.05, tests: int = 1) -> float:
     """Power of the two-sided paired t test at level ``alpha / tests`` for a true mean difference ``delta``."""
     _check(n, sd, alpha, tests)
-    level = alpha / tests
-    c = stats.t.ppf(1 - level / 2, n - 1)
+    c = stats.t.ppf(1 - alpha / tests / 2, n - 1)
     nc = abs(delta) * math.sqrt(n) / sd
     upper, lower = stats.nct.sf(c, n - 1, nc), stats.nct.cdf(-c, n - 1, nc)
     # scipy's noncentral t gives NaN far in its tails (nc of tens): there the tails are 1 and 0

@@ -46,12 +46,10 @@ NAN = float("nan")
 def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
     """``x̄ ± t_{(1+c)/2, n-1} s / sqrt(n)``; ``(nan, nan)`` when ``n < 2``."""
     x = np.asarray(values, dtype=float)
-    n = x.size
-    if n < 2:
+    if x.size < 2:
         return NAN, NAN
-    mean = float(x.mean())
-    half = float(stats.t.ppf(0.5 + confidence / 2, df=n - 1) * x.std(ddof=1) / math.sqrt(n))
-    return mean - half, mean + half
+    half = float(stats.t.ppf(0.5 + confidence / 2, df=x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
+    return float(x.mean()) - half, float(x.mean()) + half
 
 
 #: How ``bounded_interval`` computes, for reports that name the method.
@@ -61,17 +59,9 @@ BOUNDED_METHOD = "t interval of the mean truncated to the quantity's bounds (sam
 def bounded_interval(
     values: Sequence[float], low: float = 0.0, high: float = 1.0, confidence: float = CONFIDENCE,
 ) -> tuple[float, float]:
-    """Confidence interval of the mean of a quantity bounded in ``[low, high]``, inside the bounds.
-
-    ``t_interval(values)`` intersected with ``[low, high]`` (see the module docstring
-    for why the coverage is unchanged). ``(nan, nan)`` when ``n < 2``; ``(x, x)`` when
-    every value is the same ``x``.
-
-    Raises
-    ------
-    ValueError
-        A value outside ``[low, high]``, or ``low >= high``.
-    """
+    """Confidence interval of the mean of a quantity bounded in ``[low, high]``: ``t_interval(values)``
+    intersected with the bounds (module docstring). ``(nan, nan)`` when ``n < 2``; ``(x, x)`` when every
+    value is the same ``x``. ValueError for a value outside ``[low, high]`` or ``low >= high``."""
     x = np.asarray(values, dtype=float)
     if not high > low:
         raise ValueError(f"bounded_interval needs low < high, got [{low}, {high}]")
@@ -101,23 +91,15 @@ def wilcoxon_min_pairs(alpha: float = 0.05, alternative: str = "two-sided") -> i
 
 
 def describe(values: Sequence[float], bounds: tuple[float, float] | None = None) -> dict[str, float]:
-    """``{"mean", "std", "ci_low", "ci_high", "n"}`` of a sample (``std`` with ddof=1).
-
-    With ``bounds = (low, high)`` the interval is ``bounded_interval`` (inside the
-    bounds), else the t interval of the mean.
-    """
+    """``{"mean", "std", "ci_low", "ci_high", "n"}`` of a sample (``std`` with ddof=1); with ``bounds =
+    (low, high)`` the interval is ``bounded_interval`` (inside the bounds), else the t interval of the mean."""
     x = np.asarray(values, dtype=float)
     n = int(x.size)
     if n == 0:
         return {"mean": NAN, "std": NAN, "ci_low": NAN, "ci_high": NAN, "n": 0}
     low, high = t_interval(x) if bounds is None else bounded_interval(x, *bounds)
-    return {
-        "mean": float(x.mean()),
-        "std": float(x.std(ddof=1)) if n > 1 else NAN,
-        "ci_low": low,
-        "ci_high": high,
-        "n": n,
-    }
+    return {"mean": float(x.mean()), "std": float(x.std(ddof=1)) if n > 1 else NAN, "ci_low": low, "ci_high": high,
+            "n": n}
 
 
 def paired(
@@ -125,17 +107,11 @@ def paired(
 ) -> dict[str, float | int | str]:
     """Compare B with A over shared seeds (``a[i]`` and ``b[i]`` from the same seed).
 
-    With ``bounds = (low, high)`` for the quantity (a fraction: ``(0, 1)``), the
-    interval of the mean difference is ``bounded_interval`` over
-    ``[low - high, high - low]``, so it stays inside ``[-1, 1]`` for fractions;
-    otherwise it is the t interval.
-
-    Returns
-    -------
-    dict
-        ``n``, ``mean_a``, ``mean_b``, ``mean_diff`` (of ``b - a``),
-        ``diff_ci_low``, ``diff_ci_high``, ``t_stat``, ``t_pvalue``,
-        ``wilcoxon_stat``, ``wilcoxon_pvalue`` and ``note`` (why a value is NaN).
+    With ``bounds = (low, high)`` for the quantity (a fraction: ``(0, 1)``), the interval of the mean
+    difference is ``bounded_interval`` over ``[low - high, high - low]`` (inside ``[-1, 1]`` for fractions),
+    otherwise the t interval. Returns ``n``, ``mean_a``, ``mean_b``, ``mean_diff`` (of ``b - a``),
+    ``diff_ci_low``, ``diff_ci_high``, ``t_stat``, ``t_pvalue``, ``wilcoxon_stat``, ``wilcoxon_pvalue`` and
+    ``note`` (why a value is NaN).
     """
     xa = np.asarray(a, dtype=float)
     xb = np.asarray(b, dtype=float)
@@ -145,18 +121,9 @@ def paired(
     n = int(d.size)
     low, high = t_interval(d) if bounds is None else bounded_interval(d, bounds[0] - bounds[1], bounds[1] - bounds[0])
     out: dict[str, float | int | str] = {
-        "n": n,
-        "mean_a": float(xa.mean()) if n else NAN,
-        "mean_b": float(xb.mean()) if n else NAN,
-        "mean_diff": float(d.mean()) if n else NAN,
-        "diff_ci_low": low,
-        "diff_ci_high": high,
-        "t_stat": NAN,
-        "t_pvalue": NAN,
-        "wilcoxon_stat": NAN,
-        "wilcoxon_pvalue": NAN,
-        "note": "",
-    }
+        "n": n, "mean_a": float(xa.mean()) if n else NAN, "mean_b": float(xb.mean()) if n else NAN,
+        "mean_diff": float(d.mean()) if n else NAN, "diff_ci_low": low, "diff_ci_high": high,
+        "t_stat": NAN, "t_pvalue": NAN, "wilcoxon_stat": NAN, "wilcoxon_pvalue": NAN}
     notes = []
     if n < 2:
         notes.append(f"n={n} shared seed{'s' * (n != 1)}: no test")

@@ -32,6 +32,11 @@ STATS = ("mean", "std", "ci_low", "ci_high", "n")
 SCALED = ("mean_a", "mean_b", "mean_diff", "diff_ci_low", "diff_ci_high")
 
 
+def _sample(records: Sequence[RunRecord | None], metric: str) -> list:
+    """The numeric values of ``metric`` over the done runs among ``records``."""
+    return [r.metrics[metric] for r in records if r is not None and r.ok and is_number(r.metrics.get(metric))]
+
+
 def numeric_metrics(records: Sequence[RunRecord]) -> list[str]:
     """Names of the numeric scalar metrics of the done runs, numbers in names sorted by value."""
     names: dict[str, None] = {}
@@ -66,9 +71,7 @@ class Aggregate:
     def __init__(self, root: str | Path) -> None:
         self.store = ResultsStore(root)
         self.spec = self.store.read_spec()
-        self.sweep: dict[str, list] = {
-            k: v for k, v in (self.spec.get("sweep") or {}).items() if k != "seeds"
-        }
+        self.sweep: dict[str, list] = {k: v for k, v in (self.spec.get("sweep") or {}).items() if k != "seeds"}
         self.plan: list[dict] = self.spec["runs"]
         self.records: list[RunRecord | None] = [self.store.record(r) for r in self.plan]
         self.metrics = numeric_metrics([r for r in self.records if r is not None])
@@ -81,14 +84,12 @@ class Aggregate:
         self.compared = [m for m in self.metrics if m not in self.bookkeeping]
         #: the metrics a report without a contrast opens with
         self.lead = [m for m in kind_headline if m in self.metrics] or self.compared[:3]
-        values = {m: [r.metrics[m] for r in self.records if r is not None and r.ok and is_number(r.metrics.get(m))]
-                  for m in self.metrics}
         #: metric -> (0, 1) for the fractions (by name, every value inside [0, 1]).
         self.bounds = {m: (0.0, 1.0) for m in self.metrics
-                       if _BOUNDED_NAME.search(m) and values[m] and 0 <= min(values[m]) and max(values[m]) <= 1}
+                       if _BOUNDED_NAME.search(m) and (v := _sample(self.records, m)) and 0 <= min(v) and max(v) <= 1}
         self.contrast: dict | None = self.spec.get("contrast") or None
         self._comparisons: list[dict] | None = None
-        # grid point key -> {seed: record}
+        #: grid point key -> its planned runs
         self.points: dict[str, list[dict]] = {}
         for run in self.plan:
             self.points.setdefault(self._key(run["sweep_values"]), []).append(run)
@@ -98,26 +99,20 @@ class Aggregate:
 
     def by_seed(self, values: dict) -> dict[int, RunRecord]:
         """Done runs of the grid point ``values``, by seed."""
-        out = {}
-        for run in self.points.get(self._key(values), []):
-            record = self.records[run["index"]]
-            if record is not None and record.ok:
-                out[run["seed"]] = record
-        return out
+        return {run["seed"]: r for run in self.points.get(self._key(values), [])
+                if (r := self.records[run["index"]]) is not None and r.ok}
 
     # ----------------------------------------------------------------- tables
     def summary_rows(self) -> list[dict]:
         rows = []
         for runs in self.points.values():
-            values = runs[0]["sweep_values"]
             records = [self.records[r["index"]] for r in runs]
-            row: dict[str, Any] = {k: values[k] for k in self.sweep}
-            row["runs"] = len(runs)
-            row["done"] = sum(1 for r in records if r is not None and r.ok)
-            row["failed"] = sum(1 for r in records if r is not None and not r.ok)
+            row: dict[str, Any] = {**{k: runs[0]["sweep_values"][k] for k in self.sweep}, "runs": len(runs),
+                                   "done": sum(r is not None and r.ok for r in records),
+                                   "failed": sum(r is not None and not r.ok for r in records)}
             for metric in self.metrics:
-                sample = [r.metrics[metric] for r in records if r is not None and r.ok and is_number(r.metrics.get(metric))]
-                row.update({f"{metric}_{s}": v for s, v in describe(sample, self.bounds.get(metric)).items()})
+                stats = describe(_sample(records, metric), self.bounds.get(metric))
+                row.update({f"{metric}_{s}": v for s, v in stats.items()})
             rows.append(row)
         return rows
 
@@ -151,20 +146,13 @@ class Aggregate:
                     runs_b = self.by_seed({**context, factor: b})
                     seeds = sorted(set(runs_a) & set(runs_b))
                     for metric in self.compared:
-                        shared = [
-                            s for s in seeds
-                            if is_number(runs_a[s].metrics.get(metric))
-                            and is_number(runs_b[s].metrics.get(metric))
-                        ]
-                        result = paired(
-                            [runs_a[s].metrics[metric] for s in shared],
-                            [runs_b[s].metrics[metric] for s in shared],
-                            self.bounds.get(metric),
-                        )
-                        row: dict[str, Any] = {"factor": factor, "value_a": a, "value_b": b}
-                        row.update({k: context.get(k, "") for k in self.sweep})
-                        row["metric"] = metric
-                        row.update(result)
+                        shared = [s for s in seeds if is_number(runs_a[s].metrics.get(metric))
+                                  and is_number(runs_b[s].metrics.get(metric))]
+                        row: dict[str, Any] = {
+                            "factor": factor, "value_a": a, "value_b": b,
+                            **{k: context.get(k, "") for k in self.sweep}, "metric": metric,
+                            **paired([runs_a[s].metrics[metric] for s in shared],
+                                     [runs_b[s].metrics[metric] for s in shared], self.bounds.get(metric))}
                         scale = self.scale(metric)
                         row.update({k: row[k] * scale for k in SCALED})
                         row["unit"] = "percent, difference in points" if scale != 1 else ""

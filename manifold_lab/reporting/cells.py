@@ -58,10 +58,8 @@ def num(value: Any) -> str:
 def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]], limit: int | None = None,
              more: str = "the CSV file") -> str:
     """A markdown table; with ``limit``, at most that many rows and a pointer to ``more``."""
-    lines = ["| " + " | ".join(md_escape(str(h)) for h in header) + " |"]
-    lines.append("|" + "---|" * len(header))
-    for row in rows[:limit]:
-        lines.append("| " + " | ".join(md_escape(_cell(v)) for v in row) + " |")
+    lines = ["| " + " | ".join(md_escape(str(h)) for h in header) + " |", "|" + "---|" * len(header),
+             *("| " + " | ".join(md_escape(_cell(v)) for v in row) + " |" for row in rows[:limit])]
     if limit is not None and len(rows) > limit:
         lines.append(f"\n({len(rows) - limit} more rows in {more})")
     return "\n".join(lines)

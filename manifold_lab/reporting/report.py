@@ -17,11 +17,14 @@ run after a cluster array job: ``manifold-lab report runs/<name>`` (or a committ
     interval, paired t-test, Wilcoxon signed-rank test); a fraction's means in
     percent and its differences in points (``unit``), as in ``report.md``.
 ``report.md``
-    A warning when an arm learned nothing (accuracy at chance, training loss
-    that rose), the answer, the summary and comparison tables, the kind's own
-    figures and tables, every run with its status, the error of every failed
-    run and the commands that regenerate it (quoted: they run as printed).
-    Every number comes from the files; none is typed by hand.
+    About a page, leading with the answer: a warning when an arm learned nothing
+    (accuracy at chance, training loss that rose), the contrast the spec declares
+    (effect size, interval, tests) and the main figure (the kind's first); then the
+    main metric against each swept numeric factor, the summary of the compared
+    metrics, the kind's other figures and tables, the provenance, the runs with the
+    error of every failed one, and the commands that regenerate it (quoted: they
+    run as printed). Every number comes from the files; none is typed by hand; the
+    full tables stay in the CSV files.
 """
 
 from __future__ import annotations
@@ -41,10 +44,9 @@ from manifold_lab.reporting.cells import is_number, md_escape, md_table, natural
 from manifold_lab.reporting.tables import curve_rows, write_tables
 from manifold_lab.spec.sources import display_path
 from manifold_lab.spec.sweep import canonical_json, format_values
-from manifold_lab.stats import BOUNDED_METHOD, paired, wilcoxon_min_pairs
+from manifold_lab.stats import BOUNDED_METHOD, wilcoxon_min_pairs
 
 __all__ = ["aggregate", "headline", "write_report", "write_suite_report"]
-
 
 
 def _odd_runs(done: Sequence[RunRecord]) -> list[str]:
@@ -89,18 +91,17 @@ def _kind_items(agg: Aggregate, kind: Kind | None, out_dir: Path) -> tuple[list[
         return [f"_The kind's figures are missing: {exc}_"], str(exc), []
     if kind.report is None:
         return [], None, []
-    runs = [r for r in agg.records if r is not None]
-    ctx = ReportContext(name=agg.spec["name"], out_dir=out_dir, runs=runs, sweep_keys=list(agg.sweep))
+    ctx = ReportContext(name=agg.spec["name"], out_dir=out_dir, runs=[r for r in agg.records if r is not None],
+                        sweep_keys=list(agg.sweep))
     try:
         items = kind.report(ctx)
     except Exception as exc:  # a broken figure must not lose the tables
         error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-        odd = _odd_runs(ctx.done_runs)
-        if odd:
+        if odd := _odd_runs(ctx.done_runs):
             error += f" (the metrics.json of run {', '.join(odd)} differs in its keys or types from the others')"
         return [f"_The kind's report failed: {md_escape(error)}_"], error, []
     lines: list[str] = []
-    main: list[str] = []
+    main: list[str] = []  # the first figure's block
     for item in items:
         first_figure = item.figure is not None and not main
         block = [f"**{item.title}**" if first_figure else f"### {item.title}", ""]
@@ -130,11 +131,10 @@ def _interval(low: Any, high: Any, scale: float = 1.0, sign: str = "") -> str:
 
 def _mean_interval(row: dict, metric: str, scale: float = 1.0) -> str:
     """``mean [low, high]`` times ``scale``; the mean alone without an interval (one seed), ``–`` without a mean."""
-    mean, low, high = row[f"{metric}_mean"], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
+    mean, interval = row[f"{metric}_mean"], _interval(row[f"{metric}_ci_low"], row[f"{metric}_ci_high"], scale)
     if not is_number(mean):
         return "–"
-    return (f"{num(mean * scale)} {_interval(low, high, scale)}" if is_number(low) and is_number(high)
-            else num(mean * scale))
+    return num(mean * scale) if interval == "–" else f"{num(mean * scale)} {interval}"
 
 
 def _p(value: Any) -> str:
@@ -142,12 +142,8 @@ def _p(value: Any) -> str:
 
 
 def contrast_rows(agg: Aggregate) -> list[dict]:
-    """The declared contrast ``b - a`` of its metric at each setting of the other factors (numeric order).
-
-    The rows of ``comparisons.csv`` (``Aggregate.comparison_rows``: paired over the seeds both
-    values completed, a fraction in percent and points) for the contrast; settings where no
-    seed has both are left out.
-    """
+    """The rows of ``comparisons.csv`` (``Aggregate.comparison_rows``) of the declared contrast ``b - a`` of
+    its metric, at each setting of the other factors (numeric order) where some seed has both values."""
     c = agg.contrast
     if not c or c["factor"] not in agg.sweep:
         return []
@@ -180,12 +176,11 @@ def learning_warnings(agg: Aggregate) -> list[str]:
         levels = agg.kind.chance(agg.kind.params.model_validate(done[0].params)) if agg.kind and agg.kind.chance else {}
         for metric, level in levels.items():
             values = [r.metrics[metric] for r in done if is_number(r.metrics.get(metric))]
-            if values and sum(values) / len(values) <= level + CHANCE_MARGIN:
-                lines.append(f"{arm}: {metric} {100 * sum(values) / len(values):.1f}% over {len(values)} run(s) is "
+            if values and (mean := sum(values) / len(values)) <= level + CHANCE_MARGIN:
+                lines.append(f"{arm}: {metric} {100 * mean:.1f}% over {len(values)} run(s) is "
                              f"at chance level ({100 * level:.1f}%, 1 / classes; the margin is "
                              f"{100 * CHANCE_MARGIN:g} points)")
-        rose = sum(_loss_rose(r) for r in done)
-        if rose:
+        if rose := sum(_loss_rose(r) for r in done):
             lines.append(f"{arm}: the training loss rose (last epoch above the first) in {rose} of {len(done)} run(s)")
     return lines
 
@@ -217,12 +212,11 @@ def headline(agg: Aggregate, link: str = "") -> list[str]:
                   _p(r["wilcoxon_pvalue"]) if is_number(r["wilcoxon_pvalue"])
                   else "too few pairs" if "too few" in r["note"] else "–"]
                  for r in rows]
-        lines += [md_table(header, table, limit=_PAGE_ROWS, more=f"{link}comparisons.csv"), "",
-                  "B - A: mean of the per-seed differences with its 95% interval ("
-                  + ("t interval truncated to [-100, 100] points" if points else "t interval") + "); paired t-test; the "
-                  "Wilcoxon signed-rank test only where the non-zero pairs can reach p < 0.05 "
-                  f"(at least {wilcoxon_min_pairs()}).", ""]
-        return lines
+        return lines + [md_table(header, table, limit=_PAGE_ROWS, more=f"{link}comparisons.csv"), "",
+                        "B - A: mean of the per-seed differences with its 95% interval ("
+                        + ("t interval truncated to [-100, 100] points" if points else "t interval")
+                        + "); paired t-test; the Wilcoxon signed-rank test only where the non-zero pairs can reach "
+                        f"p < 0.05 (at least {wilcoxon_min_pairs()}).", ""]
     if c:
         return [*lines, f"_The declared contrast ({c['metric']}: {c['b']} - {c['a']}) has no seed with both values "
                 "done yet._", ""]
@@ -253,10 +247,6 @@ def _main_metric(agg: Aggregate) -> str | None:
     return agg.lead[0] if agg.lead else None
 
 
-def _interval_method(agg: Aggregate, metric: str) -> str:
-    return BOUNDED_METHOD if metric in agg.bounds else "t interval of the mean"
-
-
 def _factor_plots(agg: Aggregate, out: Path) -> list[str]:
     """One figure per swept numeric factor: the main metric (mean, 95% interval) against it."""
     metric = _main_metric(agg)
@@ -279,10 +269,9 @@ def _factor_plots(agg: Aggregate, out: Path) -> list[str]:
         fig, ax = plt.subplots(figsize=(5.6, 3.6))
         for i, (label, rows) in enumerate(list(groups.items())[:10]):
             rows.sort(key=lambda r: r[factor])
-            mean = [r[f"{metric}_mean"] for r in rows]
-            low = [r[f"{metric}_ci_low"] if is_number(r[f"{metric}_ci_low"]) else m for r, m in zip(rows, mean)]
-            high = [r[f"{metric}_ci_high"] if is_number(r[f"{metric}_ci_high"]) else m for r, m in zip(rows, mean)]
-            mean, low, high = ([v * scale for v in vs] for vs in (mean, low, high))
+            # an interval end that is undefined (one seed) is the mean
+            mean, low, high = ([(v if is_number(v := r[f"{metric}_{k}"]) else r[f"{metric}_mean"]) * scale
+                                for r in rows] for k in ("mean", "ci_low", "ci_high"))
             ax.errorbar([r[factor] for r in rows], mean,
                         yerr=[[m - lo for m, lo in zip(mean, low)], [hi - m for m, hi in zip(mean, high)]],
                         marker="o", ms=4, capsize=3, color=f"C{i}", label=label)
@@ -303,7 +292,7 @@ def _factor_plots(agg: Aggregate, out: Path) -> list[str]:
         plt.close(fig)
         lines += [f"![{metric} against {factor}]({name})", "",
                   f"*{metric} against `{factor}`: mean over up to {n} seeds, bars = 95% interval "
-                  f"({_interval_method(agg, metric)}).*", ""]
+                  f"({BOUNDED_METHOD if metric in agg.bounds else 't interval of the mean'}).*", ""]
     return lines
 
 
@@ -332,13 +321,7 @@ def _provenance_lines(agg: Aggregate) -> list[str]:
 
 
 def write_report(root: str | Path, kind: Kind | None = None) -> tuple[Path, str | None]:
-    """Write ``summary.csv``, ``comparisons.csv`` and ``report.md`` into ``root``.
-
-    ``report.md`` leads with the answer: the contrast the spec declares (effect size,
-    interval, tests) and the main figure (the kind's first); then the main metric
-    against each swept numeric factor, the summary of the compared metrics, the
-    kind's other figures and tables, the provenance and the runs; about a page (the
-    full tables stay in the CSV files).
+    """Write ``summary.csv``, ``comparisons.csv`` and ``report.md`` (module docstring) into ``root``.
 
     Returns the path of ``report.md`` and the error of the kind's report hook
     (None when it worked). The outputs (``report.md``, the four CSV files, the figures)
@@ -354,23 +337,18 @@ def _write_report(agg: Aggregate, stage: Path, kind: Kind | None) -> str | None:
     """``write_report`` with every output written into ``stage``; returns the kind's report error."""
     out = agg.store.root
     sweep_keys = list(agg.sweep)
-    summary = agg.summary_rows()
-    summary_cols = [*sweep_keys, "runs", "done", "failed"] + [
-        f"{m}_{s}" for m in agg.metrics for s in STATS
-    ]
-    io.write_text(stage / "summary.csv", to_csv(summary, summary_cols))
-    comparisons = agg.comparison_rows()
+    summary_cols = [*sweep_keys, "runs", "done", "failed", *(f"{m}_{s}" for m in agg.metrics for s in STATS)]
+    io.write_text(stage / "summary.csv", to_csv(agg.summary_rows(), summary_cols))
     comparison_cols = ["factor", "value_a", "value_b", *sweep_keys, "metric", "n", "mean_a", "mean_b",
                        "mean_diff", "diff_ci_low", "diff_ci_high", "unit", "t_stat", "t_pvalue",
                        "wilcoxon_stat", "wilcoxon_pvalue", "note"]
-    io.write_text(stage / "comparisons.csv", to_csv(comparisons, comparison_cols))
+    io.write_text(stage / "comparisons.csv", to_csv(agg.comparison_rows(), comparison_cols))
     write_tables(out, stage)  # curves.csv, finals.csv (manifold_lab.reporting.tables)
 
-    spec = agg.spec
-    records = agg.records
-    n_done = sum(1 for r in records if r is not None and r.ok)
-    n_failed = sum(1 for r in records if r is not None and not r.ok)
-    n_pending = sum(1 for r in records if r is None)
+    spec, records = agg.spec, agg.records
+    n_done = sum(r is not None and r.ok for r in records)
+    n_failed = sum(r is not None and not r.ok for r in records)
+    n_pending = records.count(None)
     seeds = (spec.get("sweep") or {}).get("seeds", [])
     kind_lines, kind_error, main_figure = _kind_items(agg, kind, stage)
 
@@ -384,8 +362,7 @@ def _write_report(agg: Aggregate, stage: Path, kind: Kind | None) -> str | None:
               f"{len(records)} runs: {n_done} done, {n_failed} failed, {n_pending} not run.", "",
               "## The answer", "", *headline(agg), *main_figure]
 
-    factor_lines = _factor_plots(agg, stage)
-    if factor_lines:
+    if factor_lines := _factor_plots(agg, stage):
         lines += ["## Against each swept numeric factor", "", *factor_lines]
 
     main = _main_metric(agg)
@@ -431,8 +408,8 @@ def _write_report(agg: Aggregate, stage: Path, kind: Kind | None) -> str | None:
 
 
 def write_suite_report(suite, root: Path, lines: list[str], command: str) -> Path:
-    """``root/report.md`` of a suite (``manifold_lab.spec.suite.Suite``): one section per part: its answer (the numbers its own report
-    opens with), its summary line, its figures and a link to its report."""
+    """``root/report.md`` of a suite (``manifold_lab.spec.suite.Suite``): one section per part: its answer (the
+    numbers its own report opens with), its summary line, its figures and a link to its report."""
     out = [f"# {suite.name}", "", suite.description, "", "Regenerate (completed runs are skipped):", "",
            f"    {command}", ""]
     for spec, line in zip(suite.parts, lines):

@@ -69,27 +69,24 @@ def curve_rows(record) -> list[tuple[int, str, float]]:
     log = _epoch_log(record.run_dir)
     if log:
         return [(row["epoch"], k, v) for row in log for k, v in row.items() if k != "epoch" and _is_number(v)]
-    out = []
-    for key, values in record.metrics.items():
-        if key.startswith(CURVE_PREFIX) and isinstance(values, list):
-            out += [(i + 1, key[len(CURVE_PREFIX):], v) for i, v in enumerate(values) if _is_number(v)]
+    out = [(i + 1, key[len(CURVE_PREFIX):], v) for key, values in record.metrics.items()
+           if key.startswith(CURVE_PREFIX) and isinstance(values, list) for i, v in enumerate(values) if _is_number(v)]
     return sorted(out, key=lambda row: row[0])  # stable: metrics keep their order within an epoch
+
+
+def _run_cells(study: str, run: dict, factors: list[str]) -> dict:
+    return {"study": study, "run_id": run["run_id"], "seed": run["seed"],
+            **{f: run["sweep_values"].get(f) for f in factors}}
 
 
 def final_rows(study: str, plan: list[dict], records: list, factors: list[str]) -> tuple[list[dict], list[str]]:
     """The rows of ``finals.csv`` and its metric columns."""
-    metrics: dict[str, None] = {}
-    for record in records:
-        if record is not None:
-            metrics.update((k, None) for k, v in record.metrics.items() if _is_number(v))
+    metrics = dict.fromkeys(k for r in records if r is not None for k, v in r.metrics.items() if _is_number(v))
     rows = []
     for run, record in zip(plan, records):
-        row = {"study": study, "run_id": run["run_id"], "seed": run["seed"],
-               **{f: run["sweep_values"].get(f) for f in factors},
-               "status": record.status if record is not None else "not run"}
+        row = {**_run_cells(study, run, factors), "status": record.status if record is not None else "not run"}
         if record is not None:
-            row.update({k: v for k, v in record.metrics.items() if _is_number(v)})
-            row["error"] = record.error
+            row.update({k: v for k, v in record.metrics.items() if _is_number(v)}, error=record.error)
         rows.append(row)
     return rows, list(metrics)
 
@@ -105,13 +102,10 @@ def write_tables(root: str | Path, out: str | Path | None = None) -> tuple[Path,
     records = [store.record(run) for run in plan]
 
     curve_columns = ["study", "run_id", *factors, "seed", "epoch", "metric", "value"]
-    curves = (
-        {"study": study, "run_id": run["run_id"], **{f: run["sweep_values"].get(f) for f in factors},
-         "seed": run["seed"], "epoch": epoch, "metric": metric, "value": value}
-        for run, record in zip(plan, records) if record is not None
-        for epoch, metric, value in curve_rows(record)
-    )
-    curves_path = io.write_text(out / CURVES_FILE, to_csv(list(curves), curve_columns))
+    curves = [{**_run_cells(study, run, factors), "epoch": epoch, "metric": metric, "value": value}
+              for run, record in zip(plan, records) if record is not None
+              for epoch, metric, value in curve_rows(record)]
+    curves_path = io.write_text(out / CURVES_FILE, to_csv(curves, curve_columns))
     rows, metrics = final_rows(study, plan, records, factors)
     final_columns = ["study", "run_id", *factors, "seed", "status", *metrics, "error"]
     finals_path = io.write_text(out / FINALS_FILE, to_csv(rows, final_columns))

@@ -4,17 +4,11 @@ Every number is read from a committed results folder (``results/<study>/``) and
 every verdict is drawn by one rule, so the table regenerates with
 ``manifold-lab claims`` and nothing in it is typed by hand.
 
-Claims as data: every row is a declaration evaluated by one function per kind of
-rule. A claim stated as paired differences over seeds is a ``ClaimSpec``
-(``PAIRED_CLAIMS``): the study, and one or more ``PairedTest`` (metric, the arm
-the paper predicts higher ``a`` and the other ``b``, optionally a factor
-``across`` whose two levels turn the contrast into a difference of gaps, the
-predicted sign, the alternative), plus descriptive extras (gaps per level,
-relative gap and error ratio, slope against log level); ``evaluate`` turns them
-all into rows at once (one Holm family). Every other row is a ``Row``
-(``ROWS``: Figure 7, Theorem 1, Figure 1, the probe correlation, the ID profile):
-its wording, what it reads and the name of its rule, evaluated by ``RULES[rule]``.
-Adding a study adds a declaration, not code.
+Claims as data: a claim stated as paired differences over seeds is a
+``ClaimSpec`` of ``PairedTest`` s (``PAIRED_CLAIMS``), all evaluated at once by
+``evaluate`` (one Holm family); every other row is a ``Row`` (``ROWS``: Figure 7,
+Theorem 1, Figure 1, the probe correlation, the ID profile) evaluated by
+``RULES[row.rule]``. Adding a study adds a declaration, not code.
 
 The rule that turns a row's tests into its verdict is ``manifold_lab.reproduction.verdict``;
 ``manifold_lab.reproduction.readme`` renders the rows as ``results/README.md``.

@@ -98,10 +98,7 @@ def trainings(results: str | Path = "results") -> dict[str, dict[tuple, Path]]:
     """
     out: dict[str, dict[tuple, Path]] = {}
     for run in sorted(Path(results).glob("*/runs/*")):
-        if not run.is_dir() or _done(run) is None or METRIC not in _done(run):
-            continue
-        key = canonical_id(run)
-        if key is None:
+        if not run.is_dir() or METRIC not in (_done(run) or {}) or (key := canonical_id(run)) is None:
             continue
         seen = out.setdefault(key, {})
         t = _training(run)
@@ -137,24 +134,20 @@ def twins(results: str | Path = "results") -> list[dict]:
     """One row per network (validated configuration and seed) and non-CPU device that trained it, paired
     with the network's CPU training: the earliest training on each side (sorted by network, seed)."""
     rows = []
-    for found in trainings(results).values():
-        by_device = _by_device(found)
-        if "CPU" not in by_device:
-            continue
-        twin = by_device["CPU"][0]
-        rows += [_row(runs[0], twin) for device, runs in sorted(by_device.items()) if device not in ("CPU", "unknown")]
+    for by_device in map(_by_device, trainings(results).values()):
+        if "CPU" in by_device:
+            rows += [_row(runs[0], by_device["CPU"][0]) for device, runs in sorted(by_device.items())
+                     if device not in ("CPU", "unknown")]
     return sorted(rows, key=lambda r: (r["network"], r["seed"], r["device"]))
 
 
 def repeats(results: str | Path = "results") -> list[dict]:
     """Networks trained more than once on one device, by separate runs: ``{network, seed, device, runs, accs}``."""
-    rows = []
-    for found in trainings(results).values():
-        for device, runs in sorted(_by_device(found).items()):
-            if len(runs) > 1 and device != "unknown":
-                rows.append({"network": _network(runs[0]), "seed": int(_config(runs[0])["seed"]), "device": device,
-                             "runs": [f"{r.parent.parent.name}/{r.name}" for r in runs],
-                             "accs": [float(_done(r)[METRIC]) for r in runs]})
+    rows = [{"network": _network(runs[0]), "seed": int(_config(runs[0])["seed"]), "device": device,
+             "runs": [f"{r.parent.parent.name}/{r.name}" for r in runs],
+             "accs": [float(_done(r)[METRIC]) for r in runs]}
+            for found in trainings(results).values() for device, runs in sorted(_by_device(found).items())
+            if len(runs) > 1 and device != "unknown"]
     return sorted(rows, key=lambda r: (r["network"], r["seed"], r["device"]))
 
 
@@ -191,8 +184,7 @@ def section(results: str | Path = "results") -> list[str]:
         text = {k: io.md_cell(str(v)) for k, v in r.items()}  # labels read from run records
         lines.append(f"| {text['network']} | {r['seed']} | {text['run']} ({text['device']}, {text['torch']}) | "
                      f"{text['twin']} ({text['twin_device']}, {text['twin_torch']}) | {r['acc']:.4f} | "
-                     f"{r['twin_acc']:.4f} | "
-                     f"{(r['acc'] - r['twin_acc']) * 100:+.2f} |")
+                     f"{r['twin_acc']:.4f} | {(r['acc'] - r['twin_acc']) * 100:+.2f} |")
     if again:
         same = sum(len(set(r["accs"])) == 1 for r in again)
         lines += ["", f"The same network trained again on the same device by a separate run (another session or "
@@ -200,6 +192,5 @@ def section(results: str | Path = "results") -> list[str]:
                   f"{len(again)} networks.", "",
                   "| network | seed | device | runs | test accuracy |", "|---|---|---|---|---|"]
         lines += [f"| {io.md_cell(r['network'])} | {r['seed']} | {io.md_cell(r['device'])} | "
-                  f"{io.md_cell(', '.join(r['runs']))} | "
-                  f"{', '.join(f'{a:.4f}' for a in r['accs'])} |" for r in again]
+                  f"{io.md_cell(', '.join(r['runs']))} | {', '.join(f'{a:.4f}' for a in r['accs'])} |" for r in again]
     return lines + [""]

@@ -82,9 +82,8 @@ def recompute(folder: str | Path) -> list[Path]:
         if data is None or "sample" not in data or step0_records(run) is not None:
             continue
         cfg = TrainConfig.model_validate(run.params)
-        train_loader, test_loader, classes, channels = build_loaders(cfg.data.model_dump(), device="cpu",
-                                                                     seed=run.seed,
-                                                                     channels_last=cfg.train.channels_last)
+        train_loader, test_loader, classes, channels = build_loaders(
+            cfg.data.model_dump(), device="cpu", seed=run.seed, channels_last=cfg.train.channels_last)
         per_class = int(data["sample"]["per_class"])
         sample = balanced_sample(test_loader, per_class)[0]
         with torch.random.fork_rng(devices=[]):

@@ -79,21 +79,14 @@ def run_profiles(results: str | Path = "results") -> list[dict]:
                 continue
             seen.add(r.run_id)
             probe = json.loads(io.read_text(path, what="a run's probe.json"))
-            stages = {}
+            entry = {"study": study, "run_id": r.run_id, "seed": r.seed, "variant": r.param("model.bottleneck_act"),
+                     "condition": ", ".join(f"{k}={v}" for k, v in sorted(r.sweep_values.items())
+                                            if k != "model.bottleneck_act") or "all"}
             for stage in ("step0", "final"):
                 blocks, ids, spreads = profile((probe.get(stage) or {}).get("records", []))
-                stages[stage] = {"block": blocks.tolist(), "id": ids.tolist(), "spread": spreads.tolist()}
-            b0, bf = stages["step0"], stages["final"]
-            out.append({
-                "study": study, "run_id": r.run_id, "seed": r.seed, "variant": r.param("model.bottleneck_act"),
-                "condition": ", ".join(f"{k}={v}" for k, v in sorted(r.sweep_values.items())
-                                       if k != "model.bottleneck_act") or "all",
-                "step0": b0, "final": bf,
-                "hunchback_final": is_hunchback(np.array(bf["id"]), np.array(bf["spread"])),
-                "hunchback_step0": is_hunchback(np.array(b0["id"]), np.array(b0["spread"])),
-                "flat_step0": is_flat(np.array(b0["id"]), np.array(b0["spread"])),
-                "flat_final": is_flat(np.array(bf["id"]), np.array(bf["spread"])),
-            })
+                entry[stage] = {"block": blocks.tolist(), "id": ids.tolist(), "spread": spreads.tolist()}
+                entry[f"hunchback_{stage}"], entry[f"flat_{stage}"] = is_hunchback(ids, spreads), is_flat(ids, spreads)
+            out.append(entry)
     return out
 
 
@@ -146,12 +139,11 @@ def write_check(results: str | Path = "results", out: str | Path = "runs/probe_p
               "hunchback_step0", "flat_final", "peak_block_final", "id_first_final", "id_peak_final", "id_last_final"]
     rows = []
     for r in runs:
-        ids = r["final"]["id"]
-        j = int(np.argmax(ids)) if ids else None
-        rows.append({**{k: r[k] for k in fields[:9]},
-                     "peak_block_final": r["final"]["block"][j] if ids else "",
-                     "id_first_final": f"{ids[0]:.3f}" if ids else "", "id_peak_final": f"{ids[j]:.3f}" if ids else "",
-                     "id_last_final": f"{ids[-1]:.3f}" if ids else ""})
+        rows.append({k: r[k] for k in fields[:9]})
+        if ids := r["final"]["id"]:  # else the four cells stay empty
+            j = int(np.argmax(ids))
+            rows[-1].update({"peak_block_final": r["final"]["block"][j], "id_first_final": f"{ids[0]:.3f}",
+                             "id_peak_final": f"{ids[j]:.3f}", "id_last_final": f"{ids[-1]:.3f}"})
     io.write_text(out / "id_profile.csv", io.csv_text(rows, fields))
     io.write_json(out / "id_profile.json", payload)
     if any(r["condition"] == "all" for r in runs):

@@ -24,7 +24,6 @@ import numpy as np
 from scipy import stats as sps
 
 LOSS_KEY = "probe_final_r2_input_linear_mean"
-ACT_KEY = {"mobilenetv2": "model.bottleneck_act", "toy_bottleneck": "model.bottleneck_act"}
 ACCURACY_KEYS = ("test_acc", "test_accuracy")
 MIN_SEEDS, MIN_CONDITIONS, N_BOOT = 3, 6, 10_000
 PREDICTS, OPPOSITE, NO_PREDICTION = ("the lost information predicts the penalty", "it predicts the opposite",
@@ -35,12 +34,11 @@ def conditions(folder: str | Path, loss_key: str = LOSS_KEY, *, perf_keys: tuple
                lower_is_better: bool = False, relu6_only: bool = False) -> list[dict]:
     """The conditions of one results folder: ``{study, condition, seeds, run_ids, penalty, loss}`` each.
 
-    The primary analysis uses the defaults: penalty = accuracy(linear) - accuracy(ReLU6) and loss =
-    ``loss_key``(linear) - ``loss_key``(ReLU6), means over the paired seeds. ``perf_keys`` with
-    ``lower_is_better`` gives the penalty of an error (``("test_nmse",)``: nmse(ReLU6) - nmse(linear));
-    ``relu6_only`` makes the loss the ReLU6 arm's own ``loss_key`` (a measure that is 0 by construction
-    in the linear arm). Conditions with fewer than ``MIN_SEEDS`` seeds that completed both arms and carry
-    ``loss_key`` are left out; a toy ``regress`` task has no accuracy and enters only with ``test_nmse``.
+    The defaults are the primary analysis (module docstring). ``perf_keys`` with ``lower_is_better`` gives
+    the penalty of an error (``("test_nmse",)``: nmse(ReLU6) - nmse(linear)); ``relu6_only`` makes the loss
+    the ReLU6 arm's own ``loss_key`` (a measure that is 0 by construction in the linear arm). Conditions
+    with fewer than ``MIN_SEEDS`` seeds that completed both arms and carry ``loss_key`` are left out; a toy
+    ``regress`` task has no accuracy and enters only with ``test_nmse``.
     """
     from manifold_lab.reporting.cells import natural_key
     from manifold_lab.reproduction.records import done_runs
@@ -80,12 +78,9 @@ def _spearman(a, b, axis: int = -1):
 
 
 def spearman_bootstrap(loss, penalty, *, n_boot: int = N_BOOT, seed: int = 0) -> dict:
-    """Spearman's rho of ``loss`` and ``penalty`` (one value per condition) and its 95% percentile bootstrap interval.
-
-    ``manifold_lab.stats.bootstrap_interval`` (``scipy.stats.bootstrap`` over the conditions, ``n_boot``
-    resamples, generator seeded with ``seed``); resamples in which either vector is constant (rho undefined)
-    are left out; ``boot_used`` says how many remained.
-    """
+    """Spearman's rho of ``loss`` and ``penalty`` (one value per condition) and its 95% percentile bootstrap
+    interval (``manifold_lab.stats.bootstrap_interval`` over the conditions, ``n_boot`` resamples from ``seed``;
+    ``boot_used``: the resamples where rho is defined)."""
     from manifold_lab.stats import bootstrap_interval
 
     loss, penalty = np.asarray(loss, dtype=float), np.asarray(penalty, dtype=float)
@@ -110,8 +105,6 @@ def verdict(result: dict) -> str:
 #: The later CIFAR-10 studies of issue 11 enter by the second dated addendum of the pre-registration.
 STUDIES = ("figure6a_linear_bottleneck_cifar10", "width_sweep_cifar10", "figure6b_shortcuts_cifar10",
            "budget_ladder_cifar10", "bottleneck_width_cifar10", "toy_linear_bottleneck", "toy_bottleneck_at_scale")
-
-
 #: The CIFAR-10 studies; the pre-registered data include them, so no verdict is drawn without them
 #: (the dated addendum of experiments/probe_penalty_correlation.md).
 CIFAR_STUDIES = STUDIES[:5]
@@ -160,7 +153,7 @@ def secondary(results: str | Path = "results") -> list[dict]:
         studies = {"cifar": CIFAR_STUDIES, "toy": tuple(s for s in STUDIES if s not in CIFAR_STUDIES)}.get(which, STUDIES)
         points = distinct([c for study in studies for c in conditions(results / study, key, **options)])
         res = spearman_bootstrap([c["loss"] for c in points], [c["penalty"] for c in points]) if len(points) >= 3 \
-            else {"rho": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": len(points), "boot_used": 0}
+            else {**spearman_bootstrap([], []), "n": len(points)}  # no bootstrap below 3 conditions
         out.append({"analysis": name, "loss_key": key, **res})
     return out
 
@@ -178,12 +171,9 @@ def pending_studies(results: Path, points: list[dict]) -> list[str]:
 
     have = {c["study"] for c in points}
     out = []
-    for name in CIFAR_STUDIES:
-        folder = results / name
-        if name in have:
-            continue
-        if (folder / "plan.json").exists():
-            acts = swept_values(folder, "model.bottleneck_act")
+    for name in [s for s in CIFAR_STUDIES if s not in have]:
+        if (results / name / "plan.json").exists():
+            acts = swept_values(results / name, "model.bottleneck_act")
         else:  # not run: what its experiment file sweeps
             spec = repo_root() / "experiments" / f"{name}.yaml"
             sweep = (yaml.safe_load(spec.read_text()) or {}).get("sweep", {}) if spec.is_file() else {}
@@ -200,8 +190,7 @@ def analyse(results: str | Path = "results", *, with_secondary: bool = True) -> 
     table, which shows the primary analysis only, leaves them out)."""
     results = Path(results)
     points = distinct([c for name in STUDIES for c in conditions(results / name)])
-    res = spearman_bootstrap([c["loss"] for c in points], [c["penalty"] for c in points]) if points else \
-        {"rho": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": 0, "boot_used": 0}
+    res = spearman_bootstrap([c["loss"] for c in points], [c["penalty"] for c in points])
     cifar = any(c["study"] in CIFAR_STUDIES for c in points)
     pending = pending_studies(results, points)
     rule = verdict(res) if cifar else WAITING
@@ -215,14 +204,10 @@ def analyse(results: str | Path = "results", *, with_secondary: bool = True) -> 
 
 
 def write_study(results: str | Path = "results", out: str | Path | None = None) -> dict:
-    """Run the pre-registered analysis over ``STUDIES`` in ``results``; write it into ``out``.
-
-    Files: ``conditions.csv`` (one row per condition), ``correlation.json``
-    (rho, interval, verdict, the rule's constants; ``WAITING`` instead of a verdict
-    while no CIFAR-10 condition is there) and, with at least one
-    condition, ``scatter.png`` (x = loss, y = penalty, one point per
-    condition, colour = study). Returns the JSON payload.
-    """
+    """Run the pre-registered analysis (``analyse``) over ``STUDIES`` in ``results``; write into ``out``
+    ``conditions.csv`` (one row per condition), ``correlation.json`` (the payload, which is returned), with
+    at least one condition ``scatter.png`` (x = loss, y = penalty, one point per condition, colour = study),
+    the geometry check (``id_profile.write_check``) and ``report.md``."""
     from manifold_lab import io
 
     results = Path(results)

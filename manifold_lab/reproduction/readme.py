@@ -48,16 +48,12 @@ def budget_numbers(results: str | Path = "results", spec: str = BUDGET_SPEC) -> 
     from manifold_lab.data.base import repo_root
     from manifold_lab.spec import load_spec
 
-    path = Path(spec) if Path(spec).exists() else repo_root() / spec
-    spec_obj = load_spec(path)
+    spec_obj = load_spec(Path(spec) if Path(spec).exists() else repo_root() / spec)
     cfg = spec_obj.params
     classes = 100 if cfg.data.name == "cifar100" else 10
     train_images = cfg.data.subset * classes
-    seconds = []
-    for r in done_runs(Path(results) / Path(spec).stem):
-        status = r.run_dir / "status.json"
-        if status.exists():
-            seconds.append(float(json.loads(io.read_text(status)).get("seconds") or 0))
+    seconds = [float(json.loads(io.read_text(status)).get("seconds") or 0)
+               for r in done_runs(Path(results) / Path(spec).stem) if (status := r.run_dir / "status.json").exists()]
     return {"per_class": cfg.data.subset, "train_images": train_images, "test_per_class": cfg.data.eval_subset,
             "test_images": cfg.data.eval_subset * classes, "epochs": cfg.train.epochs,
             "batch_size": cfg.data.batch_size, "steps": cfg.train.epochs * (train_images // cfg.data.batch_size),
@@ -76,7 +72,7 @@ def trained_where(results: str | Path = "results") -> str:
         devices = devices_of(dirs)
         if "cifar10" in name and devices:
             cores = sorted({(provenance.read(d) or {}).get("cpu_count") for d in dirs} - {None})
-            label = devices_text(devices, " runs") if len(devices) > 1 else next(iter(devices))
+            label = devices_text(devices, " runs")
             label += f", {'/'.join(map(str, cores))} cores" if label == "CPU" and cores else ""
             where.setdefault(label, []).append(name)
     return "; ".join(f"{label}: {', '.join(names)}" for label, names in where.items()) or "none has run yet"
@@ -134,9 +130,13 @@ def _family_table(rows: list[Claim]) -> list[str]:
             adj = "" if math.isnan(t.p_adj) else f"{t.p_adj:.2g}"
             role = " (descriptive)" if t.spec.role == "descriptive" else ""
             power = "" if math.isnan(t.detectable()) else f"{100 * t.detectable():.2f}"
-            cells = [c.claim, t.spec.label, str(t.summary["n"]), mean, power, p, adj, t.verdict + role]
-            lines.append("| " + " | ".join(map(md_cell, cells)) + " |")
+            lines.append(_table_row([c.claim, t.spec.label, str(t.summary["n"]), mean, power, p, adj,
+                                     t.verdict + role]))
     return lines + [""]
+
+
+def _table_row(cells: list[str]) -> str:
+    return "| " + " | ".join(map(md_cell, cells)) + " |"
 
 
 def render(rows: list[Claim], results: str | Path = "results") -> str:
@@ -158,17 +158,14 @@ def render(rows: list[Claim], results: str | Path = "results") -> str:
         "| claim of the paper | the paper's evidence | ours | verdict | regenerate |",
         "|---|---|---|---|---|",
     ]
-    for c in rows:
-        cells = [c.claim, c.paper, c.ours, f"**{c.verdict}**", f"`{c.command}`"]
-        lines.append("| " + " | ".join(map(md_cell, cells)) + " |")
+    lines += [_table_row([c.claim, c.paper, c.ours, f"**{c.verdict}**", f"`{c.command}`"]) for c in rows]
     lines += [""] + _family_table(rows) + section(results) + [_scale(results), "## The studies", "",
               "| study | what | runs (done / planned, failed) | trained on | report |", "|---|---|---|---|---|"]
     for name, what in STUDIES:
         planned, done, failed = run_counts(results / name)
         report = f"[{name}/report.md]({name}/report.md)" if (results / name / "report.md").exists() else "not run yet"
         devices = devices_of(r.run_dir for r in done_runs(results / name))
-        where = devices_text(devices) if len(devices) > 1 else (next(iter(devices)) if devices else "")
-        where = where.replace("unknown", "not recorded")  # runs that predate provenance.json
+        where = devices_text(devices).replace("unknown", "not recorded")  # runs that predate provenance.json
         lines.append(f"| {name} | {what} | {done} / {planned}, {failed} failed | {where} | {report} |")
     lines += ["", "Figure 1 and Theorem 1 as single commands: [figure1/](figure1/) (`manifold-lab spiral`), "
               "[theorem1/](theorem1/) (`manifold-lab theorem`). Table 3: [table3/](table3/table3.md) "

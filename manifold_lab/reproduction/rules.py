@@ -25,10 +25,8 @@ __all__ = ["RULES", "Row", "collapse_intervals", "described_profiles", "layers_b
 
 @dataclass(frozen=True)
 class Row:
-    """A row that is not a paired difference, as data: the claim, the paper's evidence, the command that
-    regenerates it, the setting its numbers are measured in, and ``rule``, the key of its evaluator in
-    ``RULES``, with what that evaluator reads (``source``, under the results folder) and its constants
-    (``params``). Adding such a row is adding a ``Row``; a new kind of rule adds one evaluator."""
+    """A row that is not a paired difference, as data (module docstring): ``rule`` is the key of its evaluator
+    in ``RULES``, ``source`` what it reads (under the results folder), ``params`` its constants."""
 
     claim: str
     paper: str
@@ -191,13 +189,13 @@ def injective_bottleneck(spec, tests: list, results: Path) -> tuple[str, str]:
     if penalty.verdict != SUPPORTED:
         return branch, f"{INCONCLUSIVE} (the relu6 penalty itself is not significant: nothing to explain)"
     p = penalty.summary["mean"]
-    q = {t.spec.label: describe([penalty.d[s] - t.d[s] for s in sorted(set(t.d) & set(penalty.d))]) for t in arms}
-    text = "; ".join(f"penalty of {t.spec.label.split(' - ')[0]} = {100 * q[t.spec.label]['mean']:+.2f} points "
-                     f"[{100 * q[t.spec.label]['ci_low']:+.2f}, {100 * q[t.spec.label]['ci_high']:+.2f}], "
-                     f"{q[t.spec.label]['mean'] / p:.2f} of relu6's" for t in arms)
-    if all(t.verdict == SUPPORTED and q[t.spec.label]["mean"] < p / 4 for t in arms):
+    q = [(t, describe([penalty.d[s] - t.d[s] for s in sorted(set(t.d) & set(penalty.d))])) for t in arms]
+    text = "; ".join(f"penalty of {t.spec.label.split(' - ')[0]} = {100 * qt['mean']:+.2f} points "
+                     f"[{100 * qt['ci_low']:+.2f}, {100 * qt['ci_high']:+.2f}], {qt['mean'] / p:.2f} of relu6's"
+                     for t, qt in q)
+    if all(t.verdict == SUPPORTED and qt["mean"] < p / 4 for t, qt in q):
         verdict = FREE
-    elif all(not t.p_adj < ALPHA for t in arms) and all(q[t.spec.label]["mean"] >= 3 * p / 4 for t in arms):
+    elif all(not t.p_adj < ALPHA and qt["mean"] >= 3 * p / 4 for t, qt in q):
         verdict = REFUTED
     else:
         verdict = IN_BETWEEN

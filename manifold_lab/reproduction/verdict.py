@@ -16,15 +16,15 @@ family: their p-values are adjusted by Holm's step-down procedure
 A row with several verdict tests takes the weakest verdict among them;
 ``descriptive`` tests are shown (and counted in the family) but do not decide
 the row. Claims that are not paired differences (Theorem 1, Figure 1, Figure 7)
-state their own rule in their row. Shapes of the inputs: each study folder
-holds ``spec.yaml``, ``plan.json`` and ``runs/<id>/{metrics.json,
-relu_stats.json, status.json}`` as written by ``manifold_lab.execution.runner``.
+state their own rule in their row. The inputs are study folders, read by
+``manifold_lab.reproduction.records`` (which states their shape).
 """
 
 from __future__ import annotations
 
 import math
 import re
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,9 +69,9 @@ def _pts(summary: dict, scale: float = 100.0, unit: str = " points") -> str:
     return f"{mean} [{scale * summary['ci_low']:+.2f}, {scale * summary['ci_high']:+.2f}], n = {summary['n']}"
 
 
-def _acc(runs: list[RunRecord], metric: str = "test_acc", fixed: dict | None = None, **kw) -> str:
+def _acc(runs: list[RunRecord], metric: str, fixed: dict) -> str:
     """Mean of an accuracy with its 95% interval (t, truncated to [0, 1]), in percent."""
-    s = describe(list(per_seed(runs, metric, fixed, **kw).values()), (0.0, 1.0))
+    s = describe(list(per_seed(runs, metric, fixed).values()), (0.0, 1.0))
     if not s["n"]:
         return "no runs"
     ci = "" if math.isnan(s["ci_low"]) else f" [{100 * s['ci_low']:.1f}, {100 * s['ci_high']:.1f}]"
@@ -180,26 +180,25 @@ class TestResult:
             f", paired t p = {self.p:.2g}{' (one-sided)' if self.spec.alternative == 'greater' else ''}, "
             f"Holm-adjusted p = {self.p_adj:.2g}")
         role = "; descriptive" if self.spec.role == "descriptive" else ""
-        mixed = ""
-        if len(self.devices) > 1:
-            mixed = (f"; its runs ran on {devices_text(self.devices)}, which differ by themselves "
-                     "(see \"Same network, two devices\")")
-        power = "" if math.isnan(self.detectable()) else \
-            f", detectable with {POWER:.0%} power: {100 * self.detectable():.2f} points"
+        mixed = (f"; its runs ran on {devices_text(self.devices)}, which differ by themselves "
+                 "(see \"Same network, two devices\")") if len(self.devices) > 1 else ""
+        detectable = self.detectable()
+        power = "" if math.isnan(detectable) else f", detectable with {POWER:.0%} power: {100 * detectable:.2f} points"
         return f"{self.spec.label} = {_pts(self.summary)}{p}{power} ({self.verdict}{role}{mixed})"
 
 
 def devices_text(devices: dict, unit: str = "") -> str:
-    """``"CPU (3) and NVIDIA H200 (1)"`` of ``{device label: runs}``."""
+    """``"CPU (3) and NVIDIA H200 (1)"`` of ``{device label: runs}``; one device's label alone, none ``""``."""
+    if len(devices) < 2:
+        return next(iter(devices), "")
     return " and ".join(f"{k} ({v}{unit})" for k, v in sorted(devices.items()))
 
 
 def _level(value, planned: list):
-    if value == "first":
-        return planned[0] if planned else None
-    if value == "last":
-        return planned[-1] if planned else None
-    return value
+    """``"first"`` / ``"last"``: the smallest / largest planned level (None when none is planned)."""
+    if value not in ("first", "last"):
+        return value
+    return planned[0 if value == "first" else -1] if planned else None
 
 
 def _arm_filters(test: PairedTest, planned: dict) -> list[dict] | None:
@@ -279,14 +278,13 @@ def judge(result: TestResult) -> str:
     return INCONCLUSIVE + (NO_EVIDENCE if n <= MIN_SEEDS else AGAINST)
 
 
-def _gap_text(runs, planned, study, metric, a, b, factor, fixed, slope) -> str:
+def _gap_text(runs, planned, metric, a, b, factor, fixed, slope) -> str:
     """Gap, relative gap and error ratio at every planned level of ``factor``; the slope against log2(level)."""
     parts, gaps = [], {}
     for level in planned:
         at = {**fixed, factor: level}
         acc_a, acc_b = per_seed(runs, metric, {**at, **a}), per_seed(runs, metric, {**at, **b})
-        g = difference(acc_a, acc_b)
-        gaps[level] = g
+        gaps[level] = g = difference(acc_a, acc_b)
         seeds = sorted(g)
         if not seeds:
             parts.append(f"{level:g}: no runs yet")
@@ -345,10 +343,8 @@ def _param_values(results: Path, study: str, key: str) -> str:
     before any run."""
     runs, values = done_runs(results / study), set()
     for r in runs:
-        try:
+        with suppress(KeyError, TypeError):  # not recorded
             values.add(r.param(key))
-        except (KeyError, TypeError):  # not recorded
-            pass
     if not runs:
         from manifold_lab.data.base import repo_root
         from manifold_lab.spec import load_spec
@@ -386,15 +382,13 @@ def evaluate(specs, results: str | Path = "results") -> list[Claim]:
         r.verdict = judge(r)
     rows = []
     for spec, rs in zip(specs, evaluated):
-        parts = []
-        for label, study, metric, params in spec.arms:
-            if (results / study / "plan.json").exists():
-                parts.append(f"{label} {_acc(done_runs(results / study), metric, params)}")
+        parts = [f"{label} {_acc(done_runs(results / study), metric, params)}"
+                 for label, study, metric, params in spec.arms if (results / study / "plan.json").exists()]
         for study, metric, a, b, factor, fixed in spec.gaps:
             folder = results / study
             if (folder / "plan.json").exists():
-                parts.append(_gap_text(done_runs(folder), swept_values(folder, factor), study, metric, a, b,
-                                       factor, fixed, spec.slope))
+                parts.append(_gap_text(done_runs(folder), swept_values(folder, factor), metric, a, b, factor, fixed,
+                                       spec.slope))
         parts += [r.text() for r in rs]
         for study in spec.studies:
             devices = devices_of(r.run_dir for r in done_runs(results / study))
