@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from manifold_lab.models.layers import evaluating
+
 
 def count_parameters(model: nn.Module) -> int:
     """Number of parameters (trainable or not; buffers excluded)."""
@@ -19,13 +21,8 @@ def count_macs(model: nn.Module, input_size=(1, 3, 224, 224)) -> int:
     """Multiply-adds of one forward pass in eval mode for an input of ``input_size``."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(torch.zeros(input_size))
-    finally:
-        model.train(was_training)
+    with evaluating(model), torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(input_size))
     return counter.get_total_flops() // 2
 
 
@@ -46,9 +43,8 @@ def mobilenet_v2_parameters(preset: str = "imagenet", *, num_classes: int | None
     if preset not in PRESETS:
         raise ValueError(f"preset={preset!r} is not one of {', '.join(map(repr, PRESETS))}")
     config = {**PRESETS[preset], **overrides}
-    classes = int(num_classes if num_classes is not None else config.pop("num_classes"))
-    config.pop("num_classes", None)
-    for unused in ("dropout", "expand_act", "depthwise_act"):  # no parameters
+    classes = int(config["num_classes"] if num_classes is None else num_classes)
+    for unused in ("num_classes", "dropout", "expand_act", "depthwise_act"):  # no parameters
         config.pop(unused, None)
     arch = architecture(**config)
     total = 9 * in_channels * arch.stem + 2 * arch.stem

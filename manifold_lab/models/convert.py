@@ -31,20 +31,13 @@ _CONV = {"0": "conv", "1": "bn"}
 def _key_map(model: MobileNetV2) -> dict[str, str]:
     """torchvision key -> our key for every entry of ``model.state_dict()``."""
     ours = set(model.state_dict())
-    mapping = {}
+    mapping = {key: key for key in ours if key.startswith("classifier.")}
     for i, layer in enumerate(model.features):
-        if isinstance(layer, InvertedResidual):
-            table = _EXPANDED if hasattr(layer.conv_pw, "weight") else _UNEXPANDED
-        else:
-            table = _CONV
+        table = ((_EXPANDED if hasattr(layer.conv_pw, "weight") else _UNEXPANDED)
+                 if isinstance(layer, InvertedResidual) else _CONV)
         for tv, name in table.items():
-            for key in ours:
-                prefix = f"features.{i}.{name}."
-                if key.startswith(prefix):
-                    mapping[f"features.{i}.{tv}.{key[len(prefix):]}"] = key
-    for key in ours:
-        if key.startswith("classifier."):
-            mapping[key] = key
+            prefix = f"features.{i}.{name}."
+            mapping.update({f"features.{i}.{tv}.{key[len(prefix):]}": key for key in ours if key.startswith(prefix)})
     return mapping
 
 
@@ -62,8 +55,7 @@ def from_torchvision_state_dict(state_dict: dict, model: MobileNetV2 | None = No
     missing = sorted(set(mapping) - set(state_dict))
     if unknown or missing:
         raise ValueError(f"state dict does not fit this MobileNetV2: unknown keys {unknown[:3]}, missing keys {missing[:3]}")
-    converted = {mapping[k]: v for k, v in state_dict.items()}
-    model.load_state_dict(converted, strict=True)
+    model.load_state_dict({mapping[k]: v for k, v in state_dict.items()}, strict=True)
     return model
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
+
 from torch import nn
 
 from manifold_lab.activations import LEAKY_PREFIX, canonical_activation
@@ -60,18 +63,26 @@ def init_weights(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+@contextlib.contextmanager
+def evaluating(model: nn.Module, hooks=()):
+    """``model`` in eval mode inside the ``with`` block; on exit its mode is restored and ``hooks`` removed."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+
+
 def check_resolution(model_or_strides, size: int, *, hint: str = "") -> int:
     """The total stride; ``ValueError`` unless a ``size x size`` input keeps at least one pixel.
 
-    Parameters
-    ----------
-    model_or_strides : nn.Module with a ``total_stride`` attribute, or sequence of int
-        A model of the zoo (``MobileNetV2``, ``MobileNetV1``) or its strides (e.g. the stem
-        stride followed by the stride of every stage); the total stride is their product.
-    size : int
-        Input height / width in pixels (the smaller one for non-square inputs).
-    hint : str
-        Appended to the error message (how to adapt the network).
+    ``model_or_strides``: a model of the zoo (``MobileNetV2``, ``MobileNetV1``: its ``total_stride``)
+    or its strides (e.g. the stem stride, then every stage's), whose product is the total stride.
+    ``size``: input height / width in pixels (the smaller one for non-square inputs). ``hint`` is
+    appended to the error message (how to adapt the network).
     """
     if isinstance(model_or_strides, nn.Module):
         if not hasattr(model_or_strides, "total_stride"):
@@ -81,9 +92,7 @@ def check_resolution(model_or_strides, size: int, *, hint: str = "") -> int:
         strides = [int(s) for s in model_or_strides]
         if any(s < 1 for s in strides):
             raise ValueError(f"model_or_strides: strides must be >= 1, got {strides}")
-        total, what = 1, "this network"
-        for s in strides:
-            total *= s
+        total, what = math.prod(strides), "this network"
     if isinstance(size, bool) or int(size) != size or size < 1:
         raise ValueError(f"size must be a positive integer number of pixels, got {size!r}")
     if size < total:

@@ -28,21 +28,25 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def check_t_prime(t_prime) -> int:
-    """``t_prime`` as an int >= 1; ``ValueError`` otherwise."""
+def check_inference(module: nn.Module, t_prime) -> None:
+    """``ValueError`` unless ``t_prime`` is an int >= 1 and ``module`` is in eval mode."""
     if isinstance(t_prime, bool) or not isinstance(t_prime, int) or t_prime < 1:
         raise ValueError(f"t_prime must be an integer >= 1 (number of channel groups), got {t_prime!r}")
-    return t_prime
+    if module.training:
+        raise ValueError("memory-efficient inference needs the model in eval mode (call model.eval())")
+
+
+def _bn_affine(bn, index: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(a, beta - mu a)`` with ``a = gamma / sqrt(var + eps)``: eval-mode ``bn`` on channels ``index``."""
+    a = bn.weight[index] / torch.sqrt(bn.running_var[index] + bn.eps)
+    return a, bn.bias[index] - bn.running_mean[index] * a
 
 
 def _folded(conv_weight: torch.Tensor, bn, index: slice) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weight and bias of ``conv`` followed by eval-mode ``bn``, for the output channels ``index``.
-
-    ``bn(conv(x)) = conv(x; w * a) + (beta - mu * a)`` with ``a = gamma / sqrt(var + eps)``: folding
-    saves the separate BN output tensor.
-    """
-    a = bn.weight[index] / torch.sqrt(bn.running_var[index] + bn.eps)
-    return conv_weight * a.view(-1, *([1] * (conv_weight.ndim - 1))), bn.bias[index] - bn.running_mean[index] * a
+    """Weight and bias of ``conv`` then ``bn`` for the output channels ``index``: ``conv(x; w a) + (beta - mu a)``
+    (folding saves the separate BN output tensor)."""
+    a, shift = _bn_affine(bn, index)
+    return conv_weight * a.view(-1, *([1] * (conv_weight.ndim - 1))), shift
 
 
 def _act_(act, x: torch.Tensor) -> torch.Tensor:
@@ -55,39 +59,20 @@ def _act_(act, x: torch.Tensor) -> torch.Tensor:
 
 
 def memory_efficient_forward(block, x: torch.Tensor, t_prime: int) -> torch.Tensor:
-    """Output of ``block`` (an ``InvertedResidual`` in eval mode) computed in ``t_prime`` channel groups.
+    """Output of ``block`` (an ``InvertedResidual``) computed in ``t_prime`` channel groups.
 
-    Per group ``G``: expansion conv with ``bn1`` folded into its weights, ``act1`` in place, depthwise
-    conv with ``bn2`` folded, ``act2`` in place, projection ``conv_pwl[:, G]`` added to the accumulator.
-    After the last group: ``bn3`` and ``act3`` (in place) and the shortcut.
-
-    Parameters
-    ----------
-    block : manifold_lab.models.InvertedResidual
-        In eval mode (BN with running statistics, so per-group BN is exact); blocks with an
-        expansion shortcut need the whole expanded tensor and are rejected.
-    x : torch.Tensor, shape (B, k, H, W)
-    t_prime : int
-        Number of groups of the ``t k`` expanded channels (1 = one group: the standard block,
-        with BN folded and in-place activations).
-
-    Returns
-    -------
-    torch.Tensor, shape (B, k', H / s, W / s)
-        Equal to ``block(x)`` up to floating-point rounding.
+    ``block`` must be in eval mode (BN with running statistics, so per-group BN is exact); blocks
+    with an expansion shortcut need the whole expanded tensor and are rejected. ``x`` (B, k, H, W)
+    -> (B, k', H / s, W / s), equal to ``block(x)`` up to floating-point rounding; ``t_prime = 1``
+    is the standard block with BN folded and in-place activations.
     """
-    check_t_prime(t_prime)
-    if block.training:
-        raise ValueError("memory-efficient inference needs the model in eval mode (call model.eval())")
+    check_inference(block, t_prime)
     if block.expansion_residual:
         raise ValueError("memory-efficient inference cannot split a block with shortcut='expansion': "
                          "the shortcut adds the whole expanded tensor of the previous block")
     expanded = hasattr(block.conv_pw, "weight")  # t = 1: the 'expanded' tensor is the input itself
-    hidden = block.hidden
-    sizes = [hidden // t_prime + (1 if i < hidden % t_prime else 0) for i in range(t_prime)]
-    out = None
-    start = 0
-    for size in sizes:
+    hidden, out, start = block.hidden, None, 0
+    for size in (hidden // t_prime + (i < hidden % t_prime) for i in range(t_prime)):
         if size == 0:
             continue
         g = slice(start, start + size)
@@ -106,8 +91,6 @@ def memory_efficient_forward(block, x: torch.Tensor, t_prime: int) -> torch.Tens
         out = part if out is None else out.add_(part)
         del part
     # bn3 is affine on the *sum*: applied once, after accumulating, in place
-    bn = block.bn3
-    a = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    out = out.mul_(a.view(1, -1, 1, 1)).add_((bn.bias - bn.running_mean * a).view(1, -1, 1, 1))
-    out = _act_(block.act3, out)
+    a, shift = _bn_affine(block.bn3)
+    out = _act_(block.act3, out.mul_(a.view(1, -1, 1, 1)).add_(shift.view(1, -1, 1, 1)))
     return out.add_(x) if block.use_res_connect else out

@@ -40,16 +40,8 @@ class DepthwiseSeparable(nn.Module):
 class MobileNetV1(nn.Module):
     """MobileNetV1; input ``(B, in_channels, H, W)`` -> logits ``(B, num_classes)``.
 
-    Parameters
-    ----------
-    num_classes : int
-    width_mult : float
-        Width multiplier alpha (> 0).
-    act : {"relu", "relu6", "identity"}
-        Activation after every BN (the paper uses ReLU).
-    dropout : float
-        Dropout before the classifier, in [0, 1).
-    in_channels : int
+    ``width_mult``: the width multiplier alpha (> 0); ``act``: the activation after every BN (the
+    paper uses ReLU); ``dropout``: before the classifier, in [0, 1).
     """
 
     def __init__(self, num_classes=1000, width_mult=1.0, *, act="relu", dropout=0.0, in_channels=3,

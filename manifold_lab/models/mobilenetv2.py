@@ -20,31 +20,24 @@ activation ``features.<i>.act3``.
 - ``"none"``: no residual connections.
 - ``"expansion"``: the identity shortcut joins the *expanded* tensors. Write
   ``e_i = act1(bn1(conv_pw(x_i)))`` for the expanded (``t_i k_i``-channel) tensor of
-  block ``i``; it is formed at block ``i``'s *input* resolution, before block ``i``'s
-  stride and projection. Block ``i`` uses ``e_i + e_{i-1}`` in place of ``e_i`` for
-  every shape-compatible pair: both blocks expand (``t > 1``), block ``i - 1`` has
-  stride 1 (so ``e_{i-1}`` and ``e_i`` have the same resolution) and
-  ``t_{i-1} k_{i-1} = t_i k_i`` (same channels). Block ``i``'s own stride and
-  ``k'`` do not matter. With one ``t`` for every expanding row (Table 2,
-  ``expand_ratio``) the last condition is ``k_{i-1} = k_i = k'_{i-1}``: block ``i``
-  gets an expansion shortcut exactly when block ``i - 1`` keeps its shape (stride 1,
-  ``k = k'``), i.e. when block ``i - 1`` has a bottleneck shortcut. So the two arms
-  have the same count (``num_shortcuts``), 10 in Table 2 at width 1, except where
-  the ``t = 1`` block keeps its shape (stem and first row rounding to the same
-  width, e.g. ``width_mult <= 0.25``: that block has no expansion to pass on, so
-  the expansion arm has one shortcut fewer) or the last block keeps its shape (no
-  block after it). The first Figure 6b runs used a narrower rule (block ``i``
-  itself keeping its shape as well: ``n - 2`` per stage, 5 at width 0.5); their
-  run records have no ``shortcuts`` metric.
-- ``"sandglass"``: MobileNeXt's block (Zhou et al. 2020, ``SandglassBlock``) in place of
-  every inverted residual: the tensors between blocks are the wide ones. Block ``i`` takes
-  ``e_i`` (``t_i k_i`` channels, the expanded width above; the stem's for ``t = 1``), applies a
-  depthwise 3x3, reduces to block ``i``'s bottleneck ``k'_i`` (linear with ``identity``),
-  expands to ``e_{i+1}``'s width (``last_channel`` after the last block, which replaces the last
-  1x1 conv) and ends with a linear depthwise 3x3 at block ``i``'s stride; its identity shortcut
-  joins ``e_i`` and ``e_{i+1}`` when they have the same shape, the expansion arm's condition, so
-  the count is the other arms' (10 at width 0.5). Parameters: ``complexity.mobilenet_v2_parameters``;
-  ``architecture()`` gives every layer's shape without building the network.
+  block ``i``, formed at block ``i``'s *input* resolution. Block ``i`` uses
+  ``e_i + e_{i-1}`` in place of ``e_i`` when both blocks expand (``t > 1``), block
+  ``i - 1`` has stride 1 (same resolution) and ``t_{i-1} k_{i-1} = t_i k_i`` (same
+  channels); block ``i``'s own stride and ``k'`` do not matter. With one ``t`` for
+  every expanding row that is exactly when block ``i - 1`` has a bottleneck
+  shortcut, so the two arms have the same count (``num_shortcuts``), 10 in Table 2
+  at width 1, except where the ``t = 1`` block keeps its shape (e.g.
+  ``width_mult <= 0.25``: it has no expansion to pass on, one shortcut fewer) or
+  the last block does (no block after it). The first Figure 6b runs used a
+  narrower rule (``expansion_shortcuts_before_issue11``).
+- ``"sandglass"``: MobileNeXt's ``SandglassBlock`` (Zhou et al. 2020; its layers there) in place
+  of every inverted residual, so the tensors between blocks are the wide ones: block ``i`` maps
+  ``e_i`` (``t_i k_i`` channels; the stem's for ``t = 1``) through block ``i``'s bottleneck
+  ``k'_i`` to ``e_{i+1}``'s width (``last_channel`` after the last block, which replaces the last
+  1x1 conv) at block ``i``'s stride; its shortcut joins ``e_i`` and ``e_{i+1}`` when they have the
+  same shape, the expansion arm's condition, so the count is the other arms' (10 at width 0.5).
+  Parameters: ``complexity.mobilenet_v2_parameters``; ``architecture()`` gives every layer's
+  shape without building the network.
 
 Width multiplier: every layer is ``make_divisible(c * width_mult, 8)`` except
 the last 1x1 conv, which stays 1280 for ``width_mult < 1`` and scales above.
@@ -52,14 +45,12 @@ It scales expanded layers and bottlenecks together (their ratio stays ``t``).
 
 Bottleneck multiplier (``bottleneck_mult``, section 3 of issue 11): narrows only
 the bottlenecks, the block outputs (``conv_pwl``) and hence the block inputs, to
-``max(1, round(bottleneck_mult * make_divisible(c * width_mult, 8)))`` channels,
-rounded to the nearest integer with no floor at 8 (at width 1 and multiplier
-0.25 the rows get 4, 6, 8, 16, 24, 40, 80 channels), while every expanded layer
-keeps the width it has at ``bottleneck_mult = 1`` (``t`` times the unnarrowed
-input width): ``t k`` stays fixed, so the effective expansion is
-``t / bottleneck_mult``. The stem (the ``t = 1`` block's expanded tensor) and
-the last 1x1 conv keep their width. ``bottleneck_mult = 1`` is the standard
-network.
+``max(1, round(bottleneck_mult * make_divisible(c * width_mult, 8)))`` channels (no
+floor at 8: at width 1 and multiplier 0.25 the rows get 4, 6, 8, 16, 24, 40, 80),
+while every expanded layer keeps its width at ``bottleneck_mult = 1`` (``t`` times
+the unnarrowed input width), so the effective expansion is ``t / bottleneck_mult``.
+The stem (the ``t = 1`` block's expanded tensor) and the last 1x1 conv keep their
+width; ``bottleneck_mult = 1`` is the standard network.
 
 ``bottleneck_act_blocks`` (section 5 of issue 11): which blocks get
 ``bottleneck_act`` after the projection; the others get the linear bottleneck
@@ -82,13 +73,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 
 import torch
 from torch import nn
 
 from manifold_lab.activations import ACT_BLOCKS, check_act_blocks
 from manifold_lab.models.layers import ConvBNAct, check_resolution, init_weights, make_activation, make_divisible
-from manifold_lab.models.memory_efficient import check_t_prime, memory_efficient_forward
+from manifold_lab.models.memory_efficient import check_inference, memory_efficient_forward
 
 #: Table 2 of the paper: [t, c, n, s].
 TABLE2 = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
@@ -157,8 +149,7 @@ class InvertedResidual(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.t_prime is not None:
             return memory_efficient_forward(self, x, self.t_prime)
-        out = self.project(self.expand(x))
-        return x + out if self.use_res_connect else out
+        return self.forward_expanded(x, None)[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -294,28 +285,13 @@ BLOCKS = (InvertedResidual, SandglassBlock)
 class MobileNetV2(nn.Module):
     """MobileNetV2; input ``(B, in_channels, H, W)`` -> logits ``(B, num_classes)``.
 
-    Parameters
-    ----------
-    num_classes, width_mult, dropout, in_channels
-        As in torchvision (``width_mult > 0``; dropout before the classifier).
-    bottleneck_act : {"identity", "relu", "relu6"}
-        Activation after the projection (``identity`` = linear bottleneck).
-    shortcut : {"bottleneck", "expansion", "none", "sandglass"}
-        Where the residual connections go (module docstring); ``sandglass`` uses ``SandglassBlock``.
-    expand_ratio : int, optional
-        Replaces ``t`` of every row with ``t > 1`` (section 4: 5-10 perform alike).
-    expand_act, depthwise_act : {"relu6", "relu", "identity"}
-        Activations after the expansion and the depthwise conv.
-    bottleneck_mult : float
-        Narrows the bottlenecks only, expanded layers keep their width (module docstring).
-    bottleneck_act_blocks : {"all", "with_shortcut", "without_shortcut", "none"} or "block_N"
-        The blocks whose projection is followed by ``bottleneck_act`` (module docstring).
-    stem_stride : int
-        Stride of the first 3x3 conv (2 in Table 2).
-    stage_strides : sequence of int, optional
-        Stride of the first repeat of each table row (defaults to the table's ``s``).
-    setting : sequence of (t, c, n, s), optional
-        The architecture table (default ``TABLE2``).
+    ``num_classes``, ``width_mult`` (> 0), ``dropout`` (before the classifier) and ``in_channels`` are
+    as in torchvision. ``bottleneck_act``, ``expand_act``, ``depthwise_act``: the activations after the
+    projection (``identity`` = linear bottleneck), the expansion and the depthwise conv. ``shortcut``,
+    ``bottleneck_mult`` and ``bottleneck_act_blocks``: module docstring. ``expand_ratio`` replaces ``t``
+    of every row with ``t > 1`` (section 4: 5-10 perform alike). ``stem_stride``: of the first 3x3 conv
+    (2 in Table 2); ``stage_strides``: of the first repeat of each table row (default the table's ``s``);
+    ``setting``: the ``[t, c, n, s]`` table (default ``TABLE2``).
     """
 
     def __init__(self, num_classes=1000, width_mult=1.0, *, bottleneck_act="identity", shortcut="bottleneck",
@@ -349,15 +325,11 @@ class MobileNetV2(nn.Module):
     @property
     def num_shortcuts(self) -> int:
         """How many residual additions the network makes (bottleneck, expansion or sandglass, per ``shortcut``)."""
-        blocks = [m for m in self.features if isinstance(m, BLOCKS)]
-        return sum(b.use_res_connect or b.expansion_residual for b in blocks)
+        return sum(b.use_res_connect or b.expansion_residual for b in self.features if isinstance(b, BLOCKS))
 
     @property
     def total_stride(self) -> int:
-        out = self.stem_stride
-        for row in self.setting:
-            out *= row[3]
-        return out
+        return self.stem_stride * math.prod(row[3] for row in self.setting)
 
     def check_resolution(self, size: int) -> None:
         """``ValueError`` unless an input of ``size x size`` keeps at least one pixel at the end."""
@@ -378,9 +350,7 @@ class MobileNetV2(nn.Module):
         if x.ndim != 4:
             raise ValueError(f"input must be (batch, channels, height, width), got shape {tuple(x.shape)}")
         self.check_resolution(min(x.shape[-2:]))
-        x = self.forward_features(x)
-        x = self.pool(x).flatten(1)
-        return self.classifier(x)
+        return self.classifier(self.pool(self.forward_features(x)).flatten(1))
 
     @contextlib.contextmanager
     def memory_efficient(self, t_prime: int):
@@ -389,9 +359,7 @@ class MobileNetV2(nn.Module):
         Paper section 5.1 (``manifold_lab.models.memory_efficient``); eval mode only. The
         previous setting is restored on exit. ``with model.eval().memory_efficient(3): model(x)``
         """
-        check_t_prime(t_prime)
-        if self.training:
-            raise ValueError("memory-efficient inference needs the model in eval mode (call model.eval())")
+        check_inference(self, t_prime)
         if self.shortcut in ("expansion", "sandglass"):
             raise ValueError(f"memory-efficient inference is not available with shortcut={self.shortcut!r} "
                              "(the shortcut adds whole expanded tensors)")
@@ -421,8 +389,6 @@ def relu_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
 def bottleneck_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The bottleneck activation (``act3``) of every block, with its name."""
     return [(f"{name}.act3", m.act3) for name, m in model.named_modules() if isinstance(m, BLOCKS)]
-
-
 
 
 def expansion_shortcuts_before_issue11(model: MobileNetV2) -> int:

@@ -90,9 +90,7 @@ class MemberDropout(nn.Module):
         x = x.reshape(x.shape[0], self.members, -1)
         if not self.training or self.p == 0:
             return x
-        if x.is_cuda and torch.cuda.is_current_stream_capturing():
-            # a CUDA graph cannot swap generator states: one mask from the global generator
-            # (the same distribution, not the masks of separate training)
+        if x.is_cuda and torch.cuda.is_current_stream_capturing():  # see the class docstring
             return F.dropout(x, self.p, True)
         gen = _default_generator(x.device)
         saved = gen.get_state()
@@ -184,8 +182,7 @@ def stack_models(members: list[nn.Module]) -> nn.Module:
         new = _stacked_module(group, name)
         if new is not None:
             parent_name, _, child = name.rpartition(".")
-            parent = stacked.get_submodule(parent_name) if parent_name else stacked
-            setattr(parent, child, new)
+            setattr(stacked.get_submodule(parent_name), child, new)
     if k > 1 and hasattr(stacked, "classifier") and not any(isinstance(m, MemberLinear) for m in stacked.modules()):
         raise ValueError("stack_models: the members have no Linear classifier to stack")
     stacked.members = k
@@ -210,11 +207,8 @@ def stack_state(states: list[dict]) -> dict:
 
 def member_state(stacked_state: dict, k: int, like: dict) -> dict:
     """Member ``k``'s state dict cut from a stacked one; ``like`` gives the member's keys and shapes."""
-    out = {}
-    for key, ref in like.items():
-        t = stacked_state[key]
-        out[key] = t.clone() if ref.ndim == 0 else t.reshape(-1, ref.numel())[k].reshape(ref.shape).clone()
-    return out
+    return {key: stacked_state[key].clone() if ref.ndim == 0
+            else stacked_state[key].reshape(-1, ref.numel())[k].reshape(ref.shape).clone() for key, ref in like.items()}
 
 
 def load_stacked_state(stacked: nn.Module, states: list[dict]) -> None:
@@ -229,14 +223,10 @@ def stack_optimizer_state(states: list[dict], stacked_params: list[torch.Tensor]
     optimizer's order (its ``param_groups``, concatenated; see ``member_optimizer_state``)."""
     out = {"param_groups": copy.deepcopy(states[0]["param_groups"]), "state": {}}
     for idx, first in states[0]["state"].items():
-        entry = {}
-        for key, value in first.items():
-            values = [s["state"][idx][key] for s in states]
-            if isinstance(value, torch.Tensor) and value.ndim > 0:
-                entry[key] = torch.stack([v.reshape(-1) for v in values]).reshape(stacked_params[idx].shape)
-            else:
-                entry[key] = value
-        out["state"][idx] = entry
+        out["state"][idx] = {
+            key: (torch.stack([s["state"][idx][key].reshape(-1) for s in states]).reshape(stacked_params[idx].shape)
+                  if isinstance(value, torch.Tensor) and value.ndim > 0 else value)
+            for key, value in first.items()}
     return out
 
 
@@ -245,15 +235,13 @@ def member_optimizer_state(stacked: dict, k: int, member_params: list[torch.Tens
 
     ``member_params`` are the member's parameters in its optimizer's order (its ``param_groups``,
     concatenated): both optimizers split the parameters into the same groups in the same order, so
-    state entry ``i`` of the stacked optimizer is
-    the stack of the members' entries ``i``: tensors with a parameter's shape are cut like the
-    parameters, scalars (a step count) are shared.
+    state entry ``i`` of the stacked optimizer is the stack of the members' entries ``i``: tensors
+    with a parameter's shape are cut like the parameters, scalars (a step count) are shared.
     """
     out = {"param_groups": copy.deepcopy(stacked["param_groups"]), "state": {}}
     for idx, entry in stacked["state"].items():
-        numel = member_params[idx].numel()
         out["state"][idx] = {
-            key: (value.reshape(-1, numel)[k].reshape(member_params[idx].shape).clone()
+            key: (value.reshape(-1, member_params[idx].numel())[k].reshape(member_params[idx].shape).clone()
                   if isinstance(value, torch.Tensor) and value.ndim > 0 else value)
             for key, value in entry.items()}
     return out

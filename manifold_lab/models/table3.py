@@ -27,10 +27,13 @@ one operator whose input is at ``r`` (the quantity section 5.1 bounds memory by)
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from manifold_lab.models.layers import evaluating
 
 #: The paper's Table 3 (PAPER.md section 4): size -> (channels, kB); "max" is the peak in kB.
 PAPER_TABLE3 = {
@@ -91,15 +94,8 @@ def operator_shapes(model: nn.Module, size: int = 224) -> list[tuple[str, tuple,
             lambda m, args, name=name: seen[name].__setitem__(0, tuple(args[0].shape[1:]))))
         handles.append(last.register_forward_hook(
             lambda m, args, out, name=name: seen[name].__setitem__(1, tuple(out.shape[1:]))))
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(1, 3, size, size))
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
+    with evaluating(model, handles), torch.no_grad():
+        model(torch.zeros(1, 3, size, size))
     return [(name, tuple(seen[name][0]), tuple(seen[name][1])) for name, _, _ in spans]
 
 
@@ -108,43 +104,24 @@ def _res(shape: tuple) -> int:
 
 
 def _kb16(shape: tuple) -> float:
-    n = 1
-    for d in shape:
-        n *= d
-    return n * 2 / 1000
+    return math.prod(shape) * 2 / 1000
 
 
 def memory_by_resolution(ops: list[tuple[str, tuple, tuple]], fused=()) -> dict:
     """Largest materialized tensor and largest operator in+out per resolution.
 
-    Parameters
-    ----------
-    ops : list of (name, input shape, output shape)
-        From ``operator_shapes``.
-    fused : collection of str
-        Operators whose output is not materialized (merged into the next operator).
-
-    Returns
-    -------
-    dict
-        ``{r: {"channels": C, "kb": kB of the largest tensor at r, "inout_kb": largest in+out kB of an
-        operator whose input is at r}}`` plus ``"max": {"kb": ..., "inout_kb": ...}``.
+    ``ops`` from ``operator_shapes``; ``fused``: operators whose output is not materialized (merged
+    into the next operator). Returns ``{r: {"channels": C, "kb": kB of the largest tensor at r,
+    "inout_kb": largest in+out kB of an operator whose input is at r}}`` plus ``"max": {"kb", "inout_kb"}``.
     """
-    tensors = [ops[0][1]]  # the network input
-    chain = []  # (input shape, output shape) of the operators after fusion
-    current_in = ops[0][1]
-    for name, _, out in ops:
-        if name in fused:
-            continue
-        tensors.append(out)
-        chain.append((current_in, out))
-        current_in = out
+    # the network input, then the output of every operator after fusion (the next one's input)
+    tensors = [ops[0][1]] + [out for name, _, out in ops if name not in fused]
     rows: dict = {}
     for shape in tensors:
         row = rows.setdefault(_res(shape), {"channels": 0, "kb": 0.0, "inout_kb": 0.0})
         if _kb16(shape) > row["kb"]:
             row["channels"], row["kb"] = shape[0], _kb16(shape)
-    for inp, out in chain:
+    for inp, out in zip(tensors, tensors[1:]):
         row = rows[_res(inp)]
         row["inout_kb"] = max(row["inout_kb"], _kb16(inp) + _kb16(out))
     rows["max"] = {"kb": max(r["kb"] for r in rows.values()), "inout_kb": max(r["inout_kb"] for r in rows.values())}
@@ -167,16 +144,12 @@ def table3_rows(size: int = 224) -> list[dict]:
     out = []
     for label, paper_key, rows in variants:
         paper = PAPER_TABLE3[paper_key]
-        keys = sorted((k for k in rows if k != "max"), reverse=True) + ["max"]
-        for k in keys:
+        for k in sorted((k for k in rows if k != "max"), reverse=True) + ["max"]:
             r = rows[k]
-            if k == "max":
-                p_ch, p_kb = None, paper["max"]
-                agree = abs(r["kb"] - p_kb) <= max(1.0, 0.03 * p_kb)
-            else:
-                p_ch, p_kb = paper.get(k, (None, None))
-                # None: the paper has no row for this size (224, the input image)
-                agree = None if p_kb is None else r["channels"] == p_ch and abs(r["kb"] - p_kb) <= max(1.0, 0.03 * p_kb)
+            p_ch, p_kb = (None, paper["max"]) if k == "max" else paper.get(k, (None, None))
+            # None: the paper has no row for this size (224, the input image); "max" compares kB only
+            agree = None if p_kb is None else ((k == "max" or r["channels"] == p_ch)
+                                               and abs(r["kb"] - p_kb) <= max(1.0, 0.03 * p_kb))
             out.append({
                 "model": label, "size": k, "channels": r.get("channels", ""), "kb": round(r["kb"], 1),
                 "inout_kb": round(r["inout_kb"], 1), "paper_channels": "" if p_ch is None else p_ch,

@@ -3,24 +3,15 @@
 The random-map studies measure collapse and recoverability on ``ReLU(Bx)``;
 this package measures the same quantities, in the same units, inside a
 MobileNetV2 (any variant of ``manifold_lab.models.mobilenetv2``) on a fixed
-class-balanced image set, at every inverted-residual block:
-
-- the bottleneck activation ``act3``: share of channels zeroed (and clipped at
-  6 for ReLU6) per position, share of positions with fewer channels in the
-  linear piece than the intrinsic dimension of the pre-activation;
-- Lemma 2 on the real expansion: BN folded into the 1x1 expansion weight,
-  per position whether the rows in the linear piece of the expansion
-  activation have rank ``k`` (``manifold_lab.metrics.rank_deficient``, exact);
-- recoverability of the block input and of the bottleneck pre-activation from
-  the block output: ``manifold_lab.recovery.ridge_decoder`` (held-out R^2) and
-  ``knn_decoder``;
-- the branch: recoverability of the bottleneck pre-activation from ``act3``
-  of it, before the shortcut adds the input back (a dead branch is total loss
-  there, while the block input still comes back whole from ``x + 0``);
-- label information in the block output: a held-out linear probe's accuracy
-  (when the images' labels are given);
-- geometry of the block output per image: TwoNN as Ansuini et al. (2019)
-  (``manifold_lab.geometry.twonn_ansuini``) and RankMe (Garrido et al. 2023).
+class-balanced image set, at every inverted-residual block: the bottleneck
+channels zeroed (and clipped by ReLU6) against the intrinsic dimension of the
+pre-activation; Lemma 2 on the real, BN-folded expansion; recoverability of the
+block input and of the bottleneck pre-activation from the block output, and of
+the pre-activation from ``act3`` of it before the shortcut adds the input back
+(a dead branch is total loss there, while ``x + 0`` still gives the input back);
+label information in the block output (a held-out linear probe, when labels are
+given); its geometry per image, TwoNN as Ansuini et al. (2019) and RankMe
+(Garrido et al. 2023). ``measures`` defines every record key.
 
 Modules, one concept each:
 

@@ -20,8 +20,7 @@ hooks on the fixed submodule names record, at ``P`` sampled *positions*
 Positions are drawn without replacement, ``P`` in all spread over the batches
 in proportion to their size, from one ``numpy.random.RandomState`` per block
 (seeded from ``random_state`` and the block index), so they do not depend on
-the batch size as long as the batches are the same. ``folded_expansion(block)``
-gives the expansion with BN folded in, ``z = x W^T + b``.
+the batch size as long as the batches are the same.
 
 Batch norm: the model runs in eval mode, so every BN uses its *running* statistics, the same
 ones ``folded_expansion`` folds in. At step 0 those are the fresh ones (mean 0, variance 1), so
@@ -37,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from manifold_lab.models.layers import ACTIVATIONS, evaluating
 from manifold_lab.models.mobilenetv2 import InvertedResidual
 
 
@@ -68,23 +68,12 @@ class BlockSample:
 
 
 def activation_name(module: nn.Module) -> str:
-    """The config name of an activation module of the model zoo.
-
-    ``identity`` | ``relu`` | ``relu6``, and the injective ones: ``leaky_relu_<slope>``
-    (``nn.LeakyReLU(0.1)`` is ``leaky_relu_0.1``), ``elu``, ``softplus``.
-    """
-    if isinstance(module, nn.ReLU6):
-        return "relu6"
-    if isinstance(module, nn.ReLU):
-        return "relu"
-    if isinstance(module, nn.Identity):
-        return "identity"
+    """The config name of an activation module of the model zoo (``nn.LeakyReLU(0.1)`` is ``leaky_relu_0.1``)."""
     if isinstance(module, nn.LeakyReLU):
         return f"leaky_relu_{module.negative_slope:g}"
-    if isinstance(module, nn.ELU):
-        return "elu"
-    if isinstance(module, nn.Softplus):
-        return "softplus"
+    for name, cls in ACTIVATIONS.items():
+        if isinstance(module, cls):
+            return name
     raise ValueError(f"unsupported activation module {type(module).__name__}; expected ReLU, ReLU6, Identity, "
                      "LeakyReLU, ELU or Softplus")
 
@@ -128,10 +117,9 @@ def capture_blocks(model: nn.Module, images: torch.Tensor, *, positions: int = 2
     """
     n = len(images)
     sizes = [len(images[i:i + batch_size]) for i in range(0, n, batch_size)]
-    named = blocks(model)
     samples, handles = [], []
     state = {"batch": 0}  # index of the batch being run
-    for b_index, (name, block) in enumerate(named):
+    for b_index, (name, block) in enumerate(blocks(model)):
         s = BlockSample(name=name, inp=block.inp, oup=block.oup, hidden=block.hidden, stride=block.stride,
                         residual=block.use_res_connect, expand_act=activation_name(block.act1),
                         bottleneck_act=activation_name(block.act3))
@@ -143,11 +131,9 @@ def capture_blocks(model: nn.Module, images: torch.Tensor, *, positions: int = 2
             bn, _, h, w = x.shape
             ho, wo = (h - 1) // s.stride + 1, (w - 1) // s.stride + 1
             if "counts" not in cache:  # first batch: the output grid is known now
-                total = min(positions, n * ho * wo)
-                cache["counts"] = _split_counts(total, sizes)
-                cache["features"] = None
-                if s.oup * ho * wo > max_features:
-                    cache["features"] = np.sort(rng.choice(s.oup * ho * wo, max_features, replace=False))
+                cache["counts"] = _split_counts(min(positions, n * ho * wo), sizes)
+                cache["features"] = (np.sort(rng.choice(s.oup * ho * wo, max_features, replace=False))
+                                     if s.oup * ho * wo > max_features else None)
             flat = rng.choice(bn * ho * wo, min(bn * ho * wo, cache["counts"][state["batch"]]), replace=False)
             img, rest = np.divmod(flat, ho * wo)
             i, j = np.divmod(rest, wo)
@@ -164,8 +150,7 @@ def capture_blocks(model: nn.Module, images: torch.Tensor, *, positions: int = 2
 
         def on_act3(_m, _inputs, out, s=s, cache=cache):
             s.act.append(_gather(out, cache["out_idx"]))
-            full = out + cache["x_full"] if s.residual else out
-            rep = full.flatten(1)
+            rep = (out + cache["x_full"] if s.residual else out).flatten(1)
             if cache["features"] is not None:
                 rep = rep[:, torch.as_tensor(cache["features"])]
             s.rep.append(rep.float().cpu().numpy())
@@ -176,15 +161,9 @@ def capture_blocks(model: nn.Module, images: torch.Tensor, *, positions: int = 2
         handles.append(block.bn3.register_forward_hook(on_bn3))
         handles.append(block.act3.register_forward_hook(on_act3))
         samples.append(s)
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model, handles):
         for state["batch"], start in enumerate(range(0, n, batch_size)):
             model(images[start:start + batch_size])
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
     return [s.finish() for s in samples]
 
 

@@ -29,15 +29,13 @@ Record keys (``None`` where a measure does not apply or is undefined):
   ``r2_input_knn``, ``r2_pre_knn``: the same with the k-NN decoder (when asked);
 - ``twonn_mean``, ``twonn_std``: TwoNN of ``rep`` as Ansuini et al. (2019)
   (``manifold_lab.geometry.twonn_ansuini``); ``rankme``: effective rank of ``rep``.
-- ``r2_branch_linear``, ``r2_branch_knn`` (the latter when asked): held-out R^2
-  of the bottleneck pre-activation ``pre`` (P, k') recovered from the branch
-  output ``act = act3(pre)`` (P, k'), ridge and k-NN decoder,
-  ``R^2 = 1 - sum |pre - pre_hat|^2 / sum |pre - mean(pre)|^2`` over the
-  held-out positions (``manifold_lab.recovery.r2_score``). Unlike
-  ``r2_input_*`` and ``r2_pre_*``, which decode from ``out = x + act`` and so
-  see the shortcut's copy of ``x``, it counts a dead branch (``act`` constant)
-  as total loss (R^2 <= 0), the identity as none (R^2 = 1), and an injective
-  ``act3`` as none for the k-NN decoder;
+- ``r2_branch_linear``, ``r2_branch_knn`` (the latter when asked): held-out R^2 of
+  ``pre`` recovered from the branch output ``act = act3(pre)``, ridge and k-NN decoder,
+  ``R^2 = 1 - sum |pre - pre_hat|^2 / sum |pre - mean(pre)|^2`` over the held-out
+  positions (``manifold_lab.recovery.r2_score``). Unlike ``r2_input_*`` and
+  ``r2_pre_*``, which decode from ``out = x + act`` and so see the shortcut's copy of
+  ``x``, it counts a dead branch (``act`` constant) as total loss (R^2 <= 0), the
+  identity as none (R^2 = 1), and an injective ``act3`` as none for the k-NN decoder;
 - ``label_accuracy`` (when labels are given): held-out accuracy of a linear
   read-out of the image labels from ``rep``
   (``manifold_lab.probe.label_probe.label_accuracy``).
@@ -90,48 +88,40 @@ def block_measures(*, x, pre, act, out, rep, bottleneck_act: str, W=None, b=None
     ``labels`` (N,), one per row of ``rep``, adds ``label_accuracy``.
     """
     with threadpool_limits(1):  # BLAS and OpenMP (scikit-learn's neighbour search)
-        rec = _measures(x=x, pre=pre, act=act, out=out, rep=rep, bottleneck_act=bottleneck_act, W=W, b=b,
-                        expand_act=expand_act, knn=knn, n_resamples=n_resamples, random_state=random_state)
+        pre, act, out, x, rep64 = (np.asarray(a, dtype=np.float64) for a in (pre, act, out, x, rep))
+        active = linear_piece(pre, bottleneck_act)
+        id_pos = twonn_ansuini(pre, n_resamples=1)[0] if len(pre) >= 6 else None
+        rec: dict = {
+            "positions": int(len(pre)),
+            "zeroed_fraction": float((act == 0).mean()) if bottleneck_act != "identity" else 0.0,
+            "clipped_fraction": float((pre >= 6).mean()) if bottleneck_act == "relu6" else 0.0,
+            "active_mean": float(active.sum(1).mean()),
+            "id_position": id_pos,
+            # An estimate above the channel count is estimation noise: the threshold is at most k'.
+            "below_id_fraction": None if id_pos is None else float((active.sum(1) < min(id_pos, pre.shape[1])).mean()),
+        }
+        if W is not None:
+            z = x @ np.asarray(W, dtype=np.float64).T + (0.0 if b is None else np.asarray(b, dtype=np.float64))
+            expanded = linear_piece(z, expand_act)
+            rec["lemma2_failure_fraction"] = float(rank_deficient(expanded, W).mean())
+            rec["expansion_active_mean"] = float(expanded.sum(1).mean())
+        else:
+            rec["lemma2_failure_fraction"] = rec["expansion_active_mean"] = None
+        rec["r2_input_linear"] = _r2(ridge_decoder, x, out, random_state)
+        rec["r2_pre_linear"] = _r2(ridge_decoder, pre, out, random_state)
+        if knn:
+            rec["r2_input_knn"] = _r2(knn_decoder, x, out, random_state)
+            rec["r2_pre_knn"] = _r2(knn_decoder, pre, out, random_state)
+        if len(rep64) >= 12:
+            rec["twonn_mean"], rec["twonn_std"] = twonn_ansuini(rep64, n_resamples=n_resamples,
+                                                                random_state=random_state)
+        else:
+            rec["twonn_mean"] = rec["twonn_std"] = None
+        rec["rankme"] = rankme(rep64)
         # The branch and label measures come last, so the earlier keys keep their order in the CSV.
-        pre, act = np.asarray(pre, dtype=np.float64), np.asarray(act, dtype=np.float64)
         rec["r2_branch_linear"] = _r2(ridge_decoder, pre, act, random_state)
         if knn:
             rec["r2_branch_knn"] = _r2(knn_decoder, pre, act, random_state)
         if labels is not None:
             rec["label_accuracy"] = label_accuracy(rep, labels, random_state=random_state)
         return rec
-
-
-def _measures(*, x, pre, act, out, rep, bottleneck_act, W, b, expand_act, knn, n_resamples, random_state) -> dict:
-    pre, act, out, x = (np.asarray(a, dtype=np.float64) for a in (pre, act, out, x))
-    active = linear_piece(pre, bottleneck_act)
-    rec: dict = {
-        "positions": int(len(pre)),
-        "zeroed_fraction": float((act == 0).mean()) if bottleneck_act != "identity" else 0.0,
-        "clipped_fraction": float((pre >= 6).mean()) if bottleneck_act == "relu6" else 0.0,
-        "active_mean": float(active.sum(1).mean()),
-    }
-    id_pos = twonn_ansuini(pre, n_resamples=1)[0] if len(pre) >= 6 else None
-    rec["id_position"] = id_pos
-    # An estimate above the channel count is estimation noise: the threshold is at most k'.
-    threshold = min(id_pos, pre.shape[1]) if id_pos is not None else None
-    rec["below_id_fraction"] = float((active.sum(1) < threshold).mean()) if id_pos is not None else None
-    if W is not None:
-        z = x @ np.asarray(W, dtype=np.float64).T + (0.0 if b is None else np.asarray(b, dtype=np.float64))
-        expanded = linear_piece(z, expand_act)
-        rec["lemma2_failure_fraction"] = float(rank_deficient(expanded, W).mean())
-        rec["expansion_active_mean"] = float(expanded.sum(1).mean())
-    else:
-        rec["lemma2_failure_fraction"] = rec["expansion_active_mean"] = None
-    rec["r2_input_linear"] = _r2(ridge_decoder, x, out, random_state)
-    rec["r2_pre_linear"] = _r2(ridge_decoder, pre, out, random_state)
-    if knn:
-        rec["r2_input_knn"] = _r2(knn_decoder, x, out, random_state)
-        rec["r2_pre_knn"] = _r2(knn_decoder, pre, out, random_state)
-    rep = np.asarray(rep, dtype=np.float64)
-    if len(rep) >= 12:
-        rec["twonn_mean"], rec["twonn_std"] = twonn_ansuini(rep, n_resamples=n_resamples, random_state=random_state)
-    else:
-        rec["twonn_mean"] = rec["twonn_std"] = None
-    rec["rankme"] = rankme(rep)
-    return rec

@@ -91,8 +91,7 @@ def probe_network(model, images, *, positions: int = 2000, knn: bool = True, n_r
     named = dict(model.named_modules())
     for i, s in enumerate(capture_blocks(model, images, positions=positions, batch_size=batch_size,
                                          max_features=max_features, random_state=random_state)):
-        folded = folded_expansion(named[s.name])
-        W, b = folded if folded is not None else (None, None)
+        W, b = folded_expansion(named[s.name]) or (None, None)
         rec = {"block": i, "name": s.name, "inp": s.inp, "hidden": s.hidden, "oup": s.oup, "stride": s.stride,
                "residual": s.residual, "expand_act": s.expand_act, "bottleneck_act": s.bottleneck_act}
         rec.update(block_measures(x=s.x, pre=s.pre, act=s.act, out=s.out, rep=s.rep, W=W, b=b,

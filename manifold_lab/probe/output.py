@@ -34,10 +34,7 @@ ACT_TITLES = {"identity": "linear bottleneck", "relu": "ReLU bottleneck", "relu6
 
 
 def csv_text(results: list[dict]) -> str:
-    keys: list[str] = []
-    for res in results:
-        for rec in res["records"]:
-            keys += [k for k in rec if k not in keys]
+    keys = dict.fromkeys(k for res in results for rec in res["records"] for k in rec)  # first-seen order
     rows = [{"network": res["label"], "stage": res["stage"], "source": res["source"], **rec}
             for res in results for rec in res["records"]]
     return io.csv_text(rows, ["network", "stage", "source", *keys])
@@ -46,9 +43,7 @@ def csv_text(results: list[dict]) -> str:
 def plot_profile(results: list[dict], path: Path) -> Path:
     import numpy as np
 
-    from manifold_lab.io import pyplot
-
-    plt = pyplot()
+    plt = io.pyplot()
     from matplotlib.ticker import MaxNLocator
 
     acts = [a for a in ACT_TITLES if any(r["records"][0]["bottleneck_act"] == a for r in results)]
@@ -98,10 +93,8 @@ def write_probe(out_dir: str | Path, results: list[dict], meta: dict) -> dict[st
         io.write_text(tmp / "probe.csv", csv_text(results))
         io.write_json(tmp / "probe.json", payload)
         plot_profile(results, tmp / "probe.png")
-        paths = {}
-        for key, name in (("csv", "probe.csv"), ("json", "probe.json"), ("png", "probe.png")):
-            os.replace(tmp / name, out_dir / name)
-            paths[key] = out_dir / name
-        return paths
+        for key in ("csv", "json", "png"):
+            os.replace(tmp / f"probe.{key}", out_dir / f"probe.{key}")
+        return {key: out_dir / f"probe.{key}" for key in ("csv", "json", "png")}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
