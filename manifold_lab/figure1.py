@@ -20,7 +20,6 @@ For every ``n`` the figure's numbers are:
 
 from __future__ import annotations
 
-
 import numpy as np
 from sklearn.utils import check_random_state
 
@@ -31,8 +30,6 @@ from manifold_lab.metrics import collapsed_fraction
 from manifold_lab.recovery import pinv_projection, reconstruction_errors, relu_preimage
 
 DEFAULT_DIMS = (2, 3, 5, 15, 30)
-#: No creation date in the PDF, so the same seed writes the same bytes (committed outputs do not churn).
-PDF_METADATA = {"CreationDate": None}
 NUMBERS = ("collapsed_fraction", "invertible_fraction", "error_pinv", "error_linear", "error_knn", "error_preimage")
 
 
@@ -86,11 +83,8 @@ def figure1_data(*, manifold="spiral", dims=DEFAULT_DIMS, n_points=5000, noise=0
 
 
 def _plane(X: np.ndarray) -> np.ndarray:
-    """Coordinates to draw: X itself in 2-D, else its top-2 principal directions."""
-    if X.shape[1] <= 2:
-        return np.column_stack([X[:, 0], X[:, 1] if X.shape[1] == 2 else np.zeros(len(X))])
-    centred = X - X.mean(axis=0)
-    _, _, Vt = np.linalg.svd(centred, full_matrices=False)
+    """The top-2 principal directions of ``X`` (d, 2): points of more than 2 dimensions are drawn onto them."""
+    _, _, Vt = np.linalg.svd(X - X.mean(axis=0), full_matrices=False)
     return Vt[:2].T
 
 
@@ -105,12 +99,11 @@ def figure1(*, manifold="spiral", dims=DEFAULT_DIMS, n_points=5000, noise=0.0, r
 
     X, t, outputs, rows = figure1_data(manifold=manifold, dims=dims, n_points=n_points, noise=noise,
                                       random_state=random_state)
-    basis = _plane(X)
-    proj = (lambda Z: Z @ basis) if X.shape[1] > 2 else (lambda Z: Z)
+    basis = _plane(X) if X.shape[1] > 2 else None
     panels = [("Input", X, None)] + [(f"Output/dim={r['dim']}", outputs[r["dim"]], r) for r in rows]
     fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.6), squeeze=False)
     for ax, (title, Z, row) in zip(axes[0], panels):
-        P = proj(Z)
+        P = Z if basis is None else Z @ basis
         ax.scatter(P[:, 0], P[:, 1], c=t, cmap="viridis", s=2, linewidths=0, rasterized=True)
         ax.set_title(title, fontsize=11)
         ax.set_aspect("equal", adjustable="datalim")
@@ -140,8 +133,6 @@ def write_figure1(out_dir, *, manifold="spiral", dims=DEFAULT_DIMS, n_points=500
     each file is written atomically. Returns ``{"png", "pdf", "csv", "json"}``
     paths and ``"rows"`` (the numbers).
     """
-    import matplotlib.pyplot as plt
-
     if seed is not None:
         random_state = check_int(seed, "seed", minimum=0)
     out = check_out_dir(out_dir)
@@ -149,13 +140,18 @@ def write_figure1(out_dir, *, manifold="spiral", dims=DEFAULT_DIMS, n_points=500
     header = ["dim", *NUMBERS]
     csv = "\n".join([",".join(header)] + [",".join(f"{r[h]:.6g}" if h != "dim" else str(r[h]) for h in header)
                                          for r in rows]) + "\n"
+    meta = {"manifold": manifold, "n_points": n_points, "noise": noise, "seed": random_state, "rows": rows}
+    return {**write_figure_files(fig, out, "figure1", csv, meta), "rows": rows}
+
+
+def write_figure_files(fig, out, stem: str, csv: str, meta: dict) -> dict:
+    """Write ``<stem>.png/.pdf/.csv/.json`` into the folder ``out``, each atomically (the PDF without a
+    creation date: same seed, same bytes), then close ``fig``; returns the paths by suffix."""
     paths = {
-        "png": io.savefig(fig, out / "figure1.png", dpi=150),
-        "pdf": io.savefig(fig, out / "figure1.pdf", metadata=PDF_METADATA),
-        "csv": io.write_text(out / "figure1.csv", csv),
-        "json": io.write_json(out / "figure1.json", {
-            "manifold": manifold, "n_points": n_points, "noise": noise, "seed": random_state, "rows": rows,
-        }),
+        "png": io.savefig(fig, out / f"{stem}.png", dpi=150),
+        "pdf": io.savefig(fig, out / f"{stem}.pdf"),
+        "csv": io.write_text(out / f"{stem}.csv", csv),
+        "json": io.write_json(out / f"{stem}.json", meta),
     }
-    plt.close(fig)
-    return {**paths, "rows": rows}
+    io.pyplot().close(fig)
+    return paths

@@ -29,7 +29,8 @@ from manifold_lab._checks import check_int, check_points
 __all__ = ["trustworthiness", "knn_overlap", "twonn_dimension", "twonn_ansuini", "rankme"]
 
 
-def _paired(X, Y, n_neighbors):
+def _paired(X, Y, n_neighbors, max_points, random_state):
+    """Checked ``X``, ``Y`` (the same rows) and ``k``, then at most ``max_points`` random rows of both."""
     X = check_points(X, "X")
     Y = check_points(Y, "Y")
     if len(X) != len(Y):
@@ -37,7 +38,7 @@ def _paired(X, Y, n_neighbors):
     k = check_int(n_neighbors, "n_neighbors", minimum=1)
     if k >= len(X) / 2:
         raise ValueError(f"n_neighbors={k} must be < n_samples / 2 = {len(X) / 2}")
-    return X, Y, k
+    return *_subsample(X, Y, max_points, random_state), k
 
 
 def _subsample(X, Y, max_points, random_state):
@@ -49,15 +50,13 @@ def _subsample(X, Y, max_points, random_state):
 
 def trustworthiness(X, Y, n_neighbors=10, *, max_points=2000, random_state=0) -> float:
     """``sklearn.manifold.trustworthiness(X, Y)`` on at most ``max_points`` random rows."""
-    X, Y, k = _paired(X, Y, n_neighbors)
-    X, Y = _subsample(X, Y, max_points, random_state)
+    X, Y, k = _paired(X, Y, n_neighbors, max_points, random_state)
     return float(_sk_trustworthiness(X, Y, n_neighbors=k))
 
 
 def knn_overlap(X, Y, n_neighbors=10, *, max_points=5000, random_state=0) -> float:
     """Mean share of each point's ``k`` nearest neighbours in ``X`` that stay among its ``k`` in ``Y``."""
-    X, Y, k = _paired(X, Y, n_neighbors)
-    X, Y = _subsample(X, Y, max_points, random_state)
+    X, Y, k = _paired(X, Y, n_neighbors, max_points, random_state)
     nx = NearestNeighbors(n_neighbors=k + 1).fit(X).kneighbors(X, return_distance=False)[:, 1:]
     ny = NearestNeighbors(n_neighbors=k + 1).fit(Y).kneighbors(Y, return_distance=False)[:, 1:]
     shared = (nx[:, :, None] == ny[:, None, :]).sum(axis=(1, 2))  # neighbour lists hold distinct indices
@@ -73,22 +72,23 @@ def twonn_dimension(X, *, max_points=5000, random_state=0) -> float:
     """
     X = check_points(X, "X", min_rows=3)
     X, _ = _subsample(X, X, max_points, random_state)
+    mu = _mu(X)
+    if len(mu) < 3:
+        return 0.0
+    total = np.log(mu).sum()
+    return float(len(mu) / total) if total > 0 else 0.0
+
+
+def _mu(X) -> np.ndarray:
+    """``r_2 / r_1`` of every point with ``r_1 > 0`` (duplicates, e.g. points a ReLU collapsed together, have none)."""
     dist, _ = NearestNeighbors(n_neighbors=3).fit(X).kneighbors(X)
     r1, r2 = dist[:, 1], dist[:, 2]
-    ok = r1 > 0
-    if ok.sum() < 3:
-        return 0.0
-    log_mu = np.log(r2[ok] / r1[ok])
-    total = log_mu.sum()
-    return float(ok.sum() / total) if total > 0 else 0.0
+    return r2[r1 > 0] / r1[r1 > 0]
 
 
 def _twonn_linear_fit(X, fraction: float) -> float:
     """Facco et al.'s fit: ``-log(1 - F(mu)) = d log(mu)`` through the origin, on the smallest ``fraction`` of ``mu``."""
-    dist, _ = NearestNeighbors(n_neighbors=3).fit(X).kneighbors(X)
-    r1, r2 = dist[:, 1], dist[:, 2]
-    ok = r1 > 0  # duplicates (e.g. points a ReLU collapsed together) have no ratio
-    mu = np.sort(r2[ok] / r1[ok])
+    mu = np.sort(_mu(X))
     n = len(mu)
     keep = int(np.floor(fraction * n))
     if keep < 2:
@@ -102,11 +102,9 @@ def _twonn_linear_fit(X, fraction: float) -> float:
 def twonn_ansuini(X, *, fraction=0.9, n_resamples=5, random_state=0) -> tuple[float, float]:
     """TwoNN intrinsic dimension of points ``X`` (N, D) as Ansuini et al. (2019) measure network layers.
 
-    Each of ``n_resamples`` random halves of the rows gets Facco et al.'s linear
-    fit of ``-log(1 - F(mu))`` against ``log mu`` through the origin, on the
-    ``fraction`` of points with the smallest ``mu = r_2 / r_1`` (the largest
-    ratios, from points in sparse regions, are dropped). With one resample the
-    whole of ``X`` is used. Returns ``(mean, std)`` over the resamples (std 0 for one).
+    ``_twonn_linear_fit`` on each of ``n_resamples`` random halves of the rows (the largest ratios
+    ``mu = r_2 / r_1``, from points in sparse regions, are dropped); with one resample the whole of
+    ``X`` is used. Returns ``(mean, std)`` over the resamples (std 0 for one).
     """
     X = check_points(X, "X", min_rows=6)
     n_resamples = check_int(n_resamples, "n_resamples", minimum=1)

@@ -57,7 +57,7 @@ def group_by_pattern(active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         buf = np.zeros((N, 8), dtype=np.uint8)
         buf[:, :width] = packed
         keys = buf.view(np.uint64).ravel()
-        uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     else:
         _, first, inverse = np.unique(packed, axis=0, return_index=True, return_inverse=True)
     return active[first], inverse.ravel()
@@ -108,17 +108,10 @@ def pattern_ranks(B: np.ndarray, patterns: np.ndarray, tol=None) -> np.ndarray:
 
 
 def collapsed_mask(X, B, *, bias=None, tol=None) -> np.ndarray:
-    """Boolean ``(N,)``: the rows of ``B`` active at the point have rank ``< d``.
+    """Boolean ``(N,)``: the rows of ``B`` (m, d) active at each point of ``X`` (N, d) have rank ``< d``.
 
-    Parameters
-    ----------
-    X : array (N, d)
-        Points.
-    B : array (m, d)
-        The matrix of ``ReLU(Bx + bias)``.
-    bias : array (m,), optional
-    tol : float, optional
-        Singular-value tolerance of ``np.linalg.matrix_rank`` (its default when None; never below it).
+    ``bias`` (m,) is optional; ``tol`` is the singular-value tolerance of ``np.linalg.matrix_rank``
+    (its default when None; never below it).
     """
     return rank_deficient(active_mask(X, B, bias=bias), B, tol=tol)
 

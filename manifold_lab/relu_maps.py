@@ -50,8 +50,7 @@ def relu_map(X, B, *, act="relu", bias=None) -> np.ndarray:
 
     ``act`` is one of ``identity``, ``relu``, ``relu6``, ``leaky_relu``.
     """
-    f = get_activation(act)
-    return f(pre_activation(X, B, bias=bias))
+    return get_activation(act)(pre_activation(X, B, bias=bias))
 
 
 @dataclass

@@ -13,7 +13,7 @@ from sklearn.utils import check_random_state
 
 from manifold_lab import io
 from manifold_lab._checks import check_int, check_out_dir
-from manifold_lab.figure1 import PDF_METADATA
+from manifold_lab.figure1 import write_figure_files
 from manifold_lab.metrics import estimate_kept_fraction
 from manifold_lab.theory import kept_fraction, kept_fraction_bound
 
@@ -76,20 +76,10 @@ def plot_theorem_check(records):
 def write_theorem_check(out_dir, ms=DEFAULT_MS, ns=DEFAULT_NS, *, n_matrices=100, n_points=300, random_state=0,
                         progress=None):
     """Compute, then write ``theorem1.png/.pdf/.csv/.json`` atomically into ``out_dir``."""
-    import matplotlib.pyplot as plt
-
     out = check_out_dir(out_dir)
     records = theorem_check(ms, ns, n_matrices=n_matrices, n_points=n_points, random_state=random_state,
                             progress=progress)
     fig = plot_theorem_check(records)
     csv = "\n".join([",".join(COLUMNS)] + [",".join(f"{r[c]:.8g}" for c in COLUMNS) for r in records]) + "\n"
-    paths = {
-        "png": io.savefig(fig, out / "theorem1.png", dpi=150),
-        "pdf": io.savefig(fig, out / "theorem1.pdf", metadata=PDF_METADATA),
-        "csv": io.write_text(out / "theorem1.csv", csv),
-        "json": io.write_json(out / "theorem1.json", {
-            "n_matrices": n_matrices, "n_points": n_points, "seed": random_state, "records": records,
-        }),
-    }
-    plt.close(fig)
-    return {**paths, "records": records}
+    meta = {"n_matrices": n_matrices, "n_points": n_points, "seed": random_state, "records": records}
+    return {**write_figure_files(fig, out, "theorem1", csv, meta), "records": records}

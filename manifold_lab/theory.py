@@ -48,20 +48,11 @@ def _vectorize(func, m, n):
 
 
 def kept_fraction(m, n):
-    """Expected kept (non-collapsed) fraction ``N_{m,n} / 2^m`` of Theorem 1.
+    """Expected kept (non-collapsed) fraction ``N_{m,n} / 2^m = P(Binomial(m, 1/2) >= n)`` of Theorem 1.
 
-    Parameters
-    ----------
-    m : int or array of int
-        Output channels of ``ReLU(Bx)`` (rows of ``B``), ``m >= 0``.
-    n : int or array of int
-        Dimension of the input set (columns of ``B``); ``n <= 0`` is read by the
-        formula (``N_{m,n} = 2^m``).
-
-    Returns
-    -------
-    float or ndarray
-        ``P(Binomial(m, 1/2) >= n)``; 0 when ``m < n``, 1 when ``n <= 0``.
+    ``m`` (rows of ``B``, the output channels of ``ReLU(Bx)``, ``>= 0``) and ``n`` (columns of ``B``, the
+    dimension of the input set) are ints, giving a float, or arrays of ints, giving an ndarray. 0 when
+    ``m < n``; 1 when ``n <= 0`` (read by the formula, ``N_{m,n} = 2^m``).
     """
     return _vectorize(lambda a, b: float(_kept_exact(a, b)), m, n)
 

@@ -34,13 +34,9 @@ TASKS = ("classify", "regress")
 
 def make_activation(name: str) -> nn.Module:
     """``nn.Module`` for a bottleneck activation name (``identity`` | ``relu`` | ``relu6``)."""
-    if name == "identity":
-        return nn.Identity()
-    if name == "relu":
-        return nn.ReLU()
-    if name == "relu6":
-        return nn.ReLU6()
-    raise ValueError(f"bottleneck_act={name!r} is not one of {BOTTLENECK_ACTS}")
+    if name not in BOTTLENECK_ACTS:
+        raise ValueError(f"bottleneck_act={name!r} is not one of {BOTTLENECK_ACTS}")
+    return {"identity": nn.Identity, "relu": nn.ReLU, "relu6": nn.ReLU6}[name]()
 
 
 def _check_positive_int(name: str, value: Any) -> None:
@@ -59,15 +55,6 @@ class ToyInvertedResidual(nn.Module):
     Submodule names are fixed (``expand``, ``expand_act``, ``project``,
     ``bottleneck_act``) so that forward hooks find the same layers in every
     variant; a linear bottleneck is an ``nn.Identity`` at ``bottleneck_act``.
-
-    Parameters
-    ----------
-    width : int
-        Bottleneck width ``k``.
-    expand_ratio : int
-        Expansion ``t``; the hidden layer has ``t * k`` units.
-    bottleneck_act : {"identity", "relu", "relu6"}
-    shortcut : bool
     """
 
     def __init__(self, width: int, expand_ratio: int, bottleneck_act: str = "identity", shortcut: bool = True):
@@ -95,20 +82,9 @@ class ToyBottleneckNet(nn.Module):
     ``bottleneck_act`` as the blocks, so in the non-linear variants every
     narrow representation the network computes went through that activation.
 
-    Parameters
-    ----------
-    in_dims : int
-        Ambient dimension ``n`` of the input points, shape ``(N, n)``.
-    width : int
-        Bottleneck width ``k``.
-    depth : int
-        Number of blocks (>= 1).
-    expand_ratio : int
-        ``t``.
-    bottleneck_act : {"identity", "relu", "relu6"}
-    shortcut : bool
-    out_dims : int
-        Classes (logits) or regression targets; output shape ``(N, out_dims)``.
+    ``in_dims`` is the ambient dimension ``n`` of the input points ``(N, n)``; ``out_dims`` the classes
+    (logits) or regression targets, output ``(N, out_dims)``; ``expand_ratio``, ``bottleneck_act`` and
+    ``shortcut`` are those of ``ToyInvertedResidual``.
     """
 
     def __init__(
@@ -192,9 +168,7 @@ def make_toy_data(
     _check_positive_int("n_train", n_train)
     _check_positive_int("n_test", n_test)
     rng = np.random.RandomState(random_state) if not isinstance(random_state, np.random.RandomState) else random_state
-    X2, label, t = make_two_spirals(
-        n_train + n_test, noise=noise, random_state=rng, return_coordinate=True
-    )
+    X2, label, t = make_two_spirals(n_train + n_test, noise=noise, random_state=rng, return_coordinate=True)
     X, _ = embed(X2, n_dims, kind=embedding, random_state=rng)
     # Shuffle before splitting: the generator may emit one class after the other.
     order = rng.permutation(len(X))
@@ -203,9 +177,8 @@ def make_toy_data(
     mu, sd = X[tr].mean(0), X[tr].std(0) + 1e-12
     X = (X - mu) / sd
     if task == "classify":
-        y = torch.as_tensor(np.asarray(label), dtype=torch.int64)
+        y = torch.as_tensor(label, dtype=torch.int64)
     else:
-        t = np.asarray(t, dtype=np.float64)
         y = torch.as_tensor(((t - t[tr].mean()) / (t[tr].std() + 1e-12))[:, None], dtype=torch.float32)
     Xt = torch.as_tensor(X, dtype=torch.float32)
     return ToyData(task, Xt[tr], y[tr], Xt[te], y[te])
@@ -271,6 +244,17 @@ def evaluate_toy(model: ToyBottleneckNet, data: ToyData) -> dict[str, float]:
     return {"test_nmse": mse / float(data.y_test.var(unbiased=False))}
 
 
+def _forward_hooked(model: nn.Module, X: torch.Tensor, hooks: list) -> None:
+    """``model(X)`` in eval mode without gradients, for the forward ``hooks`` to read; then the hooks are removed."""
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(X)
+    finally:
+        for h in hooks:
+            h.remove()
+
+
 def expansion_activity(model: ToyBottleneckNet, X: torch.Tensor) -> list[dict[str, float]]:
     """Lemma-2 statistics of every expansion layer (``ReLU6(W_e x)``, ``t*k`` units) on points ``X``.
 
@@ -292,13 +276,7 @@ def expansion_activity(model: ToyBottleneckNet, X: torch.Tensor) -> list[dict[st
         block.expand.register_forward_hook(lambda _m, _i, out: pre.append(out.detach()))
         for block in model.blocks
     ]
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(X)
-    finally:
-        for h in hooks:
-            h.remove()
+    _forward_hooked(model, X, hooks)
     stats = []
     for block, z in zip(model.blocks, pre):
         counts = ((z > 0) & (z < 6)).sum(1)
@@ -345,13 +323,9 @@ def probe_toy(model: ToyBottleneckNet, X: torch.Tensor, *, random_state: int = 0
                   block.register_forward_hook(keep(b, "out"))]
     was_training = model.training
     try:
-        model.eval()
-        with torch.no_grad():
-            model(X)
+        _forward_hooked(model, X, hooks)
     finally:
         model.train(was_training)
-        for h in hooks:
-            h.remove()
     records = []
     for b, block in enumerate(model.blocks):
         t = seen[b]
@@ -396,9 +370,7 @@ def run_toy(
     ``manifold_lab.probe.SUMMARY_KEYS``).
     """
     _check_positive_int("seed + 1", seed + 1)
-    data = make_toy_data(
-        task, n_train=n_train, n_test=n_test, n_dims=n_dims, noise=noise, random_state=seed
-    )
+    data = make_toy_data(task, n_train=n_train, n_test=n_test, n_dims=n_dims, noise=noise, random_state=seed)
     model = ToyBottleneckNet(
         n_dims, width, depth, expand_ratio,
         bottleneck_act=bottleneck_act, shortcut=shortcut, out_dims=data.out_dims,
@@ -408,9 +380,7 @@ def run_toy(
     from manifold_lab.probe.network import probe_summary
 
     probe0 = probe_summary(probe_toy(model, data.X_test[:PROBE_POINTS]))
-    losses = train_toy(
-        model, data, steps=steps, lr=lr, weight_decay=weight_decay, batch_size=batch_size, generator=gen
-    )
+    losses = train_toy(model, data, steps=steps, lr=lr, weight_decay=weight_decay, batch_size=batch_size, generator=gen)
     metrics: dict[str, Any] = dict(evaluate_toy(model, data))
     metrics["final_train_loss"] = losses[-1]
     metrics["params"] = sum(p.numel() for p in model.parameters())

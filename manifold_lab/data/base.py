@@ -16,8 +16,6 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from manifold_lab.errors import UsageError
-
 SPLITS = ("train", "test")
 
 #: Environment variable naming the folder that holds the datasets (or one archive).
@@ -177,12 +175,7 @@ def data_search_roots(root: str | os.PathLike | None = None) -> list[Path]:
     env = os.environ.get(DATA_ENV)
     if env:
         return [resolve_path(env)]
-    found: list[Path] = []
-    for base in (Path.cwd(), repo_root()):
-        cand = (base / ".." / "shared" / "datasets").resolve()
-        if cand not in found:
-            found.append(cand)
-    return found
+    return list(dict.fromkeys((base / ".." / "shared" / "datasets").resolve() for base in (Path.cwd(), repo_root())))
 
 
 def default_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -201,20 +194,3 @@ def missing_data_error(what: str, searched: Sequence[Path], how: str) -> FileNot
     paths = ", ".join(str(p) for p in searched) or "(nothing)"
     return FileNotFoundError(f"{what} not found; searched: {paths}. {how}")
 
-
-__all__ = [
-    "ImageData",
-    "SPLITS",
-    "DATA_ENV",
-    "CACHE_ENV",
-    "UsageError",
-    "channel_stats",
-    "subset_indices",
-    "make_image_data",
-    "data_search_roots",
-    "resolve_path",
-    "default_cache_dir",
-    "missing_data_error",
-    "check_split",
-    "repo_root",
-]

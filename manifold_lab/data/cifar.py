@@ -110,10 +110,6 @@ def _batch(data: bytes, name: str) -> dict[str, object]:
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
 
 
-def _text(v: object) -> str:
-    return v.decode("utf-8") if isinstance(v, bytes) else str(v)
-
-
 def cifar_search_roots(root: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None) -> list[Path]:
     """``data_search_roots(root)``, plus ``<cache_dir>/cifar`` (where ``download=True``
     puts the archive) when no ``root`` is given."""
@@ -132,9 +128,7 @@ def find_cifar(
         for cand in (base / spec["folder"], base / spec["archive"]):
             if cand.exists():
                 return cand
-        if base.name == spec["folder"] and base.is_dir():
-            return base
-        if base.name == spec["archive"] and base.is_file():
+        if (base.name == spec["folder"] and base.is_dir()) or (base.name == spec["archive"] and base.is_file()):
             return base
     return None
 
@@ -200,7 +194,8 @@ def read_cifar_arrays(name: str, source: str | os.PathLike) -> dict[str, object]
     meta = _batch(files[spec["meta"]], spec["meta"])
     if spec["names_key"] not in meta:
         raise UsageError(f"{source}/{spec['meta']} has no {spec['names_key']!r} entry")
-    out: dict[str, object] = {"classes": [_text(c) for c in meta[spec["names_key"]]]}
+    names = meta[spec["names_key"]]
+    out: dict[str, object] = {"classes": [c.decode("utf-8") if isinstance(c, bytes) else str(c) for c in names]}
     for split in ("train", "test"):
         images, labels = [], []
         for fname in spec[split]:

@@ -74,9 +74,7 @@ def load_digits(
     idx_train, idx_test = np.sort(idx_train), np.sort(idx_test)
     train_images = _resize(pixels[idx_train], image_size, channels)
     mean, std = channel_stats(train_images)
-    if split == "train":
-        images, labs = train_images, labels[idx_train]
-    else:
-        images, labs = _resize(pixels[idx_test], image_size, channels), labels[idx_test]
+    idx = idx_train if split == "train" else idx_test
+    images = train_images if split == "train" else _resize(pixels[idx], image_size, channels)
     classes = [str(c) for c in bunch.target_names]
-    return make_image_data(images, labs, classes, mean, std, subset=subset, seed=seed)
+    return make_image_data(images, labels[idx], classes, mean, std, subset=subset, seed=seed)

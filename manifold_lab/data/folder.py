@@ -67,10 +67,7 @@ def _is_archive(path: Path) -> bool:
 
 
 def _split_of(dirname: str) -> str | None:
-    for split, names in SPLIT_DIRS.items():
-        if dirname in names:
-            return split
-    return None
+    return next((split for split, names in SPLIT_DIRS.items() if dirname in names), None)
 
 
 def open_image(src: "io.BytesIO | os.PathLike | str") -> "object":
@@ -141,10 +138,7 @@ def iter_archive(path: Path) -> Iterator[tuple[str, str, bytes]]:
                 parts = PurePosixPath(member.name).parts
                 if len(parts) < 3 or _split_of(parts[-3]) is None:
                     continue
-                f = tf.extractfile(member)
-                if f is None:
-                    continue
-                yield _split_of(parts[-3]), parts[-2], f.read()
+                yield _split_of(parts[-3]), parts[-2], tf.extractfile(member).read()
     except (tarfile.TarError, EOFError, zlib.error) as exc:
         raise UsageError(f"cannot read archive {path}: {exc}") from exc
 
@@ -173,18 +167,13 @@ def cache_path(source: str | os.PathLike, *, image_size: int | None = None, cach
 # --------------------------------------------------------------------------- decode + cache
 
 
-def _progress(total: int | None, desc: str) -> "object":
-    from tqdm.auto import tqdm
-
-    # disable=None: a bar on a terminal, silence in logs and CI.
-    return tqdm(total=total, desc=desc, unit="img", disable=None, leave=False)
-
-
 def _decode_all(items: Iterable[tuple[str, str, bytes | Path]], total: int | None, desc: str, image_size: int | None) -> dict:
     from PIL import UnidentifiedImageError
+    from tqdm.auto import tqdm
 
     per_split: dict[str, tuple[list[np.ndarray], list[str]]] = {}
-    with _progress(total, desc) as bar:
+    # disable=None: a bar on a terminal, silence in logs and CI.
+    with tqdm(total=total, desc=desc, unit="img", disable=None, leave=False) as bar:
         for split, cls, data in items:
             try:
                 arr = decode_image(data, image_size)
@@ -256,11 +245,18 @@ def load_folder_arrays(
         arrays = _decode_all(iter_archive(source), None, source.name, image_size)
     else:
         entries = list_folder(source)
-        arrays = _decode_all(((s, c, f) for s, c, f in entries), len(entries), source.name, image_size)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+        arrays = _decode_all(entries, len(entries), source.name, image_size)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
     return arrays
+
+
+def existing_folder(source: str | os.PathLike) -> Path:
+    """``resolve_path(source)``; the ``missing_data_error`` of an image folder when it does not exist."""
+    source = resolve_path(source)
+    if not source.exists():
+        raise missing_data_error("image folder", [source], "Give root=<folder with train/ and test/ subfolders>.")
+    return source
 
 
 def load_imagefolder(
@@ -278,9 +274,7 @@ def load_imagefolder(
     ``ImageFolder``); mean/std are those of the train split.
     """
     check_split(split)
-    source = resolve_path(source)
-    if not source.exists():
-        raise missing_data_error("image folder", [source], "Give root=<folder with train/ and test/ subfolders>.")
+    source = existing_folder(source)
     arrays = load_folder_arrays(source, image_size=image_size, cache_dir=cache_dir)
     if f"{split}_images" not in arrays:
         raise UsageError(f"{source} has no {split!r} split (looked for folders {SPLIT_DIRS[split]})")
@@ -319,9 +313,7 @@ def find_cifar10_jpeg(root: str | os.PathLike | None = None) -> Path:
 
 def image_side(source: str | os.PathLike) -> int:
     """Largest side of the first image in a folder tree (archives hold small images)."""
-    source = resolve_path(source)
-    if not source.exists():
-        raise missing_data_error("image folder", [source], "Give root=<folder with train/ and test/ subfolders>.")
+    source = existing_folder(source)
     if _is_archive(source):
         return 0
     from PIL import Image

@@ -45,10 +45,7 @@ def shard_indices(n: int, *, rank: int, world_size: int, shuffle: bool, seed: in
     that sums over the first ``num_valid`` samples of each rank and
     all-reduces counts every sample exactly once.
     """
-    if shuffle:
-        order = torch.randperm(n, generator=epoch_generator(seed, epoch))
-    else:
-        order = torch.arange(n)
+    order = torch.randperm(n, generator=epoch_generator(seed, epoch)) if shuffle else torch.arange(n)
     per_rank = math.ceil(n / world_size)
     total = per_rank * world_size
     if total > n:
@@ -120,9 +117,8 @@ class DeviceLoader:
     num_samples : int
         Samples per rank and epoch, ``ceil(N / world_size)`` (padded by wrapping).
     num_valid : int
-        How many of them are not padding, ``len(range(rank, N, world_size))``;
-        the padded duplicates come last, so exact distributed evaluation sums
-        the first ``num_valid`` samples on each rank and all-reduces.
+        How many of them are not padding, ``len(range(rank, N, world_size))``
+        (the padded duplicates come last, see ``shard_indices``).
 
     Yields
     ------
@@ -181,8 +177,6 @@ class DeviceLoader:
         self._offset = (255.0 * mean).view(1, -1, 1, 1).to(self.device, dtype)
         self._scale = (1.0 / (255.0 * std)).view(1, -1, 1, 1).to(self.device, dtype)
         self.num_samples = math.ceil(len(data) / world_size)
-        # Positions past the dataset are wrap-around padding; they are the last
-        # num_samples - num_valid samples of this rank's epoch (see shard_indices).
         self.num_valid = len(range(rank, len(data), world_size))
         if len(self) == 0:
             raise ValueError(

@@ -102,8 +102,6 @@ def find_data(name: str, *, root: str | os.PathLike | None = None, download: boo
     Raises the same ``FileNotFoundError`` as ``load_dataset`` (the paths searched and how to
     obtain the data) when the data is absent and will not be downloaded.
     """
-    from manifold_lab.data.base import missing_data_error, resolve_path
-
     if name not in DATASETS:
         raise UsageError(f"dataset name={name!r} is not one of {DATASETS}")
     if name == "digits":
@@ -117,23 +115,17 @@ def find_data(name: str, *, root: str | os.PathLike | None = None, download: boo
         if download:
             return f"{name}: not here yet; the first run downloads it (download: true)"
         raise missing_cifar(name, root, cache_dir)
-    from manifold_lab.data.folder import find_cifar10_jpeg
+    from manifold_lab.data.folder import existing_folder, find_cifar10_jpeg
 
     if name == "cifar10_jpeg":
         return f"{name}: {find_cifar10_jpeg(root)}"
     if root is None:
         raise UsageError("dataset 'imagefolder' needs root=<folder with train/<class>/ and test/<class>/>")
-    source = resolve_path(root)
-    if not source.exists():
-        raise missing_data_error("image folder", [source], "Give root=<folder with train/ and test/ subfolders>.")
-    return f"{name}: {source}"
+    return f"{name}: {existing_folder(root)}"
 
 
 def _get(cfg: Any, key: str, default: Any = None) -> Any:
-    if isinstance(cfg, Mapping):
-        value = cfg.get(key, default)
-    else:
-        value = getattr(cfg, key, default)
+    value = cfg.get(key, default) if isinstance(cfg, Mapping) else getattr(cfg, key, default)
     return default if value is None else value
 
 
@@ -201,6 +193,7 @@ def build_loaders(
         cache_dir=_get(data_cfg, "cache_dir"),
         image_size=_get(data_cfg, "image_size"),
     )
+    shared = dict(device=device, seed=seed, rank=rank, world_size=world_size, channels_last=channels_last)
     if name == "imagefolder" and common["root"] is not None:
         from manifold_lab.data.folder import SMALL_MAX_SIDE, image_side
 
@@ -218,11 +211,7 @@ def build_loaders(
                 flip=aug["flip"],
                 random_crop=bool(aug["crop_padding"]) or aug["flip"],
                 num_workers=_get(data_cfg, "num_workers", 4),
-                device=device,
-                seed=seed,
-                rank=rank,
-                world_size=world_size,
-                channels_last=channels_last,
+                **shared,
             )
 
     kwargs = dict(
@@ -234,7 +223,7 @@ def build_loaders(
     )
     train = load_dataset(name, split="train", **kwargs)
     test = load_dataset(name, split="test", **dict(kwargs, subset=_get(data_cfg, "eval_subset")))
-    loader_kw = dict(device=device, seed=seed, rank=rank, world_size=world_size, channels_last=channels_last, dtype=dtype)
+    loader_kw = dict(shared, dtype=dtype)
     train_loader = DeviceLoader(train, batch_size=batch_size, train=True, **aug, **loader_kw)
     test_loader = DeviceLoader(test, batch_size=eval_batch_size, train=False, **loader_kw)
     return train_loader, test_loader, train.num_classes, train.in_channels

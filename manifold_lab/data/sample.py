@@ -40,8 +40,6 @@ def balanced_sample(loader, per_class: int, *, seed: int = 0) -> tuple[torch.Ten
         labels = loader.labels.cpu()
         idx = torch.as_tensor(subset_indices(labels.numpy(), per_class, seed), dtype=torch.long)
         x = loader.normalize(loader.images[idx.to(loader.images.device)]).cpu()
-        if getattr(loader, "channels_last", False):
-            x = x.contiguous(memory_format=torch.channels_last)
         y = labels[idx]
     else:  # a streaming loader: decode only the chosen images of its dataset (evaluation transform)
         if getattr(loader, "train", False):
@@ -51,9 +49,9 @@ def balanced_sample(loader, per_class: int, *, seed: int = 0) -> tuple[torch.Ten
         labels = torch.tensor([label for _, label in dataset.samples], dtype=torch.long)
         idx = subset_indices(labels.numpy(), per_class, seed)
         x = torch.stack([dataset[int(i)][0] for i in idx])
-        if getattr(loader, "channels_last", False):
-            x = x.contiguous(memory_format=torch.channels_last)
         y = labels[torch.as_tensor(idx, dtype=torch.long)]
+    if getattr(loader, "channels_last", False):
+        x = x.contiguous(memory_format=torch.channels_last)
     counts = torch.bincount(y, minlength=len(classes) or int(y.max()) + 1).tolist()
     names = classes if len(classes) == len(counts) else [str(i) for i in range(len(counts))]
     return x, y, dict(zip(names, counts))

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from manifold_lab.data.base import resolve_path, subset_indices
-from manifold_lab.data.folder import SPLIT_DIRS, _is_image, open_image
-from manifold_lab.data.loader import epoch_generator
+from manifold_lab.data.folder import SPLIT_DIRS, _is_image, check_same_classes, open_image
+from manifold_lab.data.loader import DeviceLoader, epoch_generator
 from manifold_lab.errors import UsageError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -38,11 +38,8 @@ CROP_FRACTION = 0.875
 def list_split(root: str | os.PathLike, split: str) -> tuple[list[str], list[tuple[str, int]]]:
     """Sorted class names and ``(path, label)`` samples of ``root/<split>/<class>/*``."""
     root = resolve_path(root)
-    for dirname in SPLIT_DIRS[split]:
-        split_dir = root / dirname
-        if split_dir.is_dir():
-            break
-    else:
+    split_dir = next((root / d for d in SPLIT_DIRS[split] if (root / d).is_dir()), None)
+    if split_dir is None:
         raise FileNotFoundError(f"no {split!r} split under {root} (looked for {SPLIT_DIRS[split]})")
     classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
     samples = [
@@ -166,10 +163,7 @@ class StreamingLoader:
         self.epoch = int(epoch)
         self.sampler.set_epoch(self.epoch)
 
-    def __len__(self) -> int:
-        if self.drop_last:
-            return self.num_samples // self.batch_size
-        return math.ceil(self.num_samples / self.batch_size)
+    __len__ = DeviceLoader.__len__
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         # workers copy the dataset when the iterator starts, so this reaches them
@@ -208,15 +202,12 @@ def build_streaming_loaders(
     """Train / test ``StreamingLoader`` s over ``root/train`` and ``root/val`` (or ``test``)."""
     classes, train_samples = list_split(root, "train")
     test_classes, test_samples = list_split(root, "test")
-    from manifold_lab.data.folder import check_same_classes
-
     check_same_classes(str(root), {"train": set(classes), "test": set(test_classes)})
-    if subset is not None:
-        keep = subset_indices(np.array([lab for _, lab in train_samples]), subset, seed)
-        train_samples = [train_samples[i] for i in keep]
-    if eval_subset is not None:
-        keep = subset_indices(np.array([lab for _, lab in test_samples]), eval_subset, seed)
-        test_samples = [test_samples[i] for i in keep]
+
+    def thin(samples, per_class):
+        return [samples[i] for i in subset_indices(np.array([lab for _, lab in samples]), per_class, seed)]
+
+    train_samples, test_samples = thin(train_samples, subset), thin(test_samples, eval_subset)
     common = dict(device=device, seed=seed, num_workers=num_workers, rank=rank, world_size=world_size,
                   channels_last=channels_last, classes=classes)
     train = StreamingLoader(
