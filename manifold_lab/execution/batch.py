@@ -4,7 +4,7 @@
 ``batch_key``s (for ``mobilenetv2``: the same configuration up to seed and activations,
 ``manifold_lab.train.batched``) into groups of at most ``K``, in plan order, and executes each
 group with the kind's ``run_batch`` (one stacked network). Every member keeps its own run
-folder exactly as a run executed alone: its lock, ``config.json``, ``status.json``,
+folder exactly as a run executed alone: its lock, ``config.yaml``, ``status.json``,
 ``metrics.json``, ``run.log``, ``provenance.json`` (with a ``batch`` entry naming the group's
 run ids) and the kind's own files. A member that diverges is ``diverged`` on its own; if the
 group as a whole raises (a member's data missing, say), its members are executed again one by
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from collections.abc import Sequence
 
 from manifold_lab.execution.one_run import (STALE_LOCK_WAIT, _one_line, _run_logger, check_metrics, close_logger,
@@ -79,17 +78,14 @@ def execute_batch(kind: Kind, runs: list[PlannedRun], root: str | os.PathLike, n
             for log, _ in loggers:
                 log.exception("the seed-batched group failed; this run is executed again alone")
         for i, (run, run_dir, (log, handler)) in enumerate(zip(runs, dirs, loggers)):
-            seconds = time.perf_counter() - records[i].pop("_start")
             if error is None:
-                status, metrics, err = outcomes[i]
-                log.info("%s in %.2f s (the group's time)%s", status, seconds, f": {err}" if err else "")
-            close_logger(log, handler)
-            if error is None:
-                status, err = finish_run(store, run.run_id, run_dir, records[i], status, metrics, err, seconds)
-                outcomes[i] = (status, metrics, err)
+                outcomes[i] = finish_run(store, run.run_id, run_dir, records[i], *outcomes[i], log, handler,
+                                         " (the group's time)")
+            else:
+                close_logger(log, handler)
     if error is not None:
         return [execute_run(kind, run, root, name, show_progress, fresh=False) for run in runs]
-    return [(status, err) for status, _, err in outcomes]
+    return outcomes
 
 
 #: Runs trained together by default on a CUDA device: 8 stacked networks gave 4.41x the images/s of one

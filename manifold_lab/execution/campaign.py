@@ -28,13 +28,13 @@ on a CUDA device, ``batch.default_batch_runs``). Its rules, so that it stops bef
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import json
 import re
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from manifold_lab import io
@@ -120,41 +120,31 @@ def epochs_done(run_dir: Path) -> list[float]:
 
 
 def stop_reason(rows: list[list[float]], epochs: int, left: float) -> str | None:
-    """Why a group whose members checkpointed the epochs ``rows`` (seconds of each) stops now, or None.
-
-    At the deadline (``left <= 0``) wherever it is; at an epoch boundary (every member at the same epoch
-    ``e``, ``0 < e < epochs``) when ``EPOCH_SAFETY`` times the last epoch's seconds exceed ``left``.
-    """
+    """Why a group whose members checkpointed the epochs ``rows`` (seconds of each) stops now with ``left``
+    seconds left (the rules of the module docstring), or None."""
     if left <= 0:
         return "the wall time ran out during an epoch (resumes from the last checkpoint)"
     done = {len(r) for r in rows}
-    if len(done) == 1 and 0 < (e := done.pop()) < epochs and EPOCH_SAFETY * max(r[-1] for r in rows) > left:
-        return (f"stopped after epoch {e} of {epochs}: the next needs about "
-                f"{EPOCH_SAFETY * max(r[-1] for r in rows) / 60:.1f} min, {left / 60:.1f} min left")
+    if len(done) == 1 and 0 < (e := done.pop()) < epochs \
+            and (need := EPOCH_SAFETY * max(r[-1] for r in rows)) > left:
+        return f"stopped after epoch {e} of {epochs}: the next needs about {need / 60:.1f} min, {left / 60:.1f} min left"
     return None
 
 
-@dataclasses.dataclass
-class _Budget:
-    """The wall time of one invocation: ``left()`` seconds before the deadline (``MARGIN_S`` kept free)."""
-
-    total: float
-    clock: object = time.monotonic
-
-    def __post_init__(self):
-        self.deadline = self.clock() + self.total - MARGIN_S
-
-    def left(self) -> float:
-        return self.deadline - self.clock()
+def _budget(total: float, clock: Callable[[], float]) -> Callable[[], float]:
+    """The seconds left, as a function, before the deadline of an invocation of ``total`` seconds (``MARGIN_S``
+    kept free)."""
+    deadline = clock() + total - MARGIN_S
+    return lambda: deadline - clock()
 
 
 class _Watcher(threading.Thread):
     """Stops a training group at the epoch boundary after which its next epoch would not fit, or at the
     deadline: it interrupts the main thread (``KeyboardInterrupt``; the runner ends its workers)."""
 
-    def __init__(self, run_dirs: list[Path], epochs: int, budget: _Budget):
+    def __init__(self, run_dirs: list[Path], epochs: int, left: Callable[[], float]):
         super().__init__(daemon=True, name="campaign-watcher")
-        self.run_dirs, self.epochs, self.budget = run_dirs, epochs, budget
+        self.run_dirs, self.epochs, self.left = run_dirs, epochs, left
         self.reason: str | None = None
         self.finished = threading.Event()
         self._lock = threading.Lock()
@@ -162,15 +152,13 @@ class _Watcher(threading.Thread):
 
     def run(self) -> None:
         while not self.finished.wait(POLL_S):
-            reason = stop_reason([epochs_done(d) for d in self.run_dirs], self.epochs, self.budget.left())
+            reason = stop_reason([epochs_done(d) for d in self.run_dirs], self.epochs, self.left())
             if reason is not None:
-                return self._stop(reason)
-
-    def _stop(self, reason: str) -> None:
-        with self._lock:
-            if not self.finished.is_set():
-                self.reason = reason
-                signal.pthread_kill(self._main, signal.SIGINT)
+                with self._lock:
+                    if not self.finished.is_set():
+                        self.reason = reason
+                        signal.pthread_kill(self._main, signal.SIGINT)
+                return
 
     def close(self) -> None:
         with self._lock:
@@ -246,13 +234,13 @@ def run_campaign(path: str | Path, stop_after: float, *, report, out: str | Path
     device, device_name = _device()
     sizes = {spec.name: batch_runs or default_batch_runs(spec) for spec in suite.parts}
     ledger = _read(root / "campaign.json") or {"invocations": []}
-    budget, t0 = _Budget(stop_after, clock), clock()
+    left, t0 = _budget(stop_after, clock), clock()
     call = {"started": datetime.datetime.now().isoformat(timespec="seconds"), "device": device_name,
             "stop_after_min": round(stop_after / 60, 2), "groups": []}
     outcome, status = None, 0
     try:
         for spec in [] if dry_run else suite.parts:
-            outcome, status = _run_part(spec, root / spec.name, sizes[spec.name], device, budget, call,
+            outcome, status = _run_part(spec, root / spec.name, sizes[spec.name], device, left, call,
                                         report, stop_after)
             if outcome is not None:
                 break
@@ -272,7 +260,8 @@ def run_campaign(path: str | Path, stop_after: float, *, report, out: str | Path
     return status, f"{suite.name}: {outcome}; {display_path(root / 'campaign.md')}"
 
 
-def _run_part(spec, out: Path, size: int, device: str, budget: _Budget, call: dict, report, stop_after: float):
+def _run_part(spec, out: Path, size: int, device: str, budget: Callable[[], float], call: dict, report,
+              stop_after: float):
     """Train the pending groups of one experiment while they fit; ``(None, 0)`` once it is done, else
     ``(why the campaign stops, exit status)``."""
     failed: set[str] = set()
@@ -285,7 +274,7 @@ def _run_part(spec, out: Path, size: int, device: str, budget: _Budget, call: di
                 return []
             group = group_runs(spec.kind, todo, size)[0]
             cost, epoch = _group_cost(group, out, device) if spec.kind.name == "mobilenetv2" else (0.0, 0.0)
-            left = budget.left()
+            left = budget()
             if cost <= left or (cost > stop_after and epoch <= left):
                 watcher = _Watcher([out / "runs" / r.run_id for r in group],
                                    group[0].params.get("train", {}).get("epochs", 0), budget)
@@ -307,7 +296,7 @@ def _run_part(spec, out: Path, size: int, device: str, budget: _Budget, call: di
             if "watcher" in chosen:
                 chosen["watcher"].close()
         if "group" not in chosen:
-            return (chosen["why"], 0) if "why" in chosen else (None, 0)
+            return chosen.get("why"), 0
         call["groups"].append({"experiment": spec.name, "run_ids": [r.run_id for r in chosen["group"]],
                                "estimated_min": round(chosen["cost"] / 60, 2),
                                "wall_min": round((time.monotonic() - start) / 60, 2),

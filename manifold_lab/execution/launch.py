@@ -3,13 +3,13 @@
 ``manifold-lab run X.yaml --launcher slurm`` plans the sweep under the results
 folder's lock, submits the runs that are not done as **one Slurm job array**
 (submitit's ``SlurmExecutor``, the engine behind Hydra's Slurm launcher), then
-writes the plan (``spec.yaml``, ``plan.json``). Array task ``i`` executes one planned run through the runner's single-run path
-(``manifold_lab.execution.runner.execute_run``: the run's lock, its files, its
-resume from ``checkpoint.pt``). It prints the job id and the log folder and
-returns; ``--wait`` waits for the array and writes the report. Rerunning the
-command submits only what is still not done and not still queued or running in an
-earlier array of this experiment (``squeue``); ``manifold-lab report DIR``
-aggregates whatever has finished.
+writes the plan (``spec.yaml``, ``plan.json``). Array task ``i`` is a ``RunTask``
+(``manifold_lab.execution.run_task``): one planned run, resumed from its last epoch's
+checkpoint, requeued by submitit on Slurm's warning signal (at most ``max_requeues``
+times after a timeout). It prints the job id and the log folder and returns; ``--wait``
+waits for the array and writes the report. Rerunning the command submits only what is
+still not done and not still queued or running in an earlier array of this experiment
+(``squeue``); ``manifold-lab report DIR`` aggregates whatever has finished.
 
 ``--launcher local`` takes the same path through submitit's ``LocalExecutor``:
 each run is a real subprocess started from the same pickled task, with the same
@@ -31,10 +31,6 @@ counts the runs that have not finished as failed.
 Errors of a launcher setting (``sbatch`` refusing the submission, a missing
 Slurm) come before ``spec.yaml`` and ``plan.json`` are written; folders the refused
 launch created are removed.
-
-Preemption and time limits: every task is a ``RunTask`` (``manifold_lab.execution.run_task``),
-requeued by submitit on Slurm's warning signal (at most ``max_requeues`` times after a
-timeout); the requeued task resumes the run from its last epoch's checkpoint.
 
 Several GPUs per run (``gpus_per_run: G > 1``): the job gets ``G`` tasks on one
 node, one per GPU; submitit's ``TorchDistributedEnvironment`` exports
@@ -63,15 +59,24 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import submitit
 
+from manifold_lab import io
+from manifold_lab.errors import UsageError
+from manifold_lab.execution import provenance
+from manifold_lab.execution.ownership import check_owner
 from manifold_lab.execution.run_task import RunTask
-from manifold_lab.execution.runner import ReportWriter
+from manifold_lab.execution.runner import (ReportWriter, RunSummary, check_plan, command_line, pending_runs,
+                                           results_folders)
+from manifold_lab.execution.workers import terminate_on_signals
 from manifold_lab.spec.launcher import LauncherConfig
+from manifold_lab.spec.sources import display_path
+from manifold_lab.spec.sweep import plan
 
 __all__ = ["LAUNCHERS", "LaunchSummary", "LauncherConfig", "RunTask", "launch"]
 
@@ -84,20 +89,14 @@ LOCAL_TIMEOUT_MIN = 30 * 24 * 60
 
 
 @dataclass
-class LaunchSummary:
-    """What one launch did."""
+class LaunchSummary(RunSummary):
+    """What one launch did: the runner's counts (``done`` and ``failed`` once waited for), and the submission."""
 
-    planned: int = 0
     submitted: int = 0
-    skipped: int = 0
-    reused: int = 0
     queued: int = 0
     job_id: str | None = None
     folder: Path | None = None
     waited: bool = False
-    done: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    report_error: str | None = None
 
     def line(self, name: str) -> str:
         text = f"{name}: {self.planned} runs: {self.submitted} submitted, {self.skipped} already done"
@@ -115,50 +114,33 @@ class LaunchSummary:
 
 def slurm_available() -> bool:
     """Whether Slurm's ``srun`` and ``sbatch`` are on PATH (submitit needs both)."""
-    import shutil
-
     return shutil.which("srun") is not None and shutil.which("sbatch") is not None
 
 
-def _no_slurm() -> str:
-    return ("--launcher slurm: no Slurm on this machine (srun and sbatch not found on PATH); "
-            "submit from the cluster's login node, or use --launcher local")
-
-
 def build_executor(launcher: str, folder: Path, cfg: LauncherConfig, name: str, n_runs: int):
-    """A configured submitit executor for ``launcher`` (``slurm`` or ``local``)."""
-    from manifold_lab.errors import UsageError
-
+    """A configured submitit executor for ``launcher`` (``slurm``: ``launch`` checked that it is here, or ``local``)."""
     tasks = max(1, cfg.gpus_per_run)
-    common: dict[str, Any] = dict(name=f"ml-{name}", timeout_min=cfg.timeout_min, tasks_per_node=tasks, nodes=1)
+    params: dict[str, Any] = dict(name=f"ml-{name}", timeout_min=cfg.timeout_min, tasks_per_node=tasks, nodes=1)
     if cfg.gpus_per_run:
-        common["gpus_per_node"] = cfg.gpus_per_run
+        params["gpus_per_node"] = cfg.gpus_per_run
+    if cfg.setup:
+        params[f"{launcher}_setup"] = list(cfg.setup)
     if launcher == "local":
         if "timeout_min" not in cfg.model_fields_set:  # no scheduler limit here: a CPU run may take days
-            common["timeout_min"] = LOCAL_TIMEOUT_MIN
-        executor = submitit.AutoExecutor(folder, cluster="local", local_max_num_timeout=cfg.max_requeues)
-        executor.update_parameters(**common)
-        if cfg.setup:
-            executor.update_parameters(local_setup=list(cfg.setup))
-        return executor
-    if not slurm_available():
-        raise UsageError(_no_slurm())
-    executor = submitit.AutoExecutor(folder, cluster="slurm", slurm_max_num_timeout=cfg.max_requeues)
-    slurm: dict[str, Any] = {
-        "slurm_signal_delay_s": cfg.signal_delay_s,
-        "slurm_array_parallelism": min(cfg.array_parallelism or n_runs, n_runs),
-    }
-    if cfg.cpus_per_run:
-        common["cpus_per_task"] = max(1, cfg.cpus_per_run // tasks)
-    if cfg.mem_gb:
-        common["mem_gb"] = cfg.mem_gb
-    if cfg.partition:
-        slurm["slurm_partition"] = cfg.partition
-    if cfg.sbatch:
-        slurm["slurm_additional_parameters"] = {k.replace("_", "-"): v for k, v in cfg.sbatch.items()}
-    if cfg.setup:
-        slurm["slurm_setup"] = list(cfg.setup)
-    executor.update_parameters(**common, **slurm)
+            params["timeout_min"] = LOCAL_TIMEOUT_MIN
+    else:
+        params.update(slurm_signal_delay_s=cfg.signal_delay_s,
+                      slurm_array_parallelism=min(cfg.array_parallelism or n_runs, n_runs))
+        if cfg.cpus_per_run:
+            params["cpus_per_task"] = max(1, cfg.cpus_per_run // tasks)
+        if cfg.mem_gb:
+            params["mem_gb"] = cfg.mem_gb
+        if cfg.partition:
+            params["slurm_partition"] = cfg.partition
+        if cfg.sbatch:
+            params["slurm_additional_parameters"] = {k.replace("_", "-"): v for k, v in cfg.sbatch.items()}
+    executor = submitit.AutoExecutor(folder, cluster=launcher, **{f"{launcher}_max_num_timeout": cfg.max_requeues})
+    executor.update_parameters(**params)
     return executor
 
 
@@ -194,8 +176,6 @@ def squeue(job_ids: list[str]) -> dict[tuple[str, int | None], str] | None:
 
 def _submissions(folder: Path) -> list[dict]:
     """The Slurm submissions recorded in ``folder/submissions.jsonl`` (job id, runs); damaged lines skipped."""
-    from manifold_lab import io
-
     try:
         lines = io.read_bytes(folder / "submissions.jsonl", what="a submission log").decode("utf-8", "replace")
     except (FileNotFoundError, NotADirectoryError):
@@ -229,8 +209,6 @@ def queued_runs(folder: Path, name: str) -> dict[str, str]:
 
 def _outcome(store, run) -> tuple[str, str | None] | None:
     """``(status, error)`` of a finished run as its folder records it (done, failed, diverged, damaged), or None."""
-    from manifold_lab.errors import UsageError
-
     try:
         record = store.record(asdict(run))
     except UsageError as exc:  # a link planted in the run folder
@@ -295,8 +273,6 @@ def _remove_new(sub: Path | None, root: Path, top: Path | None) -> None:
 
 def _new_submission_folder(folder: Path) -> Path:
     """A new, empty folder for one submission's submitit files, ``folder/<time>-<random>/``."""
-    from manifold_lab.errors import UsageError
-
     try:
         folder.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=folder))
@@ -307,12 +283,9 @@ def _new_submission_folder(folder: Path) -> Path:
 
 def _record_submission(folder: Path, sub: Path, job_id: str, launcher: str, runs: list, cfg: LauncherConfig) -> None:
     """Append one line to ``folder/submissions.jsonl`` (launcher settings redacted: ``provenance.redact``)."""
-    from manifold_lab import io
-    from manifold_lab.execution.provenance import redact
-
     line = json.dumps({"job_id": job_id, "launcher": launcher, "folder": sub.name,
                        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "runs": [[r.index, r.run_id] for r in runs],
-                       "launcher_config": redact(cfg.model_dump())})
+                       "launcher_config": provenance.redact(cfg.model_dump())})
     fd = io.open_nofollow(folder / "submissions.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     with os.fdopen(fd, "a", encoding="utf-8") as f:
         f.write(line + "\n")
@@ -344,8 +317,6 @@ def _wait_local(executor, tasks: list, runs: list, jobs: int, store, summary: La
     The job controllers write to ``controllers.log`` of the submission folder, not to the terminal (on Ctrl-C
     they print submitit's traceback).
     """
-    from manifold_lab.execution.workers import terminate_on_signals
-
     pending = list(zip(tasks, runs))
     running: list = []
     first_id = None
@@ -371,12 +342,8 @@ def _wait_local(executor, tasks: list, runs: list, jobs: int, store, summary: La
 
 def _submit_array(executor, tasks: list) -> list:
     """Submit ``tasks`` as one job array; a refusal of ``sbatch`` becomes one UsageError line."""
-    import io as _stdio
-
-    from manifold_lab.errors import UsageError
-
     try:
-        with contextlib.redirect_stderr(_stdio.StringIO()):  # submitit prints sbatch's stderr too
+        with contextlib.redirect_stderr(StringIO()):  # submitit prints sbatch's stderr too
             with executor.batch():
                 jobs = [executor.submit(t) for t in tasks]
     except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError) as exc:
@@ -392,8 +359,6 @@ def _submit_array(executor, tasks: list) -> list:
 
 
 def _print_submitted(summary: LaunchSummary, sub: Path, n: int, cfg: LauncherConfig) -> None:
-    from manifold_lab.spec.sources import display_path
-
     shown = display_path(sub)
     if n == 1:  # submitit submits a single task as a plain job, not an array
         print(f"submitted 1 run as Slurm job {summary.job_id}", flush=True)
@@ -407,56 +372,30 @@ def _print_submitted(summary: LaunchSummary, sub: Path, n: int, cfg: LauncherCon
 def launch(spec, launcher: str, *, out: str | os.PathLike | None = None, wait: bool = False, jobs: int = 1,
            force: bool = False, reference: bool = False, replace: bool = False,
            report: ReportWriter | None = None) -> LaunchSummary:
-    """Submit the pending runs of ``spec`` through submitit (see the module docstring).
+    """Submit the pending runs of ``spec`` (validated; its ``launcher`` section configures the jobs) through
+    submitit, ``launcher`` ``slurm`` or ``local`` (see the module docstring).
 
-    Parameters
-    ----------
-    spec : Spec
-        A validated spec; its ``launcher`` section configures the jobs.
-    launcher : {"slurm", "local"}
-    out : path, optional
-        Results folder instead of ``spec.output``.
-    wait : bool
-        Wait for the jobs, then write the report with ``report`` (always for ``local``).
-    jobs : int
-        ``local``: runs at a time.
-    force : bool
-        Submit completed runs too (they start from scratch).
-    reference : bool
-        Write the committed reference results (``spec.reference``) instead of ``out``.
-    replace : bool
-        Take over a results folder that holds another experiment (``check_owner``).
-    report : ReportWriter, optional
-        Writes the report once the jobs are waited for (``manifold_lab.execution.runner.ReportWriter``).
+    ``wait``: wait for the jobs, then write the report with ``report`` (always for ``local``); ``jobs``: runs at
+    a time (``local``); ``force``: submit completed runs too (they start from scratch); ``out``, ``reference``,
+    ``replace`` and ``report`` as for ``run_experiment``.
     """
-    from manifold_lab.errors import UsageError
-    from manifold_lab.execution import provenance
-    from manifold_lab.execution.ownership import check_owner
-    from manifold_lab.execution.runner import check_plan, command_line, pending_runs, reuse_sources
-    from manifold_lab.execution.store import ResultsStore
-    from manifold_lab.spec.sweep import plan
-
     if launcher not in LAUNCHERS:
         raise UsageError(f"--launcher {launcher!r}: expected one of {', '.join(LAUNCHERS)}")
     if jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {jobs}")
     cfg: LauncherConfig = spec.launcher if spec.launcher is not None else LauncherConfig()
     if launcher == "slurm" and not slurm_available():  # before anything is written
-        raise UsageError(_no_slurm())
+        raise UsageError("--launcher slurm: no Slurm on this machine (srun and sbatch not found on PATH); "
+                         "submit from the cluster's login node, or use --launcher local")
     if cfg.gpus_per_run > 1 and spec.kind.name not in DISTRIBUTED_KINDS:
         raise UsageError(f"launcher.gpus_per_run={cfg.gpus_per_run}: only kinds {', '.join(DISTRIBUTED_KINDS)} "
                          f"use several GPUs per run; kind {spec.kind.name!r} needs gpus_per_run 0 or 1")
     runs = plan(spec)
     check_plan(runs)
-    if reference:
-        out = spec.reference
-    store = ResultsStore(out if out is not None else spec.output)
+    store, others = results_folders(spec, out, reference, force)
     root = store.root.resolve()
     folder = Path(cfg.folder) if cfg.folder else root / LOG_FOLDER
     summary = LaunchSummary(planned=len(runs), folder=folder)
-    others = reuse_sources(spec, store.root) if not force else []
-    for results in (store, *others):  # before anything is written
-        results.check_links()
     top = _first_missing(root)  # made by this launch: removed again if it is refused
     local = launcher == "local"
     with store.lock():  # alone in the folder: the whole sweep for local, until submitted for slurm
@@ -465,8 +404,8 @@ def launch(spec, launcher: str, *, out: str | os.PathLike | None = None, wait: b
         store.remove_temporaries()
         todo = pending_runs(store, runs, force, summary, others)
         queued = queued_runs(folder, spec.name) if todo and not local else {}
-        summary.queued, todo = len(todo), [r for r in todo if r.run_id not in queued]
-        summary.queued -= len(todo)
+        summary.queued = sum(r.run_id in queued for r in todo)
+        todo = [r for r in todo if r.run_id not in queued]
         sub, executor = None, None
         try:  # every error of a launcher setting comes before spec.yaml and plan.json are written
             if todo:
@@ -483,13 +422,12 @@ def launch(spec, launcher: str, *, out: str | os.PathLike | None = None, wait: b
                          [asdict(r) for r in runs])
         summary.submitted = len(todo)
         summary.waited = local or wait or not todo
+        if todo:
+            summary.job_id = submitted[0].job_id.split("_")[0] if submitted else \
+                _wait_local(executor, tasks, todo, jobs, store, summary)
+            _record_submission(folder, sub, summary.job_id, launcher, todo, cfg)
         if submitted:
-            summary.job_id = submitted[0].job_id.split("_")[0]
-            _record_submission(folder, sub, summary.job_id, launcher, todo, cfg)
             _print_submitted(summary, sub, len(todo), cfg)
-        elif todo:
-            summary.job_id = _wait_local(executor, tasks, todo, jobs, store, summary)
-            _record_submission(folder, sub, summary.job_id, launcher, todo, cfg)
         if local and report is not None:
             _, summary.report_error = report(store.root, kind=spec.kind)
     if summary.waited and not local:

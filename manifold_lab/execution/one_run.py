@@ -1,7 +1,7 @@
 """One run of a sweep: its lock, its folder's files, its log and provenance, its outcome.
 
 ``execute_run(kind, run, root, name)`` takes the run's lock, marks it started
-(``config.json``, ``status.json``), reads its provenance *as it starts* (so the commit
+(``config.yaml``, ``status.json``), reads its provenance *as it starts* (so the commit
 recorded is the code that ran), calls the kind, and records the outcome: ``done``,
 ``diverged`` (the kind said so) or ``failed`` (it raised, returned a non-dict or a
 non-finite metric), with a one-line error (the traceback goes to ``run.log``).
@@ -10,6 +10,7 @@ non-finite metric), with a one-line error (the traceback goes to ``run.log``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -20,6 +21,7 @@ from manifold_lab import io
 from manifold_lab.errors import UsageError
 from manifold_lab.execution import provenance
 from manifold_lab.execution.store import ResultsStore
+from manifold_lab.execution.workers import _one_line
 from manifold_lab.kinds import Kind, RunContext
 from manifold_lab.spec.bounds import first_non_finite
 from manifold_lab.spec.sources import dotted
@@ -73,14 +75,12 @@ def _run_logger(run_dir: Path, run_id: str) -> tuple[logging.Logger, logging.Han
 def close_logger(log: logging.Logger, handler: logging.Handler) -> None:
     log.removeHandler(handler)
     handler.close()
-    try:
+    with contextlib.suppress(OSError):  # the last lines not flushed (a full disk): the outcome is still recorded
         handler.stream.close()
-    except OSError:  # the log's last lines could not be flushed (a full disk): the outcome is still recorded
-        pass
 
 
 def run_config(kind: Kind, run: PlannedRun, name: str) -> dict:
-    """A run folder's ``config.json``: the experiment, kind, run id, seed, sweep values and parameters."""
+    """A run folder's ``config.yaml``: the experiment, kind, run id, seed, sweep values and parameters."""
     return {"experiment": name, "kind": kind.name, "run_id": run.run_id, "seed": run.seed,
             "sweep_values": run.sweep_values, "params": run.params}
 
@@ -96,25 +96,25 @@ def write_provenance(run_dir: Path, record: dict) -> None:
     io.write_json(run_dir / provenance.FILE, {**record, "finished": provenance.now()})
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def failure_line(exc: BaseException, run_dir: Path) -> str:
     """The one-line error of a run that raised ``exc``: a full disk says so and names the folder."""
     return io.disk_full(exc, run_dir) or _one_line(exc)
 
 
 def finish_run(store: ResultsStore, run_id: str, run_dir: Path, record: dict, status: str, metrics: dict,
-               error: str | None, seconds: float) -> tuple[str, str | None]:
-    """Write the run's ``provenance.json`` and its outcome (``store.finish``); return ``(status, error)``.
+               error: str | None, log: logging.Logger, handler: logging.Handler,
+               note: str = "") -> tuple[str, str | None]:
+    """Log the outcome and its seconds (``note`` after them) and close the run's log; write the run's
+    ``provenance.json`` and its outcome (``store.finish``); return ``(status, error)``.
 
     When that bookkeeping raises (a metric that cannot be written, a full disk), the run is
     recorded ``failed`` with the reason, never left ``running``. If even that write fails, the
     ``UsageError`` says why; the run's ``status.json`` then names a writer that is gone, so the
     run counts as not run and the next ``run`` does it again.
     """
+    seconds = time.perf_counter() - record.pop("_start")
+    log.info("%s in %.2f s%s%s", status, seconds, note, f": {error}" if error else "")
+    close_logger(log, handler)
     try:
         write_provenance(run_dir, record)
         store.finish(run_id, status, metrics, error, seconds)
@@ -128,10 +128,8 @@ def finish_run(store: ResultsStore, run_id: str, run_dir: Path, record: dict, st
     return "failed", error
 
 
-def execute_run(
-    kind: Kind, run: PlannedRun, root: str | os.PathLike, name: str, show_progress: bool = False,
-    fresh: bool = False,
-) -> tuple[str, str | None]:
+def execute_run(kind: Kind, run: PlannedRun, root: str | os.PathLike, name: str, show_progress: bool = False,
+                fresh: bool = False) -> tuple[str, str | None]:
     """Execute one run into its folder; return ``(status, error)``. Never raises for run errors.
 
     ``fresh`` (``--force``) starts from an empty run folder: no checkpoint is resumed.
@@ -150,9 +148,6 @@ def execute_run(
         except (Exception, SystemExit) as exc:  # any error of a run is recorded, the sweep goes on
             log.exception("run failed")
             status, metrics, error = "failed", {}, failure_line(exc, run_dir)
-        seconds = time.perf_counter() - record.pop("_start")
-        log.info("%s in %.2f s%s", status, seconds, f": {error}" if error else "")
-        close_logger(log, handler)
-        return finish_run(store, run.run_id, run_dir, record, status, metrics, error, seconds)
+        return finish_run(store, run.run_id, run_dir, record, status, metrics, error, log, handler)
 
 

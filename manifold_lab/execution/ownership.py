@@ -45,16 +45,11 @@ def _recorded(root: Path) -> dict | None:
 
 def _recorded_source(recorded: dict) -> Path | None:
     """The spec file named by the recorded command ``manifold-lab run FILE ...``, if it names one."""
-    command = recorded.get("command")
-    if not isinstance(command, str):
-        return None
     try:
-        words = shlex.split(command)
+        words = shlex.split(command) if isinstance(command := recorded.get("command"), str) else []
     except ValueError:
         return None
-    if len(words) < 3 or words[1] != "run":
-        return None
-    return Path(words[2])
+    return Path(words[2]) if len(words) >= 3 and words[1] == "run" else None
 
 
 def check_owner(root: str | os.PathLike, name: str, kind: str, source: Path | None, *, replace: bool = False) -> None:
@@ -64,10 +59,8 @@ def check_owner(root: str | os.PathLike, name: str, kind: str, source: Path | No
     (relative to the current directory) and is a different file, so a renamed or
     moved spec is not refused. Nothing is checked with ``replace``.
     """
-    if replace:
-        return
     root = Path(root)
-    recorded = _recorded(root)
+    recorded = None if replace else _recorded(root)
     if recorded is None:
         return
     old_name, old_kind = recorded.get("name"), recorded.get("kind")

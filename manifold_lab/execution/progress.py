@@ -34,19 +34,9 @@ __all__ = ["RunProgress"]
 
 
 class RunProgress:
-    """Counts the runs of one invocation; a bar on a terminal, plain lines otherwise.
-
-    Parameters
-    ----------
-    name : str
-        The experiment name, at the start of every line.
-    total : int
-        Runs of this invocation (the plan, or one with ``--run-index``).
-    already : int
-        Runs already complete (skipped or reused) before any is executed.
-    stream : file, optional
-        Where to write (default ``sys.stderr``); a bar only when it is a terminal.
-    """
+    """Counts the ``total`` runs of one invocation (the plan, or one with ``--run-index``), ``already`` of them
+    complete (skipped or reused) before any is executed; a bar when ``stream`` (default ``sys.stderr``) is a
+    terminal, plain lines starting with the experiment's ``name`` otherwise."""
 
     def __init__(self, name: str, total: int, already: int, stream: TextIO | None = None) -> None:
         self.name, self.total, self.finished = name, total, already
@@ -57,14 +47,12 @@ class RunProgress:
         self.bar = None
         self.active: dict[str, str] = {}  # the runs executing now, as the bar names them
         self.lines = Lines()
-        todo = total - already
         if self.tty:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, initial=already, desc=name, unit="run", file=self.stream,
-                            dynamic_ncols=True)
-        elif todo:
-            print(f"{name}: {todo} of {total} runs to do ({already} already complete)",
+            self.bar = tqdm(total=total, initial=already, desc=name, unit="run", file=self.stream, dynamic_ncols=True)
+        elif total > already:
+            print(f"{name}: {total - already} of {total} runs to do ({already} already complete)",
                   file=self.stream, flush=True)
 
     def estimate_left(self) -> float | None:

@@ -20,6 +20,7 @@ lists the fields whose values differ between runs, for the report.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import multiprocessing
 import os
@@ -28,6 +29,7 @@ import re
 import shlex
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from importlib import metadata
@@ -89,12 +91,10 @@ def _git() -> tuple[str | None, bool | None]:
 @functools.lru_cache(maxsize=1)
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo``, else ``platform``)."""
-    try:
+    with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
     return platform.processor() or platform.machine()
 
 
@@ -109,11 +109,9 @@ def _threads() -> dict[str, Any]:
 def _gpu() -> str | None:
     torch = sys.modules.get("torch")
     try:
-        if torch is not None and torch.cuda.is_available():
-            return torch.cuda.get_device_name()
+        return torch.cuda.get_device_name() if torch is not None and torch.cuda.is_available() else None
     except Exception:  # a broken driver must not fail the run
         return None
-    return None
 
 
 def redact(value: Any) -> Any:
@@ -149,7 +147,7 @@ def command() -> str:
 def collect(params: Mapping | None = None) -> dict[str, Any]:
     """The provenance record of a run with (JSON) ``params`` (see the module docstring)."""
     commit, dirty = _git()
-    train = (params or {}).get("train") if isinstance(params, Mapping) else None
+    train = params.get("train") if isinstance(params, Mapping) else None
     device = train.get("device") if isinstance(train, Mapping) and "device" in train else "cpu"
     if device == "auto":  # the device the trainer picks (manifold_lab.train.distributed.pick_device), not "auto"
         import torch
@@ -206,15 +204,10 @@ def differences(records: Sequence[Mapping | None]) -> tuple[dict[str, dict[str, 
     ``packages.torch``) whose values are not all equal, ``VOLATILE`` ones left out.
     """
     present = [_flatten(r) for r in records if r]
-    fields: dict[str, None] = {}
-    for flat in present:
-        fields.update((k, None) for k in flat if k not in VOLATILE)
+    fields = dict.fromkeys(k for flat in present for k in flat if k not in VOLATILE)
     out: dict[str, dict[str, int]] = {}
     for name in fields:
-        counts: dict[str, int] = {}
-        for flat in present:
-            text = str(flat.get(name, "(absent)"))
-            counts[text] = counts.get(text, 0) + 1
+        counts = Counter(str(flat.get(name, "(absent)")) for flat in present)
         if len(counts) > 1:
-            out[name] = counts
+            out[name] = dict(counts)
     return out, len(records) - len(present)

@@ -33,12 +33,7 @@ PREEMPT_SIGNAL_ENV = "SUBMITIT_PREEMPT_SIGNAL"
 
 
 class RunTask(submitit.helpers.Checkpointable):
-    """One array task: execute planned run ``run`` of experiment ``name`` into ``root``.
-
-    Picklable plain data (the kind by name, the run as a dict), sent to the job by
-    submitit. ``checkpoint()`` (``submitit.helpers.Checkpointable``) returns a
-    ``DelayedSubmission`` of the same task, so a preempted or timed-out task is
-    requeued and resumes the run from its own checkpoint.
+    """One array task: execute planned run ``run`` of experiment ``name`` into ``root`` (module docstring).
 
     Returns ``{"run_id", "status", "error"}``; ``status`` is the run's
     (``done``, ``failed``, ``diverged``), ``skipped`` when the run was already
@@ -51,10 +46,8 @@ class RunTask(submitit.helpers.Checkpointable):
                  fresh: bool = False, watch_pid: int | None = None, command: str | None = None,
                  folder_held: bool = False) -> None:
         self.kind, self.run, self.root, self.name, self.cwd, self.tasks = kind, run, root, name, cwd, tasks
-        self.command = command  # the launcher's command line, for the run's provenance.json
+        self.command, self.watch_pid, self.folder_held = command, watch_pid, folder_held
         self.fresh = fresh  # --force: start the run from an empty folder (not once requeued)
-        self.watch_pid = watch_pid  # --launcher local: the launcher, whose death ends this task
-        self.folder_held = folder_held  # --launcher local: the launcher holds the folder's lock for the sweep
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
         """The same task, requeued: it resumes what this one started (``fresh`` no more)."""

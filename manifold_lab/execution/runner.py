@@ -4,11 +4,9 @@
 link, takes its lock, removes the temporaries of writes cut short by a kill,
 writes the plan (``spec.yaml``, ``plan.json``), skips the complete runs and
 executes the others, each in a worker process (``jobs`` at a time,
-``manifold_lab.execution.workers``) that ends with the runner. A run that
-raises, returns a non-finite metric or a non-dict, or whose worker dies (a
-native abort) is recorded as ``failed`` with a one-line error (the traceback
-goes to its ``run.log``); a run returning ``{"status": "diverged", ...}`` is
-recorded as ``diverged``. The sweep always goes on. SIGTERM and SIGHUP end
+``manifold_lab.execution.workers``) that ends with the runner. Each outcome is
+recorded as ``manifold_lab.execution.one_run`` says; a run whose worker dies (a
+native abort) is ``failed`` too. The sweep always goes on. SIGTERM and SIGHUP end
 the runner like Ctrl-C: its workers are terminated, their runs are done again
 by the next invocation. See ``manifold_lab.execution.store`` for the files.
 """
@@ -61,11 +59,8 @@ class RunSummary:
     report_error: str | None = None  # the kind's report hook failed
 
     def line(self, name: str) -> str:
-        return (
-            f"{name}: {self.planned} runs: {self.done} done, {self.skipped} skipped, "
-            + (f"{self.reused} reused, " if self.reused else "")
-            + f"{len(self.failed)} failed"
-        )
+        return (f"{name}: {self.planned} runs: {self.done} done, {self.skipped} skipped, "
+                + (f"{self.reused} reused, " if self.reused else "") + f"{len(self.failed)} failed")
 
 
 # --------------------------------------------------------------------------- the sweep
@@ -75,13 +70,9 @@ def check_plan(runs: list[PlannedRun]) -> None:
     """Two grid points resolving to the same parameters would share a run folder."""
     seen: dict[str, PlannedRun] = {}
     for run in runs:
-        if run.run_id in seen:
-            other = seen[run.run_id]
-            raise UsageError(
-                f"sweep points {other.sweep_values} and {run.sweep_values} resolve to the same "
-                "parameters; remove the repeated value"
-            )
-        seen[run.run_id] = run
+        if (other := seen.setdefault(run.run_id, run)) is not run:
+            raise UsageError(f"sweep points {other.sweep_values} and {run.sweep_values} resolve to the same "
+                             "parameters; remove the repeated value")
 
 
 def command_line(spec: Spec, out: str | os.PathLike | None, reference: bool = False, batch_runs: int = 1) -> str:
@@ -113,6 +104,18 @@ def pending_runs(store: ResultsStore, selected: list[PlannedRun], force: bool, s
         summary.reused = len(reused)
         todo = [r for r in todo if r.run_id not in reused]
     return todo
+
+
+def results_folders(spec: Spec, out: str | os.PathLike | None, reference: bool,
+                    force: bool) -> tuple[ResultsStore, list[ResultsStore]]:
+    """The results folder (``spec.reference`` with ``reference``, else ``out`` or ``spec.output``) and the folders
+    ``reuse:`` copies from (none with ``force``); a link in any of them is refused before anything is written."""
+    out = spec.reference if reference else out
+    store = ResultsStore(out if out is not None else spec.output)
+    others = reuse_sources(spec, store.root) if not force else []
+    for folder in (store, *others):
+        folder.check_links()
+    return store, others
 
 
 def reuse_sources(spec: Spec, root: Path) -> list[ResultsStore]:
@@ -157,9 +160,7 @@ def run_experiment(
     force : bool
         Redo completed runs too.
     report : ReportWriter, optional
-        Called after the runs, under the folder's lock, to write the report
-        (``manifold_lab.reporting.report.write_report``: ``summary.csv``,
-        ``comparisons.csv``, ``report.md``); None: no report.
+        Writes the report after the runs (``summary.csv``, ``comparisons.csv``, ``report.md``); None: no report.
     replace : bool
         Write into a folder that holds another experiment (``manifold_lab.execution.ownership``).
     reference : bool
@@ -179,14 +180,9 @@ def run_experiment(
     check_plan(runs)
     if run_index is not None and not 0 <= run_index < len(runs):
         raise UsageError(f"--run-index {run_index} is out of range: the plan has runs 0..{len(runs) - 1}")
-    if reference:
-        out = spec.reference
-    store = ResultsStore(out if out is not None else spec.output)
+    store, others = results_folders(spec, out, reference, force)
     summary = RunSummary(planned=len(runs))
     selected = runs if run_index is None else [runs[run_index]]
-    others = reuse_sources(spec, store.root) if not force else []
-    for folder in (store, *others):  # before anything is written
-        folder.check_links()
 
     with store.lock(shared=run_index is not None), terminate_on_signals():
         store.check_links()
@@ -203,10 +199,8 @@ def run_experiment(
     return summary
 
 
-def _execute_all(
-    spec: Spec, todo: list[PlannedRun], store: ResultsStore, jobs: int, summary: RunSummary, total: int,
-    fresh: bool = False, batch_runs: int = 1,
-) -> None:
+def _execute_all(spec: Spec, todo: list[PlannedRun], store: ResultsStore, jobs: int, summary: RunSummary, total: int,
+                 fresh: bool = False, batch_runs: int = 1) -> None:
     """Execute ``todo``, ``jobs`` tasks at a time; a task is one run, or up to ``batch_runs`` runs trained
     together (``manifold_lab.execution.batch``)."""
     progress = RunProgress(spec.name, total, total - len(todo))
@@ -223,17 +217,14 @@ def _execute_all(
         progress.note(index, "run " + "+".join(str(r.index) for r in groups[index]), payload)
 
     def record_one(run: PlannedRun, ok: bool, value: Any, seconds: float | None, index: int) -> None:
-        if ok:
-            status, error = value
-        elif value.startswith(DIED):  # a native abort: only this task's runs are lost
-            status, error = "failed", value
+        # not ok: the worker died in it, or could not start it (its lock is held, a link: its files are not touched)
+        status, error = value if ok else ("failed", value)
+        if not ok and value.startswith(DIED):  # a native abort: only this task's runs are lost
             try:
                 with store.lock_run(run.run_id, wait_stale=STALE_LOCK_WAIT):
                     store.finish(run.run_id, status, {}, error, 0.0)
             except UsageError as exc:  # still held (by a child of the dead worker): leave its files
                 error = f"{value}; {exc}"
-        else:  # the worker could not start it (its lock is held, a link): its files are not touched
-            status, error = "failed", value
         if status == "done":
             summary.done += 1
         else:

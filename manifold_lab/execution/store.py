@@ -99,9 +99,7 @@ def locked(path: Path, *, shared: bool = False, what: str = "results folder",
                 if time.monotonic() < deadline and _stale(holder):
                     time.sleep(0.1)
                     continue
-                raise UsageError(
-                    f"{what} {path.parent} is locked by another runner ({holder}); {hint}"
-                ) from None
+                raise UsageError(f"{what} {path.parent} is locked by another runner ({holder}); {hint}") from None
         if not shared:
             f.seek(0)
             f.truncate()
@@ -127,12 +125,8 @@ def _sha256(data: bytes) -> str:
 
 
 def done_problem(run_dir: Path) -> tuple[dict | None, str | None]:
-    """``(metrics, None)`` for a complete run, ``(None, problem)`` for a damaged one, ``(None, None)`` if pending.
-
-    Complete: ``metrics.json`` is a non-empty JSON object without NaN or
-    infinite numbers, ``status.json`` says ``done`` and, when it records
-    ``metrics_sha256``, that is the digest of ``metrics.json``.
-    """
+    """``(metrics, None)`` for a complete run (module docstring), ``(None, problem)`` for a damaged one,
+    ``(None, None)`` if pending."""
     try:
         data = io.read_bytes(run_dir / "metrics.json")
     except (FileNotFoundError, NotADirectoryError):
@@ -215,10 +209,8 @@ class ResultsStore:
 
     def write_plan(self, resolved_spec: dict, command: str, runs: list[dict]) -> None:
         """Write ``spec.yaml`` (the spec and command, credentials redacted: ``provenance.redact``) and ``plan.json``."""
-        io.write_text(
-            self.path(SPEC_FILE),
-            yaml.safe_dump(redact({**resolved_spec, "command": command}), sort_keys=False),
-        )
+        spec = redact({**resolved_spec, "command": command})
+        io.write_text(self.path(SPEC_FILE), yaml.safe_dump(spec, sort_keys=False))
         io.write_json(self.path(PLAN_FILE), {"runs": runs})
 
     def read_spec(self) -> dict:
@@ -228,10 +220,8 @@ class ResultsStore:
             # No alias bomb, bounded depth (manifold_lab.spec.bounds).
             spec = safe_load_bounded(io.read_text(self.path(SPEC_FILE)))
         except FileNotFoundError:
-            raise UsageError(
-                f"{self.root} holds no {SPEC_FILE}; is it a results folder written by "
-                "`manifold-lab run`?"
-            ) from None
+            raise UsageError(f"{self.root} holds no {SPEC_FILE}; is it a results folder written by "
+                             "`manifold-lab run`?") from None
         except UsageError:  # a link, a fifo, more than io.MAX_RECORD_BYTES: the line names it
             raise
         except (yaml.YAMLError, ValueError):  # ValueError: not UTF-8, a bad tagged scalar
@@ -309,11 +299,11 @@ class ResultsStore:
     def finish(self, run_id: str, status: str, metrics: dict, error: str | None, seconds: float) -> None:
         """Record the outcome; for a done run ``metrics.json`` comes last (the complete marker)."""
         record = {"status": status, "error": error, "seconds": round(seconds, 3)}
-        if status != "done":
-            record["metrics"] = metrics
         data = (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode("utf-8")
         if status == "done":
             record["metrics_sha256"] = _sha256(data)
+        else:
+            record["metrics"] = metrics
         io.write_json(self.path("runs", run_id, "status.json"), record)
         if status == "done":
             io.write_bytes(self.path("runs", run_id, "metrics.json"), data)
@@ -339,13 +329,8 @@ class ResultsStore:
     def record(self, run: dict) -> RunRecord | None:
         """The finished run ``run`` (an entry of plan.json), or None if pending / interrupted."""
         run_dir = self.run_dir(run["run_id"])
-        common = dict(
-            run_id=run["run_id"],
-            params=run["params"],
-            seed=run["seed"],
-            run_dir=run_dir,
-            sweep_values=run["sweep_values"],
-        )
+        common = dict(run_id=run["run_id"], params=run["params"], seed=run["seed"], run_dir=run_dir,
+                      sweep_values=run["sweep_values"])
         metrics, problem = done_problem(run_dir)
         if metrics is not None:
             return RunRecord(status="done", metrics=metrics, error=None, **common)
@@ -353,10 +338,6 @@ class ResultsStore:
             return RunRecord(status="damaged", metrics={}, error=problem, **common)
         status = _read_json(run_dir / "status.json")
         if isinstance(status, dict) and status.get("status") in ("failed", "diverged"):
-            return RunRecord(
-                status=status["status"],
-                metrics=status.get("metrics") or {},
-                error=status.get("error"),
-                **common,
-            )
+            return RunRecord(status=status["status"], metrics=status.get("metrics") or {}, error=status.get("error"),
+                             **common)
         return None

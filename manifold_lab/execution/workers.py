@@ -28,6 +28,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import multiprocessing
 import os
@@ -102,10 +103,8 @@ def _watch_parent(parent_pid: int) -> None:
 def die_with_parent(parent_pid: int) -> None:
     """End this process when ``parent_pid`` (its parent) dies, by any signal, SIGKILL included."""
     if sys.platform.startswith("linux"):
-        try:
+        with contextlib.suppress(OSError, AttributeError):  # no prctl: the watchdog below still works
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):  # no prctl: the watchdog below still works
-            pass
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os.kill(os.getpid(), signal.SIGKILL)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="parent-watchdog").start()
@@ -166,10 +165,8 @@ class _Worker:
 
     def stop(self, now: bool) -> None:
         if not now and self.process.is_alive():
-            try:
+            with contextlib.suppress(OSError):
                 self.conn.send(None)
-            except OSError:
-                pass
             self.process.join(timeout=5)
         if self.process.is_alive():
             self.process.terminate()
@@ -261,7 +258,7 @@ def run_in_workers(
 def terminate_on_signals(signals: Sequence[int] = (signal.SIGTERM, signal.SIGHUP)) -> Iterator[None]:
     """Turn these signals into ``KeyboardInterrupt`` in the main thread (so cleanup runs).
 
-    Signals that are ignored (``SIG_IGN``) when it is entered are left ignored.
+    Signals that are ignored (``SIG_IGN``, SIGHUP under nohup) when it is entered are left ignored.
     """
 
     def handler(signum, frame):
@@ -270,7 +267,6 @@ def terminate_on_signals(signals: Sequence[int] = (signal.SIGTERM, signal.SIGHUP
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    # A signal ignored on purpose (SIGHUP under nohup) stays ignored.
     previous = {s: signal.signal(s, handler) for s in signals if signal.getsignal(s) is not signal.SIG_IGN}
     try:
         yield
