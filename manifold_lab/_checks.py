@@ -20,6 +20,13 @@ def _show(value, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _float_array(value, name: str) -> np.ndarray:
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a numeric array: {exc}") from None
+
+
 def check_int(value, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
     """``value`` as an ``int`` (bools rejected) within ``[minimum, maximum]``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -59,10 +66,7 @@ def check_points(X, name: str = "X", *, n_features: int | None = None, min_rows:
 
     ``n_features``, when given, is the required number of columns ``D``.
     """
-    try:
-        arr = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a numeric array: {exc}") from None
+    arr = _float_array(X, name)
     if arr.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}")
     if arr.shape[0] < min_rows:
@@ -80,20 +84,15 @@ def check_matrix_for(X: np.ndarray, B, name: str = "B") -> np.ndarray:
     """``B`` as a finite ``(m, d)`` matrix whose ``d`` matches the columns of ``X``."""
     B = check_points(B, name)
     if B.shape[1] != X.shape[1]:
-        raise ValueError(
-            f"{name} must have shape (m, {X.shape[1]}) to act on points of dimension {X.shape[1]}, "
-            f"got {B.shape}"
-        )
+        raise ValueError(f"{name} must have shape (m, {X.shape[1]}) to act on points of dimension {X.shape[1]}, "
+                         f"got {B.shape}")
     return B
 
 
 def check_bias(bias, m: int, name: str = "bias") -> np.ndarray | None:
     if bias is None:
         return None
-    try:
-        b = np.asarray(bias, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a numeric array: {exc}") from None
+    b = _float_array(bias, name)
     if b.shape not in ((m,), ()):
         raise ValueError(f"{name} must have shape ({m},), got {b.shape}")
     if not np.all(np.isfinite(b)):

@@ -38,8 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="How ReLU destroys or keeps the information of low-dimensional manifolds.",
     )
     parser.add_argument("--version", action="version", version=f"manifold-lab {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, required=True)
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
             continue

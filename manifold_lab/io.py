@@ -3,21 +3,14 @@
 A reader never sees a half-written file: either the old content (or no file)
 or the complete new one. Every file the toolkit produces goes through here.
 
-Links: a write refuses a target that is a symbolic link (``refuse_link``), and
-``check_inside(root, path)`` refuses a link anywhere between a results folder
-and a path inside it. ``check_tree(root)`` refuses any link inside a folder
-tree (the runner, ``report`` and ``train`` check their folder before touching
-it). ``open_nofollow`` opens a file with ``O_NOFOLLOW``. The folder ``root``
-itself may be a link: the user chose it.
-
-Leftovers: a temporary file is named ``.<name>.<pid>.<random><suffix>`` beside
-its target; a process killed mid-write leaves it behind, and
-``remove_temporaries`` deletes those whose writer is gone.
-
-Reading: ``read_bytes`` reads a regular file only, at most a bounded number of bytes.
-Tables: every CSV file is written by ``csv_text`` and every markdown table cell escaped by
-``md_cell``, so a label from a results folder can neither run as a spreadsheet formula nor
-break a table.
+Links: a write, a read and a results folder's tree (the runner, ``report`` and
+``train`` check their folder before touching it) refuse a symbolic link; the folder
+itself may be a link: the user chose it. Leftovers: a process killed mid-write leaves
+its temporary behind (``TEMPORARY``); ``remove_temporaries`` deletes those whose
+writer is gone. Reading: ``read_bytes`` reads a regular file only, at most a bounded
+number of bytes. Tables: every CSV file is written by ``csv_text`` and every markdown
+table cell escaped by ``md_cell``, so a label from a results folder can neither run as
+a spreadsheet formula nor break a table.
 """
 
 from __future__ import annotations
@@ -41,14 +34,9 @@ from manifold_lab.errors import UsageError
 TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[a-z0-9_]{8}(?:\.[^.]*)?$")
 
 
-# --------------------------------------------------------------------------- links
-
-
 def _link_error(path: Path) -> UsageError:
-    return UsageError(
-        f"{path} is a symbolic link; manifold-lab never writes, reads or deletes through a link "
-        "it did not create: remove the link (or copy the real files there)"
-    )
+    return UsageError(f"{path} is a symbolic link; manifold-lab never writes, reads or deletes through a link "
+                      "it did not create: remove the link (or copy the real files there)")
 
 
 def refuse_link(path: str | os.PathLike) -> Path:
@@ -178,8 +166,6 @@ def disk_full(exc: BaseException | None, where: str | os.PathLike) -> str | None
     return None
 
 
-# --------------------------------------------------------------------------- tables
-
 #: A CSV cell beginning with one of these is a formula to a spreadsheet (CSV injection).
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -215,9 +201,6 @@ def md_cell(text: str) -> str:
     return " ".join(text.replace("\\", "\\\\").replace("|", "\\|").splitlines())
 
 
-# --------------------------------------------------------------------------- atomic writes
-
-
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
@@ -230,10 +213,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     """
     path = refuse_link(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
-        suffix=suffix if suffix is not None else path.suffix,
-    )
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
+                               suffix=suffix if suffix is not None else path.suffix)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
     tmp_path = Path(tmp)
@@ -289,9 +270,7 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def write_json(path: str | os.PathLike, obj: Any, **kwargs: Any) -> Path:
-    kwargs.setdefault("indent", 2)
-    kwargs.setdefault("sort_keys", True)
-    return write_text(path, json.dumps(obj, **kwargs) + "\n")
+    return write_text(path, json.dumps(obj, **{"indent": 2, "sort_keys": True, **kwargs}) + "\n")
 
 
 def pyplot() -> Any:
@@ -315,20 +294,15 @@ def savefig(fig: Any, path: str | os.PathLike, **kwargs: Any) -> Path:
     return path
 
 
-# --------------------------------------------------------------------------- leftovers
-
-
 def pid_alive(pid: int) -> bool:
     """Whether a process ``pid`` exists on this machine (one of another user counts)."""
     if pid <= 0:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
     except PermissionError:
         return True
-    except OverflowError:
+    except (ProcessLookupError, OverflowError):
         return False
     return True
 
@@ -360,9 +334,9 @@ def remove_temporaries(folder: str | os.PathLike, *, recursive: bool = False, al
 def remove_stale_folders(folder: str | os.PathLike, prefix: str) -> int:
     """Delete folders ``<prefix><pid>-*`` in ``folder`` whose creating process is gone."""
     folder = Path(folder)
-    removed = 0
     if not folder.is_dir():
         return 0
+    removed = 0
     for path in folder.iterdir():
         match = re.fullmatch(re.escape(prefix) + r"(\d+)-.*", path.name)
         if match and not path.is_symlink() and path.is_dir() and not pid_alive(int(match[1])):

@@ -44,10 +44,8 @@ def run(args) -> int:
         raise ValueError(f"--bottleneck-mult must be in (0, 1] (e.g. 0.5, 0.25), got {args.bottleneck_mult}")
     overrides = {} if args.width is None else {"width_mult": args.width}
     v2 = {**overrides, **({} if args.bottleneck_mult is None else {"bottleneck_mult": args.bottleneck_mult})}
-    entries = []
-    for name in [args.preset] if args.preset else list(PRESETS):
-        model = mobilenet_v2(name, **v2)
-        entries.append((f"mobilenet_v2/{name}", model, args.resolution or (32 if "cifar" in name else 224)))
+    entries = [(f"mobilenet_v2/{name}", mobilenet_v2(name, **v2), args.resolution or (32 if "cifar" in name else 224))
+               for name in ([args.preset] if args.preset else PRESETS)]
     if args.preset is None:
         entries.append(("mobilenet_v1", MobileNetV1(**overrides), args.resolution or 224))
     for _, model, size in entries:  # every problem before the first line of the table

@@ -15,10 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from manifold_lab.execution.store import ResultsStore
     from manifold_lab.reporting.report import write_report
     from manifold_lab.spec import display_path
-
-    from manifold_lab.execution.store import ResultsStore
 
     store = ResultsStore(Path(args.results))
     store.read_spec()  # a results folder? (before a lock file is created in it)

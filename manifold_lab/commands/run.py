@@ -1,11 +1,8 @@
 """``manifold-lab run SPEC [key.path=value ...]``: run (or resume) an experiment.
 
-A user's runs go to ``runs/<name>/`` (git-ignored; ``--out`` elsewhere), so no
-run, with or without overrides, changes a committed file. The committed
-reference results ``results/<name>/`` are written only on purpose, by
-``--reference`` (which takes no overrides and no ``--out``). See
-``manifold_lab.spec`` for the spec, ``manifold_lab.execution`` for the runs and the results folder,
-``manifold_lab.reporting`` for the report.
+A user's runs go to ``runs/<name>/`` (git-ignored; ``--out`` elsewhere), so no run changes a
+committed file; ``--reference`` (no overrides, no ``--out``) writes ``results/<name>/`` on purpose.
+See ``manifold_lab.spec``, ``manifold_lab.execution`` and ``manifold_lab.reporting``.
 """
 
 from __future__ import annotations
@@ -14,9 +11,13 @@ import argparse
 import dataclasses
 import shlex
 import sys
+from pathlib import Path
 
 from manifold_lab.errors import UsageError
 from manifold_lab.execution.batch import GPU_BATCH_RUNS, default_batch_runs
+from manifold_lab.execution.store import ResultsStore
+from manifold_lab.spec import display_path, load_spec
+from manifold_lab.spec.sweep import format_values, plan
 
 HELP = "run or resume the experiment of a YAML spec (skips completed runs), then write its report"
 
@@ -24,12 +25,11 @@ HELP = "run or resume the experiment of a YAML spec (skips completed runs), then
 def _int_at_least(minimum: int):
     def parse(text: str) -> int:
         try:
-            value = int(text)
+            if int(text) >= minimum:
+                return int(text)
         except ValueError:
-            value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
-        return value
+            pass
+        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
 
     return parse
 
@@ -89,18 +89,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _print_plan(spec, runs, root, header: bool) -> None:
-    from dataclasses import asdict
-
-    from manifold_lab.spec import display_path
-    from manifold_lab.execution.store import ResultsStore
-    from manifold_lab.spec.sweep import format_values
-
     store = ResultsStore(root)
     states = []
     for run in runs:
-        record = store.record(asdict(run)) if (root / "runs" / run.run_id).is_dir() else None
-        states.append(record.status if record is not None else store.pending_state(asdict(run))
-                      if (root / "runs" / run.run_id).is_dir() else "todo")
+        found = (root / "runs" / run.run_id).is_dir()
+        record = store.record(dataclasses.asdict(run)) if found else None
+        states.append(record.status if record is not None else store.pending_state(dataclasses.asdict(run))
+                      if found else "todo")
     if header:
         print(f"experiment {spec.name}: kind {spec.kind.name}, results in {display_path(root)}")
         print(f"{len(spec.points)} grid point(s) x {len(spec.seeds)} seed(s) = {len(runs)} runs; "
@@ -111,11 +106,8 @@ def _print_plan(spec, runs, root, header: bool) -> None:
 
 
 def _run_suite(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from manifold_lab.execution.runner import run_experiment
     from manifold_lab.reporting.report import write_report, write_suite_report
-    from manifold_lab.spec import display_path
     from manifold_lab.spec.load import REFERENCE_ROOT, USER_ROOT
     from manifold_lab.spec.suite import load_suite
 
@@ -180,23 +172,9 @@ def warn_traps(spec) -> None:
         print(f"warning: {spec.name}: {line}", file=sys.stderr)
 
 
-def _check_reference(args: argparse.Namespace) -> None:
-    """``--reference`` writes the committed results exactly as the experiment file says."""
-    if not args.reference:
-        return
-    if args.overrides:
-        raise UsageError(
-            f"--reference writes the committed results of {args.spec} as the file says; it takes no "
-            f"key=value overrides (got {' '.join(args.overrides)}): drop them, or run without --reference "
-            "to write runs/<name>/")
-    if args.out:
-        raise UsageError("--reference writes the spec's reference folder (results/<name>); it takes no --out")
-
-
 def git_ignored(path) -> bool | None:
     """Whether git ignores ``path`` (``git check-ignore``); None outside a git work tree or without git."""
     import subprocess
-    from pathlib import Path
 
     path = Path(path).resolve()
     try:
@@ -208,8 +186,6 @@ def git_ignored(path) -> bool | None:
 
 
 def _print_where(root, args: argparse.Namespace) -> None:
-    from manifold_lab.spec import display_path
-
     if args.reference:
         print(f"reference results written on purpose in {display_path(root)}/ (committed files: review `git diff`)")
         return
@@ -220,13 +196,9 @@ def _print_where(root, args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from manifold_lab.execution.runner import check_plan, run_experiment
     from manifold_lab.reporting.report import write_report
-    from manifold_lab.spec import display_path, load_spec
     from manifold_lab.spec.suite import is_suite
-    from manifold_lab.spec.sweep import plan
 
     if args.wait and not args.launcher:
         raise ValueError("--wait applies to --launcher slurm (without a launcher, run always waits)")
@@ -236,7 +208,13 @@ def run(args: argparse.Namespace) -> int:
     if args.launcher and args.run_index is not None:
         raise ValueError("--run-index runs one run here; it cannot be combined with --launcher, "
                          "which submits every pending run")
-    _check_reference(args)
+    if args.reference and args.overrides:  # the committed results exactly as the experiment file says
+        raise UsageError(
+            f"--reference writes the committed results of {args.spec} as the file says; it takes no "
+            f"key=value overrides (got {' '.join(args.overrides)}): drop them, or run without --reference "
+            "to write runs/<name>/")
+    if args.reference and args.out:
+        raise UsageError("--reference writes the spec's reference folder (results/<name>); it takes no --out")
     if is_suite(args.spec):
         return _run_suite(args)
     spec = load_spec(args.spec, args.overrides, allow_long=args.allow_long)

@@ -25,10 +25,14 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import json
     import os
+    from contextlib import nullcontext
     from pathlib import Path
 
-    from manifold_lab.spec.bounds import MAX_SEED
+    from manifold_lab import io
+    from manifold_lab.commands.run import warn_traps
+    from manifold_lab.execution.store import locked
     from manifold_lab.spec import load_spec
+    from manifold_lab.spec.bounds import MAX_SEED
     from manifold_lab.spec.sweep import plan
 
     spec = load_spec(args.spec, args.overrides)
@@ -37,8 +41,6 @@ def run(args) -> int:
                          f"(use manifold-lab run for other kinds)")
     if not 0 <= args.point < len(spec.points):
         raise ValueError(f"--point must be in 0..{len(spec.points) - 1}, got {args.point}")
-    from manifold_lab.commands.run import warn_traps
-
     warn_traps(spec)
     seed = spec.seeds[0] if args.seed is None else args.seed
     if not 0 <= seed <= MAX_SEED:
@@ -47,11 +49,6 @@ def run(args) -> int:
     params = spec.kind.params.model_validate(first.params)
     out = Path(args.out) if args.out else spec.output / "train" / f"point{args.point}_seed{seed}"
     rank = int(os.environ.get("RANK", "0"))
-    from contextlib import nullcontext
-
-    from manifold_lab import io
-    from manifold_lab.execution.store import locked
-
     io.check_tree(out)  # no link inside the run folder
     # One `train` per folder: a second one into it refuses at once (rank 0 holds the lock).
     with locked(out / ".lock", what="train folder",
@@ -66,6 +63,5 @@ def run(args) -> int:
         if rank == 0:
             write_provenance(out, record)
             io.write_json(out / "metrics.json", metrics)
-            short = {k: v for k, v in metrics.items() if not k.startswith("curve_")}
-            print(json.dumps(short))
+            print(json.dumps({k: v for k, v in metrics.items() if not k.startswith("curve_")}))
     return 0 if metrics["status"] == "done" else 1

@@ -1,38 +1,34 @@
 """Bounds on the work a spec may ask for, checked before the work is done.
 
-A spec is the user's own input and is trusted not to be malicious, but a
-clumsy or copied spec must not cost minutes of CPU or gigabytes of memory
-before it is refused. Every limit below is checked *before* the structure it
-guards is built, and a spec beyond one is refused with one ``UsageError``
-line naming the limit:
+A spec is the user's own input and is trusted not to be malicious, but a clumsy or
+copied spec must not cost minutes of CPU or gigabytes of memory before it is refused.
+Every limit below is checked *before* the structure it guards is built, and a spec
+beyond one is refused with one ``UsageError`` line naming the limit:
 
 ``MAX_SPEC_BYTES``
     Size of one spec or preset file, read from ``stat`` before reading it.
 ``MAX_NODES``
-    Values of one parsed YAML document *after alias expansion* (every mapping,
-    list and scalar counted once per place it appears), and of the merged spec
-    (files, presets and overrides together). Counted on the composed node graph,
-    where an alias is a shared node, in time linear in the text: a 700-byte
-    "billion laughs" document is refused in milliseconds.
+    Values of one parsed YAML document *after alias expansion* (every mapping, list and
+    scalar counted once per place it appears), and of the merged spec (files, presets and
+    overrides together). Counted on the composed node graph, where an alias is a shared
+    node, in time linear in the text: a 700-byte "billion laughs" document is refused in
+    milliseconds.
 ``MAX_DEPTH``
-    Nesting of mappings and lists, in a YAML document (counted while composing,
-    so a document nested thousands of levels deep never reaches Python's
-    recursion limit), in the expanded alias graph, in an override key path and
-    in JSON read back from a results folder (``check_json_depth``).
+    Nesting of mappings and lists, in a YAML document (counted while composing, so a
+    document nested thousands of levels deep never reaches Python's recursion limit), in
+    the expanded alias graph, in an override key path and in JSON read back from a
+    results folder (``check_json_depth``).
 ``MAX_INCLUDE_DEPTH``, ``MAX_INCLUDE_FILES``
-    Length of an ``include:`` chain, and files read for one spec in all (a
-    preset included ten times by ten presets is read a hundred times).
+    Length of an ``include:`` chain, and files read for one spec in all (a preset
+    included ten times by ten presets is read a hundred times).
 ``MAX_RUNS``
-    Runs of one experiment, grid points times seeds, counted as the product of
-    the sweep's list lengths before the grid is built.
+    Runs of one experiment, grid points times seeds, counted before the grid is built.
 ``MAX_RUN_SECONDS``
-    Estimated time of one run, for the kinds that can estimate it
-    (``Kind.estimate_seconds``); a larger run needs ``--allow-long``
-    (``load_spec(..., allow_long=True)``).
+    Estimated time of one run (``Kind.estimate_seconds``, for the kinds that can estimate
+    it); a larger run needs ``--allow-long`` (``load_spec(..., allow_long=True)``).
 ``MAX_SEED``
-    Seeds are integers in ``[0, 2**32 - 1]``, what every random generator the
-    kinds use takes (``numpy.random.RandomState``; torch and ``default_rng``
-    take more).
+    Seeds are integers in ``[0, 2**32 - 1]``, what every random generator the kinds use
+    takes (``numpy.random.RandomState``; torch and ``default_rng`` take more).
 """
 
 from __future__ import annotations
@@ -45,22 +41,9 @@ from yaml.constructor import ConstructorError, SafeConstructor
 
 from manifold_lab.errors import UsageError
 
-__all__ = [
-    "MAX_DEPTH",
-    "MAX_INCLUDE_DEPTH",
-    "MAX_INCLUDE_FILES",
-    "MAX_NODES",
-    "MAX_RUNS",
-    "MAX_RUN_SECONDS",
-    "MAX_SEED",
-    "MAX_SPEC_BYTES",
-    "BoundedLoader",
-    "check_json_depth",
-    "compose_bounded",
-    "data_size",
-    "first_non_finite",
-    "safe_load_bounded",
-]
+__all__ = ["MAX_DEPTH", "MAX_INCLUDE_DEPTH", "MAX_INCLUDE_FILES", "MAX_NODES", "MAX_RUNS", "MAX_RUN_SECONDS", "MAX_SEED",
+           "MAX_SPEC_BYTES", "BoundedLoader", "check_json_depth", "compose_bounded", "data_size", "first_non_finite",
+           "load_bounded", "safe_load_bounded"]
 
 MAX_SPEC_BYTES = 1 << 20
 MAX_NODES = 100_000
@@ -144,9 +127,6 @@ def _expanded(node: yaml.Node) -> tuple[int, int]:
             depth = 1 + max((d for _, d in sizes), default=0)
             done[key] = (min(values, MAX_NODES + 1), depth)  # capped: no huge integers either
             continue
-        if key in active:
-            raise ConstructorError(None, None, "an alias refers to a node that contains it (a recursive "
-                                   "alias); specs must be finite trees", current.start_mark)
         active.add(key)
         stack.append((current, True))
         for child in children:
@@ -177,14 +157,20 @@ def compose_bounded(loader: BoundedLoader) -> yaml.Node | None:
     return node
 
 
-def safe_load_bounded(text: str) -> Any:
-    """``yaml.safe_load`` within the bounds of this module (raises ``yaml.YAMLError`` or ``ValueError``)."""
+def load_bounded(text: str) -> tuple[yaml.Node | None, Any]:
+    """``(node, data)``: the composed document (for its marks) and ``yaml.safe_load(text)``, within the bounds
+    of this module (raises ``yaml.YAMLError``, for a control character too, or ``ValueError``)."""
     loader = BoundedLoader(text)
     try:
-        node = compose_bounded(loader)
-        return loader.construct_document(node) if node is not None else None
+        node = compose_bounded(loader)  # bounded depth and alias expansion, before any walk
+        return node, loader.construct_document(node) if node is not None else None
     finally:
         loader.dispose()
+
+
+def safe_load_bounded(text: str) -> Any:
+    """``yaml.safe_load`` within the bounds of this module (raises ``yaml.YAMLError`` or ``ValueError``)."""
+    return load_bounded(text)[1]
 
 
 def data_size(data: Any) -> tuple[int, int]:
@@ -199,8 +185,8 @@ def data_size(data: Any) -> tuple[int, int]:
         obj, level = stack.pop()
         values += 1
         depth = max(depth, level)
-        if values > MAX_NODES or depth > MAX_DEPTH:
-            return max(values, MAX_NODES + 1) if values > MAX_NODES else values, depth
+        if values > MAX_NODES or depth > MAX_DEPTH:  # values is then at most MAX_NODES + 1
+            return values, depth
         if isinstance(obj, dict):
             stack.extend((v, level + 1) for v in obj.values())
         elif isinstance(obj, (list, tuple)):

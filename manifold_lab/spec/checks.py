@@ -17,9 +17,9 @@ from typing import Any
 import pydantic
 
 from manifold_lab.errors import UsageError
-from manifold_lab.kinds import Kind
+from manifold_lab.kinds import KINDS, Kind
 from manifold_lab.spec.bounds import MAX_SEED
-from manifold_lab.spec.sources import Origins, dotted, origin, short
+from manifold_lab.spec.sources import Origins, dotted, hydra_sweep, origin, short
 from manifold_lab.spec.sweep import canonical_json
 
 __all__ = ["CONTRAST_KEYS", "check_contrast", "check_override_keys", "check_sweep", "did_you_mean", "explain",
@@ -29,28 +29,19 @@ def _models_in(annotation: Any) -> list[type[pydantic.BaseModel]]:
     """The pydantic models inside a type annotation (through Optional, list, dict...)."""
     if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
         return [annotation]
-    out: list = []
-    for arg in typing.get_args(annotation):
-        out += _models_in(arg)
-    return out
+    return [model for arg in typing.get_args(annotation) for model in _models_in(arg)]
 
 
 def fields_at(model: type[pydantic.BaseModel], path: Sequence) -> list[str] | None:
     """The field names valid under ``path`` of ``model`` (None when not a model there)."""
     models = [model]
     for part in path:
-        nxt: list = []
-        for m in models:
-            if isinstance(part, str) and part in m.model_fields:
-                nxt += _models_in(m.model_fields[part].annotation)
-        if nxt or isinstance(part, int):
-            models = nxt or models
-        else:
+        nxt = [sub for m in models if isinstance(part, str) and part in m.model_fields
+               for sub in _models_in(m.model_fields[part].annotation)]
+        if not (nxt or isinstance(part, int)):
             return None
-    names: list[str] = []
-    for m in models:
-        names += [n for n in m.model_fields if n not in names]
-    return names or None
+        models = nxt or models
+    return list(dict.fromkeys(n for m in models for n in m.model_fields)) or None
 
 
 def did_you_mean(word: Any, choices: Sequence[str] | None, prefix: Sequence = ()) -> str:
@@ -77,9 +68,6 @@ def check_override_keys(overrides: Sequence[str], kind_name: Any, top_keys: Sequ
     """UsageError for an override whose first key is no spec key but names a parameter of the kind without its
     ``params.`` (``model.width=2``, as ``kinds`` lists it): the line says the override to write (the closest
     parameter under ``params.``, or under ``sweep.`` as a list for a Hydra-style ``model.width=1,2``)."""
-    from manifold_lab.kinds import KINDS
-    from manifold_lab.spec.sources import hydra_sweep
-
     kind = KINDS.get(kind_name) if isinstance(kind_name, str) else None
     for text in overrides:
         key, _, raw = text.partition("=")
@@ -93,19 +81,13 @@ def check_override_keys(overrides: Sequence[str], kind_name: Any, top_keys: Sequ
                              f"{kind.name!r} go under params. (sweeps under sweep.); did you mean {fix}?")
 
 
-def explain(
-    exc: pydantic.ValidationError,
-    model: type[pydantic.BaseModel],
-    prefix: tuple,
-    origins: Origins,
-    default_where: str,
-) -> str:
+def explain(exc: pydantic.ValidationError, model: type[pydantic.BaseModel], prefix: tuple, origins: Origins,
+            default_where: str) -> str:
     """One line for the first error of a pydantic ValidationError."""
     errors = exc.errors(include_url=False)
     err = errors[0]
     loc = tuple(err["loc"])
     path = prefix + loc
-    where = origin(origins, path, default_where)
     if err["type"] == "extra_forbidden":
         msg = f"unknown key {dotted(path)!r}{did_you_mean(loc[-1], fields_at(model, loc[:-1]), path[:-1])}"
     elif err["type"] == "missing":
@@ -113,23 +95,17 @@ def explain(
     else:
         msg = f"{dotted(path)}: {err['msg']} (got {short(err.get('input'))})"
     more = f" (and {len(errors) - 1} more problem{'s' * (len(errors) > 2)})" if len(errors) > 1 else ""
-    return f"{where}: {msg}{more}"
+    return f"{origin(origins, path, default_where)}: {msg}{more}"
 
 
-def check_sweep(
-    sweep: dict, kind: Kind, origins: Origins, where: str
-) -> tuple[dict[str, list], tuple[int, ...]]:
+def check_sweep(sweep: dict, kind: Kind, origins: Origins, where: str) -> tuple[dict[str, list], tuple[int, ...]]:
+    """The checked sweep (``seeds`` excluded) and the seeds; a UsageError naming the origin of a bad key or value."""
     seeds_value = sweep.get("seeds", [0])
     seed_where = origin(origins, ("sweep", "seeds"), where)
-    if (
-        not isinstance(seeds_value, list)
-        or not seeds_value
-        or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED for s in seeds_value)
-    ):
-        raise UsageError(
-            f"{seed_where}: sweep.seeds must be a non-empty list of integers >= 0 and <= {MAX_SEED} "
-            f"(what the random generators take), got {short(seeds_value)}"
-        )
+    if not isinstance(seeds_value, list) or not seeds_value or not all(
+            isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED for s in seeds_value):
+        raise UsageError(f"{seed_where}: sweep.seeds must be a non-empty list of integers >= 0 and <= {MAX_SEED} "
+                         f"(what the random generators take), got {short(seeds_value)}")
     if len(set(seeds_value)) != len(seeds_value):
         raise UsageError(f"{seed_where}: sweep.seeds has repeated values: {seeds_value}")
     out: dict[str, list] = {}
@@ -145,26 +121,19 @@ def check_sweep(
             if choices is None:
                 break  # below a free-form mapping: checked when the grid is built
             if parts[i] not in choices:
-                raise UsageError(
-                    f"{kwhere}: sweep key {key!r}: {'.'.join(parts[: i + 1])!r} is not a "
-                    f"parameter of kind {kind.name!r}{did_you_mean(parts[i], choices, parts[:i])}"
-                )
+                raise UsageError(f"{kwhere}: sweep key {key!r}: {'.'.join(parts[: i + 1])!r} is not a "
+                                 f"parameter of kind {kind.name!r}{did_you_mean(parts[i], choices, parts[:i])}")
         if not isinstance(values, list) or not values:
-            raise UsageError(
-                f"{kwhere}: sweep.{key} must be a non-empty list of values, got {short(values)}"
-            )
+            raise UsageError(f"{kwhere}: sweep.{key} must be a non-empty list of values, got {short(values)}")
         try:
             texts = [canonical_json(v) for v in values]
         except (TypeError, ValueError) as exc:  # a date, bytes, a set, a self-referencing alias...
-            raise UsageError(
-                f"{kwhere}: sweep.{key} values must be numbers, strings, booleans, null, lists or "
-                f"mappings ({' '.join(str(exc).split())})"
-            ) from None
+            raise UsageError(f"{kwhere}: sweep.{key} values must be numbers, strings, booleans, null, lists or "
+                             f"mappings ({' '.join(str(exc).split())})") from None
         if len(set(texts)) != len(texts):
             raise UsageError(f"{kwhere}: sweep.{key} has repeated values: {short(values)}")
         out[key] = values
     return out, tuple(seeds_value)
-
 
 
 CONTRAST_KEYS = ("factor", "a", "b", "metric")

@@ -12,20 +12,16 @@ A spec is a YAML mapping with the top-level keys
 ``description``
     Optional free text shown in the report.
 ``include``
-    Optional list of preset files (partial specs with the same keys, which may
-    include others), e.g. ``configs/optim/cifar_sgd.yaml``. A path is looked up
-    relative to the current directory, then relative to the including file's
-    folder and each of its parents (so the repository root works from anywhere
-    inside it).
+    Optional list of preset files (partial specs with the same keys, which may include
+    others), e.g. ``configs/optim/cifar_sgd.yaml``, looked up relative to the current
+    directory, then to the including file's folder and each of its parents.
 ``params``
     The kind's parameters, validated by the kind's pydantic model.
 ``sweep``
-    A mapping from a dotted path under ``params`` (``width``, ``block.act``)
-    to a non-empty list of values, plus ``seeds: [...]`` (non-negative
-    integers; default ``[0]``).
+    A mapping from a dotted path under ``params`` (``width``, ``block.act``) to a
+    non-empty list of values, plus ``seeds: [...]`` (non-negative integers; default ``[0]``).
 ``output``
-    Optional reference results folder (default ``results/<name>``), the folder
-    ``manifold-lab run SPEC --reference`` writes.
+    Optional reference results folder, the one ``--reference`` writes (default ``results/<name>``).
 ``contrast``
     Optional: the headline comparison the study exists for, which every report opens
     with: ``{factor: model.bottleneck_act, a: relu6, b: identity, metric: test_acc}``
@@ -38,28 +34,25 @@ A spec is a YAML mapping with the top-level keys
     one of them completed under the same run id (same kind, parameters and seed)
     is copied from there, not run again (Figure 6b reuses Figure 6a's linear runs).
 ``jobs``
-    Optional: how many runs ``manifold-lab run`` trains at once when ``--jobs`` is not
-    given (default 1; at most ``MAX_JOBS``). ``configs/cifar_cpu_budget.yaml`` sets 2 with
-    one torch thread per run, the winner of ``benchmarks/bench_cifar_budget.py``. It
-    changes how runs are scheduled, never a run's parameters or id.
+    Optional: how many runs ``manifold-lab run`` trains at once without ``--jobs`` (default 1,
+    at most ``MAX_JOBS``; ``configs/cifar_cpu_budget.yaml`` sets 2 with one torch thread per
+    run, the winner of ``benchmarks/bench_cifar_budget.py``). It never changes a run's
+    parameters or id.
 ``launcher``
-    Optional settings of ``--launcher slurm`` / ``local`` (partition, time limit,
-    GPUs and CPUs per run, ...): ``manifold_lab.spec.launcher.LauncherConfig``, used by
-    ``manifold_lab.execution.launch``.
+    Optional settings of ``--launcher slurm`` / ``local`` (partition, time limit, GPUs and CPUs
+    per run, ...): ``spec.launcher.LauncherConfig``, used by ``manifold_lab.execution.launch``.
 
-Merge order: the includes in order (each one after its own includes), then the
-file itself, then the command-line overrides ``key.path=value`` (the value is
-parsed as YAML: ``params.train.epochs=3``, ``sweep.seeds=[0,1,2]``; for the sweep the
-whole rest of the key is one dotted path: ``sweep.block.act=[relu,identity]``).
-Mappings merge key by key, recursively; anything else (lists included) is
-replaced.
+Merge order: the includes in order (each one after its own includes), then the file
+itself, then the command-line overrides ``key.path=value`` (the value is parsed as YAML:
+``params.train.epochs=3``, ``sweep.seeds=[0,1,2]``; for the sweep the whole rest of the key
+is one dotted path: ``sweep.block.act=[relu,identity]``). Mappings merge key by key,
+recursively; anything else (lists included) is replaced.
 
-Everything is checked before any work starts and before anything is written:
-YAML syntax (line:column), duplicate keys, unknown keys at any depth (with a
-"did you mean"), types and ranges (the kind's pydantic constraints), unknown
-kinds, sweep paths that are not parameters, and every grid point's parameters.
-Every problem is one ``UsageError`` line naming the file, line and column (or
-the override) it comes from.
+Everything is checked before any work starts and before anything is written: YAML
+syntax, duplicate keys, unknown keys at any depth (with a "did you mean"), types and
+ranges, unknown kinds, sweep paths that are not parameters, and every grid point's
+parameters; each problem is one ``UsageError`` line naming the file:line:column (or the
+override) it comes from.
 """
 
 from __future__ import annotations
@@ -84,11 +77,8 @@ __all__ = ["NAME_PATTERN", "REFERENCE_ROOT", "USER_ROOT", "GridPoint", "Spec", "
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
-#: Where a user's runs go (``runs/<name>/``, ignored by git) and where the committed
-#: reference results live (``results/<name>/``, written on purpose with ``--reference``).
 USER_ROOT = Path("runs")
 REFERENCE_ROOT = Path("results")
-
 
 #: The most runs a spec's ``jobs:`` may ask to train at once.
 MAX_JOBS = 256
@@ -122,40 +112,16 @@ class GridPoint:
 
 @dataclass(frozen=True)
 class Spec:
-    """A validated experiment.
+    """A validated experiment (the keys are those of the module docstring).
 
-    Attributes
-    ----------
-    name, description : str
-    kind : Kind
-    params : pydantic.BaseModel
-        The base parameters (file + presets + overrides, no sweep applied).
-    raw_params : dict
-        The merged ``params:`` mapping as written (before defaults).
-    sweep : dict[str, list]
-        Dotted param path -> values, in spec order (``seeds`` excluded).
-    seeds : tuple of int
-    points : tuple of GridPoint
-        The grid, validated (one point, ``{}``, without a sweep).
-    output : Path
-        Where a user's runs go: ``runs/<name>`` (git-ignored).
-    source : Path or None
-        The spec file.
-    overrides : tuple of str
-        The ``key.path=value`` overrides applied.
-    reuse : tuple of Path
-        Results folders of other experiments whose completed runs with the same run id
-        (same kind, parameters and seed) are copied instead of trained again.
-    launcher : LauncherConfig or None
-        The ``launcher:`` section (``manifold_lab.spec.launcher``); None when absent.
-    jobs : int
-        Runs at once when ``--jobs`` is not given (the ``jobs:`` key; default 1).
-    reference : Path or None
-        The committed reference results folder (``output:`` or ``results/<name>``),
-        written only by ``manifold-lab run SPEC --reference``.
-    no_reuse : bool
-        ``run --no-reuse``: the spec's ``reuse:`` folders are ignored (``reuse`` is then empty),
-        and the recorded command says so.
+    ``params`` are the base parameters (file + presets + overrides, no sweep applied),
+    ``raw_params`` the merged ``params:`` mapping as written (before defaults); ``sweep``
+    maps a dotted param path to its values, in spec order (``seeds`` excluded); ``points``
+    is the validated grid (one point, ``{}``, without a sweep). ``output`` is where a
+    user's runs go, ``runs/<name>``; ``reference`` the committed results folder.
+    ``launcher`` is a ``LauncherConfig`` or None when absent. ``no_reuse``: ``run
+    --no-reuse`` ignores the ``reuse:`` folders (``reuse`` is then empty), and the
+    recorded command says so.
     """
 
     name: str
@@ -208,34 +174,16 @@ def _check_runnable(kind: Kind, points: list[GridPoint], allow_long: bool, where
         if kind.estimate_seconds is not None and not allow_long:
             seconds = float(kind.estimate_seconds(point.params))
             if seconds > MAX_RUN_SECONDS:
-                raise UsageError(
-                    f"{where}: one run of kind {kind.name!r}{note} is estimated at {seconds / 3600:,.1f} h of CPU "
-                    f"time, more than the {MAX_RUN_SECONDS / 3600:g} h a run may take without --allow-long; "
-                    "use smaller sizes or pass --allow-long"
-                )
+                raise UsageError(f"{where}: one run of kind {kind.name!r}{note} is estimated at {seconds / 3600:,.1f} "
+                                 f"h of CPU time, more than the {MAX_RUN_SECONDS / 3600:g} h a run may take without "
+                                 "--allow-long; use smaller sizes or pass --allow-long")
 
 
 def load_spec(path: str | Path, overrides: Sequence[str] = (), *, allow_long: bool = False) -> Spec:
-    """Load, merge and validate an experiment spec.
-
-    Parameters
-    ----------
-    path : str or Path
-        The YAML file.
-    overrides : sequence of str
-        ``key.path=value`` items applied after the file (see the module docstring).
-    allow_long : bool
-        Accept runs whose estimated time (``Kind.estimate_seconds``) exceeds
-        ``bounds.MAX_RUN_SECONDS`` (the command line's ``--allow-long``).
-
-    Returns
-    -------
-    Spec
-
-    Raises
-    ------
-    UsageError
-        One line naming the file:line:column (or override) and the problem.
+    """Load the YAML file ``path``, merge it with its includes and the ``key.path=value`` ``overrides``
+    (see the module docstring), and validate it: a ``Spec``, or a ``UsageError`` line naming the
+    file:line:column (or override) and the problem. ``allow_long`` (``--allow-long``) accepts runs
+    whose estimated time (``Kind.estimate_seconds``) exceeds ``bounds.MAX_RUN_SECONDS``.
     """
     path = Path(path)
     shown = display_path(path)
@@ -258,24 +206,22 @@ def load_spec(path: str | Path, overrides: Sequence[str] = (), *, allow_long: bo
     except ValueError as exc:
         raise UsageError(f"{origin(origins, ('kind',), shown)}: {exc}") from None
 
+    def check_finite(tree: Any, section: str, sweep_note: str = "") -> None:
+        found = first_non_finite(tree, (section,))
+        if found is not None:
+            raise UsageError(f"{origin(origins, found[0], shown)}: {dotted(found[0])}: {found[1]} is not a finite "
+                             f"number; parameters take finite numbers only{sweep_note}")
+
     def build(params: dict, sweep_note: str = "") -> pydantic.BaseModel:
         try:
             model = kind.params.model_validate(params)
         except pydantic.ValidationError as exc:
-            line = explain(exc, kind.params, ("params",), origins, shown)
-            raise UsageError(f"{line}{sweep_note}") from None
-        found = first_non_finite(model.model_dump(), ("params",))  # e.g. the string "1e400" read as a float
-        if found is not None:
-            raise UsageError(f"{origin(origins, found[0], shown)}: {dotted(found[0])}: {found[1]} is not a finite "
-                             f"number; parameters take finite numbers only{sweep_note}")
+            raise UsageError(f"{explain(exc, kind.params, ('params',), origins, shown)}{sweep_note}") from None
+        check_finite(model.model_dump(), "params", sweep_note)  # e.g. the string "1e400" read as a float
         return model
 
-    for section, tree in (("params", top.params), ("sweep", top.sweep)):
-        found = first_non_finite(tree, (section,))
-        if found is not None:
-            where = origin(origins, found[0], shown)
-            raise UsageError(f"{where}: {dotted(found[0])}: {found[1]} is not a finite number; "
-                             "parameters take finite numbers only")
+    check_finite(top.params, "params")
+    check_finite(top.sweep, "sweep")
     base = build(top.params)
     launcher = None
     if top.launcher:
@@ -286,11 +232,9 @@ def load_spec(path: str | Path, overrides: Sequence[str] = (), *, allow_long: bo
     sweep, seeds = check_sweep(top.sweep, kind, origins, shown)
     n_points = math.prod(len(values) for values in sweep.values())
     if n_points * len(seeds) > MAX_RUNS:
-        raise UsageError(
-            f"{origin(origins, ('sweep',), shown)}: the sweep has {n_points:,} grid points x {len(seeds)} seeds "
-            f"= {n_points * len(seeds):,} runs, more than an experiment may have ({MAX_RUNS:,}, the limit); "
-            "split it into several experiments"
-        )
+        raise UsageError(f"{origin(origins, ('sweep',), shown)}: the sweep has {n_points:,} grid points x "
+                         f"{len(seeds)} seeds = {n_points * len(seeds):,} runs, more than an experiment may have "
+                         f"({MAX_RUNS:,}, the limit); split it into several experiments")
     contrast = check_contrast(top.contrast, sweep, origins, shown, narrowed=any(o.startswith("sweep.") for o in overrides)
                                and not any(o.startswith("contrast") for o in overrides))
     # From here on a bad value of a swept parameter comes from the sweep.
@@ -303,29 +247,14 @@ def load_spec(path: str | Path, overrides: Sequence[str] = (), *, allow_long: bo
             try:
                 params = set_path(params, key, value)
             except ValueError as exc:
-                where = origin(origins, ("sweep", key), shown)
-                raise UsageError(f"{where}: sweep key {key!r}: {exc}") from None
+                raise UsageError(f"{origin(origins, ('sweep', key), shown)}: sweep key {key!r}: {exc}") from None
         note = f" [in the sweep point {format_values(values)}]" if values else ""
         points.append(GridPoint(values=values, params=build(params, note)))
     _check_runnable(kind, points, allow_long, shown)
 
-    output = USER_ROOT / top.name
-    return Spec(
-        name=top.name,
-        description=top.description,
-        kind=kind,
-        params=base,
-        raw_params=top.params,
-        sweep=sweep,
-        seeds=seeds,
-        points=tuple(points),
-        output=output,
-        source=path,
-        overrides=tuple(overrides),
-        reuse=tuple(Path(folder) for folder in top.reuse),
-        launcher=launcher,
-        reference=Path(top.output) if top.output else REFERENCE_ROOT / top.name,
-        contrast=contrast,
-        jobs=top.jobs or 1,
-    )
+    return Spec(name=top.name, description=top.description, kind=kind, params=base, raw_params=top.params,
+                sweep=sweep, seeds=seeds, points=tuple(points), output=USER_ROOT / top.name, source=path,
+                overrides=tuple(overrides), reuse=tuple(Path(folder) for folder in top.reuse), launcher=launcher,
+                reference=Path(top.output) if top.output else REFERENCE_ROOT / top.name, contrast=contrast,
+                jobs=top.jobs or 1)
 

@@ -19,16 +19,8 @@ import yaml
 
 from manifold_lab import io
 from manifold_lab.errors import UsageError
-from manifold_lab.spec.bounds import (
-    MAX_DEPTH,
-    MAX_INCLUDE_DEPTH,
-    MAX_INCLUDE_FILES,
-    MAX_SPEC_BYTES,
-    BoundedLoader,
-    compose_bounded,
-    data_size,
-    safe_load_bounded,
-)
+from manifold_lab.spec.bounds import (MAX_DEPTH, MAX_INCLUDE_DEPTH, MAX_INCLUDE_FILES, MAX_SPEC_BYTES, data_size,
+                                      load_bounded, safe_load_bounded)
 from manifold_lab.spec.sweep import set_path
 
 __all__ = ["Origins", "apply_override", "display_path", "dotted", "load_with_includes", "load_yaml", "origin",
@@ -47,11 +39,8 @@ def load_yaml(path: Path, shown: str) -> tuple[Any, Origins]:
         raise UsageError(f"spec file not found: {shown}") from None
     except (OSError, UnicodeDecodeError) as exc:  # a folder, no permission, a name too long...
         raise UsageError(f"cannot read spec file {shown}: {exc}") from None
-    loader = None
     try:
-        loader = BoundedLoader(text)  # rejects control characters already
-        node = compose_bounded(loader)  # bounded depth and alias expansion, before any walk
-        data = loader.construct_document(node) if node is not None else None
+        node, data = load_bounded(text)
     except (yaml.YAMLError, ValueError) as exc:  # ValueError: a bad tagged scalar, e.g. !!int x
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         if isinstance(exc, yaml.reader.ReaderError):  # a position in the text, no mark
@@ -61,15 +50,10 @@ def load_yaml(path: Path, shown: str) -> tuple[Any, Origins]:
         else:
             where = f"{shown}:{mark.line + 1}:{mark.column + 1}" if mark else shown
         raise UsageError(f"{where}: invalid YAML: {_yaml_problem(exc)}") from None
-    finally:
-        if loader is not None:
-            loader.dispose()
     if data is None:
         raise UsageError(f"{shown}: the file is empty; expected a mapping with name, kind, params")
     if not isinstance(data, dict):
-        raise UsageError(
-            f"{shown}:1:1: expected a mapping with name, kind, params, got {type(data).__name__}"
-        )
+        raise UsageError(f"{shown}:1:1: expected a mapping with name, kind, params, got {type(data).__name__}")
     origins: Origins = {}
     _walk_marks(node, (), shown, origins)
     return data, origins
@@ -148,17 +132,13 @@ def _find_include(name: str, including: Path) -> Path:
                 # Only spec fragments: an error about any other file (a key file, /etc/shadow)
                 # would quote its content. Checked before reading, on the link's target too.
                 if not all(p.suffix.lower() in (".yaml", ".yml") for p in (candidate, candidate.resolve())):
-                    raise UsageError(
-                        f"include {name!r} (in {display_path(including)}) is not a .yaml or .yml file; "
-                        "an include must be a spec fragment"
-                    )
+                    raise UsageError(f"include {name!r} (in {display_path(including)}) is not a .yaml or .yml "
+                                     "file; an include must be a spec fragment")
                 return candidate
         except OSError:  # e.g. a name too long for the file system: not a file there
             continue
-    raise UsageError(
-        f"include {name!r} (in {display_path(including)}) not found relative to the current "
-        "directory or the including file's folders"
-    )
+    raise UsageError(f"include {name!r} (in {display_path(including)}) not found relative to the current "
+                     "directory or the including file's folders")
 
 
 def display_path(path: Path) -> str:
@@ -169,9 +149,8 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
-def load_with_includes(
-    path: Path, shown: str, stack: tuple[Path, ...], reads: list[int] | None = None
-) -> tuple[dict, Origins]:
+def load_with_includes(path: Path, shown: str, stack: tuple[Path, ...], reads: list[int] | None = None
+                       ) -> tuple[dict, Origins]:
     """The file merged over its includes (recursively); ``reads`` counts the files and bytes read."""
     reads = [0, 0] if reads is None else reads
     reads[0] += 1
@@ -189,27 +168,22 @@ def load_with_includes(
     if isinstance(includes, str):
         includes = [includes]
     if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
-        where = origin(origins, ("include",), shown)
-        raise UsageError(f"{where}: include must be a list of file paths, got {includes!r}")
+        raise UsageError(f"{origin(origins, ('include',), shown)}: include must be a list of file paths, "
+                         f"got {includes!r}")
     merged: dict = {}
     merged_origins: Origins = {}
     for name in includes:
         inc = _find_include(name, path)
         key = inc.resolve()
         if key in stack:
-            chain = " -> ".join(display_path(p) for p in (*stack, key))
-            raise UsageError(f"include cycle: {chain}")
+            raise UsageError(f"include cycle: {' -> '.join(display_path(p) for p in (*stack, key))}")
         if len(stack) >= MAX_INCLUDE_DEPTH:
             raise UsageError(f"{origin(origins, ('include',), shown)}: include chain longer than "
                              f"{MAX_INCLUDE_DEPTH} files (the limit), from {display_path(stack[0])}")
         inc_data, inc_origins = load_with_includes(inc, display_path(inc), (*stack, key), reads)
         merged = _deep_merge(merged, inc_data, merged_origins, inc_origins)
     body = {k: v for k, v in data.items() if k != "include"}
-    merged = _deep_merge(merged, body, merged_origins, origins)
-    return merged, merged_origins
-
-
-# --------------------------------------------------------------------------- overrides
+    return _deep_merge(merged, body, merged_origins, origins), merged_origins
 
 
 def hydra_sweep(raw: str) -> list[str] | None:
@@ -264,9 +238,6 @@ def apply_override(data: dict, origins: Origins, text: str) -> tuple[dict, int]:
         del origins[p]
     origins[parts] = f"override {text!r}"
     return data, values
-
-
-# --------------------------------------------------------------------------- validation
 
 
 def short(value: Any, limit: int = 60) -> str:

@@ -50,9 +50,7 @@ def set_path(tree: dict, path: str | Sequence[str], value: Any) -> dict:
         if child is None:
             child = node[part] = {}
         if not isinstance(child, dict):
-            raise ValueError(
-                f"{'.'.join(parts[: i + 1])!r} is {type(child).__name__}, not a mapping"
-            )
+            raise ValueError(f"{'.'.join(parts[: i + 1])!r} is {type(child).__name__}, not a mapping")
         node = child
     node[parts[-1]] = copy.deepcopy(value)
     return out
@@ -69,21 +67,8 @@ def grid(sweep: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class PlannedRun:
-    """One run of the plan.
-
-    Attributes
-    ----------
-    index : int
-        Position in the plan (``--run-index``).
-    run_id : str
-    point : int
-        Index of its grid point.
-    sweep_values : dict
-        ``{dotted path: value}`` of the grid point.
-    seed : int
-    params : dict
-        Resolved parameters (JSON-like, defaults filled in).
-    """
+    """One run of the plan: its position (``--run-index``), id, grid point (index and ``{dotted path: value}``),
+    seed and resolved parameters (JSON-like, defaults filled in)."""
 
     index: int
     run_id: str
@@ -99,27 +84,15 @@ def plan(spec) -> list[PlannedRun]:
     for p, point in enumerate(spec.points):
         params = point.params.model_dump(mode="json")
         for seed in spec.seeds:
-            runs.append(
-                PlannedRun(
-                    index=len(runs),
-                    run_id=run_id(spec.kind.name, params, seed),
-                    point=p,
-                    sweep_values=dict(point.values),
-                    seed=seed,
-                    params=params,
-                )
-            )
+            runs.append(PlannedRun(index=len(runs), run_id=run_id(spec.kind.name, params, seed), point=p,
+                                   sweep_values=dict(point.values), seed=seed, params=params))
     return runs
 
 
 def format_values(values: Mapping[str, Any]) -> str:
     """``"width=0.5, act=relu"`` (JSON for non-scalars); ``"-"`` for no values."""
-    if not values:
-        return "-"
-    return ", ".join(f"{k}={format_value(v)}" for k, v in values.items())
+    return ", ".join(f"{k}={format_value(v)}" for k, v in values.items()) if values else "-"
 
 
 def format_value(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    return json.dumps(value)
+    return value if isinstance(value, str) else json.dumps(value)
