@@ -248,6 +248,16 @@ def test_resubmitting_skips_the_runs_an_earlier_array_still_has_queued(tmp_path,
     assert (bin_dir / "sbatch.4243.sh").exists() == (submitted > 0)
 
 
+def test_damaged_lines_of_the_submission_log_are_skipped_not_raised(tmp_path):
+    """A submissions.jsonl line that is JSON but not a record (a list, a number, runs not a list) is damaged."""
+    from manifold_lab.execution.launch import _submissions
+
+    good = {"launcher": "slurm", "job_id": "7", "runs": [[0, "abc"]]}
+    lines = ["[1]", "3", "null", '{"launcher": "slurm", "job_id": "8", "runs": 5}', "{not json", json.dumps(good)]
+    (tmp_path / "submissions.jsonl").write_text("\n".join(lines) + "\n")
+    assert _submissions(tmp_path) == [good]
+
+
 @pytest.mark.slow
 def test_the_command_in_provenance_cannot_be_forged_by_the_environment(tmp_path):
     epochs_spec(tmp_path, 1, 0.0, a="[1.0, 2.0]")
@@ -309,6 +319,8 @@ def test_a_secret_in_an_override_stays_only_in_the_job_script_slurm(tmp_path):
     ("curl https://me:hunter2@example.org/x", "curl https://me:REDACTED@example.org/x"),
     ("ghp_" + "a" * 36 + " AKIA" + "B" * 16, "REDACTED REDACTED"),
     ("params.train.tokenizer=bpe author=me --out secrets_dir", "params.train.tokenizer=bpe author=me --out secrets_dir"),
+    ("python x.py --password hunter2 --api-key 'a b' -v", "python x.py --password REDACTED --api-key REDACTED -v"),
+    ("tool --token --verbose", "tool --token --verbose"),  # a flag after the name is no value
 ])
 def test_redact_replaces_credentials_and_leaves_the_rest(text, expected):
     assert provenance.redact(text) == expected

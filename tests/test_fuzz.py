@@ -632,8 +632,8 @@ def test_models_command(tmp_path, capsys, argv):
 def test_kinds_command(tmp_path, capsys, argv, name):
     argv = argv + ([] if name is None else ["--", name])
     status, out, _, _, _, _ = run_cli(tmp_path, capsys, argv)
-    if status == 0 and "--help" not in argv:  # one header line per kind listed: "name: ..." or "### `name`"
-        assert re.findall(r"^(?:### `)?(\w+)(?:`$|: )", out, re.M) == ([name] if name else sorted(KINDS))
+    if status == 0 and "--help" not in argv:  # one header line per kind listed: "name: ..." or "#### `name`"
+        assert re.findall(r"^(?:#### `)?(\w+)(?:`$|: )", out, re.M) == ([name] if name else sorted(KINDS))
 
 
 #: Override keys that make a closed_form run sleep or fail on purpose (exit 1 is then correct).

@@ -16,6 +16,8 @@ def _rows(model, prefix=""):
 
     from pydantic import BaseModel
 
+    from manifold_lab.activations import canonical_activation
+
     for name, field in model.model_fields.items():
         ann = field.annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
@@ -23,12 +25,15 @@ def _rows(model, prefix=""):
             continue
         if get_origin(ann) is Literal:
             type_name = " | ".join(map(str, get_args(ann)))
+        elif any(getattr(m, "func", None) is canonical_activation for m in field.metadata):
+            type_name = "activation"
         else:
             type_name = getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
         yield f"{prefix}{name}", type_name, field.get_default(call_default_factory=True), field.description or ""
 
 
 def run(args) -> int:
+    from manifold_lab.io import md_cell
     from manifold_lab.kinds import KINDS, get_kind
 
     names = [get_kind(args.name).name] if args.name else sorted(KINDS)
@@ -36,9 +41,9 @@ def run(args) -> int:
         kind = KINDS[name]
         rows = list(_rows(kind.params))
         if args.markdown:
-            print(f"### `{name}`\n\n{kind.description}\n\n| parameter | type | default | meaning |\n|---|---|---|---|")
-            for r in rows:
-                print(f"| `{r[0]}` | {r[1]} | `{r[2]}` | {r[3]} |")
+            print(f"#### `{name}`\n\n{kind.description}\n\n| parameter | type | default | meaning |\n|---|---|---|---|")
+            for r in rows:  # md_cell: a type such as `int | None` must not split the row
+                print(f"| `{r[0]}` | {md_cell(r[1])} | `{md_cell(str(r[2]))}` | {md_cell(r[3])} |")
             print()
         else:
             print(f"{name}: {kind.description}")

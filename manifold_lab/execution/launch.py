@@ -184,7 +184,8 @@ def _submissions(folder: Path) -> list[dict]:
     for line in lines.splitlines():
         with contextlib.suppress(ValueError):
             record = json.loads(line)
-            if record.get("launcher") == "slurm" and str(record.get("job_id", "")).isdigit() \
+            if isinstance(record, dict) and record.get("launcher") == "slurm" \
+                    and str(record.get("job_id", "")).isdigit() and isinstance(record.get("runs", []), list) \
                     and all(isinstance(r, list) and len(r) == 2 for r in record.get("runs", [])):
                 out.append(record)
     return out

@@ -49,11 +49,12 @@ _command: str | None = None  # set by ``use_command`` (a launched task: the laun
 REDACTED = "REDACTED"
 _SECRET_NAME = (r"[\w.-]*(?:token|secret|passw(?:or)?d|pwd|api[_-]?key|access[_-]?key|private[_-]?key|credential"
                 r"|authorization|auth|cookie)s?(?![a-z])[\w-]*")
-#: ``name=value`` / ``name: value`` with a credential-like name; ``Bearer X``; well-known token shapes
-#: (GitHub, GitLab, Slack, AWS, OpenAI-style, Hugging Face); the password of ``scheme://user:password@``.
+_VALUE = r"(?:\"[^\"]*\"|'[^']*'|[^\s\"',;&|\]}]+)"
+#: ``name=value`` / ``name: value`` / ``--name value`` with a credential-like name; ``Bearer X``; well-known
+#: token shapes (GitHub, GitLab, Slack, AWS, OpenAI-style, Hugging Face); the password of ``scheme://user:password@``.
 _SECRET = re.compile(
-    rf"(?i:(?<![\w.-])({_SECRET_NAME})(\s*[=:]\s*)(?:(?:bearer|basic|token)\s+)?)"
-    r"(?:\"[^\"]*\"|'[^']*'|[^\s\"',;&|\]}]+)"
+    rf"(?i:(?<![\w.-])({_SECRET_NAME})(\s*[=:]\s*)(?:(?:bearer|basic|token)\s+)?){_VALUE}"
+    rf"|(?i:(?<![^\s'\"])(--?{_SECRET_NAME})(\s+))(?!-){_VALUE}"
     r"|(?i:\b(bearer)(\s+))[\w.~+/=-]+"
     r"|\b(?:gh[pousr]_\w{20,}|github_pat_\w{20,}|glpat-[\w-]{20,}|xox[abposr]-[\w-]{10,}|AKIA[0-9A-Z]{16}"
     r"|sk-[\w-]{20,}|hf_\w{20,})"

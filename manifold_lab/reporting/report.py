@@ -98,7 +98,7 @@ def _kind_items(agg: Aggregate, kind: Kind | None, out_dir: Path) -> tuple[list[
     except Exception as exc:  # a broken figure must not lose the tables
         error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
         if odd := _odd_runs(ctx.done_runs):
-            error += f" (the metrics.json of run {', '.join(odd)} differs in its keys or types from the others')"
+            error += f" (the metrics.json of run {', '.join(odd)} differs in its keys or types from the others)"
         return [f"_The kind's report failed: {md_escape(error)}_"], error, []
     lines: list[str] = []
     main: list[str] = []  # the first figure's block

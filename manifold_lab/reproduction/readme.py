@@ -129,7 +129,8 @@ def _family_table(rows: list[Claim]) -> list[str]:
             p = "" if math.isnan(t.p) else f"{t.p:.2g}{' (one-sided)' if t.spec.alternative == 'greater' else ''}"
             adj = "" if math.isnan(t.p_adj) else f"{t.p_adj:.2g}"
             role = " (descriptive)" if t.spec.role == "descriptive" else ""
-            power = "" if math.isnan(t.detectable()) else f"{100 * t.detectable():.2f}"
+            d = t.detectable()
+            power = "" if math.isnan(d) else f"{100 * d:.2f}"
             lines.append(_table_row([c.claim, t.spec.label, str(t.summary["n"]), mean, power, p, adj,
                                      t.verdict + role]))
     return lines + [""]

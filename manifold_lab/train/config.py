@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from manifold_lab.activations import canonical_activation, check_act_blocks
+from manifold_lab.activations import CHOICES, canonical_activation, check_act_blocks
 
 #: An activation name (``manifold_lab.activations``: identity, relu, relu6, elu, softplus,
 #: leaky_relu_<slope>), stored in its one spelling so one network has one run id.
@@ -36,7 +36,8 @@ class ModelConfig(_Section):
     preset: Literal["imagenet", "cifar", "cifar_fast"] = Field(
         "cifar_fast", description="strides: imagenet (Table 2), cifar (kuangliu), cifar_fast (c=24 stage at stride 2)")
     width_mult: float = Field(1.0, gt=0, le=MAX_WIDTH_MULT, description="width multiplier")
-    bottleneck_act: Act = Field("identity", description="activation after the projection; identity = linear bottleneck")
+    bottleneck_act: Act = Field("identity", description="activation after the projection; identity = linear bottleneck. "
+                                           f"Activations: {CHOICES}")
     shortcut: Literal["bottleneck", "expansion", "none", "sandglass"] = Field(
         "bottleneck", description="where residuals go (Figure 6b); sandglass: MobileNeXt's block, shortcut between "
                                   "the wide tensors")
