@@ -69,6 +69,7 @@ reference: $(STAMP)
 	$(PYTHON) -m manifold_lab theorem --out results/theorem1
 	$(PYTHON) -m manifold_lab models --table3 --out results/table3
 	$(PYTHON) -m manifold_lab probe-correlation --out results/probe_penalty_correlation
+	$(PYTHON) -m manifold_lab.reproduction.figure7 results/figure6a_linear_bottleneck_cifar10
 	$(PYTHON) -m manifold_lab claims
 
 bench: $(STAMP)
