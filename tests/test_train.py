@@ -5,9 +5,12 @@ import math
 import subprocess
 import sys
 
+from pathlib import Path
+
 import pytest
 import torch
 
+from manifold_lab.cli import main
 from manifold_lab.models import mobilenet_v2
 from manifold_lab.train import TrainConfig, train
 from manifold_lab.train.config import OptimConfig, ScheduleConfig
@@ -19,6 +22,11 @@ SMOKE = {
     "optim": {"lr": 0.05},
     "train": {"epochs": 2, "threads": 1, "relu_stats_images": 16},
 }
+
+
+ROOT = Path(__file__).resolve().parents[1]
+#: 5 train and 3 test images per class of digits, in batches of 25
+TINY_DATA = ["params.data.subset=5", "params.data.eval_subset=3", "params.data.batch_size=25"]
 
 
 def cli(*args, **kw):
@@ -111,9 +119,13 @@ def test_bad_config_one_line_exit_2(tmp_path, override, message):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["figure6a", "figure6b", "width_sweep", "imagenet", "bottleneck_width",
                                   "penalty_location", "budget_ladder"])
-def test_smoke_experiments_run(tmp_path, name):
+def test_smoke_experiments_run(tmp_path, name, capfd, monkeypatch):
+    # every run of the experiment's sweep, each on 50 train and 30 test digits (one batch of 25 is still
+    # two steps), in this process: the runs still train in the runner's worker processes
+    monkeypatch.chdir(ROOT)
     extra = ["params.model.preset=cifar_fast", "params.train.bf16=false"] if name == "imagenet" else []
-    res = cli("run", f"experiments/smoke/{name}.yaml", *extra, "--out", str(tmp_path / name))
-    assert res.returncode == 0, res.stderr[-2000:]
+    extra += [*TINY_DATA, "params.train.relu_stats_images=10", "params.train.clean_train_images=10"]
+    assert main(["run", f"experiments/smoke/{name}.yaml", *extra, "--out", str(tmp_path / name)]) == 0
     assert (tmp_path / name / "report.md").exists()
-    assert "0 failed" in res.stdout + res.stderr
+    out = capfd.readouterr()
+    assert "0 failed" in out.out + out.err
