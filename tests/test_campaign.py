@@ -20,8 +20,15 @@ def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 
 
+#: experiment A trains on 5 and tests on 3 digits per class (batches of 25); B keeps all the digits: its
+#: epochs must outlast the watcher's poll (POLL_S) for the stop at its first epoch boundary
+TINY_DATA = "{subset: 5, eval_subset: 3, batch_size: 25}"
+TINY_TRAIN = "{relu_stats_images: 10, clean_train_images: 10}"
+
+
 def write_campaign(tmp_path: Path, epochs_b: int = 1) -> Path:
     (tmp_path / "a.yaml").write_text(f"include: [{ROOT}/experiments/smoke/figure6a.yaml]\nname: camp_a\n"
+                                     f"params: {{data: {TINY_DATA}, train: {TINY_TRAIN}}}\n"
                                      "sweep: {model.bottleneck_act: [identity]}\ncontrast: null\n")
     (tmp_path / "b.yaml").write_text(f"include: [{ROOT}/experiments/smoke/figure6b.yaml]\nname: camp_b\n"
                                      f"params: {{train: {{epochs: {epochs_b}}}}}\n"
@@ -87,8 +94,8 @@ def test_campaign_stops_and_continues(tmp_path, monkeypatch, capsys):
     """Three invocations: the first stops after experiment A (B's estimate does not fit), the second starts B
     and stops it at its first epoch boundary, the third resumes B from its checkpoint and completes."""
     path, out = write_campaign(tmp_path, epochs_b=3), tmp_path / "out"
-    # estimates on this machine's measured images/s are noise for digits; fix them: one epoch of either
-    # experiment is 100 s, and no overhead
+    # estimates on this machine's measured images/s are noise for digits; fix them: one epoch of B is
+    # 100 s (A's, on fewer digits, less), and no overhead
     smoke = {"data": {"name": "digits", "subset": None, "eval_subset": None}, "train": {"clean_train_images": 50}}
     rate = campaign.epoch_images(smoke) / 100
     monkeypatch.setattr(campaign, "THROUGHPUT", {"cpu": {1: rate}, "cuda": {1: rate}})
