@@ -41,7 +41,13 @@ def test_commands_differ_only_in_the_arm_switches(tmp_path):
 
 
 @pytest.mark.slow
-def test_quick_run_of_two_arms(tmp_path):
+def test_quick_run_of_two_arms(tmp_path, monkeypatch):
+    # each run shrunk to 20 train images (two steps of 10) and 20 test images: the plumbing is the same
+    small = ("params.data.subset=2", "params.data.batch_size=10", "params.data.eval_subset=2",
+             "params.train.relu_stats_images=20", "params.train.clean_train_images=20")
+    for arm in ("baseline", "jobs2"):
+        overrides, jobs, options = bench.ARMS[arm]
+        monkeypatch.setitem(bench.ARMS, arm, ((*overrides, *small), jobs, options))
     out = tmp_path / "cifar_budget.json"
     result = bench.main(["--quick", "--arms", "baseline,jobs2", "--out", str(out)])
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
