@@ -1,4 +1,4 @@
-"""Hypothesis profiles of the test suite.
+"""Hypothesis profiles of the test suite, and which tests count as slow (measured).
 
 ``deterministic`` (the default, ``make test``, CI): derandomized examples and no
 example database, so a user's run checks exactly the inputs CI checked, every
@@ -11,7 +11,9 @@ examples, ``FUZZ_SCALE`` times as many per test, failures kept in
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 from hypothesis import settings
 
@@ -40,3 +42,23 @@ def cifar_jpeg_located(tmp_path, monkeypatch):
         (tmp_path / "cifar10-jpeg" / "train").mkdir(parents=True)
         monkeypatch.setenv("MANIFOLD_LAB_DATA", str(tmp_path))
         return find_cifar10_jpeg()
+
+
+#: Tests that took longer than ``slow_above_s`` in the measured run of ``tests/durations.json`` count as slow:
+#: ``make test`` runs them, ``make test-fast`` (``-m "not slow"``) leaves them out. Remeasure with
+#: ``python -m pytest -n 2 -m "not slow" --durations=0 -p no:cacheprovider > log`` and ``python
+#: tests/durations.py log`` (which keeps the tests marked slow by this file, so they stay measured).
+DURATIONS = Path(__file__).with_name("durations.json")
+
+
+def measured_slow() -> set[str]:
+    """The node ids that ``tests/durations.json`` lists above its ``slow_above_s``."""
+    data = json.loads(DURATIONS.read_text())
+    return {node for node, seconds in data["seconds"].items() if seconds > data["slow_above_s"]}
+
+
+def pytest_collection_modifyitems(config, items):
+    slow = measured_slow()
+    for item in items:
+        if item.nodeid in slow:
+            item.add_marker(pytest.mark.slow)
