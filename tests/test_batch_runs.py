@@ -85,11 +85,15 @@ def test_batch_runs_with_a_launcher_or_out_of_range_is_one_line_exit_2(tmp_path)
 @pytest.mark.slow
 def test_a_mobilenetv2_sweep_batched_writes_what_each_run_alone_writes(tmp_path):
     """The smoke Figure 6a (identity and relu6 on digits) with --batch-runs 2: the two runs train as one
-    stacked network and each folder holds the files of a run trained alone."""
-    out = cli("run", "experiments/smoke/figure6a.yaml", "--batch-runs", "2", "--out", str(tmp_path / "o"),
+    stacked network and each folder holds the files of a run trained alone. Shrunk to 20 train images (two
+    steps of 10), 20 test images and 20 for the Figure 7 statistics: the files written do not depend on the sizes."""
+    small = ("params.data.subset=2", "params.data.batch_size=10", "params.data.eval_subset=2",
+             "params.train.relu_stats_images=20", "params.train.clean_train_images=20")
+    out = cli("run", "experiments/smoke/figure6a.yaml", *small, "--batch-runs", "2", "--out", str(tmp_path / "o"),
               cwd=KIND_REPO, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    alone = cli("run", "experiments/smoke/figure6a.yaml", "--out", str(tmp_path / "a"), cwd=KIND_REPO, timeout=600)
+    alone = cli("run", "experiments/smoke/figure6a.yaml", *small, "--out", str(tmp_path / "a"), cwd=KIND_REPO,
+                timeout=600)
     assert alone.returncode == 0, alone.stderr[-2000:]
     for run_dir in (tmp_path / "o" / "runs").iterdir():
         twin = tmp_path / "a" / "runs" / run_dir.name
