@@ -4,9 +4,9 @@ The equivalence runs in float64: a stacked network computes the same sums as its
 another order (grouped against dense convolutions), and in float32 that rounding, amplified by
 batch norm on ReLU6 channels with almost no batch variance (1 / sqrt(var + eps)), is as large
 as a few steps of training. In float64 the linear (identity) member agrees to 1e-7 and the
-ReLU6 members to 1e-3 after two epochs of three steps (later epochs amplify the rounding
-chaotically in this tiny network: 0.26 after three epochs, so the longer resume checks use linear
-members); a member given another member's data,
+ReLU6 members to 1e-3 after two epochs of three steps (about 6e-7 at this test's size: 5 digits
+per class at 16x16, batches of 16; later epochs can amplify the rounding chaotically in so tiny a
+network, so the resume checks use linear members); a member given another member's data,
 initialisation or dropout masks differs by more than 1e-2 (``test_wrong_seed_is_detected``).
 """
 
