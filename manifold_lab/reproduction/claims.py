@@ -124,8 +124,8 @@ PAIRED_CLAIMS = {
         "information loss",
         "Section 3.2's account (ReLU on a narrow layer destroys information, a linear bottleneck keeps it); not "
         "tested in the paper; pre-registered in experiments/injective_bottleneck_cifar10.yaml",
-        f"{_CIFAR}, width {{width}}, {{param:train.epochs}} epochs, the full test split; no verdict until every arm "
-        "has its 5 pre-registered seeds",
+        f"{_CIFAR}, width {{width}}, {{param:train.epochs}} epochs, the full test split; 5 pre-registered seeds per "
+        "arm, no verdict before all have run",
         (PairedTest("penalty of relu6 (identity - relu6)", _INJ, "test_acc", _LIN, _RELU6, all_planned=True),
          *(PairedTest(f"{a} - relu6", _INJ, "test_acc", {"model.bottleneck_act": a}, _RELU6, all_planned=True)
            for a in _INJECTIVE)),
