@@ -4,7 +4,7 @@
 #   make quickstart   the tour; writes runs/quickstart/ (ignored by git), about 30 s on 2 cores
 #                     (python -m benchmarks.bench_quickstart measures it: benchmarks/results/quickstart.json)
 #   make test         the whole suite in two processes (pytest-xdist, `-n 2`), about 10 minutes on 2 cores
-#   make test-fast    the suite without the tests marked or measured slow (tests/durations.json), about 2 minutes
+#   make test-fast    the suite without the tests marked or measured slow (tests/durations.json), about 1 minute
 #   make reference    regenerate the committed reference results under results/ on purpose
 #                     (completed runs are skipped; missing CIFAR-10 runs take hours)
 #
@@ -50,7 +50,7 @@ quickstart: $(STAMP)
 # Timings on a 2-core machine (issue 21; commands and numbers in README.md, "Set-up"):
 #   before: make test about 20 min (issue 21: 22 min on a fresh clone); `pytest -m "not slow"`
 #           14 min 03 s in one process while other work shared the cores (issue 21: about 9 min)
-#   after:  `pytest -m "not slow" -n 2` 2 min 04 s under load (tests over 4 s measured slow, 2026-12-05); `bash .ci/run` (make test) on a fresh clone,
+#   after:  `pytest -m "not slow" -n 2` 27 s idle, 2 min 04 s under load (tests over 4 s measured slow, 2026-12-05); `bash .ci/run` (make test) on a fresh clone,
 #           the machine otherwise quiet: 663 passed, 1 skipped in 10 min 15 s (2026-12-04)
 test: $(STAMP)
 	$(PYTHON) -m pytest -n $(TEST_JOBS)
