@@ -309,4 +309,6 @@ def test_a_member_larger_than_the_release_is_refused_before_it_is_read(tmp_path,
     monkeypatch.setattr(Path, "read_bytes", lambda self: read.append(self) or b"")
     with pytest.raises(UsageError, match=r"holds [\d,]+ bytes, more than the release's files \(1,000 at most\)"):
         load_dataset("cifar10", root=root)
-    assert read == []
+    # nothing over the limit was read (a small member such as batches.meta may come first in listing order)
+    sizes = [m.size if isinstance(m, tarfile.TarInfo) else Path(m).stat().st_size for m in read]
+    assert all(size <= 1000 for size in sizes), sizes
