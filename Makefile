@@ -3,7 +3,7 @@
 #
 #   make quickstart   the tour; writes runs/quickstart/ (ignored by git), about 30 s on 2 cores
 #                     (python -m benchmarks.bench_quickstart measures it: benchmarks/results/quickstart.json)
-#   make test         the whole suite in two processes (pytest-xdist, `-n 2`), about 10 minutes on 2 cores
+#   make test         the whole suite in two processes (pytest-xdist, `-n 2`), about 8 minutes on 2 cores
 #   make test-fast    the suite without the tests marked or measured slow (tests/durations.json), about 1 minute
 #   make reference    regenerate the committed reference results under results/ on purpose
 #                     (completed runs are skipped; missing CIFAR-10 runs take hours)
