@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from manifold_lab.reproduction import one_block as ONE
 from manifold_lab.reproduction.rules import PAIRED_RULES, RULES, Row
 from manifold_lab.reproduction.verdict import Claim, ClaimSpec, PairedTest, evaluate
 
@@ -119,6 +120,20 @@ PAIRED_CLAIMS = {
                     "test_acc", _WHERE["none"], _WHERE["with_shortcut"], role="descriptive")),
         ("penalty_location_cifar10",),
         arms=tuple((k, "penalty_location_cifar10", "test_acc", v) for k, v in _WHERE.items())),
+    "one_block": ClaimSpec(
+        "Beyond the paper: the ReLU6 penalty follows the missing shortcut, not the block's position",
+        "Section 3.2's mechanism, with the shortcut as what carries the information a ReLU6 bottleneck loses; the "
+        "penalty-location study could not tell a missing shortcut from a block's position; not tested in the "
+        "paper; pre-registered in experiments/one_block_penalty_cifar10.yaml",
+        f"{_CIFAR}, width {{width}}, {{param:train.epochs}} epochs, the full test split, ReLU6 after the projection "
+        "of one block at a time, the first (no shortcut) and second (shortcut) block of a stage; the CPU runs the "
+        f"stages of blocks {', '.join(f'{f}/{s}' for f, s in ONE.CPU_STAGES)} (addendum 1), 7 pre-registered seeds, "
+        "no verdict before all their runs have run",
+        (ONE.primary_test(),),
+        (ONE.STUDY,),
+        arms=(("none", ONE.STUDY, "test_acc", ONE.NONE),
+              *((f"block_{n}", ONE.STUDY, "test_acc", ONE.block(n)) for pair in ONE.CPU_STAGES for n in pair)),
+        rule=PAIRED_RULES["one_block"]),
     "injective": ClaimSpec(
         "Beyond the paper: an injective non-linear bottleneck costs (almost) nothing, so the ReLU6 penalty is "
         "information loss",
@@ -171,6 +186,14 @@ ROWS = {
                        "for a block with a shortcut, out = x + f(x): a ReLU6 that zeroes the branch makes x perfectly "
                        "recoverable, so the block-input R^2 rises with the damage "
                        "([addendum](../experiments/probe_penalty_correlation.md#addendum-withdrawn))")}),
+    "block_correlation": Row(
+        "Beyond the paper: a block's branch loss predicts the ReLU6 penalty of that block",
+        "Implied by section 3.2 (the penalty comes from information lost in the bottleneck), never tested; "
+        "replaces the withdrawn probe correlation; pre-registered in experiments/one_block_penalty_cifar10.yaml",
+        f"manifold-lab run experiments/{ONE.STUDY}.yaml",
+        "branch loss = 1 - held-out ridge R^2 of block N's bottleneck pre-activation from its ReLU6 output (probe of "
+        "the trained block_N network), penalty = acc(none) - acc(block_N), both means over 7 seeds",
+        "block_correlation", ONE.STUDY, {"stages": ONE.CPU_STAGES}),
     "id_profile": Row(
         "Beyond the paper: trained networks' intrinsic dimension rises then falls through depth, untrained ones' "
         "is flat (Ansuini et al. 2019)",

@@ -84,7 +84,8 @@ def spearman_bootstrap(loss, penalty, *, n_boot: int = N_BOOT, seed: int = 0) ->
     from manifold_lab.stats import bootstrap_interval
 
     loss, penalty = np.asarray(loss, dtype=float), np.asarray(penalty, dtype=float)
-    rho = float(sps.spearmanr(loss, penalty).statistic) if len(loss) >= 3 else float("nan")
+    defined = len(loss) >= 3 and np.ptp(loss) > 0 and np.ptp(penalty) > 0  # a constant vector has no rank order
+    rho = float(sps.spearmanr(loss, penalty).statistic) if defined else float("nan")
     low, high, used = (bootstrap_interval(_spearman, loss, penalty, n_resamples=n_boot, seed=seed)
                        if len(loss) >= 2 else (float("nan"), float("nan"), 0))
     return {"rho": rho, "ci_low": low, "ci_high": high, "n": len(loss), "boot_used": used}

@@ -31,6 +31,8 @@ STUDIES = (
                                  "expanded layers fixed (tests the bottleneck's dimension, section 3.2)"),
     ("budget_ladder_cifar10", "budget ladder: 20 / 40 / 80 epochs x linear / relu6"),
     ("penalty_location_cifar10", "penalty location: ReLU6 in all / shape-changing / shortcut blocks only"),
+    ("one_block_penalty_cifar10", "one block at a time: ReLU6 in the first or the second block of a stage, the "
+                                  "full test split"),
     ("injective_bottleneck_cifar10", "injective bottlenecks: identity / relu6 / leaky ReLU 0.1, 0.3 / ELU / "
                                      "softplus, the full test split"),
 )

@@ -22,7 +22,7 @@ from manifold_lab.kinds import RunRecord
 from manifold_lab.reporting.aggregate import aggregate
 
 __all__ = ["MAX_CSV_BYTES", "csv_rows", "damaged", "difference", "done_runs", "old_sample",
-           "per_seed", "relu_stats", "run_counts", "swept_values"]
+           "per_seed", "probe_records", "relu_stats", "run_counts", "swept_values"]
 
 
 def done_runs(folder: Path) -> list[RunRecord]:
@@ -32,11 +32,17 @@ def done_runs(folder: Path) -> list[RunRecord]:
     return [r for r in aggregate(folder).records if r is not None and r.ok]
 
 
-def run_counts(folder: Path) -> tuple[int, int, int]:
-    """``(planned, done, failed)`` runs of a results folder."""
+def run_counts(folder: Path, arms: tuple | None = None) -> tuple[int, int, int]:
+    """``(planned, done, failed)`` runs of a results folder; with ``arms`` (param filters), of the planned runs
+    whose params match one of them."""
     if not (folder / "plan.json").exists():
         return 0, 0, 0
-    records = aggregate(folder).records
+    agg = aggregate(folder)
+    records = agg.records
+    if arms is not None:
+        keep = [any(all(RunRecord("", run["params"], run["seed"], "", {}, folder).param(k) == v
+                        for k, v in arm.items()) for arm in arms) for run in agg.plan]
+        records = [r for r, k in zip(records, keep) if k]
     return (len(records), sum(r is not None and r.ok for r in records),
             sum(r is not None and not r.ok for r in records))
 
@@ -95,6 +101,17 @@ def relu_stats(run: RunRecord) -> dict | None:
                     and isinstance(layer.get("mean"), (int, float)) for layer in layers):
                 raise ValueError(f"'{when}' is not a list of layers with a name and a mean")
     return data
+
+
+def probe_records(run: RunRecord) -> dict | None:
+    """The run's ``probe.json`` as ``{"step0" | "final": {block name: record}}`` (None when absent; the
+    records as ``manifold_lab.probe`` writes them); a damaged one is one UsageError line naming it."""
+    path = run.run_dir / "probe.json"
+    if not path.exists():
+        return None
+    with damaged(path, "manifold-lab run with the study's spec (--force for this run)"):
+        data = json.loads(io.read_text(path, what="a run's probe.json"))
+        return {when: {rec["name"]: rec for rec in data[when]["records"]} for when in ("step0", "final")}
 
 
 def old_sample(run: RunRecord) -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as sps
 
+from manifold_lab.reproduction.one_block import block_correlation, stage_rule
 from manifold_lab.reproduction.records import csv_rows, damaged, done_runs, old_sample, per_seed, relu_stats
 from manifold_lab.reproduction.verdict import ALPHA, CONTRADICTED, INCONCLUSIVE, MIN_SEEDS, SUPPORTED
 from manifold_lab.stats import describe
@@ -204,8 +205,9 @@ def injective_bottleneck(spec, tests: list, results: Path) -> tuple[str, str]:
 
 #: Rules of paired claims pre-registered as more than the weakest test (``ClaimSpec.rule``):
 #: ``rule(spec, evaluated tests, results) -> (text, verdict)``.
-PAIRED_RULES = {"injective": injective_bottleneck}
+PAIRED_RULES = {"injective": injective_bottleneck, "one_block": stage_rule}
 
 #: One evaluator per kind of rule: ``evaluator(row, results) -> (ours, verdict)``.
 RULES = {"layers_below": layers_below, "z_within_bound": z_within_bound, "collapse_intervals": collapse_intervals,
-         "preregistered_correlation": preregistered_correlation, "described_profiles": described_profiles}
+         "preregistered_correlation": preregistered_correlation, "described_profiles": described_profiles,
+         "block_correlation": block_correlation}

@@ -98,7 +98,9 @@ class PairedTest:
     pins a swept parameter at a planned level (``"last"``: the longest budget). ``alternative`` is
     ``"two-sided"`` or ``"greater"`` (a pre-registered one-sided test); ``role`` is
     ``"verdict"`` or ``"descriptive"``; ``all_planned``: no p-value until every planned run of the
-    study is done (a pre-registered n).
+    study is done (a pre-registered n), or, given as a tuple of arms (param filters), every planned run of
+    those arms (a pre-registered part of the study). ``pairs``: further ``(a, b)`` pairs; ``d`` is then the
+    per-seed mean of ``metric(a) - metric(b)`` over ``(a, b)`` and every pair, on the seeds that have them all.
     """
 
     label: str
@@ -113,7 +115,8 @@ class PairedTest:
     at: tuple | None = None
     alternative: str = "two-sided"
     role: str = "verdict"
-    all_planned: bool = False
+    all_planned: bool | tuple = False
+    pairs: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -208,7 +211,7 @@ def _arm_filters(test: PairedTest, planned: dict) -> list[dict] | None:
     if test.at is not None:
         fixed[test.at[0]] = _level(test.at[1], planned.get(test.at[0], []))
     if test.across is None:
-        return [{**fixed, **test.a}, {**fixed, **test.b}]
+        return [{**fixed, **arm} for pair in ((test.a, test.b), *test.pairs) for arm in pair]
     levels = planned.get(test.across, [])
     narrow, wide = _level(test.narrow, levels), _level(test.wide, levels)
     if narrow is None or wide is None:
@@ -223,6 +226,9 @@ def paired_differences(runs: list[RunRecord], test: PairedTest, planned: dict | 
         return {}
     gaps = [difference(per_seed(runs, test.metric, a), per_seed(runs, test.metric, b))
             for a, b in zip(arms[::2], arms[1::2])]
+    if test.pairs:
+        seeds = sorted(set.intersection(*(set(g) for g in gaps)))
+        return {s: float(np.mean([g[s] for g in gaps])) for s in seeds}
     return gaps[0] if len(gaps) == 1 else difference(*gaps)
 
 
@@ -251,7 +257,7 @@ def run_test(results: Path, test: PairedTest) -> TestResult:
     runs = done_runs(folder)
     d = paired_differences(runs, test, planned)
     values = list(d.values())
-    total, done, _ = run_counts(folder)
+    total, done, _ = run_counts(folder, test.all_planned if isinstance(test.all_planned, tuple) else None)
     waiting = f"{done} of {total} planned runs done" if test.all_planned and done < total else ""
     p = t_pvalue(values, test.alternative) if len(values) >= MIN_SEEDS and not waiting else float("nan")
     return TestResult(test, d, describe(values), p, devices=test_devices(runs, test, planned, set(d)),
