@@ -29,6 +29,7 @@ _WHERE = {"none": _LIN, "all": {**_RELU6, "model.bottleneck_act_blocks": "all"},
           "without_shortcut": {**_RELU6, "model.bottleneck_act_blocks": "without_shortcut"},
           "with_shortcut": {**_RELU6, "model.bottleneck_act_blocks": "with_shortcut"}}
 _CIFAR = "CIFAR-10 (JPEG copy)"
+_SUBSET = "figure6a_converged_subset_cifar10"
 _INJ, _INJECTIVE = "injective_bottleneck_cifar10", ("leaky_relu_0.1", "leaky_relu_0.3", "elu", "softplus")
 
 
@@ -56,6 +57,17 @@ PAIRED_CLAIMS = {
         ("figure6a_linear_bottleneck_cifar10",),
         arms=(("linear", "figure6a_linear_bottleneck_cifar10", "test_acc", _LIN),
               ("relu6", "figure6a_linear_bottleneck_cifar10", "test_acc", _RELU6))),
+    "figure6a_converged_subset": ClaimSpec(
+        "Linear bottleneck beats ReLU6 in the bottleneck when both are trained to convergence (Figure 6a, "
+        "CPU subset)",
+        "ImageNet, 16 GPUs, fully trained networks (Figure 6a); this row is the subset, not the full-data study",
+        f"{_CIFAR}, width {{width}}, the 10,000-image training subset, {{param:train.epochs}} epochs, the full test "
+        "split, 5 pre-registered seeds per arm, no verdict before all have run or unless every run ends at 99% clean "
+        "train accuracy; pre-registered in experiments/figure6a_converged_subset_cifar10.yaml",
+        (PairedTest("linear - relu6", _SUBSET, "test_acc", _LIN, _RELU6, all_planned=True),),
+        (_SUBSET,),
+        arms=(("linear", _SUBSET, "test_acc", _LIN), ("relu6", _SUBSET, "test_acc", _RELU6)),
+        rule=PAIRED_RULES["converged"]),
     "figure6b": ClaimSpec(
         "Shortcuts between bottlenecks beat shortcuts between expansions and no shortcut (Figure 6b)",
         "ImageNet: the bottleneck-to-bottleneck curve ends highest in Figure 6b",

@@ -24,6 +24,8 @@ STUDIES = (
     ("toy_linear_bottleneck", "toy ablation, 5 seeds, widths 1-8"),
     ("toy_bottleneck_at_scale", "toy ablation at scale, 20 seeds, widths 1-16"),
     ("figure6a_linear_bottleneck_cifar10", "Figure 6a on CIFAR-10 (JPEG copy)"),
+    ("figure6a_converged_subset_cifar10", "Figure 6a trained to convergence on the 10,000-image subset, the full "
+                                          "test split (200 epochs, CPU)"),
     ("figure6b_shortcuts_cifar10", "Figure 6b on CIFAR-10 (JPEG copy)"),
     ("width_sweep_cifar10", "width multiplier study: width 0.25 / 0.5 / 1.0 x linear / relu6 (every layer "
                             "scaled, the expansion ratio unchanged: tests the whole network's width)"),

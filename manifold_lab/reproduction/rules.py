@@ -203,9 +203,42 @@ def injective_bottleneck(spec, tests: list, results: Path) -> tuple[str, str]:
     return "; ".join(filter(None, (text, branch))), verdict
 
 
+NOT_CONVERGED = "not converged: no verdict"
+
+
+def converged_rule(spec, tests: list, results: Path, *, at_least: float = 0.99) -> tuple[str, str]:
+    """The rule pre-registered in ``experiments/figure6a_converged_subset_cifar10.yaml``: every run of every arm
+    (``spec.arms``) must end with a clean train accuracy (``clean_train_acc``: eval mode, no augmentation) of at
+    least ``at_least``, else *not converged: no verdict* naming the runs below; converged, ``tests[0]`` decides
+    (*supported* / *contradicted* at Holm-adjusted p < 0.05), and otherwise no difference is detected, with its
+    95% interval. No verdict until every planned run is done (the test's ``all_planned``). Returns ``(text,
+    verdict)``: the arms' final clean train accuracies side by side."""
+    runs = done_runs(results / spec.studies[0])
+    parts, below, total = [], [], 0
+    for label, _, _, params in spec.arms:
+        clean = per_seed(runs, "clean_train_acc", params)
+        total += len(clean)
+        if clean:
+            s = describe(list(clean.values()), (0.0, 1.0))
+            parts.append(f"{label} {100 * s['mean']:.2f}% (lowest {100 * min(clean.values()):.2f}%, n = {s['n']})")
+            below += [f"{label} seed {seed} {100 * v:.2f}%" for seed, v in sorted(clean.items()) if v < at_least]
+    text = f"final clean train accuracy (convergence rule: every run at least {at_least:.0%}): " + "; ".join(parts) \
+        if parts else ""
+    test = tests[0]
+    if test.verdict.startswith("not enough"):
+        return text, test.verdict
+    if below:
+        return text, f"{NOT_CONVERGED} ({len(below)} of {total} runs below {at_least:.0%}: {', '.join(below)})"
+    if test.verdict in (SUPPORTED, CONTRADICTED):
+        return text, test.verdict
+    s = test.summary
+    return text, (f"no difference detected ({100 * s['mean']:+.2f} points [{100 * s['ci_low']:+.2f}, "
+                  f"{100 * s['ci_high']:+.2f}])")
+
+
 #: Rules of paired claims pre-registered as more than the weakest test (``ClaimSpec.rule``):
 #: ``rule(spec, evaluated tests, results) -> (text, verdict)``.
-PAIRED_RULES = {"injective": injective_bottleneck, "one_block": stage_rule}
+PAIRED_RULES = {"injective": injective_bottleneck, "one_block": stage_rule, "converged": converged_rule}
 
 #: One evaluator per kind of rule: ``evaluator(row, results) -> (ours, verdict)``.
 RULES = {"layers_below": layers_below, "z_within_bound": z_within_bound, "collapse_intervals": collapse_intervals,
