@@ -8,7 +8,9 @@ probe summary at step 0 and at the end, ``probe_step0_*`` / ``probe_final_*``
 Figure 6-style accuracy-vs-epoch curves per variant (mean over seeds with a
 min-max band), a plateau table (test-accuracy gain over the last epochs), the
 parameters and shortcut count of every variant, and the Figure 7 plot and table
-of positive channels per ReLU layer (``manifold_lab.train.relu_stats``).
+of positive channels per ReLU layer (``manifold_lab.train.relu_stats``), measured as
+the claim table's Figure 7 row does (``manifold_lab.train.figure7``: today's thresholds,
+step 0 only where it was measured as the trained network is).
 """
 
 from __future__ import annotations
@@ -198,16 +200,17 @@ def _plateau_table(variants: dict[str, list]) -> str:
     return "\n".join(lines)
 
 
-def _sample_text(data: dict, short: bool = False) -> str:
-    """How a ``relu_stats.json`` was measured: its class-balanced sample, or the older first-256-images sample."""
+def _sample_text(data: dict, short: bool = False, step0: bool = True) -> str:
+    """How a ``relu_stats.json`` was measured: its class-balanced sample, or the older first-256-images sample;
+    ``step0=False`` leaves out how it measured step 0 (for a reader that measures step 0 another way)."""
     sample = data.get("sample")
     if not sample:
-        return "old sample" if short else ("old sample: first 256 test images (one class), threshold C / 6, "
-                                           "step 0 on fresh running statistics")
+        return "old sample" if short else ("old sample: first 256 test images (one class), threshold C / 6"
+                                           + (", step 0 on fresh running statistics" if step0 else ""))
     if short:
         return f"{sample['per_class']} per class"
     return (f"{sample['images']} test images, {sample['per_class']} per class of {len(sample['histogram'])}; "
-            f"step 0: {sample['bn']['step0']}; trained: {sample['bn']['final']}")
+            + (f"step 0: {sample['bn']['step0']}; " if step0 else "") + f"trained: {sample['bn']['final']}")
 
 
 def _old_expansion_count(run) -> int:
@@ -236,11 +239,9 @@ def _arms_table(variants: dict[str, list]) -> str:
 
 
 def report(ctx: ReportContext) -> list[ReportItem]:
-    import json
-
     import numpy as np
 
-    from manifold_lab.io import pyplot, read_text, savefig
+    from manifold_lab.io import pyplot, savefig
     from manifold_lab.kinds.recoverability import panel_label
 
     plt = pyplot()
@@ -300,19 +301,20 @@ def report(ctx: ReportContext) -> list[ReportItem]:
                                         "variants at matched fitting"))
 
     # Figure 7: the plot for the first seed of each variant, the table for every run.
-    from manifold_lab.train.relu_stats import layers_below_threshold
-
-    def relu_stats(run):
-        path = run.run_dir / "relu_stats.json"
-        return json.loads(read_text(path, what="a run's relu_stats.json")) if path.exists() else None
-
-    stats = [(label, rs[0], relu_stats(rs[0])) for label, rs in sorted(variants.items())]
+    stats = [(label, rs[0], _relu_stats(rs[0])) for label, rs in sorted(variants.items())]
     stats = [s for s in stats if s[2]]
     if stats:
+        from manifold_lab.train.figure7 import step0_measured, thresholds
+
         fig, axes = plt.subplots(len(stats), 2, figsize=(11, 2.8 * len(stats)), squeeze=False)
+        step0_how = set()
         for row, (label, r, data) in enumerate(stats):
-            for col, when in enumerate(("step0", "final")):
-                recs = data.get(when) or []
+            today = thresholds(r.params.get("model", {}))
+            measured = step0_measured(r.run_dir, data)
+            step0_how.add(measured[1] if measured else f"as recorded ({_step0_bn(data)}), not measured as the "
+                                                       "trained network is")
+            for col, (when, recs) in enumerate((("step 0", measured[0] if measured else data.get("step0")),
+                                                ("trained", data.get("final")))):
                 ax = axes[row][col]
                 if not recs:
                     ax.set_visible(False)
@@ -321,9 +323,11 @@ def report(ctx: ReportContext) -> list[ReportItem]:
                 frac = lambda k: np.array([rec[k] / rec["channels"] for rec in recs])  # noqa: E731
                 ax.fill_between(x, frac("min"), frac("max"), alpha=0.3, label="min-max")
                 ax.plot(x, frac("mean"), label="mean")
-                ax.plot(x, frac("threshold"), color="k", ls="--", lw=1, label="threshold d / C")
+                ax.plot(x, [today.get(rec["name"], rec["threshold"]) / rec["channels"] for rec in recs],
+                        color="k", ls="--", lw=1, label="threshold d / C (today's)")
                 ax.set_ylim(0, 1)
-                ax.set_title(f"{label} (seed {r.seed}): {when}", fontsize=8)
+                ax.set_title(f"{label} (seed {r.seed}): {when}"
+                             + ("" if measured or col else " as recorded (not comparable)"), fontsize=8)
                 ax.set_xlabel("ReLU layer")
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
                 ax.set_ylabel("positive channels / C")
@@ -333,31 +337,98 @@ def report(ctx: ReportContext) -> list[ReportItem]:
         plt.close(fig)
         items.append(ReportItem("Positive channels per ReLU layer (Figure 7 style)", figure="figures/relu_stats.png",
                                 caption="first seed of each variant; fraction of channels positive per position; "
-                                        + "; ".join(sorted({_sample_text(d) for _, _, d in stats}))))
-        lines = ["| variant | seed | layers | below threshold at step 0 | below threshold trained | "
-                 "share of positions below threshold, trained (mean over layers) | sample |",
-                 "|---|---|---|---|---|---|---|"]
-        old = False  # a row measured on the older sample
-        for label, rs in sorted(variants.items()):
-            for r in sorted(rs, key=lambda r: r.seed):
-                data = relu_stats(r)
-                if not data or not data.get("final"):
-                    continue
-                old = old or not data.get("sample")
-                final = [rec for rec in data["final"] if not rec["name"].endswith(".act3")]
-                share = float(np.mean([rec["below_threshold"] for rec in final]))
-                below0, layers = layers_below_threshold(data.get("step0") or [])
-                lines.append(f"| {md_cell(label)} | {r.seed} | {layers} | {below0} | "
-                             f"{layers_below_threshold(final)[0]} | {share:.3f} | {_sample_text(data, short=True)} |")
-        items.append(ReportItem("ReLU layers whose mean positive-channel count is below the invertibility "
-                                "threshold d (the dimension entering the layer: C / t for an expansion), every "
-                                "run (the layers of Figure 7: a non-linear bottleneck's own activations are not "
-                                "counted)" + (". Rows marked *old sample* were measured on the first 256 test "
-                                "images of a class-sorted split (all airplanes), threshold C / 6 for every layer, "
-                                "step 0 in eval mode on fresh running statistics; rerun the study to measure them "
-                                "on the class-balanced sample (checkpoints are not kept)" if old else ""),
-                                markdown="\n".join(lines)))
+                                        "dashed: today's threshold d / C of each layer (as in the table below); "
+                                        + "; ".join(sorted({_sample_text(d, step0=False) for _, _, d in stats}))
+                                        + "; step 0: " + "; ".join(sorted(step0_how))))
+        table = _figure7_table(variants)
+        if table:
+            items.append(ReportItem(table[0], markdown=table[1]))
     return items
+
+
+THRESHOLD_RULE = ("today's threshold d of each layer (manifold_lab/train/relu_stats.py THRESHOLDS: the dimension of "
+                  "the manifold it must keep, min(k, k') for a block's expansion and depthwise ReLUs, i.e. C / t when "
+                  "it expands and k' for the t = 1 block; 3 for the stem; the last bottleneck's k' for the head) of "
+                  "the network rebuilt from each run's configuration, whatever threshold its records carry")
+
+
+def _relu_stats(run) -> dict | None:
+    """The run's ``relu_stats.json`` (None when absent)."""
+    import json
+
+    from manifold_lab.io import read_text
+
+    path = run.run_dir / "relu_stats.json"
+    return json.loads(read_text(path, what="a run's relu_stats.json")) if path.exists() else None
+
+
+def _step0_bn(data: dict) -> str:
+    """How a ``relu_stats.json`` measured its own step 0."""
+    sample = data.get("sample")
+    return sample["bn"]["step0"] if sample else "fresh running statistics"
+
+
+def _below_cell(margins: dict[str, float], most: int = 3) -> str:
+    """The number of layers with a margin below 1, and the first ``most`` of them by name."""
+    below = [name for name, m in margins.items() if m < 1]
+    names = ", ".join(below[:most]) + (", ..." if len(below) > most else "")
+    return f"{len(below)} ({names})" if below else "0"
+
+
+def _figure7_table(variants: dict[str, list]) -> tuple[str, str] | None:
+    """``(heading, table)``: per run, the Figure 7 layers below their threshold at step 0 and trained, and the
+    trained network's smallest and median margin, measured as the claim table's Figure 7 row does
+    (``manifold_lab.reproduction.rules.layers_below``): today's thresholds (``THRESHOLD_RULE``), a layer's margin =
+    mean positive-channel count / d, below = margin < 1, step 0 only where it was measured as the trained network
+    is (``manifold_lab.train.figure7.step0_measured``; else "not measured the same way" and the heading names
+    ``STEP0_COMMAND`` for the study's folder, as ``results/<study>``). None when no run has Figure 7 records."""
+    import numpy as np
+
+    from manifold_lab.train.figure7 import STEP0_COMMAND, STEP0_FILE, step0_measured, thresholds
+    from manifold_lab.train.relu_stats import margins
+
+    lines = ["| variant | seed | layers | below at step 0 | below trained | smallest margin, trained | "
+             "median margin, trained | sample |", "|---|---|---|---|---|---|---|---|"]
+    old, missing, how, runs = 0, 0, {}, 0
+    for label, rs in sorted(variants.items()):
+        for r in sorted(rs, key=lambda r: r.seed):
+            data = _relu_stats(r)
+            if not data or not data.get("final"):
+                continue
+            runs += 1
+            old += not data.get("sample")
+            today = thresholds(r.params.get("model", {}))
+            final = margins(data["final"], today)
+            measured = step0_measured(r.run_dir, data)
+            if measured:
+                key = (measured[1], not _step0_bn(data).startswith("running statistics"))  # (how, recomputed)
+                how[key] = how.get(key, 0) + 1
+                step0 = _below_cell(margins(measured[0], today))
+            else:
+                missing += bool(data.get("sample"))
+                step0 = "not measured the same way"
+            values = list(final.values())
+            lines.append(f"| {md_cell(label)} | {r.seed} | {len(final)} | {step0} | {_below_cell(final)} | "
+                         f"{min(values):.2f} | {float(np.median(values)):.2f} | {_sample_text(data, short=True)} |")
+    if not runs:
+        return None
+    root = next(r for rs in variants.values() for r in rs).run_dir.parent.parent  # <folder>/runs/<id>
+    command = STEP0_COMMAND.format(folder=f"{root.parent.name}/{root.name}")
+    again = f", recomputed into runs/<id>/{STEP0_FILE} by `{command}`"
+    step0 = "; ".join(f"{text} ({n} of {runs} runs{again if recomputed else ''})"
+                      for (text, recomputed), n in sorted(how.items()))
+    heading = ("ReLU layers whose mean positive-channel count is below the invertibility threshold, every run, as the "
+               f"claim table's Figure 7 row measures them: {THRESHOLD_RULE}; a layer's margin = mean "
+               "positive-channel count / d, below = margin < 1 (the layers of Figure 7: a non-linear bottleneck's "
+               "own activations are not counted). Trained: eval mode, running statistics"
+               + (f". Step 0 measured the same way: {step0}" if step0 else "")
+               + (f". {missing} of {runs} runs have no step 0 measured as their trained network is (recorded with "
+                  f"the sample's batch statistics, not comparable): `{command}` adds it" if missing else "")
+               + ("" if step0 or missing else ". No run has a step 0 measured the same way")
+               + (". Rows marked *old sample* were measured on the first 256 test images of a class-sorted split "
+                  "(all airplanes), step 0 in eval mode on fresh running statistics; rerun the study to measure "
+                  "them on the class-balanced sample (checkpoints are not kept)" if old else ""))
+    return heading, "\n".join(lines)
 
 
 KIND = Kind(

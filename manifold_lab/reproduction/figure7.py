@@ -17,17 +17,17 @@ the new record is of the same network and sample as the old one. A forward pass 
 
 from __future__ import annotations
 
-import json
 import sys
-from functools import lru_cache
 from pathlib import Path
 
 from manifold_lab.errors import UsageError
 from manifold_lab.kinds import RunRecord
-from manifold_lab.reproduction.records import damaged, done_runs, relu_stats
+from manifold_lab.reproduction.records import done_runs, relu_stats
+from manifold_lab.train import figure7 as measured
+from manifold_lab.train.figure7 import STEP0_COMMAND as COMMAND, STEP0_FILE
 
-STEP0_FILE = "relu_stats_step0.json"
-COMMAND = "python -m manifold_lab.reproduction.figure7 {folder}"
+__all__ = ["COMMAND", "STEP0_FILE", "TOLERANCE", "recompute", "step0_records", "thresholds"]
+
 #: The largest difference of a mean positive-channel count, as a share of the layer's channels, allowed between
 #: the recorded batch-statistics step 0 and its recomputation: the float summation order differs between torch
 #: builds and thread counts, and deep layers count near-zero values that flip (measured: up to 1e-4 of C; a
@@ -36,31 +36,15 @@ TOLERANCE = 1e-3
 
 
 def step0_records(run: RunRecord) -> list[dict] | None:
-    """The run's step-0 Figure 7 records measured as its final ones (running statistics after a calibration
-    pass): from ``relu_stats.json`` when the trainer measured them so, else from ``STEP0_FILE``; else None."""
-    data = relu_stats(run) or {}
-    if str(((data.get("sample") or {}).get("bn") or {}).get("step0", "")).startswith("running statistics"):
-        return data.get("step0")
-    path = run.run_dir / STEP0_FILE
-    if not path.exists():
-        return None
-    with damaged(path, COMMAND.format(folder=run.run_dir.parent.parent)):
-        return json.loads(path.read_text(encoding="utf-8"))["step0"]
-
-
-@lru_cache(maxsize=None)
-def _thresholds(model_params: str) -> dict[str, int]:
-    from manifold_lab.train.config import TrainConfig
-    from manifold_lab.train.relu_stats import relu_thresholds
-    from manifold_lab.train.trainer import build_model
-
-    return relu_thresholds(build_model(TrainConfig.model_validate({"model": json.loads(model_params)}), 10, 3))
+    """The run's step-0 Figure 7 records measured as its final ones (``manifold_lab.train.figure7.step0_records``
+    of its ``relu_stats.json``, a damaged one refused by ``records.relu_stats``)."""
+    return measured.step0_records(run.run_dir, relu_stats(run))
 
 
 def thresholds(run: RunRecord) -> dict[str, int]:
-    """``relu_thresholds`` of the run's network, rebuilt from its model configuration (no weights): today's
-    thresholds for records that carry an older rule's."""
-    return _thresholds(json.dumps(run.params.get("model", {}), sort_keys=True))
+    """Today's thresholds of the run's network (``manifold_lab.train.figure7.thresholds`` of its model
+    configuration)."""
+    return measured.thresholds(run.params.get("model", {}))
 
 
 def recompute(folder: str | Path) -> list[Path]:

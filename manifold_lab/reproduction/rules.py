@@ -57,9 +57,13 @@ def layers_below(row: Row, results: Path) -> tuple[str, str]:
     Thresholds are today's (``relu_stats.THRESHOLDS``, per layer with its reason) for the network rebuilt from
     each run's configuration, whatever rule its records carry; a layer's margin is its mean positive-channel
     count / threshold (below 1: below). Step 0 is shown measured as the trained networks are (eval mode, running
-    statistics; ``figure7.step0_records``); runs without such a step 0 are named with the command that adds it."""
-    from manifold_lab.reproduction.figure7 import COMMAND, step0_records, thresholds
+    statistics; ``manifold_lab.train.figure7.step0_records``); runs without such a step 0 are named with the command
+    that adds it. The per-study report of the mobilenetv2 kind measures its Figure 7 table the same way."""
+    from manifold_lab.train.figure7 import STEP0_COMMAND as COMMAND, step0_records as step0, thresholds
     from manifold_lab.train.relu_stats import margins
+
+    def step0_records(run):
+        return step0(run.run_dir, relu_stats(run))
 
     runs = done_runs(results / row.source)
     parts, counts = [], []
@@ -67,7 +71,7 @@ def layers_below(row: Row, results: Path) -> tuple[str, str]:
     for act, label in row.params["arms"].items():
         mine = [r for r in runs if r.param("model.bottleneck_act") == act]
         for when, records in (("step 0", step0_records), ("trained", lambda r: (relu_stats(r) or {}).get("final"))):
-            found = [margins(recs, thresholds(r)) for r in mine if (recs := records(r))]
+            found = [margins(recs, thresholds(r.params.get("model", {}))) for r in mine if (recs := records(r))]
             if when == "trained":
                 counts += [sum(v < 1 for v in m.values()) for m in found]
             if found:
