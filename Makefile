@@ -25,7 +25,7 @@ REFERENCE_EXPERIMENTS ?= experiments/figure1_spiral.yaml experiments/theorem1_co
 	experiments/figure6b_shortcuts_cifar10.yaml experiments/width_sweep_cifar10.yaml \
 	experiments/bottleneck_width_cifar10.yaml experiments/budget_ladder_cifar10.yaml \
 	experiments/penalty_location_cifar10.yaml experiments/injective_bottleneck_cifar10.yaml \
-	experiments/cover_count.yaml experiments/relu_injectivity.yaml
+	experiments/one_block_penalty_cifar10.yaml experiments/cover_count.yaml experiments/relu_injectivity.yaml
 
 .PHONY: install quickstart test test-fast fuzz reference bench clean
 
@@ -69,7 +69,8 @@ reference: $(STAMP)
 	$(PYTHON) -m manifold_lab theorem --out results/theorem1
 	$(PYTHON) -m manifold_lab models --table3 --out results/table3
 	$(PYTHON) -m manifold_lab probe-correlation --out results/probe_penalty_correlation
-	$(PYTHON) -m manifold_lab.reproduction.figure7 results/figure6a_linear_bottleneck_cifar10
+	set -e; for study in figure6a_linear_bottleneck_cifar10 figure6b_shortcuts_cifar10 penalty_location_cifar10 \
+		injective_bottleneck_cifar10; do $(PYTHON) -m manifold_lab.reproduction.figure7 results/$$study; done
 	$(PYTHON) -m manifold_lab claims
 
 bench: $(STAMP)
