@@ -26,15 +26,18 @@ TINY_DATA = "{subset: 5, eval_subset: 3, batch_size: 25}"
 TINY_TRAIN = "{relu_stats_images: 10, clean_train_images: 10}"
 
 
-def write_campaign(tmp_path: Path, epochs_b: int = 1) -> Path:
+def write_campaign(tmp_path: Path, epochs_b: int = 1, sweep_a: str = "model.bottleneck_act: [identity]",
+                   gates: str = "") -> Path:
+    """Experiments A (``sweep_a``) and B in a campaign file; ``gates``: its ``gates:`` value, if any."""
     (tmp_path / "a.yaml").write_text(f"include: [{ROOT}/experiments/smoke/figure6a.yaml]\nname: camp_a\n"
                                      f"params: {{data: {TINY_DATA}, train: {TINY_TRAIN}}}\n"
-                                     "sweep: {model.bottleneck_act: [identity]}\ncontrast: null\n")
+                                     f"sweep: {{{sweep_a}}}\ncontrast: null\n")
     (tmp_path / "b.yaml").write_text(f"include: [{ROOT}/experiments/smoke/figure6b.yaml]\nname: camp_b\n"
                                      f"params: {{train: {{epochs: {epochs_b}}}}}\n"
                                      "sweep: {model.shortcut: [sandglass]}\ncontrast: null\n")
     path = tmp_path / "camp.yaml"
-    path.write_text("name: camp\ndescription: two tiny experiments\nsuite: [a.yaml, b.yaml]\n")
+    path.write_text("name: camp\ndescription: two tiny experiments\nsuite: [a.yaml, b.yaml]\n"
+                    + (f"gates: {gates}\n" if gates else ""))
     return path
 
 
@@ -133,3 +136,127 @@ def test_campaign_stops_and_continues(tmp_path, monkeypatch, capsys):
     assert outcomes[0] == outcomes[2] == "done" and outcomes[1].startswith("stopped after epoch 1 of 3")
     spent_b = float(_rows(md)["[camp_b](camp_b/report.md)"][4])
     assert spent_b == pytest.approx(sum(json.loads(x)["seconds"] for x in lines) / 60, abs=0.051)
+
+
+# --------------------------------------------------------------------------- gates
+#: part A has two arms of two seeds; the gate's arm (identity) is the pilot
+TWO_ARMS = "model.bottleneck_act: [identity, relu6], seeds: [0, 1]"
+GATE = "{after: camp_a, arm: {model.bottleneck_act: identity}, metric: test_acc, at_least: %s, why: revise the recipe}"
+
+
+@pytest.mark.parametrize("gates, message", [
+    ("{after: camp_a}", "'gates' must be a list of mappings {after, arm, metric, at_least, why}"),
+    ("[{after: nope, arm: {model.bottleneck_act: identity}, metric: test_acc, at_least: 0.9}]",
+     "gates[0].after must be the name of one of the suite's parts (camp_a, camp_b), got 'nope'"),
+    ("[{after: camp_a, arm: {}, metric: test_acc, at_least: 0.9}]", "gates[0].arm must be a non-empty mapping"),
+    ("[{after: camp_a, arm: identity, metric: test_acc, at_least: 0.9}]", "gates[0].arm must be a non-empty mapping"),
+    ("[{after: camp_a, arm: {model.bottleneck: identity}, metric: test_acc, at_least: 0.9}]",
+     "camp_a has no parameter 'model.bottleneck' (did you mean 'model.bottleneck_act'?)"),
+    ("[{after: camp_a, arm: {modle.bottleneck_act: identity}, metric: test_acc, at_least: 0.9}]",
+     "camp_a has no parameter 'modle.bottleneck_act' (did you mean 'model'?); valid there: model, data, optim"),
+    ("[{after: camp_a, arm: {model.bottleneck_act: relu}, metric: test_acc, at_least: 0.9}]",
+     "arm model.bottleneck_act=relu matches none of camp_a's 4 planned runs (their values: "
+     "model.bottleneck_act: identity, relu6)"),
+    ("[{after: camp_a, arm: {model.bottleneck_act: identity}, metric: '', at_least: 0.9}]",
+     "gates[0].metric must be a non-empty string"),
+    ("[{after: camp_a, arm: {model.bottleneck_act: identity}, metric: test_acc, at_least: .inf}]",
+     "gates[0].at_least must be a finite number, got inf"),
+    ("[{after: camp_a, arm: {model.bottleneck_act: identity}, metric: test_acc, at_least: high}]",
+     "gates[0].at_least must be a finite number, got 'high'"),
+    ("[{after: camp_a, arm: {model.bottleneck_act: identity}, metric: test_acc, at_leats: 0.9}]",
+     "gates[0]: unknown key 'at_leats' (did you mean 'at_least'?); a gate has after, arm, metric, at_least, why"),
+    ("[{after: camp_a, arm: {model.bottleneck_act: identity}, at_least: 0.9}]", "gates[0] needs after, arm, metric, "
+     "at_least (why optional); missing: metric"),
+    ("[{after: camp_a, arm: {model.bottleneck_act: identity}, metric: test_acc, at_least: 0.9, why: [a]}]",
+     "gates[0].why must be text"),
+])
+def test_bad_gate_is_one_line_and_exit_2(gates, message, capsys, tmp_path):
+    path = write_campaign(tmp_path, sweep_a=TWO_ARMS, gates=gates)
+    assert exit_code(["campaign", str(path), "--stop-after", "5m", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message in err and "camp.yaml" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_gate_state_on_constructed_runs(tmp_path):
+    from manifold_lab.execution.store import ResultsStore
+    from manifold_lab.spec.suite import load_suite
+    from manifold_lab.spec.sweep import plan
+
+    suite = load_suite(write_campaign(tmp_path, sweep_a=TWO_ARMS, gates=f"[{GATE % 0.5}]"))
+    (gate,), spec, out = suite.gates, suite.parts[0], tmp_path / "out" / "camp_a"
+    assert gate.arm == (("model.bottleneck_act", "identity"),) and gate.why == "revise the recipe"
+    pilot = [r for r in plan(spec) if r.params["model"]["bottleneck_act"] == "identity"]
+    other = [r for r in plan(spec) if r not in pilot]
+    assert [r.seed for r in pilot] == [0, 1] and len(other) == 2
+    store = ResultsStore(out)
+
+    def finish(run, status, metrics):
+        store.begin(run.run_id, {})
+        store.finish(run.run_id, status, metrics, None if status == "done" else "boom", 1.0)
+
+    def state():
+        return campaign.gate_state(gate, spec, out)
+
+    assert (state().state, state().done, state().total) == ("pending", 0, 2)
+    assert state().run_ids == {r.run_id for r in pilot}
+    for run in other:  # the other arm's runs do not count
+        finish(run, "done", {"test_acc": 0.0})
+    finish(pilot[0], "done", {"test_acc": 0.4})
+    finish(pilot[1], "failed", {})  # an error: retried by the next invocation, the gate waits
+    assert (state().state, state().done) == ("pending", 1)
+    assert campaign.gate_line(gate, state()) == ("waiting at the gate after camp_a: 1 of 2 runs of "
+                                                 "model.bottleneck_act=identity done")
+    finish(pilot[1], "diverged", {})  # the recipe's failure: the gate fails
+    assert (state().state, state().problem) == ("failed", "1 of 2 runs diverged")
+    finish(pilot[1], "done", {"test_acc": 0.5})
+    assert (state().state, state().mean) == ("failed", pytest.approx(0.45))
+    assert campaign.gate_line(gate, state()) == ("stopped at the gate after camp_a: model.bottleneck_act=identity "
+                                                 "mean test_acc 0.4500 < 0.5 over 2 runs; revise the recipe")
+    finish(pilot[1], "done", {"test_acc": 0.6})
+    assert (state().state, state().mean) == ("passed", pytest.approx(0.5))
+    finish(pilot[1], "done", {"accuracy": 0.6})  # the metric is missing: no mean, failed
+    assert state().state == "failed" and "has no number test_acc (its numbers: accuracy)" in state().problem
+
+
+def stop_at_the_gate(tmp_path: Path, capsys) -> tuple[Path, Path, float]:
+    """The pilot (A's identity arm, its 2 seeds trained together) trains; no accuracy reaches 1.01: the campaign
+    stops at the gate (status 1) before A's relu6 arm and B, and again at once the next time. Returns the campaign
+    file, its folder and the pilot's mean test accuracy (from the runs' metrics.json)."""
+    path, out = write_campaign(tmp_path, sweep_a=TWO_ARMS, gates=f"[{GATE % 1.01}]"), tmp_path / "out"
+    argv = ["campaign", str(path), "--stop-after", "10m", "--out", str(out), "--batch-runs", "2"]
+    assert main(argv) == 1
+    printed = capsys.readouterr().out
+    runs = {d.name: json.loads((d / "metrics.json").read_text()) for d in (out / "camp_a" / "runs").iterdir()}
+    plan_a = json.loads((out / "camp_a" / "plan.json").read_text())["runs"]
+    assert set(runs) == {r["run_id"] for r in plan_a if r["params"]["model"]["bottleneck_act"] == "identity"}
+    assert not (out / "camp_b" / "runs").exists() or not any((out / "camp_b" / "runs").iterdir())
+    mean = sum(m["test_acc"] for m in runs.values()) / 2
+    line = f"stopped at the gate after camp_a: model.bottleneck_act=identity mean test_acc {mean:.4f} < 1.01 over 2 runs"
+    assert f"{line}; revise the recipe" in printed
+    md = (out / "campaign.md").read_text()
+    assert (f"model.bottleneck_act=identity, mean test_acc >= 1.01 over its 2 runs: **failed**, mean test_acc "
+            f"{mean:.4f} over 2 runs. Why: revise the recipe") in md.split("## Gates")[1].split("## Invocations")[0]
+    assert line in md.split("## Invocations")[1]
+    assert _rows(md)["[camp_a](camp_a/report.md)"][1:4] == ["4", "2", "2"]
+    # the next invocation: nothing starts, the same line
+    assert main(argv) == 1
+    assert line in capsys.readouterr().out and len(list((out / "camp_a" / "runs").iterdir())) == 2
+    return path, out, mean
+
+
+def test_campaign_stops_at_a_failing_gate(tmp_path, capsys):
+    stop_at_the_gate(tmp_path, capsys)
+
+
+@pytest.mark.slow
+def test_campaign_passes_a_lowered_gate(tmp_path, capsys):
+    """After the stop, the gate lowered to 0: the next invocation passes it and completes everything."""
+    path, out, mean = stop_at_the_gate(tmp_path, capsys)
+    write_campaign(tmp_path, sweep_a=TWO_ARMS, gates=f"[{GATE % 0.0}]")
+    assert main(["campaign", str(path), "--stop-after", "10m", "--out", str(out), "--batch-runs", "2"]) == 0
+    assert "complete: every run of every experiment is done" in capsys.readouterr().out
+    md = (out / "campaign.md").read_text()
+    assert _rows(md)["[camp_a](camp_a/report.md)"][1:4] == ["4", "4", "0"]
+    assert _rows(md)["[camp_b](camp_b/report.md)"][1:4] == ["1", "1", "0"]
+    assert f"mean test_acc >= 0 over its 2 runs: **passed**, mean test_acc {mean:.4f} over 2 runs" in md
