@@ -270,3 +270,29 @@ def test_the_committed_figure6a_answer_is_the_claim_tables_difference():
     assert diff.startswith("+") and interval.startswith("[+")
     claims = (REPO / "results" / "README.md").read_text()
     assert f"linear - relu6 = {float(diff):+.2f} points [{low:+.2f}, {high:+.2f}]" in claims
+
+
+def test_a_kind_table_cut_to_a_page_links_the_file_that_holds_every_row(tmp_path):
+    """A kind's per-run table longer than a page is cut in report.md, and the note names a file that holds
+    every row (not summary.csv, which holds grid points, not the kind's rows)."""
+    from dataclasses import replace
+
+    from test_attacks_reading import forge
+
+    from manifold_lab.kinds import ReportItem
+    from manifold_lab.reporting import report as report_module
+
+    rows = [f"| run {i} | {i * i} |" for i in range(report_module._KIND_TABLE_ROWS + 6)]
+    table = "\n".join(["| run | value |", "|---|---|", *rows])
+    kind = replace(KIND, report=lambda ctx: [ReportItem(title="Every run: its value", markdown=table)])
+    root = forge(tmp_path / "r", ["relu"])
+    write_report(root, kind=kind)
+    text = (root / "report.md").read_text()
+    assert rows[report_module._KIND_TABLE_ROWS - 1] in text and rows[report_module._KIND_TABLE_ROWS] not in text
+    assert "(6 more rows: the whole table in [tables/every-run-its-value.md](tables/every-run-its-value.md))" in text
+    whole = (root / "tables" / "every-run-its-value.md").read_text()
+    assert all(row in whole.splitlines() for row in rows)
+    # a table within a page is not cut and writes no file
+    short = replace(KIND, report=lambda ctx: [ReportItem(title="Short", markdown="\n".join(table.splitlines()[:5]))])
+    write_report(tmp_path / "r", kind=short)
+    assert "more rows" not in (root / "report.md").read_text() and not (root / "tables" / "short.md").exists()

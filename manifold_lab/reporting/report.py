@@ -29,6 +29,7 @@ run after a cluster array job: ``manifold-lab report runs/<name>`` (or a committ
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections import Counter
 from collections.abc import Sequence
@@ -64,21 +65,25 @@ def _odd_runs(done: Sequence[RunRecord]) -> list[str]:
 _KIND_TABLE_ROWS = 24  # rows of a kind's table in report.md
 
 
-def _shorten_tables(markdown: str, limit: int = _KIND_TABLE_ROWS) -> str:
-    """A kind's markdown with every table cut to ``limit`` rows (a page; the CSV files hold the numbers)."""
-    out, rows, dropped = [], 0, 0
+def _shorten_tables(markdown: str, whole: str, limit: int = _KIND_TABLE_ROWS) -> tuple[str, bool]:
+    """A kind's markdown with every table cut to ``limit`` rows (a page), each cut table ending with a link to
+    ``whole``, the file that holds the item's markdown uncut; and whether a table was cut."""
+    out, rows, dropped, cut = [], 0, 0, False
     for line in [*markdown.split("\n"), ""]:
-        if line.startswith("|") and not line.startswith("|---"):
+        if line.startswith("|---"):  # a header's separator: neither a row nor the table's end
+            pass
+        elif line.startswith("|"):
             rows += 1
             if rows > limit + 1:  # + the header
                 dropped += 1
                 continue
         else:
             if dropped:
-                out.append(f"\n({dropped} more rows: every grid point in summary.csv, every pair in comparisons.csv)")
+                out.append(f"\n({dropped} more rows: the whole table in [{whole}]({whole}))")
+                cut = True
             rows = dropped = 0
         out.append(line)
-    return "\n".join(out[:-1])
+    return "\n".join(out[:-1]), cut
 
 
 def _kind_items(agg: Aggregate, kind: Kind | None, out_dir: Path) -> tuple[list[str], str | None, list[str]]:
@@ -110,7 +115,11 @@ def _kind_items(agg: Aggregate, kind: Kind | None, out_dir: Path) -> tuple[list[
             if item.caption:
                 block += ["", f"*{item.caption}*"]
         else:
-            block.append(_shorten_tables(item.markdown or ""))
+            whole = f"tables/{re.sub(r'[^a-z0-9]+', '-', item.title.lower())[:48].strip('-')}.md"
+            text, cut = _shorten_tables(item.markdown or "", whole)
+            if cut:
+                io.write_text(out_dir / whole, f"# {item.title}\n\n{item.markdown}\n")
+            block.append(text)
         block.append("")
         if first_figure:
             main = block
