@@ -226,7 +226,10 @@ def stop_at_the_gate(tmp_path: Path, capsys) -> tuple[Path, Path, float]:
     path, out = write_campaign(tmp_path, sweep_a=TWO_ARMS, gates=f"[{GATE % 1.01}]"), tmp_path / "out"
     argv = ["campaign", str(path), "--stop-after", "10m", "--out", str(out), "--batch-runs", "2"]
     assert main(argv) == 1
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
+    # the progress counts this invocation's runs: the pilot's 2, not the 2 left for later as "complete"
+    assert "camp_a: 2 of 2 runs to do (0 already complete)" in captured.err
     runs = {d.name: json.loads((d / "metrics.json").read_text()) for d in (out / "camp_a" / "runs").iterdir()}
     plan_a = json.loads((out / "camp_a" / "plan.json").read_text())["runs"]
     assert set(runs) == {r["run_id"] for r in plan_a if r["params"]["model"]["bottleneck_act"] == "identity"}

@@ -191,9 +191,11 @@ def run_experiment(
             store.remove_temporaries()
         store.write_plan(spec.resolved(), command_line(spec, None if reference else out, reference, batch_runs),
                          [asdict(r) for r in runs])
-        todo = pending_runs(store, selected, force, summary, others)
-        todo = todo if select is None else select(todo)
-        _execute_all(spec, todo, store, jobs, summary, total=len(selected), fresh=force, batch_runs=batch_runs)
+        pending = pending_runs(store, selected, force, summary, others)
+        todo = pending if select is None else select(pending)
+        # the runs ``select`` leaves for later are not this invocation's: neither to do nor complete
+        total = len(selected) - (len(pending) - len(todo))
+        _execute_all(spec, todo, store, jobs, summary, total=total, fresh=force, batch_runs=batch_runs)
         if report is not None and run_index is None:
             _, summary.report_error = report(store.root, kind=spec.kind)
     return summary
