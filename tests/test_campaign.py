@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -141,7 +142,7 @@ def test_campaign_stops_and_continues(tmp_path, monkeypatch, capsys):
 # --------------------------------------------------------------------------- gates
 #: part A has two arms of two seeds; the gate's arm (identity) is the pilot
 TWO_ARMS = "model.bottleneck_act: [identity, relu6], seeds: [0, 1]"
-GATE = "{after: camp_a, arm: {model.bottleneck_act: identity}, metric: test_acc, at_least: %s, why: revise the recipe}"
+GATE = "{after: camp_a, arm: {model.bottleneck_act: identity}, metric: test_acc, at_least: %s, why: 'revise the recipe | a pipe'}"
 
 
 @pytest.mark.parametrize("gates, message", [
@@ -185,7 +186,7 @@ def test_gate_state_on_constructed_runs(tmp_path):
 
     suite = load_suite(write_campaign(tmp_path, sweep_a=TWO_ARMS, gates=f"[{GATE % 0.5}]"))
     (gate,), spec, out = suite.gates, suite.parts[0], tmp_path / "out" / "camp_a"
-    assert gate.arm == (("model.bottleneck_act", "identity"),) and gate.why == "revise the recipe"
+    assert gate.arm == (("model.bottleneck_act", "identity"),) and gate.why == "revise the recipe | a pipe"
     pilot = [r for r in plan(spec) if r.params["model"]["bottleneck_act"] == "identity"]
     other = [r for r in plan(spec) if r not in pilot]
     assert [r.seed for r in pilot] == [0, 1] and len(other) == 2
@@ -212,7 +213,7 @@ def test_gate_state_on_constructed_runs(tmp_path):
     finish(pilot[1], "done", {"test_acc": 0.5})
     assert (state().state, state().mean) == ("failed", pytest.approx(0.45))
     assert campaign.gate_line(gate, state()) == ("stopped at the gate after camp_a: model.bottleneck_act=identity "
-                                                 "mean test_acc 0.4500 < 0.5 over 2 runs; revise the recipe")
+                                                 "mean test_acc 0.4500 < 0.5 over 2 runs; revise the recipe | a pipe")
     finish(pilot[1], "done", {"test_acc": 0.6})
     assert (state().state, state().mean) == ("passed", pytest.approx(0.5))
     finish(pilot[1], "done", {"accuracy": 0.6})  # the metric is missing: no mean, failed
@@ -240,7 +241,10 @@ def stop_at_the_gate(tmp_path: Path, capsys) -> tuple[Path, Path, float]:
     md = (out / "campaign.md").read_text()
     assert (f"model.bottleneck_act=identity, mean test_acc >= 1.01 over its 2 runs: **failed**, mean test_acc "
             f"{mean:.4f} over 2 runs. Why: revise the recipe") in md.split("## Gates")[1].split("## Invocations")[0]
-    assert line in md.split("## Invocations")[1]
+    invocations = md.split("## Invocations")[1].split("## Throughput")[0]
+    assert line in invocations and "revise the recipe \\| a pipe" in invocations
+    # a pipe in the why stays in its cell: every row of the table has the header's 7 cells
+    assert {len(re.split(r"(?<!\\)\|", row)) - 2 for row in invocations.splitlines() if row.startswith("|")} == {7}
     assert _rows(md)["[camp_a](camp_a/report.md)"][1:4] == ["4", "2", "2"]
     # the next invocation: nothing starts, the same line
     assert main(argv) == 1

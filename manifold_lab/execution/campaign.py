@@ -436,8 +436,9 @@ def _markdown(suite, root: Path, device: str, sizes: dict, invocations: list[dic
         "## Invocations", "",
         "| # | started | device | stop after (min) | groups trained | wall min of the groups | outcome |",
         "|---:|---|---|---:|---:|---:|---|",
-        *[f"| {n} | {inv['started']} | {inv['device']} | {inv['stop_after_min']} | {len(inv['groups'])} | "
-          f"{sum(g['wall_min'] for g in inv['groups']):.2f} | {inv['outcome']} |" for n, inv in enumerate(invocations, 1)],
+        *[f"| {n} | {io.md_cell(inv['started'])} | {io.md_cell(inv['device'])} | {inv['stop_after_min']} | "
+          f"{len(inv['groups'])} | {sum(g['wall_min'] for g in inv['groups']):.2f} | {io.md_cell(inv['outcome'])} |"
+          for n, inv in enumerate(invocations, 1)],
         "", "## Throughput used for the estimates", "", throughput_table(), "",
     ]
     return "\n".join(lines)
