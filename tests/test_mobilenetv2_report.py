@@ -2,6 +2,9 @@
 
 from types import SimpleNamespace
 
+import numpy as np
+import pytest
+
 from manifold_lab.kinds.mobilenetv2 import PLATEAU_EPOCHS, _plateau_table
 
 
@@ -103,3 +106,54 @@ def test_figure7_table_and_plot_use_todays_thresholds_and_step0_measured_as_trai
     for ax in figures["relu_stats.png"].axes:
         dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
         assert list(dashed[0].get_ydata()) == [3 / 16, 8 / 16, 8 / 48, 16 / 96, 16 / 16]
+
+
+def test_one_block_study_gets_the_penalty_per_block_figure_and_table(tmp_path):
+    """A study sweeping model.bottleneck_act_blocks over block_N against none: per block with a paired seed, the
+    mean of acc(none)_s - acc(block_N)_s in points, the shortcut of features.N in the built network, the mean
+    branch loss 1 - r2_branch_linear of features.N from the block_N runs' probe.json; a study without block_N arms
+    gets neither the figure nor the table."""
+    import json
+
+    from manifold_lab.reporting.report import write_report
+    from tests.test_claims import make_study
+
+    net = {"model.preset": "cifar_fast", "model.width_mult": 0.5, "model.shortcut": "bottleneck"}
+    acc = {("none", 0): 0.70, ("none", 1): 0.72, ("none", 2): None,  # none's seed 2 failed
+           **{(n, s): 0.70 - 0.01 * n + 0.002 * s * (n % 2) for n in (2, 3, 4, 5) for s in range(3)},
+           ("7", 2): 0.5}  # block_7 only where none failed: no paired seed, left out
+    r2 = {2: 0.9, 3: 0.6, 4: 0.8, 5: 0.7}
+    runs, probes = [], []
+    for (arm, s), a in acc.items():
+        values = {**net, "model.bottleneck_act": "identity" if arm == "none" else "relu6",
+                  "model.bottleneck_act_blocks": "none" if arm == "none" else f"block_{arm}"}
+        runs.append((values, s, {"test_acc": a, "curve_test_acc": [0.3, a]} if a else None, None))
+        records = [{"name": f"features.{m}", "r2_branch_linear": r2.get(arm, 1.0) if m == arm else 1.0}
+                   for m in range(1, 18)]
+        probes.append(None if arm in ("none", "7") or (arm, s) == (3, 1) else  # block_3 seed 1: no probe.json
+                      {"final": {"records": records}})
+    make_study(tmp_path, "one_block", "mobilenetv2",
+               {"model.bottleneck_act_blocks": ["none", "block_2", "block_3", "block_4", "block_5", "block_7"]}, runs)
+    for i, probe in enumerate(probes):
+        if probe:
+            (tmp_path / "one_block" / "runs" / f"one_{i:08d}" / "probe.json").write_text(json.dumps(probe))
+    path, error = write_report(tmp_path / "one_block")
+    assert error is None and (tmp_path / "one_block" / "figures" / "block_penalty.png").is_file()
+    text = path.read_text()
+    assert "figures/block_penalty.png" in text
+    table = text.split("### Penalty per block (one block at a time)")[1].split("\n\n")[1]
+    rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| block_")]
+    assert [r[0] for r in rows] == ["| block_2", "| block_3", "| block_4", "| block_5"]  # not block_7
+    assert [r[1] for r in rows] == ["no", "yes", "no", "yes"]  # features[N].use_res_connect at width 0.5
+    assert [r[2] for r in rows] == ["2"] * 4  # seeds 0 and 1
+    for (n, *_), row in zip([(2,), (3,), (4,), (5,)], rows):
+        want = np.mean([100 * (acc[("none", s)] - acc[(n, s)]) for s in (0, 1)])
+        assert float(row[3].split(" [")[0]) == pytest.approx(want, abs=0.005)
+        assert row[4] == f"{1 - r2[n]:.3f} |"  # block_3: its seed 0 alone has a probe.json, the same value
+    # bottleneck_act identity / relu6 only: no block_N arm, no figure, no table
+    make_study(tmp_path, "act", "mobilenetv2", {"model.bottleneck_act": ["identity", "relu6"]},
+               [({**net, "model.bottleneck_act": act}, s, {"test_acc": 0.6, "curve_test_acc": [0.3, 0.6]}, None)
+                for act in ("identity", "relu6") for s in range(3)])
+    path, error = write_report(tmp_path / "act")
+    assert error is None and not (tmp_path / "act" / "figures" / "block_penalty.png").exists()
+    assert "block_penalty" not in path.read_text() and "Penalty per block" not in path.read_text()

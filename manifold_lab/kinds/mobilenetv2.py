@@ -10,7 +10,9 @@ min-max band), a plateau table (test-accuracy gain over the last epochs), the
 parameters and shortcut count of every variant, and the Figure 7 plot and table
 of positive channels per ReLU layer (``manifold_lab.train.relu_stats``), measured as
 the claim table's Figure 7 row does (``manifold_lab.train.figure7``: today's thresholds,
-step 0 only where it was measured as the trained network is).
+step 0 only where it was measured as the trained network is). A study that sweeps
+``model.bottleneck_act_blocks`` over single blocks (``block_N``) against ``none`` also gets the
+penalty of each block with its branch loss (``manifold_lab.kinds.block_penalty``).
 """
 
 from __future__ import annotations
@@ -273,6 +275,9 @@ def report(ctx: ReportContext) -> list[ReportItem]:
     items.append(ReportItem("Test accuracy vs epoch (Figure 6 style)", figure="figures/accuracy_vs_epoch.png"))
     items.append(ReportItem("Has training plateaued?", markdown=_plateau_table(variants)))
     items.append(ReportItem("Parameters and shortcuts of every variant", markdown=_arms_table(variants)))
+    from manifold_lab.kinds.block_penalty import block_penalty_items
+
+    items += block_penalty_items(ctx.done_runs, keys, ctx.out_dir)  # one block at a time: the penalty per block
     fitting = {label: [r for r in rs if r.metrics.get("curve_clean_train_loss")] for label, rs in variants.items()}
     fitting = {label: rs for label, rs in fitting.items() if rs}
     if fitting:  # issue 11 section 4: the test accuracy at matched fitting
