@@ -157,3 +157,29 @@ def test_one_block_study_gets_the_penalty_per_block_figure_and_table(tmp_path):
     path, error = write_report(tmp_path / "act")
     assert error is None and not (tmp_path / "act" / "figures" / "block_penalty.png").exists()
     assert "block_penalty" not in path.read_text() and "Penalty per block" not in path.read_text()
+
+
+def test_arms_are_named_by_the_sweep_values_not_by_the_params_they_are_stored_as(tmp_path):
+    """The sweep value "none" of bottleneck_act_blocks is stored as the linear network's params (blocks "all"), as is
+    the value "all" of a relu6 network's: the report's tables keep the two arms apart, by the values the sweep
+    states (they were one arm of 4 runs)."""
+    import json
+
+    from manifold_lab.reporting.report import write_report
+    from tests.test_claims import make_study
+
+    net = {"model.preset": "cifar_fast", "model.width_mult": 0.5, "model.shortcut": "bottleneck"}
+    runs = [({**net, "model.bottleneck_act": act, "model.bottleneck_act_blocks": "all"}, s,
+             {"test_acc": acc, "curve_test_acc": [0.3, 0.4, 0.5, acc]}, None)
+            for act, acc in (("identity", 0.7), ("relu6", 0.6)) for s in range(2)]
+    make_study(tmp_path, "where", "mobilenetv2", {"model.bottleneck_act_blocks": ["none", "all"]}, runs)
+    plan = json.loads((tmp_path / "where" / "plan.json").read_text())
+    for run in plan["runs"]:  # as the runner stores it: the sweep's own value beside the normalised params
+        if run["params"]["model"]["bottleneck_act"] == "identity":
+            run["sweep_values"]["model.bottleneck_act_blocks"] = "none"
+    (tmp_path / "where" / "plan.json").write_text(json.dumps(plan))
+    path, error = write_report(tmp_path / "where")
+    plateau = [part for part in path.read_text().split("### ")[1:] if part.startswith("Has training plateaued?")][0]
+    rows = {line.split(" | ")[0]: line.split(" | ")[1] for line in plateau.splitlines()
+            if line.startswith("| bottleneck_act_blocks=")}
+    assert error is None and rows == {"| bottleneck_act_blocks=all": "2", "| bottleneck_act_blocks=none": "2"}

@@ -254,8 +254,8 @@ def report(ctx: ReportContext) -> list[ReportItem]:
         return []
     keys = list(ctx.sweep_keys)
     variants: dict[str, list] = {}
-    for r in runs:
-        variants.setdefault(panel_label(keys, [r.param(k) for k in keys]), []).append(r)
+    for r in runs:  # labelled by the values the sweep states ("none" is stored as the linear network's params)
+        variants.setdefault(panel_label(keys, [r.sweep_values.get(k, r.param(k)) for k in keys]), []).append(r)
     items = []
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for i, (label, rs) in enumerate(sorted(variants.items())):
