@@ -57,6 +57,17 @@ def measured_slow() -> set[str]:
     return {node for node, seconds in data["seconds"].items() if seconds > data["slow_above_s"]}
 
 
+def pytest_configure(config):
+    """The suite runs as from a terminal. Started in the background without job control (`make test &` in a
+    script), it would inherit SIGINT ignored, and so would every subprocess a test starts: the tests of what
+    Ctrl-C does would then see the signal ignored. A caught signal is reset to its default at exec, so the
+    subprocesses start with SIGINT as a terminal gives it."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def pytest_collection_modifyitems(config, items):
     slow = measured_slow()
     for item in items:

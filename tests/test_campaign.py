@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 from pathlib import Path
 
 import pytest
@@ -115,7 +116,14 @@ def test_campaign_stops_and_continues(tmp_path, monkeypatch, capsys):
     # 2: B starts; after its first epoch the next one is taken to need far more than is left: stopped there
     monkeypatch.setattr(campaign, "MARGIN_S", 30.0)
     monkeypatch.setattr(campaign, "EPOCH_SAFETY", 1e9)
-    assert main(["campaign", str(path), "--stop-after", "30m", "--out", str(out)]) == 0
+    # started in the background without job control (`... &` in a script): SIGINT inherited ignored, which the
+    # watcher's stop must not depend on; the ignored disposition is back afterwards
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        assert main(["campaign", str(path), "--stop-after", "30m", "--out", str(out)]) == 0
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert "stopped after epoch 1 of 3" in capsys.readouterr().out
     (run_dir,) = (out / "camp_b" / "runs").iterdir()
     first = (run_dir / "metrics.jsonl").read_text().splitlines()

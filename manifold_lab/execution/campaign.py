@@ -379,6 +379,12 @@ def _run_part(spec, out: Path, size: int, device: str, budget: Callable[[], floa
             return []
 
         start, summary, stopped = time.monotonic(), None, None
+        # The watcher stops a group by SIGINT to this thread. A campaign started in the background without job
+        # control (`manifold-lab campaign ... &` in a script) inherits SIGINT ignored: the group would run past
+        # the wall time. So SIGINT raises KeyboardInterrupt while a group trains, whatever was inherited.
+        ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        if ignored:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             summary = run_experiment(spec, out=out, batch_runs=size, report=report, select=select)
         except KeyboardInterrupt:
@@ -388,6 +394,8 @@ def _run_part(spec, out: Path, size: int, device: str, budget: Callable[[], floa
         finally:
             if "watcher" in chosen:
                 chosen["watcher"].close()
+            if ignored:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
         if "group" not in chosen:
             return chosen.get("why"), chosen.get("status", 0)
         call["groups"].append({"experiment": spec.name, "run_ids": [r.run_id for r in chosen["group"]],
