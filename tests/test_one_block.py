@@ -142,6 +142,13 @@ def test_a_missing_run_of_the_cpu_stages_holds_both_verdicts_back(tmp_path):
     assert math.isnan(row.tests[0].p)  # it does not enter the Holm family before the planned n
     assert C.row_claim(C.ROWS["block_correlation"], tmp_path).verdict == row.verdict
 
+    # a stage with no runs yet: the row counts the blocks it has against the planned ones
+    one_block_study(tmp_path / "partial", lambda arm, s: 0.6, {}, missing={(n, s) for n in (7, 8) for s in range(7)})
+    partial = C.row_claim(C.ROWS["block_correlation"], tmp_path / "partial")
+    assert partial.ours.startswith("4 of the 6 planned blocks with paired runs so far (block_2, block_3, block_4, "
+                                   "block_5, block_7, block_8), ")
+    assert partial.verdict == "not enough runs yet (35 of 49 planned runs done)"
+
 
 def penalties_and_losses(order):
     """Per block a penalty of 1..6 points; the branch loss ranks the blocks by ``order``."""
@@ -167,6 +174,7 @@ def test_the_block_correlation_can_give_each_preregistered_answer(tmp_path, orde
     rho = stats.spearmanr([loss[n] for n in BLOCKS], [penalty[n] for n in BLOCKS]).statistic
     assert f"Spearman rho = {rho:+.2f} [" in row.ours
     assert "Secondary, no verdict: label-accuracy drop: Spearman rho = " in row.ours
+    assert row.ours.startswith("6 blocks (block_2, block_3, block_4, block_5, block_7, block_8), ")
     # fewer than six blocks: no verdict, whatever the data
     two_stages = replace(C.ROWS["block_correlation"], params={"stages": ONE.CPU_STAGES[:2]})
     assert C.row_claim(two_stages, tmp_path).verdict == "not enough blocks (4 of 6)"

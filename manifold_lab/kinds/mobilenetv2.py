@@ -321,6 +321,7 @@ def report(ctx: ReportContext) -> list[ReportItem]:
             for col, (when, recs) in enumerate((("step 0", measured[0] if measured else data.get("step0")),
                                                 ("trained", data.get("final")))):
                 ax = axes[row][col]
+                recs = [rec for rec in recs or [] if not rec["name"].endswith(".act3")]  # the table's layers
                 if not recs:
                     ax.set_visible(False)
                     continue
@@ -341,7 +342,9 @@ def report(ctx: ReportContext) -> list[ReportItem]:
         savefig(fig, ctx.out_dir / "figures" / "relu_stats.png", dpi=110)
         plt.close(fig)
         items.append(ReportItem("Positive channels per ReLU layer (Figure 7 style)", figure="figures/relu_stats.png",
-                                caption="first seed of each variant; fraction of channels positive per position; "
+                                caption="first seed of each variant; fraction of channels positive per Figure 7 layer (the "
+                                        "table's layers: a non-linear bottleneck's own activations *.act3 are "
+                                        "not drawn); "
                                         "dashed: today's threshold d / C of each layer (as in the table below); "
                                         + "; ".join(sorted({_sample_text(d, step0=False) for _, _, d in stats}))
                                         + "; step 0: " + "; ".join(sorted(step0_how))))

@@ -134,8 +134,11 @@ def block_correlation(row, results: Path) -> tuple[str, str]:
     secondary = "; ".join(
         f"{what}: {_rho_text(spearman_bootstrap([p[key] for p in points], [p['penalty'] for p in points]))}"
         for what, key in (("label-accuracy drop", "label_drop"), ("step-0 branch loss", "branch_loss_step0")))
-    blocks = ", ".join(f"block_{n}" for pair in stages for n in pair)
+    planned = [f"block_{n}" for pair in stages for n in pair]
+    blocks = ", ".join(planned)
     if not points:
         return f"blocks {blocks}, {row.setting}: no runs yet", verdict
-    return (f"{len(points)} blocks ({blocks}), {row.setting}: {_rho_text(res)} (95% bootstrap); {per_block}. "
+    counted = (f"{len(points)} blocks ({blocks})" if len(points) == len(planned)
+               else f"{len(points)} of the {len(planned)} planned blocks with paired runs so far ({blocks})")
+    return (f"{counted}, {row.setting}: {_rho_text(res)} (95% bootstrap); {per_block}. "
             f"Secondary, no verdict: {secondary}", verdict)
