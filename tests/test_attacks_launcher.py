@@ -248,6 +248,24 @@ def test_resubmitting_skips_the_runs_an_earlier_array_still_has_queued(tmp_path,
     assert (bin_dir / "sbatch.4243.sh").exists() == (submitted > 0)
 
 
+@pytest.mark.slow
+def test_when_squeue_cannot_say_the_earlier_jobs_runs_are_not_submitted_twice(tmp_path):
+    """squeue fails (the controller does not answer): the 3 runs job 4242 was given may still be queued, so a
+    rerun submits none of them and says why; --force submits them."""
+    bin_dir, env = queued_setup(tmp_path)
+    (bin_dir / "squeue").write_text('#!/bin/sh\necho "slurm_load_jobs error: Unable to contact slurm controller" >&2\n'
+                                    "exit 1\n")
+    again = ml("run", "s.yaml", "--launcher", "slurm", cwd=tmp_path, env=env)
+    assert again.returncode == 0, again.stderr
+    assert "e: 3 runs: 0 submitted, 0 already done, 3 still queued or running in an earlier job" in again.stdout
+    assert "squeue cannot say whether job(s) 4242 of this experiment are still queued; their unfinished runs are " \
+           "not submitted again" in again.stderr
+    assert not (bin_dir / "sbatch.4243.sh").exists()
+    forced = ml("run", "s.yaml", "--launcher", "slurm", "--force", cwd=tmp_path, env=env)
+    assert forced.returncode == 0 and "3 submitted" in forced.stdout, forced.stderr
+    assert (bin_dir / "sbatch.4243.sh").exists()
+
+
 def test_damaged_lines_of_the_submission_log_are_skipped_not_raised(tmp_path):
     """A submissions.jsonl line that is JSON but not a record (a list, a number, runs not a list) is damaged."""
     from manifold_lab.execution.launch import _submissions

@@ -9,7 +9,8 @@ checkpoint, requeued by submitit on Slurm's warning signal (at most ``max_requeu
 times after a timeout). It prints the job id and the log folder and returns; ``--wait``
 waits for the array and writes the report. Rerunning the command submits only what is
 still not done and not still queued or running in an earlier array of this experiment
-(``squeue``); ``manifold-lab report DIR`` aggregates whatever has finished.
+(``squeue``; when it cannot answer, none of the runs an earlier array was given, unless
+``--force``); ``manifold-lab report DIR`` aggregates whatever has finished.
 
 ``--launcher local`` takes the same path through submitit's ``LocalExecutor``:
 each run is a real subprocess started from the same pickled task, with the same
@@ -191,15 +192,23 @@ def _submissions(folder: Path) -> list[dict]:
     return out
 
 
-def queued_runs(folder: Path, name: str) -> dict[str, str]:
+def queued_runs(folder: Path, name: str, force: bool = False) -> dict[str, str]:
     """``{run id: job id}`` of the runs that an earlier Slurm submission of experiment ``name`` recorded in
-    ``folder`` still has queued or running (``squeue``; a warning, and nothing, when squeue cannot say)."""
+    ``folder`` still has queued or running (``squeue``). When squeue cannot say, every run an earlier submission
+    recorded, with a warning: submitting them again could run them twice (with ``force``: none, the user asked
+    for every run)."""
     records = {r["job_id"]: r["runs"] for r in _submissions(folder)}
     listed = squeue(sorted(records)) if records else {}
     if listed is None:
-        print("warning: squeue cannot say which earlier jobs of this experiment are still queued; "
-              "submitting every pending run", file=sys.stderr)
-        return {}
+        jobs = ", ".join(sorted(records, key=int))
+        if force:
+            print(f"warning: squeue cannot say whether job(s) {jobs} of this experiment are still queued; "
+                  "--force submits their unfinished runs again", file=sys.stderr)
+            return {}
+        print(f"warning: squeue cannot say whether job(s) {jobs} of this experiment are still queued; their "
+              "unfinished runs are not submitted again (rerun once squeue answers, or pass --force to submit them "
+              "anyway)", file=sys.stderr)
+        return {str(run[1]): job for job, runs in records.items() for run in runs}
     out = {}
     for (job, task), job_name in listed.items():
         runs = records.get(job, [])
@@ -404,7 +413,7 @@ def launch(spec, launcher: str, *, out: str | os.PathLike | None = None, wait: b
         check_owner(store.root, spec.name, spec.kind.name, spec.source, replace=replace)
         store.remove_temporaries()
         todo = pending_runs(store, runs, force, summary, others)
-        queued = queued_runs(folder, spec.name) if todo and not local else {}
+        queued = queued_runs(folder, spec.name, force) if todo and not local else {}
         summary.queued = sum(r.run_id in queued for r in todo)
         todo = [r for r in todo if r.run_id not in queued]
         sub, executor = None, None
