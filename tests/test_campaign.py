@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from manifold_lab.cli import main
-from manifold_lab.execution import campaign
+from manifold_lab.execution import campaign, gates
 from manifold_lab.execution.campaign import parse_duration, stop_reason
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -205,7 +206,7 @@ def test_gate_state_on_constructed_runs(tmp_path):
         store.finish(run.run_id, status, metrics, None if status == "done" else "boom", 1.0)
 
     def state():
-        return campaign.gate_state(gate, spec, out)
+        return gates.gate_state(gate, spec, out)
 
     assert (state().state, state().done, state().total) == ("pending", 0, 2)
     assert state().run_ids == {r.run_id for r in pilot}
@@ -214,13 +215,13 @@ def test_gate_state_on_constructed_runs(tmp_path):
     finish(pilot[0], "done", {"test_acc": 0.4})
     finish(pilot[1], "failed", {})  # an error: retried by the next invocation, the gate waits
     assert (state().state, state().done) == ("pending", 1)
-    assert campaign.gate_line(gate, state()) == ("waiting at the gate after camp_a: 1 of 2 runs of "
+    assert gates.gate_line(gate, state()) == ("waiting at the gate after camp_a: 1 of 2 runs of "
                                                  "model.bottleneck_act=identity done")
     finish(pilot[1], "diverged", {})  # the recipe's failure: the gate fails
     assert (state().state, state().problem) == ("failed", "1 of 2 runs diverged")
     finish(pilot[1], "done", {"test_acc": 0.5})
     assert (state().state, state().mean) == ("failed", pytest.approx(0.45))
-    assert campaign.gate_line(gate, state()) == ("stopped at the gate after camp_a: model.bottleneck_act=identity "
+    assert gates.gate_line(gate, state()) == ("stopped at the gate after camp_a: model.bottleneck_act=identity "
                                                  "mean test_acc 0.4500 < 0.5 over 2 runs; revise the recipe | a pipe")
     finish(pilot[1], "done", {"test_acc": 0.6})
     assert (state().state, state().mean) == ("passed", pytest.approx(0.5))
@@ -275,3 +276,55 @@ def test_campaign_passes_a_lowered_gate(tmp_path, capsys):
     assert _rows(md)["[camp_a](camp_a/report.md)"][1:4] == ["4", "4", "0"]
     assert _rows(md)["[camp_b](camp_b/report.md)"][1:4] == ["1", "1", "0"]
     assert f"mean test_acc >= 0 over its 2 runs: **passed**, mean test_acc {mean:.4f} over 2 runs" in md
+
+
+# --------------------------------------------------------------------------- gates in `manifold-lab run SUITE`
+def test_run_suite_trains_the_pilot_first_then_stops_at_a_failing_gate(tmp_path, capsys):
+    """`manifold-lab run` of the suite honours its gates as the campaign does: the pilot's 2 runs alone, then
+    the stop line (exit status 1) before A's relu6 arm and B; lowered to 0, the next call runs the rest."""
+    path, out = write_campaign(tmp_path, sweep_a=TWO_ARMS, gates=f"[{GATE % 1.01}]"), tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out)]) == 1
+    printed = capsys.readouterr().out
+    assert "camp_a: 4 runs: 2 done, 0 skipped, 0 failed, 2 left for later" in printed
+    plan_a = json.loads((out / "camp_a" / "plan.json").read_text())["runs"]
+    pilot = {r["run_id"] for r in plan_a if r["params"]["model"]["bottleneck_act"] == "identity"}
+    assert {d.name for d in (out / "camp_a" / "runs").iterdir()} == pilot
+    assert not (out / "camp_b").exists()
+    assert re.search(r"camp_a: stopped at the gate after camp_a: model.bottleneck_act=identity mean test_acc "
+                     r"0\.\d{4} < 1.01 over 2 runs; revise the recipe", printed)
+    write_campaign(tmp_path, sweep_a=TWO_ARMS, gates=f"[{GATE % 0.0}]")
+    assert main(["run", str(path), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "camp_a: 4 runs: 2 done, 2 skipped, 0 failed" in printed and "camp_b: 1 runs: 1 done" in printed
+
+
+@pytest.mark.slow
+def test_run_suite_passes_a_gate_in_one_call(tmp_path, capsys):
+    """A gate at 0: one call trains the pilot, finds the gate passed, then the rest of A and B."""
+    path, out = write_campaign(tmp_path, sweep_a=TWO_ARMS, gates=f"[{GATE % 0.0}]"), tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("camp_")]
+    assert lines == ["camp_a: 4 runs: 2 done, 0 skipped, 0 failed, 2 left for later",
+                     "camp_a: 4 runs: 2 done, 2 skipped, 0 failed", "camp_b: 1 runs: 1 done, 0 skipped, 0 failed"]
+
+
+def test_run_suite_through_slurm_submits_only_the_pilot_until_its_gate_is_passed(tmp_path, capsys, monkeypatch):
+    """--launcher slurm (a fake sbatch): the first call submits the pilot's 2 runs as one array and nothing of A's
+    relu6 arm or of B, and says it waits at the gate (exit status 0)."""
+    from test_launch import fake_slurm
+
+    bin_dir = fake_slurm(tmp_path)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    path, out = write_campaign(tmp_path, sweep_a=TWO_ARMS, gates=f"[{GATE % 0.5}]"), tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out), "--launcher", "slurm"]) == 0
+    printed = capsys.readouterr().out
+    assert "camp_a: 4 runs: 2 submitted, 0 already done, 2 left for later" in printed
+    assert "camp_b: waiting at the gate after camp_a: 0 of 2 runs of model.bottleneck_act=identity done" in printed
+    assert sorted(p.name for p in bin_dir.glob("sbatch.*.sh")) == ["sbatch.4242.sh"]
+    assert "#SBATCH --array=0-1" in (bin_dir / "sbatch.4242.sh").read_text()
+    submitted = [json.loads(line) for line in (out / "camp_a" / "submitit" / "submissions.jsonl").read_text()
+                 .splitlines()]
+    plan_a = json.loads((out / "camp_a" / "plan.json").read_text())["runs"]
+    pilot = {r["run_id"] for r in plan_a if r["params"]["model"]["bottleneck_act"] == "identity"}
+    assert [{run_id for _, run_id in s["runs"]} for s in submitted] == [pilot]
+    assert not (out / "camp_b").exists()

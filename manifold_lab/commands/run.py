@@ -106,6 +106,7 @@ def _print_plan(spec, runs, root, header: bool) -> None:
 
 
 def _run_suite(args: argparse.Namespace) -> int:
+    from manifold_lab.execution.gates import GateFilter, part_gates
     from manifold_lab.execution.runner import run_experiment
     from manifold_lab.reporting.report import write_report, write_suite_report
     from manifold_lab.spec.load import REFERENCE_ROOT, USER_ROOT
@@ -119,8 +120,9 @@ def _run_suite(args: argparse.Namespace) -> int:
         from manifold_lab.execution.ownership import check_suite_root
 
         check_suite_root(root, replace=args.replace)
-    status, lines = 0, []
-    for spec in suite.parts:
+    status, lines = 0, {}
+    waits = args.launcher in (None, "local") or args.wait  # the runs are over when a part's call returns
+    for n, spec in enumerate(suite.parts):
         if args.list or args.dry_run or args.print_config:
             print(f"part {spec.name} ({display_path(spec.source)}):")
             args_part = argparse.Namespace(**{**vars(args), "spec": str(spec.source), "overrides": [],
@@ -128,15 +130,29 @@ def _run_suite(args: argparse.Namespace) -> int:
             run(args_part)
             continue
         warn_traps(spec)
-        if args.launcher:
-            summary = _launch(args, spec, root / spec.name)
-        else:
-            summary = run_experiment(spec, out=root / spec.name, jobs=args.jobs or spec.jobs, force=args.force,
-                                     replace=args.replace, report=write_report,
-                                     batch_runs=args.batch_runs or default_batch_runs(spec))
-        lines.append(summary.line(spec.name))
-        print(lines[-1])
-        status = max(status, 1 if summary.failed or summary.report_error else 0)
+        gates = part_gates(suite, n, root)
+        while True:  # the suite's gates (manifold_lab.execution.gates): a pilot first, the rest once it passed
+            gate = GateFilter(spec.name, gates)
+            if all(g.after != spec.name for g, _, _ in gates) and gate([]) == [] and gate.why is not None:
+                break  # a gate of an earlier part holds every run of this one: its folder is not touched
+            if args.launcher:
+                summary = _launch(args, spec, root / spec.name, select=gate)
+            else:
+                summary = run_experiment(spec, out=root / spec.name, jobs=args.jobs or spec.jobs, force=args.force,
+                                         replace=args.replace, report=write_report, select=gate,
+                                         batch_runs=args.batch_runs or default_batch_runs(spec))
+            if gate.why is None:  # else the gate's line below says why nothing ran
+                lines.setdefault(spec.name, []).append(summary.line(spec.name))
+                print(lines[spec.name][-1])
+            status = max(status, 1 if summary.failed or summary.report_error else 0)
+            if not (gate.restricted and gate.why is None and waits
+                    and all(st.state != "pending" for _, st in gate.states())):
+                break  # else the pilot's runs settled its gate: the rest of the part now, or the gate's stop
+        if gate.why is not None:
+            lines.setdefault(spec.name, []).append(f"{spec.name}: {gate.why}")
+            print(lines[spec.name][-1])
+            status = max(status, gate.status)
+            break
     if not (args.list or args.dry_run):
         command = shlex.join(["manifold-lab", "run", display_path(suite.source), *args.overrides,
                               *(["--reference"] if args.reference else ["--out", display_path(root)])])
@@ -145,12 +161,12 @@ def _run_suite(args: argparse.Namespace) -> int:
     return status
 
 
-def _launch(args: argparse.Namespace, spec, out, reference: bool = False):
+def _launch(args: argparse.Namespace, spec, out, reference: bool = False, select=None):
     from manifold_lab.execution.launch import launch
     from manifold_lab.reporting.report import write_report
 
     return launch(spec, args.launcher, out=out, wait=args.wait, jobs=args.jobs or spec.jobs, force=args.force,
-                  reference=reference, replace=args.replace, report=write_report)
+                  reference=reference, replace=args.replace, report=write_report, select=select)
 
 
 def data_sources(spec) -> list[str]:

@@ -20,16 +20,10 @@ on a CUDA device, ``batch.default_batch_runs``). Its rules, so that it stops bef
   deadline (``--stop-after`` less ``MARGIN_S``) it is stopped wherever it is. A stopped run stays
   ``running`` with its checkpoint; the next invocation resumes it (the runner's resume), so finished
   epochs are never trained again. Completed runs stay in their folders.
-- *Gates* (the suite's ``gates``, ``manifold_lab.spec.suite``: a part, an arm of its runs, a metric and
-  a threshold): a gate is *pending* while some planned run of its part matching its arm is not
-  complete (a run that failed is retried by the next invocation), *failed* when one of them diverged
-  or when all are complete and the mean of the metric over them (their ``metrics.json``, read through
-  the results store) is below the threshold, *passed* otherwise. Before a group of the gated part or
-  of any later part starts, a gate that is not passed admits only its own runs (the pilot always
-  proceeds: its runs are taken first); a group with any other run does not start and the campaign
-  stops there: ``waiting at the gate after <part>: ...`` (pending, exit status 0) or ``stopped at the
-  gate after <part>: ...`` (failed, exit status 1; nothing else starts until the recipe changes,
-  which gives new run ids, or the gate does).
+- *Gates* (the suite's ``gates``; ``manifold_lab.execution.gates``): while a gate is not passed, only
+  its own arm's runs start; a group with any other run does not start and the campaign stops there:
+  ``waiting at the gate after <part>: ...`` (pending, exit status 0) or ``stopped at the gate after
+  <part>: ...`` (failed, exit status 1).
 - After every invocation ``campaign.md`` in the campaign folder lists, per experiment, the runs
   planned, done and remaining (with the epochs each remaining run has done), the device minutes
   spent according to the runs' records and the minutes estimated for what remains, every gate with
@@ -45,18 +39,18 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from manifold_lab import io
 from manifold_lab.errors import UsageError
 from manifold_lab.execution.batch import default_batch_runs, group_runs
+from manifold_lab.execution.gates import GateFilter, gates_section, part_gates
 from manifold_lab.execution.runner import run_experiment
 from manifold_lab.execution.store import ResultsStore
 from manifold_lab.spec.sources import display_path
 from manifold_lab.spec.sweep import PlannedRun, plan
 
-__all__ = ["THROUGHPUT", "GateState", "gate_state", "parse_duration", "run_campaign", "throughput_table"]
+__all__ = ["THROUGHPUT", "parse_duration", "run_campaign", "throughput_table"]
 
 #: Images per second of one run, by device kind and runs trained together (the studies' network:
 #: ``cifar_fast``, width 0.5, 32x32, in the trainer). ``cuda``: 8 runs, 2,760.6 (NVIDIA H200,
@@ -140,77 +134,6 @@ def stop_reason(rows: list[list[float]], epochs: int, left: float) -> str | None
             and (need := EPOCH_SAFETY * max(r[-1] for r in rows)) > left:
         return f"stopped after epoch {e} of {epochs}: the next needs about {need / 60:.1f} min, {left / 60:.1f} min left"
     return None
-
-
-@dataclass(frozen=True)
-class GateState:
-    """Where a gate stands (module docstring): ``state`` is ``pending``, ``passed`` or ``failed``; ``done`` of
-    ``total`` of the arm's runs are complete; ``mean`` of the metric over them once all are, else None;
-    ``problem``: why it failed without a mean (a run diverged, a run's metrics.json lacks the metric)."""
-
-    state: str
-    done: int
-    total: int
-    run_ids: frozenset[str]
-    mean: float | None = None
-    problem: str | None = None
-
-
-def gate_state(gate, spec, out: Path) -> GateState:
-    """The state of ``gate`` (a ``manifold_lab.spec.suite.Gate``) over the runs of its part ``spec`` in ``out``."""
-    store = ResultsStore(out)
-    runs = [r for r in plan(spec) if gate.matches(r.params)]
-    ids = frozenset(r.run_id for r in runs)
-    values, diverged, problem = [], 0, None
-    for r in runs:
-        record = store.record({"run_id": r.run_id, "params": r.params, "seed": r.seed,
-                               "sweep_values": r.sweep_values})
-        if record is not None and record.status == "diverged":
-            diverged += 1
-        elif record is not None and record.ok:
-            value = record.metrics.get(gate.metric)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                problem = problem or (f"run {r.run_id}'s metrics.json has no number {gate.metric} (its numbers: "
-                                      + ", ".join(k for k, v in record.metrics.items()
-                                                  if isinstance(v, (int, float)) and not isinstance(v, bool)) + ")")
-            values.append(value)
-    if diverged:
-        return GateState("failed", len(values), len(runs), ids, problem=f"{diverged} of {len(runs)} runs diverged")
-    if problem:
-        return GateState("failed", len(values), len(runs), ids, problem=problem)
-    if len(values) < len(runs):
-        return GateState("pending", len(values), len(runs), ids)
-    mean = sum(values) / len(values)
-    return GateState("passed" if mean >= gate.at_least else "failed", len(values), len(runs), ids, mean=mean)
-
-
-def gate_line(gate, state: GateState) -> str:
-    """Why the campaign stops at a gate that is not passed (the outcome line of the module docstring)."""
-    if state.state == "pending":
-        return f"waiting at the gate after {gate.after}: {state.done} of {state.total} runs of {gate.arm_text} done"
-    why = f"; {gate.why}" if gate.why else ""
-    if state.mean is None:
-        return f"stopped at the gate after {gate.after}: {gate.arm_text}: {state.problem}{why}"
-    return (f"stopped at the gate after {gate.after}: {gate.arm_text} mean {gate.metric} {_mean(state, gate)} < "
-            f"{gate.at_least:g} over {state.total} runs{why}")
-
-
-def _mean(state: GateState, gate) -> str:
-    """The mean with 4 decimals, more where those would round it up to the threshold it is below."""
-    text = f"{state.mean:.4f}"
-    return f"{state.mean:.10g}" if state.mean < gate.at_least <= float(text) else text
-
-
-def _gate_text(gate, state: GateState) -> str:
-    """One item of campaign.md's ``## Gates``: the rule and the state."""
-    rule = f"after {gate.after}: {gate.arm_text}, mean {gate.metric} >= {gate.at_least:g} over its {state.total} runs"
-    if state.state == "pending":
-        now = f"{state.done} of {state.total} runs done"
-    elif state.mean is None:
-        now = state.problem
-    else:
-        now = f"mean {gate.metric} {_mean(state, gate)} over {state.total} runs"
-    return f"- {rule}: **{state.state}**, {now}." + (f" Why: {gate.why}" if gate.why else "")
 
 
 def _budget(total: float, clock: Callable[[], float]) -> Callable[[], float]:
@@ -320,13 +243,10 @@ def run_campaign(path: str | Path, stop_after: float, *, report, out: str | Path
     call = {"started": datetime.datetime.now().isoformat(timespec="seconds"), "device": device_name,
             "stop_after_min": round(stop_after / 60, 2), "groups": []}
     outcome, status = None, 0
-    parts = {spec.name: spec for spec in suite.parts}
     try:
         for n, spec in enumerate([] if dry_run else suite.parts):
-            gates = [(g, parts[g.after], root / g.after) for g in suite.gates
-                     if g.after in [p.name for p in suite.parts[:n + 1]]]
             outcome, status = _run_part(spec, root / spec.name, sizes[spec.name], device, left, call,
-                                        report, stop_after, gates)
+                                        report, stop_after, part_gates(suite, n, root))
             if outcome is not None:
                 break
         outcome = outcome or ("dry run: nothing was run" if dry_run else "complete: every run of every experiment is done")
@@ -358,13 +278,11 @@ def _run_part(spec, out: Path, size: int, device: str, budget: Callable[[], floa
             todo = [r for r in todo if r.run_id not in failed]
             if not todo:
                 return []
-            closed = [(g, st) for g, part, folder in gates if (st := gate_state(g, part, folder)).state != "passed"]
-            if closed:  # only the runs of every closed gate's own arm may start (the pilot proceeds)
-                todo = [r for r in todo if all(g.after == spec.name and r.run_id in st.run_ids for g, st in closed)]
-                shut = next((c for c in closed if c[1].state == "failed"), None) or (None if todo else closed[0])
-                if shut is not None:
-                    chosen.update(why=gate_line(*shut), status=1 if shut[1].state == "failed" else 0)
-                    return []
+            gate = GateFilter(spec.name, gates)  # the pilot proceeds; nothing else while a gate is not passed
+            todo = gate(todo)
+            if gate.why is not None:
+                chosen.update(why=gate.why, status=gate.status)
+                return []
             group = group_runs(spec.kind, todo, size)[0]
             cost, epoch = _group_cost(group, out, device) if spec.kind.name == "mobilenetv2" else (0.0, 0.0)
             left = budget()
@@ -407,17 +325,6 @@ def _run_part(spec, out: Path, size: int, device: str, budget: Callable[[], floa
         failed.update(run_id for run_id, _ in summary.failed)
 
 
-def _gates_section(suite, root: Path) -> list[str]:
-    """campaign.md's ``## Gates`` (no lines for a suite without gates)."""
-    if not suite.gates:
-        return []
-    parts = {spec.name: spec for spec in suite.parts}
-    return ["## Gates", "",
-            "No group of runs outside a gate's arm, of its part or of a later one, starts before the gate is "
-            "passed: every run of the arm complete and the mean of the metric over them at least the threshold.", "",
-            *[_gate_text(g, gate_state(g, parts[g.after], root / g.after)) for g in suite.gates], ""]
-
-
 def _markdown(suite, root: Path, device: str, sizes: dict, invocations: list[dict]) -> str:
     groups_of = {i: len(g["run_ids"]) for inv in invocations for g in inv.get("groups", []) for i in g["run_ids"]}
     rows, remaining, totals = [], [], [0, 0, 0, 0.0, 0.0]
@@ -440,7 +347,7 @@ def _markdown(suite, root: Path, device: str, sizes: dict, invocations: list[dic
         "|---|---:|---:|---:|---:|---:|---:|", *rows,
         f"| total | | {totals[0]} | {totals[1]} | {totals[2]} | {totals[3] / 60:.1f} | {totals[4] / 60:.1f} |", "",
         "## Remaining runs (index, id, epochs checkpointed)", "", *(remaining or ["none"]), "",
-        *_gates_section(suite, root),
+        *gates_section(suite, root),
         "## Invocations", "",
         "| # | started | device | stop after (min) | groups trained | wall min of the groups | outcome |",
         "|---:|---|---|---:|---:|---:|---|",

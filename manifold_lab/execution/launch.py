@@ -105,6 +105,8 @@ class LaunchSummary(RunSummary):
             text += f", {self.reused} reused"
         if self.queued:
             text += f", {self.queued} still queued or running in an earlier job"
+        if self.deferred:
+            text += f", {self.deferred} left for later"
         if self.waited and self.submitted:
             text += f"; {self.done} done, {len(self.failed)} failed"
         return text
@@ -381,13 +383,13 @@ def _print_submitted(summary: LaunchSummary, sub: Path, n: int, cfg: LauncherCon
 
 def launch(spec, launcher: str, *, out: str | os.PathLike | None = None, wait: bool = False, jobs: int = 1,
            force: bool = False, reference: bool = False, replace: bool = False,
-           report: ReportWriter | None = None) -> LaunchSummary:
+           report: ReportWriter | None = None, select=None) -> LaunchSummary:
     """Submit the pending runs of ``spec`` (validated; its ``launcher`` section configures the jobs) through
     submitit, ``launcher`` ``slurm`` or ``local`` (see the module docstring).
 
     ``wait``: wait for the jobs, then write the report with ``report`` (always for ``local``); ``jobs``: runs at
     a time (``local``); ``force``: submit completed runs too (they start from scratch); ``out``, ``reference``,
-    ``replace`` and ``report`` as for ``run_experiment``.
+    ``replace``, ``report`` and ``select`` (which pending runs go now: a suite's gates) as for ``run_experiment``.
     """
     if launcher not in LAUNCHERS:
         raise UsageError(f"--launcher {launcher!r}: expected one of {', '.join(LAUNCHERS)}")
@@ -413,6 +415,9 @@ def launch(spec, launcher: str, *, out: str | os.PathLike | None = None, wait: b
         check_owner(store.root, spec.name, spec.kind.name, spec.source, replace=replace)
         store.remove_temporaries()
         todo = pending_runs(store, runs, force, summary, others)
+        if select is not None:
+            kept = select(todo)
+            summary.deferred, todo = len(todo) - len(kept), kept
         queued = queued_runs(folder, spec.name, force) if todo and not local else {}
         summary.queued = sum(r.run_id in queued for r in todo)
         todo = [r for r in todo if r.run_id not in queued]

@@ -55,12 +55,14 @@ class RunSummary:
     done: int = 0
     skipped: int = 0
     reused: int = 0  # copied from another experiment's results (spec key ``reuse``)
+    deferred: int = 0  # pending runs the caller's ``select`` left for later (a suite's gate)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (run_id, error)
     report_error: str | None = None  # the kind's report hook failed
 
     def line(self, name: str) -> str:
         return (f"{name}: {self.planned} runs: {self.done} done, {self.skipped} skipped, "
-                + (f"{self.reused} reused, " if self.reused else "") + f"{len(self.failed)} failed")
+                + (f"{self.reused} reused, " if self.reused else "") + f"{len(self.failed)} failed"
+                + (f", {self.deferred} left for later" if self.deferred else ""))
 
 
 # --------------------------------------------------------------------------- the sweep
@@ -193,6 +195,7 @@ def run_experiment(
                          [asdict(r) for r in runs])
         pending = pending_runs(store, selected, force, summary, others)
         todo = pending if select is None else select(pending)
+        summary.deferred = len(pending) - len(todo)
         # the runs ``select`` leaves for later are not this invocation's: neither to do nor complete
         total = len(selected) - (len(pending) - len(todo))
         _execute_all(spec, todo, store, jobs, summary, total=total, fresh=force, batch_runs=batch_runs)

@@ -416,15 +416,21 @@ def _write_report(agg: Aggregate, stage: Path, kind: Kind | None) -> str | None:
     return kind_error
 
 
-def write_suite_report(suite, root: Path, lines: list[str], command: str) -> Path:
+def write_suite_report(suite, root: Path, lines: dict[str, list[str]], command: str) -> Path:
     """``root/report.md`` of a suite (``manifold_lab.spec.suite.Suite``): one section per part: its answer (the
-    numbers its own report opens with), its summary line, its figures and a link to its report."""
+    numbers its own report opens with), its summary lines (``lines[part name]``: what this call printed), its
+    figures and a link to its report; a part this call did not reach (a gate held it) says so."""
     out = [f"# {suite.name}", "", suite.description, "", "Regenerate (completed runs are skipped):", "",
            f"    {command}", ""]
-    for spec, line in zip(suite.parts, lines):
-        part = root / spec.name
-        out += [f"## {spec.name}", "", spec.description.strip(), "", *headline(aggregate(part), f"{spec.name}/"),
-                f"`{line}`. Full report: [{spec.name}/report.md]({spec.name}/report.md).", ""]
+    for spec in suite.parts:
+        part, said = root / spec.name, "; ".join(f"`{line}`" for line in lines.get(spec.name, []))
+        out += [f"## {spec.name}", "", spec.description.strip(), ""]
+        if not (part / "plan.json").is_file():
+            out += [f"_Not started: {said or 'an earlier part stopped the suite'}._", ""]
+            continue
+        out += [*headline(aggregate(part), f"{spec.name}/"),
+                f"{said or '_Not run by this call._'} Full report: [{spec.name}/report.md]({spec.name}/report.md).",
+                ""]
         for fig in sorted((part / "figures").glob("*.png")):
             out += [f"![{fig.stem}]({spec.name}/figures/{fig.name})", ""]
     return io.write_text(root / "report.md", "\n".join(out))

@@ -12,8 +12,8 @@ its usual results folder under ``runs/<suite name>/<P's name>/`` (git-ignored;
 writes ``runs/<suite name>/report.md`` (``manifold_lab.reporting.report.write_suite_report``):
 one section per part with its run counts, its figures and a link to its report.
 
-A suite may declare ``gates`` (read by ``manifold-lab campaign``, ``manifold_lab.execution.campaign``;
-``manifold-lab run SUITE.yaml`` runs every part regardless)::
+A suite may declare ``gates`` (applied by ``manifold-lab campaign`` and ``manifold-lab run SUITE.yaml``:
+``manifold_lab.execution.gates``)::
 
     gates:
       - after: figure6a_converged_cifar10        # a part's name
