@@ -72,6 +72,22 @@ def test_the_study_is_preregistered_on_the_first_and_second_block_of_each_stage(
     assert len(capsys.readouterr().out.strip().splitlines()) >= 11 * 7
 
 
+def test_the_cpu_command_trains_exactly_the_runs_of_the_cpu_stages():
+    """ONE.CPU_RUNS (the rows' command, run --runs) selects the 49 runs of addendum 1: the linear network and the
+    blocks of CPU_STAGES at every seed, nothing of stages c=96 and c=160."""
+    from manifold_lab.spec.load import load_spec
+    from manifold_lab.spec.sweep import plan, run_indices
+
+    runs = plan(load_spec(SPEC))
+    chosen = run_indices(ONE.CPU_RUNS, len(runs))
+    arms = ONE.planned_arms()
+    in_arms = {r.index for r in runs
+               if any(all(r.params["model"][k.split(".")[1]] == v for k, v in arm.items()) for arm in arms)}
+    assert len(chosen) == 49 and chosen == in_arms
+    assert C.ROWS["block_correlation"].command == C.PAIRED_CLAIMS["one_block"].command == \
+        f"manifold-lab run experiments/one_block_penalty_cifar10.yaml --runs {ONE.CPU_RUNS}"
+
+
 # --- the study's two claim rows on constructed studies: each pre-registered answer -------------------------
 
 from dataclasses import replace  # noqa: E402

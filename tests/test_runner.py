@@ -168,6 +168,33 @@ def test_run_index_runs_one_run_then_report_aggregates(tmp_path):
     assert bad.returncode == 2 and "out of range" in bad.stderr
 
 
+def test_runs_trains_only_that_part_of_the_plan_and_records_it(tmp_path, capsys, monkeypatch):
+    """--runs 1-2,4 (a pre-registered part of a study): exactly runs 1, 2 and 4 are trained, the report covers
+    them, and spec.yaml's command and the report's regenerate line carry --runs; bad selections are one line,
+    exit 2, nothing written."""
+    from manifold_lab.cli import main
+
+    write_spec(tmp_path / "s.yaml", SPEC)
+    root = tmp_path / "out"
+    monkeypatch.chdir(tmp_path)
+    for bad, message in (("5-3", "expected run indices and ranges like 0-48"), ("0-6", "run 6 is out of range: "
+                         "the plan has runs 0..5"), ("a", "expected run indices")):
+        assert main(["run", "s.yaml", "--runs", bad, "--out", str(root)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
+        assert not root.exists()
+    assert main(["run", "s.yaml", "--runs", "1-2,4", "--run-index", "1", "--out", str(root)]) == 2
+    assert "give one" in capsys.readouterr().err and not root.exists()
+    assert main(["run", "s.yaml", "--runs", "1-2,4", "--out", str(root)]) == 0
+    assert "r: 6 runs: 3 done, 0 skipped, 0 failed, 3 left for later" in capsys.readouterr().out
+    ids = [r.run_id for r in plan(load_spec(tmp_path / "s.yaml"))]
+    assert sorted(p.parent.name for p in metrics_files(root)) == sorted([ids[1], ids[2], ids[4]])
+    command = "manifold-lab run s.yaml --runs 1-2,4 --out out"
+    assert yaml.safe_load((root / "spec.yaml").read_text())["command"] == command
+    report = (root / "report.md").read_text()
+    assert "6 runs: 3 done, 0 failed, 3 not run" in report and f"    {command}\n" in report
+
+
 @pytest.mark.slow
 def test_jobs_2_gives_the_same_results_as_serial(tmp_path):
     write_spec(tmp_path / "s.yaml", SPEC)

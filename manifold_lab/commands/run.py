@@ -62,6 +62,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--list", action="store_true", help="print the runs and their status; run nothing")
     parser.add_argument("--run-index", type=_int_at_least(0), metavar="I",
                         help="run only run I of --list (cluster array jobs); then `manifold-lab report DIR`")
+    parser.add_argument("--runs", metavar="I-J",
+                        help="train only these runs of --list, e.g. 0-48 or 0-10,12 (a pre-registered part of a "
+                             "study); the others stay pending, the report covers every done run and the recorded "
+                             "command says --runs")
     parser.add_argument("--out", metavar="DIR",
                         help="results folder (default runs/<name>, ignored by git)")
     parser.add_argument("--reference", action="store_true",
@@ -113,8 +117,9 @@ def _run_suite(args: argparse.Namespace) -> int:
     from manifold_lab.spec.suite import load_suite
 
     suite = load_suite(args.spec, args.overrides, allow_long=args.allow_long)
-    if args.run_index is not None:
-        raise ValueError("--run-index applies to single experiment files, not to a suite; run a part instead")
+    if args.run_index is not None or args.runs is not None:
+        raise ValueError(f"{'--run-index' if args.runs is None else '--runs'} applies to single experiment files, "
+                         "not to a suite; run a part instead")
     root = Path(args.out) if args.out else (REFERENCE_ROOT if args.reference else USER_ROOT) / suite.name
     if not (args.list or args.print_config):  # --dry-run refuses what the run would refuse
         from manifold_lab.execution.ownership import check_suite_root
@@ -224,6 +229,9 @@ def run(args: argparse.Namespace) -> int:
     if args.launcher and args.run_index is not None:
         raise ValueError("--run-index runs one run here; it cannot be combined with --launcher, "
                          "which submits every pending run")
+    if args.runs is not None and args.run_index is not None:
+        raise ValueError("--runs and --run-index both choose runs: give one (--run-index I is --runs I for an "
+                         "array task, without the report)")
     if args.reference and args.overrides:  # the committed results exactly as the experiment file says
         raise UsageError(
             f"--reference writes the committed results of {args.spec} as the file says; it takes no "
@@ -234,6 +242,11 @@ def run(args: argparse.Namespace) -> int:
     if is_suite(args.spec):
         return _run_suite(args)
     spec = load_spec(args.spec, args.overrides, allow_long=args.allow_long)
+    if args.runs is not None:  # refused before anything is written
+        from manifold_lab.spec.sweep import run_indices
+
+        run_indices(args.runs, len(spec.points) * len(spec.seeds))
+        spec = dataclasses.replace(spec, runs=args.runs.replace(" ", ""))
     if args.print_config:
         import yaml
 

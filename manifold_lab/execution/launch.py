@@ -72,7 +72,7 @@ from manifold_lab.errors import UsageError
 from manifold_lab.execution import provenance
 from manifold_lab.execution.ownership import check_owner
 from manifold_lab.execution.run_task import RunTask
-from manifold_lab.execution.runner import (ReportWriter, RunSummary, check_plan, command_line, pending_runs,
+from manifold_lab.execution.runner import (ReportWriter, RunSummary, check_plan, chosen, command_line, pending_runs,
                                            results_folders)
 from manifold_lab.execution.workers import terminate_on_signals
 from manifold_lab.spec.launcher import LauncherConfig
@@ -415,9 +415,8 @@ def launch(spec, launcher: str, *, out: str | os.PathLike | None = None, wait: b
         check_owner(store.root, spec.name, spec.kind.name, spec.source, replace=replace)
         store.remove_temporaries()
         todo = pending_runs(store, runs, force, summary, others)
-        if select is not None:
-            kept = select(todo)
-            summary.deferred, todo = len(todo) - len(kept), kept
+        kept = chosen(spec, todo, select)
+        summary.deferred, todo = len(todo) - len(kept), kept
         queued = queued_runs(folder, spec.name, force) if todo and not local else {}
         summary.queued = sum(r.run_id in queued for r in todo)
         todo = [r for r in todo if r.run_id not in queued]

@@ -31,7 +31,7 @@ from manifold_lab.execution.store import ResultsStore
 from manifold_lab.execution.workers import DIED, run_in_workers, terminate_on_signals
 from manifold_lab.spec.load import Spec
 from manifold_lab.spec.sources import display_path
-from manifold_lab.spec.sweep import PlannedRun, format_values, plan
+from manifold_lab.spec.sweep import PlannedRun, format_values, plan, run_indices
 
 __all__ = ["ReportWriter", "RunSummary", "check_metrics", "check_plan", "execute_run", "pending_runs", "run_experiment",
            "to_jsonable"]
@@ -85,6 +85,8 @@ def command_line(spec: Spec, out: str | os.PathLike | None, reference: bool = Fa
         words += ["--reference"]
     if spec.no_reuse:
         words += ["--no-reuse"]
+    if spec.runs:
+        words += ["--runs", spec.runs]
     if batch_runs > 1:
         words += ["--batch-runs", str(batch_runs)]
     if not reference:
@@ -106,6 +108,15 @@ def pending_runs(store: ResultsStore, selected: list[PlannedRun], force: bool, s
         summary.reused = len(reused)
         todo = [r for r in todo if r.run_id not in reused]
     return todo
+
+
+def chosen(spec: Spec, pending: list[PlannedRun], select=None) -> list[PlannedRun]:
+    """The runs of ``pending`` this invocation starts: those of ``spec.runs`` (``run --runs``: all without it),
+    then what the caller's ``select`` keeps (a suite's gate, a campaign's group)."""
+    if spec.runs:
+        indices = run_indices(spec.runs, len(spec.points) * len(spec.seeds))
+        pending = [r for r in pending if r.index in indices]
+    return pending if select is None else select(pending)
 
 
 def results_folders(spec: Spec, out: str | os.PathLike | None, reference: bool,
@@ -194,7 +205,7 @@ def run_experiment(
         store.write_plan(spec.resolved(), command_line(spec, None if reference else out, reference, batch_runs),
                          [asdict(r) for r in runs])
         pending = pending_runs(store, selected, force, summary, others)
-        todo = pending if select is None else select(pending)
+        todo = chosen(spec, pending, select)
         summary.deferred = len(pending) - len(todo)
         # the runs ``select`` leaves for later are not this invocation's: neither to do nor complete
         total = len(selected) - (len(pending) - len(todo))

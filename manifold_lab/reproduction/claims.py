@@ -145,7 +145,7 @@ PAIRED_CLAIMS = {
         (ONE.STUDY,),
         arms=(("none", ONE.STUDY, "test_acc", ONE.NONE),
               *((f"block_{n}", ONE.STUDY, "test_acc", ONE.block(n)) for pair in ONE.CPU_STAGES for n in pair)),
-        rule=PAIRED_RULES["one_block"]),
+        rule=PAIRED_RULES["one_block"], command=ONE.COMMAND),
     "injective": ClaimSpec(
         "Beyond the paper: an injective non-linear bottleneck costs (almost) nothing, so the ReLU6 penalty is "
         "information loss",
@@ -202,7 +202,7 @@ ROWS = {
         "Beyond the paper: a block's branch loss predicts the ReLU6 penalty of that block",
         "Implied by section 3.2 (the penalty comes from information lost in the bottleneck), never tested; "
         "replaces the withdrawn probe correlation; pre-registered in experiments/one_block_penalty_cifar10.yaml",
-        f"manifold-lab run experiments/{ONE.STUDY}.yaml",
+        ONE.COMMAND,
         "branch loss = 1 - held-out ridge R^2 of block N's bottleneck pre-activation from its ReLU6 output (probe of "
         "the trained block_N network), penalty = acc(none) - acc(block_N), both means over 7 seeds",
         "block_correlation", ONE.STUDY, {"stages": ONE.CPU_STAGES}),

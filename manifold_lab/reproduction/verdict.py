@@ -134,7 +134,9 @@ class ClaimSpec:
     ``setting`` is replaced by the values of the dotted parameter KEY over the first study's done runs.
     ``rule``: a pre-registered rule ``rule(spec, evaluated tests, results) -> (text, verdict)`` (from
     ``rules.PAIRED_RULES``) that draws the row's verdict from its evaluated tests (and adds its own
-    description), instead of the weakest verdict of the tests.
+    description), instead of the weakest verdict of the tests. ``command``: the command that regenerates
+    the row's runs when it is not ``manifold-lab run experiments/<study>.yaml`` of each study (a part of a
+    study: ``--runs``).
     """
 
     claim: str
@@ -148,6 +150,7 @@ class ClaimSpec:
     stale: tuple = ()
     matched: tuple = ()
     rule: Any = None
+    command: str = ""
 
 
 @dataclass
@@ -413,5 +416,6 @@ def evaluate(specs, results: str | Path = "results") -> list[Claim]:
         setting = re.sub(r"\{param:([\w.]+)\}", lambda m: _param_values(results, spec.studies[0], m.group(1)),
                          spec.setting.replace("{width}", _width_of(results, spec.studies[0])))
         rows.append(Claim(spec.claim, spec.paper, f"{setting}: " + "; ".join(parts), verdict,
-                          "; ".join(f"manifold-lab run experiments/{s}.yaml" for s in spec.studies), rs))
+                          spec.command or "; ".join(f"manifold-lab run experiments/{s}.yaml" for s in spec.studies),
+                          rs))
     return rows

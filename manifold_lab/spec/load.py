@@ -121,7 +121,9 @@ class Spec:
     user's runs go, ``runs/<name>``; ``reference`` the committed results folder.
     ``launcher`` is a ``LauncherConfig`` or None when absent. ``no_reuse``: ``run
     --no-reuse`` ignores the ``reuse:`` folders (``reuse`` is then empty), and the
-    recorded command says so.
+    recorded command says so. ``runs``: ``run --runs`` (``sweep.run_indices``), the part of
+    the plan this invocation trains (a pre-registered part of a study); the recorded command
+    says so.
     """
 
     name: str
@@ -141,6 +143,7 @@ class Spec:
     contrast: dict | None = None
     jobs: int = 1
     no_reuse: bool = False
+    runs: str | None = None
 
     def resolved(self) -> dict:
         """The spec as one self-contained mapping (no includes), for ``spec.yaml``."""

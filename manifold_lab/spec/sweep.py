@@ -19,9 +19,12 @@ import copy
 import hashlib
 import itertools
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from manifold_lab.errors import UsageError
 
 RUN_ID_LENGTH = 12
 
@@ -87,6 +90,23 @@ def plan(spec) -> list[PlannedRun]:
             runs.append(PlannedRun(index=len(runs), run_id=run_id(spec.kind.name, params, seed), point=p,
                                    sweep_values=dict(point.values), seed=seed, params=params))
     return runs
+
+
+def run_indices(text: str, n_runs: int) -> frozenset[int]:
+    """The plan indices that ``run --runs TEXT`` selects: comma-separated indices and inclusive ranges, e.g.
+    ``0-48`` or ``0-10,12,20-24`` (as Slurm's ``--array``); one ``UsageError`` line otherwise, or when an index
+    is outside the plan (runs ``0..n_runs - 1``)."""
+    chosen: set[int] = set()
+    for part in str(text).split(","):
+        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not m or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
+            raise UsageError(f"--runs {text!r}: expected run indices and ranges like 0-48 or 0-10,12,20-24 "
+                             "(the indices of --list)")
+        low, high = int(m.group(1)), int(m.group(2) or m.group(1))
+        if high >= n_runs:
+            raise UsageError(f"--runs {text!r}: run {high} is out of range: the plan has runs 0..{n_runs - 1}")
+        chosen.update(range(low, high + 1))
+    return frozenset(chosen)
 
 
 def format_values(values: Mapping[str, Any]) -> str:
