@@ -251,19 +251,36 @@ def test_resubmitting_skips_the_runs_an_earlier_array_still_has_queued(tmp_path,
 @pytest.mark.slow
 def test_when_squeue_cannot_say_the_earlier_jobs_runs_are_not_submitted_twice(tmp_path):
     """squeue fails (the controller does not answer): the 3 runs job 4242 was given may still be queued, so a
-    rerun submits none of them and says why; --force submits them."""
+    rerun submits none of them and says why, except a run whose folder shows it ended; the submissions of another
+    experiment in the same log folder hold nothing; --force submits them."""
     bin_dir, env = queued_setup(tmp_path)
     (bin_dir / "squeue").write_text('#!/bin/sh\necho "slurm_load_jobs error: Unable to contact slurm controller" >&2\n'
                                     "exit 1\n")
     again = ml("run", "s.yaml", "--launcher", "slurm", cwd=tmp_path, env=env)
     assert again.returncode == 0, again.stderr
-    assert "e: 3 runs: 0 submitted, 0 already done, 3 still queued or running in an earlier job" in again.stdout
+    assert "e: 3 runs: 0 submitted, 0 already done, 3 possibly still queued in an earlier job (squeue did not " \
+           "answer)" in again.stdout
     assert "squeue cannot say whether job(s) 4242 of this experiment are still queued; their unfinished runs are " \
            "not submitted again" in again.stderr
     assert not (bin_dir / "sbatch.4243.sh").exists()
+    # a run whose folder records its end (failed) is no longer queued: it alone is submitted again
+    (run_id,) = [r["run_id"] for r in json.loads((tmp_path / "runs" / "e" / "plan.json").read_text())["runs"]
+                 if r["seed"] == 1]
+    run_dir = tmp_path / "runs" / "e" / "runs" / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "status.json").write_text(json.dumps({"status": "failed", "error": "boom", "seconds": 1.0}))
+    again = ml("run", "s.yaml", "--launcher", "slurm", cwd=tmp_path, env=env)
+    assert "e: 3 runs: 1 submitted, 0 already done, 2 possibly still queued" in again.stdout, again.stderr
+    log = tmp_path / "runs" / "e" / "submitit" / "submissions.jsonl"
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r[1] for r in lines[-1]["runs"]] == [run_id] and lines[-1]["experiment"] == "e"
+    # another experiment's submission in the same log folder does not hold this one's runs
+    log.write_text("".join(json.dumps({**line, "experiment": "other"}) + "\n" for line in lines))
+    again = ml("run", "s.yaml", "--launcher", "slurm", cwd=tmp_path, env=env)
+    assert "e: 3 runs: 3 submitted" in again.stdout, again.stderr
     forced = ml("run", "s.yaml", "--launcher", "slurm", "--force", cwd=tmp_path, env=env)
     assert forced.returncode == 0 and "3 submitted" in forced.stdout, forced.stderr
-    assert (bin_dir / "sbatch.4243.sh").exists()
+    assert (bin_dir / "sbatch.4245.sh").exists()
 
 
 def test_damaged_lines_of_the_submission_log_are_skipped_not_raised(tmp_path):

@@ -152,6 +152,7 @@ def test_campaign_stops_and_continues(tmp_path, monkeypatch, capsys):
 #: part A has two arms of two seeds; the gate's arm (identity) is the pilot
 TWO_ARMS = "model.bottleneck_act: [identity, relu6], seeds: [0, 1]"
 GATE = "{after: camp_a, arm: {model.bottleneck_act: identity}, metric: test_acc, at_least: %s, why: 'revise the recipe | a pipe'}"
+GATE_B = "{after: camp_b, arm: {model.shortcut: sandglass}, metric: test_acc, at_least: 0}"
 
 
 @pytest.mark.parametrize("gates, message", [
@@ -281,8 +282,9 @@ def test_campaign_passes_a_lowered_gate(tmp_path, capsys):
 # --------------------------------------------------------------------------- gates in `manifold-lab run SUITE`
 def test_run_suite_trains_the_pilot_first_then_stops_at_a_failing_gate(tmp_path, capsys):
     """`manifold-lab run` of the suite honours its gates as the campaign does: the pilot's 2 runs alone, then
-    the stop line (exit status 1) before A's relu6 arm and B; lowered to 0, the next call runs the rest."""
-    path, out = write_campaign(tmp_path, sweep_a=TWO_ARMS, gates=f"[{GATE % 1.01}]"), tmp_path / "out"
+    the stop line (exit status 1) before A's relu6 arm and B (B's folder untouched, though B has a gate of its
+    own); lowered to 0, the next call runs the rest."""
+    path, out = write_campaign(tmp_path, sweep_a=TWO_ARMS, gates=f"[{GATE % 1.01}, {GATE_B}]"), tmp_path / "out"
     assert main(["run", str(path), "--out", str(out)]) == 1
     printed = capsys.readouterr().out
     assert "camp_a: 4 runs: 2 done, 0 skipped, 0 failed, 2 left for later" in printed
@@ -292,7 +294,7 @@ def test_run_suite_trains_the_pilot_first_then_stops_at_a_failing_gate(tmp_path,
     assert not (out / "camp_b").exists()
     assert re.search(r"camp_a: stopped at the gate after camp_a: model.bottleneck_act=identity mean test_acc "
                      r"0\.\d{4} < 1.01 over 2 runs; revise the recipe", printed)
-    write_campaign(tmp_path, sweep_a=TWO_ARMS, gates=f"[{GATE % 0.0}]")
+    write_campaign(tmp_path, sweep_a=TWO_ARMS, gates=f"[{GATE % 0.0}, {GATE_B}]")
     assert main(["run", str(path), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "camp_a: 4 runs: 2 done, 2 skipped, 0 failed" in printed and "camp_b: 1 runs: 1 done" in printed
@@ -300,12 +302,16 @@ def test_run_suite_trains_the_pilot_first_then_stops_at_a_failing_gate(tmp_path,
 
 @pytest.mark.slow
 def test_run_suite_passes_a_gate_in_one_call(tmp_path, capsys):
-    """A gate at 0: one call trains the pilot, finds the gate passed, then the rest of A and B."""
+    """A gate at 0: one call trains the pilot, finds the gate passed, then the rest of A and B; with --force too,
+    and the pilot's runs are trained once, not again with the rest; a second call finds everything done."""
     path, out = write_campaign(tmp_path, sweep_a=TWO_ARMS, gates=f"[{GATE % 0.0}]"), tmp_path / "out"
-    assert main(["run", str(path), "--out", str(out)]) == 0
+    assert main(["run", str(path), "--out", str(out), "--force"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("camp_")]
     assert lines == ["camp_a: 4 runs: 2 done, 0 skipped, 0 failed, 2 left for later",
                      "camp_a: 4 runs: 2 done, 2 skipped, 0 failed", "camp_b: 1 runs: 1 done, 0 skipped, 0 failed"]
+    assert main(["run", str(path), "--out", str(out)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("camp_")]
+    assert lines == ["camp_a: 4 runs: 0 done, 4 skipped, 0 failed", "camp_b: 1 runs: 0 done, 1 skipped, 0 failed"]
 
 
 def test_run_suite_through_slurm_submits_only_the_pilot_until_its_gate_is_passed(tmp_path, capsys, monkeypatch):

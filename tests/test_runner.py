@@ -185,14 +185,24 @@ def test_runs_trains_only_that_part_of_the_plan_and_records_it(tmp_path, capsys,
         assert not root.exists()
     assert main(["run", "s.yaml", "--runs", "1-2,4", "--run-index", "1", "--out", str(root)]) == 2
     assert "give one" in capsys.readouterr().err and not root.exists()
+    assert main(["run", "s.yaml", "--runs", "1-2,4", "--dry-run", "--out", str(root)]) == 0
+    listed = capsys.readouterr().out
+    assert "= 6 runs; --runs 1-2,4: 3 of them; 0 done, 3 to run" in listed
+    assert [line.split()[0] for line in listed.splitlines()[2:]] == ["1", "2", "4"] and not root.exists()
     assert main(["run", "s.yaml", "--runs", "1-2,4", "--out", str(root)]) == 0
     assert "r: 6 runs: 3 done, 0 skipped, 0 failed, 3 left for later" in capsys.readouterr().out
+    # --force on another part: the complete runs outside it are skipped, not left for later
+    before = {p.parent.name: p.stat().st_mtime_ns for p in metrics_files(root)}
+    assert main(["run", "s.yaml", "--runs", "0-1", "--force", "--out", str(root)]) == 0
+    assert "r: 6 runs: 2 done, 2 skipped, 0 failed, 2 left for later" in capsys.readouterr().out
     ids = [r.run_id for r in plan(load_spec(tmp_path / "s.yaml"))]
-    assert sorted(p.parent.name for p in metrics_files(root)) == sorted([ids[1], ids[2], ids[4]])
-    command = "manifold-lab run s.yaml --runs 1-2,4 --out out"
+    assert sorted(p.parent.name for p in metrics_files(root)) == sorted([ids[0], ids[1], ids[2], ids[4]])
+    after = {p.parent.name: p.stat().st_mtime_ns for p in metrics_files(root)}
+    assert [ids.index(i) for i in sorted(after, key=ids.index) if after[i] != before.get(i)] == [0, 1]  # redone
+    command = "manifold-lab run s.yaml --runs 0-1 --out out"  # --force is no part of what regenerates it
     assert yaml.safe_load((root / "spec.yaml").read_text())["command"] == command
     report = (root / "report.md").read_text()
-    assert "6 runs: 3 done, 0 failed, 3 not run" in report and f"    {command}\n" in report
+    assert "6 runs: 4 done, 0 failed, 2 not run" in report and f"    {command}\n" in report
 
 
 @pytest.mark.slow

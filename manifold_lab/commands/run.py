@@ -102,9 +102,10 @@ def _print_plan(spec, runs, root, header: bool) -> None:
                       if found else "todo")
     if header:
         print(f"experiment {spec.name}: kind {spec.kind.name}, results in {display_path(root)}")
-        print(f"{len(spec.points)} grid point(s) x {len(spec.seeds)} seed(s) = {len(runs)} runs; "
-              f"{states.count('done')} done, {len(runs) - states.count('done')} to run")
-    width = len(str(max(len(runs) - 1, 0)))
+        part = f"; --runs {spec.runs}: {len(runs)} of them" if spec.runs else ""
+        print(f"{len(spec.points)} grid point(s) x {len(spec.seeds)} seed(s) = {len(spec.points) * len(spec.seeds)} "
+              f"runs{part}; {states.count('done')} done, {len(runs) - states.count('done')} to run")
+    width = len(str(max((r.index for r in runs), default=0)))
     for run, state in zip(runs, states):
         print(f"{run.index:>{width}}  {run.run_id}  {state:<8}  seed={run.seed}  {format_values(run.sweep_values)}")
 
@@ -135,10 +136,10 @@ def _run_suite(args: argparse.Namespace) -> int:
             run(args_part)
             continue
         warn_traps(spec)
-        gates = part_gates(suite, n, root)
+        gates, ran = part_gates(suite, n, root), frozenset()
         while True:  # the suite's gates (manifold_lab.execution.gates): a pilot first, the rest once it passed
-            gate = GateFilter(spec.name, gates)
-            if all(g.after != spec.name for g, _, _ in gates) and gate([]) == [] and gate.why is not None:
+            gate = GateFilter(spec.name, gates, exclude=ran)  # a run is started once per call, --force or not
+            if gate.holds_everything():
                 break  # a gate of an earlier part holds every run of this one: its folder is not touched
             if args.launcher:
                 summary = _launch(args, spec, root / spec.name, select=gate)
@@ -150,6 +151,7 @@ def _run_suite(args: argparse.Namespace) -> int:
                 lines.setdefault(spec.name, []).append(summary.line(spec.name))
                 print(lines[spec.name][-1])
             status = max(status, 1 if summary.failed or summary.report_error else 0)
+            ran |= {r.run_id for r in gate.chosen}
             if not (gate.restricted and gate.why is None and waits
                     and all(st.state != "pending" for _, st in gate.states())):
                 break  # else the pilot's runs settled its gate: the rest of the part now, or the gate's stop
@@ -258,6 +260,11 @@ def run(args: argparse.Namespace) -> int:
     if args.list or args.dry_run:
         runs = plan(spec)
         check_plan(runs)
+        if spec.runs:  # the part --runs chooses
+            from manifold_lab.spec.sweep import run_indices
+
+            indices = run_indices(spec.runs, len(runs))
+            runs = [r for r in runs if r.index in indices]
         if args.dry_run:  # the clash the run refuses (another experiment's folder)
             from manifold_lab.execution.ownership import check_owner
 

@@ -123,24 +123,36 @@ class GateFilter:
     runs: ``restricted``), else the ``gate_line`` of the gate that holds everything (``status`` 1 for a failed
     gate, 0 for a pending one) and nothing is returned."""
 
-    def __init__(self, part: str, gates: list[tuple]):
-        self.part, self.gates = part, gates
+    def __init__(self, part: str, gates: list[tuple], exclude: frozenset[str] = frozenset()):
+        self.part, self.gates, self.exclude = part, gates, exclude  # exclude: run ids this call already ran
         self.why: str | None = None
         self.status = 0
         self.restricted = False
+        self.chosen: list[PlannedRun] = []
 
     def states(self) -> list[tuple]:
         """``(gate, GateState)`` of every gate that is not passed."""
         return [(g, st) for g, spec, folder in self.gates if (st := gate_state(g, spec, folder)).state != "passed"]
 
-    def __call__(self, todo: list[PlannedRun]) -> list[PlannedRun]:
+    def holds_everything(self) -> bool:
+        """Whether a gate of an earlier part is not passed: no run of this part may start (``why`` is then set)."""
         closed = self.states()
-        if not closed:
-            return todo
+        if any(g.after != self.part for g, _ in closed):
+            self._shut(closed)
+            return True
+        return False
+
+    def _shut(self, closed: list[tuple]) -> None:
+        shut = next((c for c in closed if c[1].state == "failed"), closed[0])
+        self.why, self.status = gate_line(*shut), 1 if shut[1].state == "failed" else 0
+
+    def __call__(self, todo: list[PlannedRun]) -> list[PlannedRun]:
+        todo = [r for r in todo if r.run_id not in self.exclude]
+        closed = self.states()
         kept = [r for r in todo if all(g.after == self.part and r.run_id in st.run_ids for g, st in closed)]
         self.restricted = len(kept) < len(todo)
-        shut = next((c for c in closed if c[1].state == "failed"), None) or (None if kept else closed[0])
-        if shut is not None:
-            self.why, self.status = gate_line(*shut), 1 if shut[1].state == "failed" else 0
+        if closed and (not kept or any(st.state == "failed" for _, st in closed)):
+            self._shut(closed)
             return []
+        self.chosen = kept
         return kept

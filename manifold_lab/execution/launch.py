@@ -60,6 +60,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from io import StringIO
 from pathlib import Path
@@ -95,6 +96,7 @@ class LaunchSummary(RunSummary):
 
     submitted: int = 0
     queued: int = 0
+    queued_known: bool = True  # squeue answered (else the queued runs are those that may still be queued)
     job_id: str | None = None
     folder: Path | None = None
     waited: bool = False
@@ -104,7 +106,8 @@ class LaunchSummary(RunSummary):
         if self.reused:
             text += f", {self.reused} reused"
         if self.queued:
-            text += f", {self.queued} still queued or running in an earlier job"
+            text += (f", {self.queued} still queued or running in an earlier job" if self.queued_known else
+                     f", {self.queued} possibly still queued in an earlier job (squeue did not answer)")
         if self.deferred:
             text += f", {self.deferred} left for later"
         if self.waited and self.submitted:
@@ -194,29 +197,40 @@ def _submissions(folder: Path) -> list[dict]:
     return out
 
 
-def queued_runs(folder: Path, name: str, force: bool = False) -> dict[str, str]:
-    """``{run id: job id}`` of the runs that an earlier Slurm submission of experiment ``name`` recorded in
-    ``folder`` still has queued or running (``squeue``). When squeue cannot say, every run an earlier submission
-    recorded, with a warning: submitting them again could run them twice (with ``force``: none, the user asked
-    for every run)."""
-    records = {r["job_id"]: r["runs"] for r in _submissions(folder)}
+def queued_runs(folder: Path, name: str, force: bool = False,
+                ended: Callable[[str], bool] = lambda run_id: False) -> tuple[dict[str, str], bool]:
+    """``({run id: job id}, known)``: the runs that an earlier Slurm submission of experiment ``name`` recorded in
+    ``folder`` still has queued or running (``squeue``; ``known`` True). When squeue cannot say (``known``
+    False), every run an earlier submission of this experiment recorded whose folder shows no end (``ended``:
+    failed, diverged), with a warning: submitting them again could run them twice (with ``force``: none, the
+    user asked for every run)."""
+    subs = [r for r in _submissions(folder) if r.get("experiment", name) == name]
+    records = {r["job_id"]: r["runs"] for r in subs}
     listed = squeue(sorted(records)) if records else {}
     if listed is None:
         jobs = ", ".join(sorted(records, key=int))
         if force:
             print(f"warning: squeue cannot say whether job(s) {jobs} of this experiment are still queued; "
                   "--force submits their unfinished runs again", file=sys.stderr)
-            return {}
+            return {}, False
         print(f"warning: squeue cannot say whether job(s) {jobs} of this experiment are still queued; their "
-              "unfinished runs are not submitted again (rerun once squeue answers, or pass --force to submit them "
-              "anyway)", file=sys.stderr)
-        return {str(run[1]): job for job, runs in records.items() for run in runs}
+              "unfinished runs are not submitted again (rerun once squeue answers; --force submits them too, but "
+              "also redoes every completed run)", file=sys.stderr)
+        return {str(run[1]): job for job, runs in records.items() for run in runs if not ended(str(run[1]))}, False
     out = {}
     for (job, task), job_name in listed.items():
         runs = records.get(job, [])
         if job_name == f"ml-{name}" and (task or 0) < len(runs):
             out[str(runs[task or 0][1])] = job
-    return out
+    return out, True
+
+
+def _ended(store, run_id: str) -> bool:
+    """Whether run ``run_id``'s folder records an end that is not done (failed, diverged): no job runs it now."""
+    with contextlib.suppress(OSError, ValueError):
+        status = json.loads(io.read_bytes(store.run_dir(run_id) / "status.json", what="a run's status"))
+        return isinstance(status, dict) and status.get("status") in ("failed", "diverged")
+    return False
 
 
 def _outcome(store, run) -> tuple[str, str | None] | None:
@@ -293,9 +307,10 @@ def _new_submission_folder(folder: Path) -> Path:
                          f"({exc.strerror or exc}); choose another folder") from None
 
 
-def _record_submission(folder: Path, sub: Path, job_id: str, launcher: str, runs: list, cfg: LauncherConfig) -> None:
+def _record_submission(folder: Path, sub: Path, job_id: str, launcher: str, runs: list, cfg: LauncherConfig,
+                       name: str) -> None:
     """Append one line to ``folder/submissions.jsonl`` (launcher settings redacted: ``provenance.redact``)."""
-    line = json.dumps({"job_id": job_id, "launcher": launcher, "folder": sub.name,
+    line = json.dumps({"job_id": job_id, "experiment": name, "launcher": launcher, "folder": sub.name,
                        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "runs": [[r.index, r.run_id] for r in runs],
                        "launcher_config": provenance.redact(cfg.model_dump())})
     fd = io.open_nofollow(folder / "submissions.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
@@ -415,9 +430,9 @@ def launch(spec, launcher: str, *, out: str | os.PathLike | None = None, wait: b
         check_owner(store.root, spec.name, spec.kind.name, spec.source, replace=replace)
         store.remove_temporaries()
         todo = pending_runs(store, runs, force, summary, others)
-        kept = chosen(spec, todo, select)
-        summary.deferred, todo = len(todo) - len(kept), kept
-        queued = queued_runs(folder, spec.name, force) if todo and not local else {}
+        todo = chosen(spec, store, todo, summary, select)
+        queued, summary.queued_known = queued_runs(folder, spec.name, force, lambda i: _ended(store, i)) \
+            if todo and not local else ({}, True)
         summary.queued = sum(r.run_id in queued for r in todo)
         todo = [r for r in todo if r.run_id not in queued]
         sub, executor = None, None
@@ -439,7 +454,7 @@ def launch(spec, launcher: str, *, out: str | os.PathLike | None = None, wait: b
         if todo:
             summary.job_id = submitted[0].job_id.split("_")[0] if submitted else \
                 _wait_local(executor, tasks, todo, jobs, store, summary)
-            _record_submission(folder, sub, summary.job_id, launcher, todo, cfg)
+            _record_submission(folder, sub, summary.job_id, launcher, todo, cfg, spec.name)
         if submitted:
             _print_submitted(summary, sub, len(todo), cfg)
         if local and report is not None:

@@ -110,13 +110,21 @@ def pending_runs(store: ResultsStore, selected: list[PlannedRun], force: bool, s
     return todo
 
 
-def chosen(spec: Spec, pending: list[PlannedRun], select=None) -> list[PlannedRun]:
+def chosen(spec: Spec, store: ResultsStore, pending: list[PlannedRun], summary, select=None) -> list[PlannedRun]:
     """The runs of ``pending`` this invocation starts: those of ``spec.runs`` (``run --runs``: all without it),
-    then what the caller's ``select`` keeps (a suite's gate, a campaign's group)."""
+    then what the caller's ``select`` keeps (a suite's gate, a campaign's group). Of the others,
+    ``summary.deferred`` counts those not complete (left for later), ``summary.skipped`` the complete ones
+    (``--force`` puts them in ``pending``)."""
+    todo = pending
     if spec.runs:
         indices = run_indices(spec.runs, len(spec.points) * len(spec.seeds))
-        pending = [r for r in pending if r.index in indices]
-    return pending if select is None else select(pending)
+        todo = [r for r in todo if r.index in indices]
+    todo = todo if select is None else select(todo)
+    ids = {r.run_id for r in todo}
+    left = [r for r in pending if r.run_id not in ids]
+    summary.deferred = sum(not store.is_complete(r.run_id) for r in left)
+    summary.skipped += len(left) - summary.deferred
+    return todo
 
 
 def results_folders(spec: Spec, out: str | os.PathLike | None, reference: bool,
@@ -205,8 +213,7 @@ def run_experiment(
         store.write_plan(spec.resolved(), command_line(spec, None if reference else out, reference, batch_runs),
                          [asdict(r) for r in runs])
         pending = pending_runs(store, selected, force, summary, others)
-        todo = chosen(spec, pending, select)
-        summary.deferred = len(pending) - len(todo)
+        todo = chosen(spec, store, pending, summary, select)
         # the runs ``select`` leaves for later are not this invocation's: neither to do nor complete
         total = len(selected) - (len(pending) - len(todo))
         _execute_all(spec, todo, store, jobs, summary, total=total, fresh=force, batch_runs=batch_runs)

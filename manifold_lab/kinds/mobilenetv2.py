@@ -343,7 +343,7 @@ def report(ctx: ReportContext) -> list[ReportItem]:
         plt.close(fig)
         items.append(ReportItem("Positive channels per ReLU layer (Figure 7 style)", figure="figures/relu_stats.png",
                                 caption="first seed of each variant; fraction of channels positive per Figure 7 layer (the "
-                                        "table's layers: a non-linear bottleneck's own activations *.act3 are "
+                                        "table's layers: a non-linear bottleneck's own activations, act3, are "
                                         "not drawn); "
                                         "dashed: today's threshold d / C of each layer (as in the table below); "
                                         + "; ".join(sorted({_sample_text(d, step0=False) for _, _, d in stats}))
