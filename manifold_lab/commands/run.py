@@ -17,7 +17,7 @@ from manifold_lab.errors import UsageError
 from manifold_lab.execution.batch import GPU_BATCH_RUNS, default_batch_runs
 from manifold_lab.execution.store import ResultsStore
 from manifold_lab.spec import display_path, load_spec
-from manifold_lab.spec.sweep import format_values, plan
+from manifold_lab.spec.sweep import format_values, plan, run_indices
 
 HELP = "run or resume the experiment of a YAML spec (skips completed runs), then write its report"
 
@@ -245,8 +245,6 @@ def run(args: argparse.Namespace) -> int:
         return _run_suite(args)
     spec = load_spec(args.spec, args.overrides, allow_long=args.allow_long)
     if args.runs is not None:  # refused before anything is written
-        from manifold_lab.spec.sweep import run_indices
-
         run_indices(args.runs, len(spec.points) * len(spec.seeds))
         spec = dataclasses.replace(spec, runs=args.runs.replace(" ", ""))
     if args.print_config:
@@ -261,8 +259,6 @@ def run(args: argparse.Namespace) -> int:
         runs = plan(spec)
         check_plan(runs)
         if spec.runs:  # the part --runs chooses
-            from manifold_lab.spec.sweep import run_indices
-
             indices = run_indices(spec.runs, len(runs))
             runs = [r for r in runs if r.index in indices]
         if args.dry_run:  # the clash the run refuses (another experiment's folder)
