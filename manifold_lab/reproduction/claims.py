@@ -62,8 +62,8 @@ PAIRED_CLAIMS = {
         "CPU subset)",
         "ImageNet, 16 GPUs, fully trained networks (Figure 6a); this row is the subset, not the full-data study",
         f"{_CIFAR}, width {{width}}, the 10,000-image training subset, {{param:train.epochs}} epochs, the full test "
-        "split, 5 pre-registered seeds per arm, no verdict before all have run or unless every run ends at 99% clean "
-        "train accuracy; pre-registered in experiments/figure6a_converged_subset_cifar10.yaml",
+        "split, 5 pre-registered seeds per arm, no verdict before all have run and none unless every run ends at 99% "
+        "clean train accuracy; pre-registered in experiments/figure6a_converged_subset_cifar10.yaml",
         (PairedTest("linear - relu6", _SUBSET, "test_acc", _LIN, _RELU6, all_planned=True),),
         (_SUBSET,),
         arms=(("linear", _SUBSET, "test_acc", _LIN), ("relu6", _SUBSET, "test_acc", _RELU6)),
