@@ -112,7 +112,7 @@ def test_the_injective_rule_can_give_each_preregistered_answer(tmp_path, injecti
     assert row.verdict == expected
     assert len(row.tests) == 5 and all(t.summary["n"] == 5 for t in row.tests)
     assert "penalty of relu6 (identity - relu6) = +" in row.ours
-    assert "detectable with 80% power:" in row.ours
+    assert "detectable with 80% power before Holm's adjustment:" in row.ours
     assert f"penalty of elu = {100 * (0.65 - injective):+.2f} points" in row.ours
     assert "branch-level loss, descriptive" in row.ours and "; relu6 0.90 [0.90, 0.90] (n = 5);" in row.ours
 

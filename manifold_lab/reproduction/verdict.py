@@ -189,7 +189,8 @@ class TestResult:
         mixed = (f"; its runs ran on {devices_text(self.devices)}, which differ by themselves "
                  "(see \"Same network, two devices\")") if len(self.devices) > 1 else ""
         detectable = self.detectable()
-        power = "" if math.isnan(detectable) else f", detectable with {POWER:.0%} power: {100 * detectable:.2f} points"
+        power = "" if math.isnan(detectable) else (f", detectable with {POWER:.0%} power before Holm's "
+                                                    f"adjustment: {100 * detectable:.2f} points")
         return f"{self.spec.label} = {_pts(self.summary)}{p}{power} ({self.verdict}{role}{mixed})"
 
 
