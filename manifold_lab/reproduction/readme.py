@@ -95,7 +95,8 @@ The paper trains MobileNetV2 on ImageNet (1.28M images, 224 x 224) for about
 spread. The CIFAR-10 studies here trained where their runs' provenance says ({trained_where(results)}):
 CIFAR-10 (JPEG copy),
 32 x 32 images, {b['per_class']:,} training images per class ({b['train_images']:,} of the 50,000), \
-{b['test_per_class']:,} test images per class ({b['test_images']:,}), the `{b['preset']}` strides, width \
+{b['test_per_class']:,} test images per class ({b['test_images']:,}; all 10,000 where a row says "the full test \
+split"), the `{b['preset']}` strides, width \
 {b['width']:g} (except the width studies), {b['epochs']} epochs of SGD with a cosine schedule \
 ({b['steps']:,} steps of batch {b['batch_size']}, the last incomplete batch of each epoch dropped), \
 channels_last; budget and reasoning in `configs/cifar_cpu_budget.yaml` (these numbers are read from \
@@ -109,9 +110,9 @@ With GPUs, go further with the paper's own recipe:
     manifold-lab run experiments/imagenet_paper_recipe.yaml params.data.root=/path/to/imagenet
     torchrun --nproc_per_node=8 -m manifold_lab train experiments/imagenet_paper_recipe.yaml ...
 
-or the CIFAR studies at full data and longer schedules, for example
-`manifold-lab run experiments/figure6a_linear_bottleneck_cifar10.yaml params.data.subset=null
-params.train.epochs=200 sweep.seeds=[0,1,2,3,4] --out results/figure6a_full`.
+or the converged CIFAR-10 studies (all 50,000 training images, 200 epochs, pre-registered), one lent
+session at a time: `manifold-lab campaign experiments/converged_campaign.yaml --stop-after 12m --reference`
+(README, "A campaign across lent sessions").
 """
 
 
