@@ -25,7 +25,8 @@ REFERENCE_EXPERIMENTS ?= experiments/figure1_spiral.yaml experiments/theorem1_co
 	experiments/figure6b_shortcuts_cifar10.yaml experiments/width_sweep_cifar10.yaml \
 	experiments/bottleneck_width_cifar10.yaml experiments/budget_ladder_cifar10.yaml \
 	experiments/penalty_location_cifar10.yaml experiments/injective_bottleneck_cifar10.yaml \
-	experiments/one_block_penalty_cifar10.yaml experiments/cover_count.yaml experiments/relu_injectivity.yaml
+	experiments/one_block_penalty_cifar10.yaml experiments/cover_count.yaml experiments/relu_injectivity.yaml \
+	experiments/figure6a_converged_subset_cifar10.yaml
 
 .PHONY: install quickstart test test-fast fuzz reference bench clean
 
