@@ -48,11 +48,7 @@ quickstart: $(STAMP)
 # Deterministic: hypothesis examples are derandomized and no example database is kept
 # (tests/conftest.py), so `make test` checks the same inputs as CI on every machine, in
 # whichever of the TEST_JOBS processes a test lands.
-# Timings on a 2-core machine (issue 21; commands and numbers in README.md, "Set-up"):
-#   before: make test about 20 min (issue 21: 22 min on a fresh clone); `pytest -m "not slow"`
-#           14 min 03 s in one process while other work shared the cores (issue 21: about 9 min)
-#   after:  `pytest -m "not slow" -n 2` 27 s idle, 2 min 04 s under load (tests over 4 s measured slow, 2026-12-05); `bash .ci/run` (make test) on a fresh clone,
-#           the machine otherwise quiet: 663 passed, 1 skipped in 10 min 15 s (2026-12-04)
+# Timings on a 2-core machine: README.md, "Set-up" (the commands and the dated numbers).
 test: $(STAMP)
 	$(PYTHON) -m pytest -n $(TEST_JOBS)
 

@@ -98,7 +98,8 @@ CIFAR-10 (JPEG copy),
 {b['test_per_class']:,} test images per class ({b['test_images']:,}; all 10,000 where a row says "the full test \
 split"), the `{b['preset']}` strides, width \
 {b['width']:g} (except the width studies), {b['epochs']} epochs of SGD with a cosine schedule \
-({b['steps']:,} steps of batch {b['batch_size']}, the last incomplete batch of each epoch dropped), \
+({b['steps']:,} steps of batch {b['batch_size']}, the last incomplete batch of each epoch dropped; the \
+budget ladder and the converged subset state their own epochs in their rows), \
 channels_last; budget and reasoning in `configs/cifar_cpu_budget.yaml` (these numbers are read from \
 `{BUDGET_SPEC}`).{minutes} Accuracies are far below the paper's and the networks are
 small-data, few-step networks: a verdict of *inconclusive at this scale* means
