@@ -273,3 +273,28 @@ def test_the_studies_table_says_where_each_study_trained_and_gaps_name_their_met
     assert rows["budget_ladder_cifar10"][3] == "NVIDIA H200"
     assert rows["figure6a_linear_bottleneck_cifar10"][3] == "not recorded"
     assert "gap by epochs (20: +0.00 points" in text and "; gap in clean_train_acc by epochs (20: +10.00 points" in text
+
+
+@pytest.mark.parametrize("key", ["penalty_location", "bottleneck_width", "budget"])
+def test_a_preregistered_study_gives_no_verdict_before_all_its_planned_runs(tmp_path, key):
+    """Their files pre-register the seeds (5, 5, 3): one failed run of the plan withholds the verdict, even where
+    the paired test alone would already have MIN_SEEDS pairs."""
+    spec = C.PAIRED_CLAIMS[key]
+    study = spec.studies[0]
+    factors = {"penalty_location": {"model.bottleneck_act_blocks": ["none", "with_shortcut", "without_shortcut"]},
+               "bottleneck_width": {"model.bottleneck_mult": [0.25, 1.0]},
+               "budget": {"train.epochs": [20, 80]}}[key]
+    (factor, levels), = factors.items()
+    runs = []
+    for level in levels:
+        for act in ("identity", "relu6"):
+            if key == "penalty_location" and (level == "none") != (act == "identity"):
+                continue
+            for s in range(4):
+                values = {factor: level, "model.bottleneck_act": act}
+                acc = 0.6 + 0.05 * (act == "identity") + 0.01 * s
+                failed = (level, act, s) == (levels[-1], "relu6", 3)
+                runs.append((values, s, None if failed else {"test_acc": acc, "clean_train_acc": acc}, None))
+    make_study(tmp_path, study, "mobilenetv2", {**factors, "model.bottleneck_act": ["identity", "relu6"]}, runs)
+    row = V.evaluate([spec], tmp_path)[0]
+    assert row.verdict.startswith("not enough runs yet"), row.verdict

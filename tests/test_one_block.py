@@ -85,7 +85,7 @@ def test_the_cpu_command_trains_exactly_the_runs_of_the_cpu_stages():
                if any(all(r.params["model"][k.split(".")[1]] == v for k, v in arm.items()) for arm in arms)}
     assert len(chosen) == 49 and chosen == in_arms
     assert C.ROWS["block_correlation"].command == C.PAIRED_CLAIMS["one_block"].command == \
-        f"manifold-lab run experiments/one_block_penalty_cifar10.yaml --runs {ONE.CPU_RUNS}"
+        f"manifold-lab run experiments/one_block_penalty_cifar10.yaml --runs {ONE.CPU_RUNS} --reference"
     # make reference runs the same part
     make = (Path(__file__).parents[1] / "Makefile").read_text()
     assert f'*one_block_penalty_cifar10.yaml) part="--runs {ONE.CPU_RUNS}";;' in make

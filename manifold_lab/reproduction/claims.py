@@ -100,7 +100,8 @@ PAIRED_CLAIMS = {
         f"{_CIFAR}, width {{width}}, expanded layers fixed (t k) as the bottleneck narrows; pre-registered in "
         "experiments/bottleneck_width_cifar10.yaml",
         (PairedTest("gap at the narrowest minus gap at the widest bottleneck", "bottleneck_width_cifar10",
-                    "test_acc", _LIN, _RELU6, across="model.bottleneck_mult", alternative="greater"),),
+                    "test_acc", _LIN, _RELU6, across="model.bottleneck_mult", alternative="greater",
+                    all_planned=True),),
         ("bottleneck_width_cifar10",),
         gaps=(("bottleneck_width_cifar10", "test_acc", _LIN, _RELU6, "model.bottleneck_mult", {}),),
         slope=True),
@@ -110,10 +111,10 @@ PAIRED_CLAIMS = {
         f"{_CIFAR}, width {{width}}, linear vs relu6 at several budgets; pre-registered in "
         "experiments/budget_ladder_cifar10.yaml",
         (PairedTest("linear - relu6 at the longest budget", "budget_ladder_cifar10", "test_acc", _LIN, _RELU6,
-                    at=("train.epochs", "last")),
+                    at=("train.epochs", "last"), all_planned=True),
          PairedTest("gap at the shortest minus gap at the longest budget (> 0: the gap shrinks)",
                     "budget_ladder_cifar10", "test_acc", _LIN, _RELU6, across="train.epochs",
-                    role="descriptive")),
+                    role="descriptive", all_planned=True)),
         ("budget_ladder_cifar10",),
         gaps=(("budget_ladder_cifar10", "test_acc", _LIN, _RELU6, "train.epochs", {}),
               ("budget_ladder_cifar10", "clean_train_acc", _LIN, _RELU6, "train.epochs", {})),
@@ -125,11 +126,11 @@ PAIRED_CLAIMS = {
         f"{_CIFAR}, width {{width}}, ReLU6 in all / only shape-changing / only shortcut blocks; pre-registered in "
         "experiments/penalty_location_cifar10.yaml",
         (PairedTest("ReLU6 only with shortcut - ReLU6 only without", "penalty_location_cifar10", "test_acc",
-                    _WHERE["with_shortcut"], _WHERE["without_shortcut"]),
+                    _WHERE["with_shortcut"], _WHERE["without_shortcut"], all_planned=True),
          PairedTest("penalty of ReLU6 without shortcut (none - without_shortcut)", "penalty_location_cifar10",
-                    "test_acc", _WHERE["none"], _WHERE["without_shortcut"], role="descriptive"),
+                    "test_acc", _WHERE["none"], _WHERE["without_shortcut"], role="descriptive", all_planned=True),
          PairedTest("penalty of ReLU6 with shortcut (none - with_shortcut)", "penalty_location_cifar10",
-                    "test_acc", _WHERE["none"], _WHERE["with_shortcut"], role="descriptive")),
+                    "test_acc", _WHERE["none"], _WHERE["with_shortcut"], role="descriptive", all_planned=True)),
         ("penalty_location_cifar10",),
         arms=tuple((k, "penalty_location_cifar10", "test_acc", v) for k, v in _WHERE.items())),
     "one_block": ClaimSpec(
@@ -169,7 +170,7 @@ ROWS = {
     "figure7": Row(
         "Trained layers stay above the invertibility threshold (Figure 7)",
         "ImageNet MobileNetV2: fully trained, all but two ReLU layers have a mean positive-channel count above C/6",
-        "manifold-lab run experiments/figure6a_linear_bottleneck_cifar10.yaml",
+        "manifold-lab run experiments/figure6a_linear_bottleneck_cifar10.yaml --reference",
         f"{_CIFAR}, class-balanced test sample; a layer's margin = its mean positive-channel count / its threshold, "
         "the dimension of the manifold it must keep (manifold_lab/train/relu_stats.py THRESHOLDS: min(k, k') for a "
         "block's expansion and depthwise ReLUs, i.e. C/t when it expands, k' for the t = 1 block; 3 for the stem; "
@@ -180,11 +181,11 @@ ROWS = {
     "theorem1": Row(
         "Theorem 1: ReLU(Bx) keeps the fraction N(m,n)/2^m of an n-dimensional set",
         "Proof in Appendix A (no simulation in the paper)",
-        "manifold-lab theorem", "Monte Carlo on the unit n-ball", "z_within_bound", "theorem1/theorem1.csv"),
+        "manifold-lab theorem --out results/theorem1", "Monte Carlo on the unit n-ball", "z_within_bound", "theorem1/theorem1.csv"),
     "figure1": Row(
         "Figure 1: a 2-D spiral collapses through ReLU in R^2 and R^3 and survives in R^15 and R^30",
         "Figure 1 (pictures only)",
-        "manifold-lab run experiments/figure1_spiral.yaml",
+        "manifold-lab run experiments/figure1_spiral.yaml --reference",
         "collapsed fraction of the spiral (2,000 points, {seeds} seeds)", "collapse_intervals",
         "figure1_spiral/summary.csv", {"collapses": (2, 3), "survives": (15, 30), "below": 0.01}),
     "probe_correlation": Row(

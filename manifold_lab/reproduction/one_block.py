@@ -40,7 +40,7 @@ CPU_STAGES = ((2, 3), (4, 5), (7, 8))
 #: Their runs in the plan (``run --list``): the first 7 arms of the sweep x 7 seeds; the CPU's command trains
 #: these alone (``run --runs``), leaving stages c=96 and c=160 to a device.
 CPU_RUNS = "0-48"
-COMMAND = f"manifold-lab run experiments/{STUDY}.yaml --runs {CPU_RUNS}"
+COMMAND = f"manifold-lab run experiments/{STUDY}.yaml --runs {CPU_RUNS} --reference"
 #: The linear network: "none" is stored as bottleneck_act identity (manifold_lab/train/config.py).
 NONE = {"model.bottleneck_act": "identity"}
 MIN_BLOCKS = 6

@@ -135,8 +135,8 @@ class ClaimSpec:
     ``rule``: a pre-registered rule ``rule(spec, evaluated tests, results) -> (text, verdict)`` (from
     ``rules.PAIRED_RULES``) that draws the row's verdict from its evaluated tests (and adds its own
     description), instead of the weakest verdict of the tests. ``command``: the command that regenerates
-    the row's runs when it is not ``manifold-lab run experiments/<study>.yaml`` of each study (a part of a
-    study: ``--runs``).
+    the row's committed runs when it is not ``manifold-lab run experiments/<study>.yaml --reference`` of each study
+    (a part of a study: ``--runs``).
     """
 
     claim: str
@@ -417,6 +417,6 @@ def evaluate(specs, results: str | Path = "results") -> list[Claim]:
         setting = re.sub(r"\{param:([\w.]+)\}", lambda m: _param_values(results, spec.studies[0], m.group(1)),
                          spec.setting.replace("{width}", _width_of(results, spec.studies[0])))
         rows.append(Claim(spec.claim, spec.paper, f"{setting}: " + "; ".join(parts), verdict,
-                          spec.command or "; ".join(f"manifold-lab run experiments/{s}.yaml" for s in spec.studies),
+                          spec.command or "; ".join(f"manifold-lab run experiments/{s}.yaml --reference" for s in spec.studies),
                           rs))
     return rows
