@@ -181,7 +181,8 @@ ROWS = {
     "theorem1": Row(
         "Theorem 1: ReLU(Bx) keeps the fraction N(m,n)/2^m of an n-dimensional set",
         "Proof in Appendix A (no simulation in the paper)",
-        "manifold-lab theorem --out results/theorem1", "Monte Carlo on the unit n-ball", "z_within_bound", "theorem1/theorem1.csv"),
+        "manifold-lab theorem --out results/theorem1", "Monte Carlo on the unit n-ball", "z_within_bound",
+        "theorem1/theorem1.csv"),
     "figure1": Row(
         "Figure 1: a 2-D spiral collapses through ReLU in R^2 and R^3 and survives in R^15 and R^30",
         "Figure 1 (pictures only)",

@@ -213,10 +213,10 @@ NOT_CONVERGED = "not converged: no verdict"
 def converged_rule(spec, tests: list, results: Path, *, at_least: float = 0.99) -> tuple[str, str]:
     """The rule pre-registered in ``experiments/figure6a_converged_subset_cifar10.yaml``: every run of every arm
     (``spec.arms``) must end with a clean train accuracy (``clean_train_acc``: eval mode, no augmentation) of at
-    least ``at_least``, else *not converged: no verdict* naming the runs below it or without it; converged, ``tests[0]`` decides
-    (*supported* / *contradicted* at Holm-adjusted p < 0.05), and otherwise no difference is detected, with its
-    95% interval. No verdict until every planned run is done (the test's ``all_planned``). Returns ``(text,
-    verdict)``: the arms' final clean train accuracies side by side."""
+    least ``at_least``, else *not converged: no verdict* naming the runs below it or without it; converged,
+    ``tests[0]`` decides (*supported* / *contradicted* at Holm-adjusted p < 0.05), and otherwise no difference is
+    detected, with its 95% interval. No verdict until every planned run is done (the test's ``all_planned``).
+    Returns ``(text, verdict)``: the arms' final clean train accuracies side by side."""
     runs = done_runs(results / spec.studies[0])
     parts, below, total = [], [], 0
     for label, _, metric, params in spec.arms:
@@ -226,7 +226,8 @@ def converged_rule(spec, tests: list, results: Path, *, at_least: float = 0.99) 
         if clean:
             s = describe(list(clean.values()), (0.0, 1.0))
             parts.append(f"{label} {100 * s['mean']:.2f}% (lowest {100 * min(clean.values()):.2f}%, n = {s['n']})")
-        below += [f"{label} seed {seed} {100 * v:.2f}%" if v is not None else f"{label} seed {seed} (clean train accuracy not recorded)"
+        below += [f"{label} seed {seed} {100 * v:.2f}%" if v is not None
+                  else f"{label} seed {seed} (clean train accuracy not recorded)"
                   for seed, v in sorted((seed, clean.get(seed)) for seed in seeds)
                   if v is None or v < at_least]
     text = f"final clean train accuracy (convergence rule: every run at least {at_least:.0%}): " + "; ".join(parts) \
