@@ -144,7 +144,7 @@ def test_campaign_stops_and_continues(tmp_path, monkeypatch, capsys):
     assert [len(i["groups"]) for i in ledger] == [1, 1, 1]
     outcomes = [g["outcome"] for i in ledger for g in i["groups"]]
     assert outcomes[0] == outcomes[2] == "done" and outcomes[1].startswith("stopped after epoch 1 of 3")
-    spent_b = float(_rows(md)["[camp_b](camp_b/report.md)"][4])
+    spent_b = float(_rows(md)["[camp_b](camp_b/report.md)"][5])
     assert spent_b == pytest.approx(sum(json.loads(x)["seconds"] for x in lines) / 60, abs=0.051)
 
 
@@ -334,3 +334,95 @@ def test_run_suite_through_slurm_submits_only_the_pilot_until_its_gate_is_passed
     pilot = {r["run_id"] for r in plan_a if r["params"]["model"]["bottleneck_act"] == "identity"}
     assert [{run_id for _, run_id in s["runs"]} for s in submitted] == [pilot]
     assert not (out / "camp_b").exists()
+
+
+# --------------------------------------------------------------------------- accounting on constructed runs
+def write_reuse_campaign(tmp_path: Path, gates: str = "") -> Path:
+    """Experiment A (the identity arm, seeds 0 and 1) and B (identity and relu6, seeds 0 and 1, ``reuse:
+    [camp_a]``): B's identity runs are A's runs (the same ids), copied, never trained by B. 4 epochs each."""
+    (tmp_path / "a.yaml").write_text(f"include: [{ROOT}/experiments/smoke/figure6a.yaml]\nname: camp_a\n"
+                                     f"params: {{data: {TINY_DATA}, train: {{epochs: 4, relu_stats_images: 10, "
+                                     "clean_train_images: 10}}\n"
+                                     "sweep: {model.bottleneck_act: [identity], seeds: [0, 1]}\ncontrast: null\n")
+    (tmp_path / "b.yaml").write_text("include: [a.yaml]\nname: camp_b\nreuse: [camp_a]\n"
+                                     "sweep: {model.bottleneck_act: [identity, relu6], seeds: [0, 1]}\n")
+    path = tmp_path / "camp.yaml"
+    path.write_text("name: camp\ndescription: B reuses A's runs\nsuite: [a.yaml, b.yaml]\n"
+                    + (f"gates: {gates}\n" if gates else ""))
+    return path
+
+
+def fixed_epochs(monkeypatch, params: dict, seconds: float = 100.0) -> None:
+    """Estimates of ``seconds`` per epoch of a run with ``params`` on any device, no group overhead."""
+    rate = campaign.epoch_images(params) / seconds
+    monkeypatch.setattr(campaign, "THROUGHPUT", {"cpu": {1: rate}, "cuda": {1: rate}})
+    monkeypatch.setattr(campaign, "GROUP_OVERHEAD_S", 0.0)
+
+
+def construct_run(folder: Path, run, seconds: list[float], *, complete: bool = False, checkpoint: bool = False,
+                  provenance: dict | None = None) -> Path:
+    """A run folder as training leaves it: ``metrics.jsonl`` with an epoch's ``seconds`` a line, ``checkpoint.pt``
+    if asked, ``provenance.json`` if given; complete (status done, ``metrics.json``) or still ``running``."""
+    from manifold_lab.execution.store import ResultsStore
+
+    store = ResultsStore(folder)
+    run_dir = store.begin(run.run_id, {})
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps({"epoch": i + 1, "test_acc": 0.5, "seconds": s}) + "\n"
+                                                   for i, s in enumerate(seconds)))
+    if checkpoint:
+        (run_dir / "checkpoint.pt").write_bytes(b"constructed")
+    if provenance is not None:
+        (run_dir / "provenance.json").write_text(json.dumps(provenance))
+    if complete:
+        store.finish(run.run_id, "done", {"test_acc": 0.5, "epochs": len(seconds)}, None, sum(seconds))
+    return run_dir
+
+
+def dry_run(path: Path, out: Path, capsys, *extra: str) -> str:
+    assert main(["campaign", str(path), "--stop-after", "10m", "--out", str(out), "--batch-runs", "1", "--dry-run",
+                 *extra]) == 0
+    printed = capsys.readouterr().out
+    assert not out.exists() or not (out / "campaign.md").exists()  # a dry run writes nothing
+    return printed
+
+
+def reuse_plans(path: Path):
+    from manifold_lab.spec.suite import load_suite
+    from manifold_lab.spec.sweep import plan
+
+    suite = load_suite(path)
+    return [plan(spec) for spec in suite.parts]
+
+
+def test_reused_runs_are_done_or_the_source_parts_not_estimated_twice(tmp_path, monkeypatch, capsys):
+    """B's identity runs are A's: before A trains them they are remaining and estimated in A only (B: reused,
+    neither done nor remaining); once A holds one complete it is done in B too (copied later, never trained);
+    a copy in B's folder spends nothing in B. Estimates: 100 s an epoch, 4 epochs a run."""
+    path, out = write_reuse_campaign(tmp_path), tmp_path / "out"
+    plan_a, plan_b = reuse_plans(path)
+    assert [r.run_id for r in plan_b[:2]] == [r.run_id for r in plan_a]  # the same runs
+    fixed_epochs(monkeypatch, plan_a[0].params)
+    rows = _rows(dry_run(path, out, capsys))
+    # experiment: runs together, planned, done, remaining, reused, min spent, min estimated
+    assert rows["[camp_a](camp_a/report.md)"] == ["1", "2", "0", "2", "0", "0.0", "13.3"]
+    assert rows["[camp_b](camp_b/report.md)"] == ["1", "4", "0", "2", "2", "0.0", "13.3"]
+    # A: seed 0 complete (4 epochs of 60 s), seed 1 checkpointed after 2 epochs (60 s each); B: relu6 seed 0
+    # complete (4 epochs of 30 s), relu6 seed 1 not started
+    construct_run(out / "camp_a", plan_a[0], [60.0] * 4, complete=True, checkpoint=True)
+    construct_run(out / "camp_a", plan_a[1], [60.0] * 2, checkpoint=True)
+    construct_run(out / "camp_b", plan_b[2], [30.0] * 4, complete=True, checkpoint=True)
+    printed = dry_run(path, out, capsys)
+    rows = _rows(printed)
+    assert rows["[camp_a](camp_a/report.md)"] == ["1", "2", "1", "1", "0", "6.0", "3.3"]
+    assert rows["[camp_b](camp_b/report.md)"] == ["1", "4", "2", "1", "2", "2.0", "6.7"]
+    assert (f"- camp_b, reused from camp_a (trained and estimated there, copied here once complete): "
+            f"1 `{plan_a[1].run_id}`\n") in printed
+    assert f"- camp_b: 3 `{plan_b[3].run_id}` (0/4 epochs)\n" in printed
+    # the runner's copy of A's seed 0 into B (its metrics.jsonl too) spends nothing in B
+    from manifold_lab.execution.store import ResultsStore
+
+    assert ResultsStore(out / "camp_b").copy_run_from(ResultsStore(out / "camp_a"), plan_a[0].run_id)
+    printed = dry_run(path, out, capsys)
+    assert _rows(printed)["[camp_b](camp_b/report.md)"] == ["1", "4", "2", "1", "2", "2.0", "6.7"]
+    # the totals count each run trained once: 2 remaining, 10 min estimated
+    assert "| total | | 6 | 3 | 2 | 2 | 8.0 | 10.0 |" in printed

@@ -28,6 +28,12 @@ on a CUDA device, ``batch.default_batch_runs``). Its rules, so that it stops bef
   planned, done and remaining (with the epochs each remaining run has done), the device minutes
   spent according to the runs' records and the minutes estimated for what remains, every gate with
   its rule and state, every invocation (``campaign.json``) and the throughput table.
+- *Reused runs*: a part's ``reuse:`` folders (``runner.reuse_sources``; Figure 6b's bottleneck arm is Figure
+  6a's runs, the same ids) give it runs it never trains: one complete there is done (the runner copies it,
+  ``copied_from`` in its ``status.json``); one that an earlier part of the suite plans into such a folder
+  and has not completed is remaining and estimated in that part only, and listed as reused from it. The
+  estimates thus count every run the campaign trains once, and a copy's epochs are spent where they were
+  trained.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ from manifold_lab import io
 from manifold_lab.errors import UsageError
 from manifold_lab.execution.batch import default_batch_runs, group_runs
 from manifold_lab.execution.gates import GateFilter, gates_section, part_gates
-from manifold_lab.execution.runner import run_experiment
+from manifold_lab.execution.runner import reuse_sources, run_experiment
 from manifold_lab.execution.store import ResultsStore
 from manifold_lab.spec.sources import display_path
 from manifold_lab.spec.sweep import PlannedRun, plan
@@ -178,13 +184,44 @@ def _group_cost(group: list[PlannedRun], root: Path, device: str) -> tuple[float
     return left * epoch + GROUP_OVERHEAD_S, epoch
 
 
-def _spent_and_left(spec, root: Path, device: str, batch_runs: int, groups_of: dict) -> dict:
-    """Per experiment: runs planned / done / remaining, device seconds spent (runs' records) and estimated."""
-    store, runs = ResultsStore(root), plan(spec)
-    done = [r for r in runs if (root / "runs" / r.run_id).is_dir() and store.is_complete(r.run_id)]
-    todo = [r for r in runs if r not in done]
-    spent = 0.0
+def _reuse(suite, n: int, root: Path) -> tuple[list[ResultsStore], dict[str, str]]:
+    """What part ``n`` of ``suite`` copies instead of training (its ``reuse:``, as the runner reads it:
+    ``runner.reuse_sources``): the folders it copies complete runs from, and ``{run id: name}`` of the runs of an
+    earlier part whose folder is one of them (that part trains them first; they are copied here once complete)."""
+    spec = suite.parts[n]
+    sources = reuse_sources(spec, root / spec.name)
+    folders = {s.root.resolve() for s in sources}
+    earlier: dict[str, str] = {}
+    for part in suite.parts[:n]:
+        if (root / part.name).resolve() in folders:
+            for r in plan(part):
+                earlier.setdefault(r.run_id, part.name)
+    return sources, earlier
+
+
+def _spent_and_left(spec, root: Path, device: str, batch_runs: int, groups_of: dict,
+                    sources: list[ResultsStore] = (), earlier: dict[str, str] | None = None) -> dict:
+    """Per experiment: runs planned / done / remaining / reused, device seconds spent (runs' records) and
+    estimated. A run that a reuse source (``sources``) holds complete is done (copied by the runner, never
+    trained here); one that an earlier part (``earlier``: ``_reuse``) plans into a reuse source but has not
+    completed is neither done nor remaining here: that part trains it, and its estimate counts it."""
+    store, runs, earlier = ResultsStore(root), plan(spec), earlier or {}
+    done, todo, reused, awaited = [], [], [], []
     for r in runs:
+        own = (root / "runs" / r.run_id).is_dir() and store.is_complete(r.run_id)
+        copied = own and "copied_from" in _read(root / "runs" / r.run_id / "status.json")
+        elsewhere = not own and any(s.is_complete(r.run_id) for s in sources)
+        if own or elsewhere:
+            done.append(r)
+            reused += [r] if copied or elsewhere else []
+        elif r.run_id in earlier:
+            awaited.append(r)
+        else:
+            todo.append(r)
+    spent, copies = 0.0, {r.run_id for r in reused}
+    for r in runs:
+        if r.run_id in copies:  # trained by the part it is copied from: spent there
+            continue
         prov = _read(root / "runs" / r.run_id / "provenance.json")
         size = (prov.get("batch") or {}).get("size") or groups_of.get(r.run_id, 1)
         spent += sum(epochs_done(root / "runs" / r.run_id)) / size
@@ -193,8 +230,11 @@ def _spent_and_left(spec, root: Path, device: str, batch_runs: int, groups_of: d
     remaining = [f"{r.index} `{r.run_id}` ({len(epochs_done(root / 'runs' / r.run_id))}/"
                  f"{r.params['train']['epochs']} epochs)" if spec.kind.name == "mobilenetv2" else str(r.index)
                  for r in todo]
-    return dict(planned=len(runs), done=len(done), todo=len(todo), spent=spent, estimated=estimated,
-                remaining=remaining)
+    from_parts = {}
+    for r in awaited:
+        from_parts.setdefault(earlier[r.run_id], []).append(f"{r.index} `{r.run_id}`")
+    return dict(planned=len(runs), done=len(done), todo=len(todo), reused=len(reused) + len(awaited), spent=spent,
+                estimated=estimated, remaining=remaining, awaited=from_parts)
 
 
 def _read(path: Path) -> dict:
@@ -327,25 +367,34 @@ def _run_part(spec, out: Path, size: int, device: str, budget: Callable[[], floa
 
 def _markdown(suite, root: Path, device: str, sizes: dict, invocations: list[dict]) -> str:
     groups_of = {i: len(g["run_ids"]) for inv in invocations for g in inv.get("groups", []) for i in g["run_ids"]}
-    rows, remaining, totals = [], [], [0, 0, 0, 0.0, 0.0]
-    for spec in suite.parts:
-        s = _spent_and_left(spec, root / spec.name, device, sizes[spec.name], groups_of)
+    rows, remaining, totals = [], [], [0, 0, 0, 0, 0.0, 0.0]
+    for n, spec in enumerate(suite.parts):
+        s = _spent_and_left(spec, root / spec.name, device, sizes[spec.name], groups_of, *_reuse(suite, n, root))
         rows.append(f"| [{spec.name}]({spec.name}/report.md) | {sizes[spec.name]} | {s['planned']} | {s['done']} | "
-                    f"{s['todo']} | {s['spent'] / 60:.1f} | {s['estimated'] / 60:.1f} |")
-        for i, v in enumerate((s["planned"], s["done"], s["todo"], s["spent"], s["estimated"])):
+                    f"{s['todo']} | {s['reused']} | {s['spent'] / 60:.1f} | {s['estimated'] / 60:.1f} |")
+        for i, v in enumerate((s["planned"], s["done"], s["todo"], s["reused"], s["spent"], s["estimated"])):
             totals[i] += v
         if s["remaining"]:
             remaining.append(f"- {spec.name}: " + ", ".join(s["remaining"]))
+        for part, items in s["awaited"].items():
+            remaining.append(f"- {spec.name}, reused from {part} (trained and estimated there, copied here once "
+                             "complete): " + ", ".join(items))
     lines = [
         f"# Campaign {suite.name}", "",
         f"Written by `manifold-lab campaign {display_path(suite.source)} --stop-after DURATION` after every "
-        "invocation; the next invocation continues where the last one stopped. Device minutes *spent* are the "
-        "epochs' seconds in each run's `metrics.jsonl`, divided by the runs trained together with it; *estimated* "
+        "invocation; the next invocation continues where the last one stopped. *Reused* runs are another "
+        "experiment's (its `reuse:` folders): copied, never trained here; done once complete there, until then "
+        "remaining and estimated in that experiment only (so *remaining* is what this experiment trains itself, "
+        "and the totals of remaining runs and estimated minutes count each run once). Device minutes *spent* are the "
+        "epochs' seconds in each run's `metrics.jsonl`, divided by the runs trained together with it (reused runs "
+        "count where they were trained); *estimated* "
         f"are the epochs left times the images of an epoch (training images plus {EVAL_COST:.2f} of each evaluated "
         f"one) over the images/s below, on this device ({device}).", "",
-        "| experiment | runs together | planned | done | remaining | device min spent | device min estimated |",
-        "|---|---:|---:|---:|---:|---:|---:|", *rows,
-        f"| total | | {totals[0]} | {totals[1]} | {totals[2]} | {totals[3] / 60:.1f} | {totals[4] / 60:.1f} |", "",
+        "| experiment | runs together | planned | done | remaining | reused | device min spent "
+        "| device min estimated |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|", *rows,
+        f"| total | | {totals[0]} | {totals[1]} | {totals[2]} | {totals[3]} | {totals[4] / 60:.1f} | "
+        f"{totals[5] / 60:.1f} |", "",
         "## Remaining runs (index, id, epochs checkpointed)", "", *(remaining or ["none"]), "",
         *gates_section(suite, root),
         "## Invocations", "",
