@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -426,3 +427,62 @@ def test_reused_runs_are_done_or_the_source_parts_not_estimated_twice(tmp_path, 
     assert _rows(printed)["[camp_b](camp_b/report.md)"] == ["1", "4", "2", "1", "2", "2.0", "6.7"]
     # the totals count each run trained once: 2 remaining, 10 min estimated
     assert "| total | | 6 | 3 | 2 | 2 | 8.0 | 10.0 |" in printed
+
+
+def test_spent_comes_from_the_records_without_checkpoints(tmp_path, monkeypatch, capsys):
+    """A committed campaign folder has no checkpoint.pt (git-ignored; a lent machine starts bare): device minutes
+    spent come from metrics.jsonl (metrics.json without it) all the same; a run with epochs but no checkpoint is
+    said to restart from epoch 0, its epochs estimated again, and once its group starts the ledger keeps their
+    minutes (``lost``), so that they stay spent after the restart rewrote metrics.jsonl. 100 s an epoch."""
+    path, out = write_reuse_campaign(tmp_path), tmp_path / "out"
+    plan_a, plan_b = reuse_plans(path)
+    fixed_epochs(monkeypatch, plan_a[0].params)
+    # A: seed 0 stopped after 3 epochs of 60 s, seed 1 complete (4 of 30 s); B: relu6 seed 0 complete with a
+    # metrics.json and no metrics.jsonl (4 epochs at 50/30 images/s of its 50 training images: 30 s each)
+    first = construct_run(out / "camp_a", plan_a[0], [60.0] * 3)
+    construct_run(out / "camp_a", plan_a[1], [30.0] * 4, complete=True)
+    from manifold_lab.execution.store import ResultsStore
+
+    b_run = ResultsStore(out / "camp_b").begin(plan_b[2].run_id, {})
+    ResultsStore(out / "camp_b").finish(plan_b[2].run_id, "done", {"epochs": 4, "images_per_s": 50 / 30}, None, 1.0)
+    assert not list(out.rglob("*.pt")) and not (b_run / "metrics.jsonl").exists()
+    printed = dry_run(path, out, capsys)
+    rows = _rows(printed)
+    # A spent 3 x 60 + 4 x 30 s = 5.0 min; its seed 0 restarts: 4 epochs estimated, not 1
+    assert rows["[camp_a](camp_a/report.md)"] == ["1", "2", "1", "1", "0", "5.0", "6.7"]
+    assert rows["[camp_b](camp_b/report.md)"] == ["1", "4", "2", "1", "2", "2.0", "6.7"]
+    assert (f"- camp_a: 0 `{plan_a[0].run_id}` (3/4 epochs in metrics.jsonl, no checkpoint: restarts from "
+            "epoch 0)\n") in printed
+    assert ("1 remaining run(s) have epochs in metrics.jsonl but no checkpoint.pt (checkpoints are not committed, "
+            "and a lent machine starts bare): they restart from epoch 0. The device minutes of those epochs stay "
+            "counted as spent and are counted again in the estimate.") in printed
+    old = (first / "metrics.jsonl").read_bytes()
+
+    # an invocation of 10 min whose training is faked (4 epochs of 50 s, taking 400 s of the clock): A's seed 0
+    # starts again from epoch 0; B's identity runs are copied from A, its relu6 seed 1 (400 s) no longer fits
+    from manifold_lab.execution.runner import RunSummary, pending_runs, reuse_sources
+    from manifold_lab.spec.sweep import plan
+
+    now = [0.0]
+
+    def fake_run_experiment(spec, *, out, batch_runs, report, select):  # the runner's copies, faked training
+        store = ResultsStore(out)
+        group = select(pending_runs(store, plan(spec), False, RunSummary(), reuse_sources(spec, store.root)))
+        for r in group:
+            construct_run(out, r, [50.0] * 4, complete=True, checkpoint=True)
+            now[0] += 400.0
+        return RunSummary(planned=len(group), done=len(group))
+
+    monkeypatch.setattr(campaign, "run_experiment", fake_run_experiment)
+    status, line = campaign.run_campaign(path, 600, report=None, out=out, batch_runs=1, clock=lambda: now[0])
+    assert status == 0 and "stopped before camp_b run 3" in line
+    (call,) = json.loads((out / "campaign.json").read_text())["invocations"]
+    assert call["groups"] == [{"experiment": "camp_a", "run_ids": [plan_a[0].run_id], "estimated_min": 6.67,
+                               "wall_min": call["groups"][0]["wall_min"], "outcome": "done",
+                               "lost": {plan_a[0].run_id: {"epochs": 3, "device_s": 180.0,
+                                                           "jsonl_sha256": hashlib.sha256(old).hexdigest()[:16]}}}]
+    md = (out / "campaign.md").read_text()
+    # A spent: the 3 lost epochs (180 s), the 4 trained again (200 s) and seed 1's (120 s): 500 s
+    assert _rows(md)["[camp_a](camp_a/report.md)"] == ["1", "2", "2", "0", "0", "8.3", "0.0"]
+    assert _rows(md)["[camp_b](camp_b/report.md)"] == ["1", "4", "3", "1", "2", "2.0", "6.7"]  # the copies spent 0
+    assert "restart" not in md.split("## Gates")[0].split("## Invocations")[0]

@@ -28,6 +28,14 @@ on a CUDA device, ``batch.default_batch_runs``). Its rules, so that it stops bef
   planned, done and remaining (with the epochs each remaining run has done), the device minutes
   spent according to the runs' records and the minutes estimated for what remains, every gate with
   its rule and state, every invocation (``campaign.json``) and the throughput table.
+- *Spent* comes from the records a committed campaign folder keeps: each run's ``metrics.jsonl`` lines
+  (``epochs_recorded``; the ``epochs`` of ``metrics.json`` at their mean images/s without them), whether or
+  not its ``checkpoint.pt`` is there. Checkpoints are git-ignored and a lent machine starts bare, so a run
+  with recorded epochs and no checkpoint restarts from epoch 0 (``restarts``): ``campaign.md`` says so, the
+  estimate counts all its epochs again (``epochs_checkpointed``: what a run resumes after), and when its
+  group starts the ledger keeps the minutes of those epochs (``lost`` of the group in ``campaign.json``), so
+  that they stay spent after the restart rewrites ``metrics.jsonl``. Each group enters the ledger as it
+  starts, so that one interrupted by the user is accounted too.
 - *Reused runs*: a part's ``reuse:`` folders (``runner.reuse_sources``; Figure 6b's bottleneck arm is Figure
   6a's runs, the same ids) give it runs it never trains: one complete there is done (the runner copies it,
   ``copied_from`` in its ``status.json``); one that an earlier part of the suite plans into such a folder
@@ -39,6 +47,7 @@ on a CUDA device, ``batch.default_batch_runs``). Its rules, so that it stops bef
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import re
 import signal
@@ -107,27 +116,73 @@ def images_per_s(device: str, members: int) -> float:
     return by_k[min(by_k, key=lambda k: (abs(k - members), k))]
 
 
-def epoch_images(params: dict) -> float:
-    """Training images of one epoch plus ``EVAL_COST`` times the images evaluated after it."""
-    data, train = params["data"], params["train"]
+def _split_images(params: dict) -> tuple[int, int]:
+    """``(training images, test images)`` of an epoch of ``params``."""
+    data = params["data"]
     if data["name"] not in DATASET_IMAGES:
         raise UsageError(f"the campaign cannot estimate an epoch of data.name={data['name']} (sizes known: "
                          f"{', '.join(DATASET_IMAGES)})")
     classes, n_train, n_test = DATASET_IMAGES[data["name"]]
     n_train = classes * data["subset"] if data["subset"] else n_train
     n_test = classes * data["eval_subset"] if data["eval_subset"] else n_test
-    return n_train + EVAL_COST * (n_test + (train.get("clean_train_images") or 0))
+    return n_train, n_test
 
 
-def epochs_done(run_dir: Path) -> list[float]:
-    """The seconds of every epoch a run has checkpointed (lines of ``metrics.jsonl``; [] without a checkpoint)."""
-    if not (run_dir / "checkpoint.pt").is_file() or not (run_dir / "metrics.jsonl").is_file():
-        return []
+def train_images(params: dict) -> int:
+    """Training images of one epoch."""
+    return _split_images(params)[0]
+
+
+def epoch_images(params: dict) -> float:
+    """Training images of one epoch plus ``EVAL_COST`` times the images evaluated after it."""
+    n_train, n_test = _split_images(params)
+    return n_train + EVAL_COST * (n_test + (params["train"].get("clean_train_images") or 0))
+
+
+def _jsonl_seconds(run_dir: Path) -> list[float]:
+    """The ``seconds`` of every line of a run's ``metrics.jsonl`` ([] without one, or unreadable)."""
     try:
         return [float(json.loads(line).get("seconds", 0.0))
                 for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, TypeError):
         return []
+
+
+def epochs_checkpointed(run_dir: Path) -> list[float]:
+    """The seconds of every epoch a run resumes after (lines of ``metrics.jsonl``; [] without ``checkpoint.pt``:
+    the run starts again from epoch 0)."""
+    return _jsonl_seconds(run_dir) if (run_dir / "checkpoint.pt").is_file() else []
+
+
+def epochs_recorded(run_dir: Path, params: dict | None = None) -> list[float]:
+    """The seconds of every epoch a run's committed records hold, whether or not its checkpoint is there
+    (checkpoints are not committed): the lines of ``metrics.jsonl``; without them, the ``epochs`` of its
+    ``metrics.json`` at their mean ``images_per_s`` (the training images of an epoch of ``params`` over it; 0 s
+    each where that is unknown)."""
+    if seconds := _jsonl_seconds(run_dir):
+        return seconds
+    metrics = _read(run_dir / "metrics.json")
+    epochs, rate = metrics.get("epochs"), metrics.get("images_per_s")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= 0:
+        return []
+    try:
+        each = train_images(params) / rate if isinstance(rate, (int, float)) and rate > 0 else 0.0
+    except (KeyError, TypeError, UsageError):
+        each = 0.0
+    return [each] * epochs
+
+
+def _jsonl_digest(run_dir: Path) -> str | None:
+    try:
+        return hashlib.sha256((run_dir / "metrics.jsonl").read_bytes()).hexdigest()[:16]
+    except OSError:
+        return None
+
+
+def restarts(run_dir: Path, params: dict | None = None) -> bool:
+    """Whether a run's records hold epochs that its next start trains again: epochs in ``metrics.jsonl`` (or a
+    ``metrics.json``) but no ``checkpoint.pt`` (not committed; a lent machine starts bare)."""
+    return bool(epochs_recorded(run_dir, params)) and not (run_dir / "checkpoint.pt").is_file()
 
 
 def stop_reason(rows: list[list[float]], epochs: int, left: float) -> str | None:
@@ -163,7 +218,7 @@ class _Watcher(threading.Thread):
 
     def run(self) -> None:
         while not self.finished.wait(POLL_S):
-            reason = stop_reason([epochs_done(d) for d in self.run_dirs], self.epochs, self.left())
+            reason = stop_reason([epochs_checkpointed(d) for d in self.run_dirs], self.epochs, self.left())
             if reason is not None:
                 with self._lock:
                     if not self.finished.is_set():
@@ -180,7 +235,7 @@ def _group_cost(group: list[PlannedRun], root: Path, device: str) -> tuple[float
     """``(seconds of the group, seconds of one epoch)`` estimated (module docstring)."""
     params = group[0].params
     epoch = epoch_images(params) / images_per_s(device, len(group))
-    left = max(params["train"]["epochs"] - len(epochs_done(root / "runs" / r.run_id)) for r in group)
+    left = max(params["train"]["epochs"] - len(epochs_checkpointed(root / "runs" / r.run_id)) for r in group)
     return left * epoch + GROUP_OVERHEAD_S, epoch
 
 
@@ -199,13 +254,32 @@ def _reuse(suite, n: int, root: Path) -> tuple[list[ResultsStore], dict[str, str
     return sources, earlier
 
 
+def _group_size(run_dir: Path, run_id: str, groups_of: dict) -> int:
+    """The runs a run was trained together with (its provenance's batch, else the ledger's group, else 1)."""
+    return (_read(run_dir / "provenance.json").get("batch") or {}).get("size") or groups_of.get(run_id, 1)
+
+
+def _lost(invocations: list[dict], part: str) -> dict[str, dict[str, float]]:
+    """``{run id: {digest of its metrics.jsonl then: device seconds}}`` of the epochs the ledger's groups of
+    ``part`` trained again from epoch 0 (``lost`` of a group: the run had no checkpoint when the group started)."""
+    out: dict[str, dict[str, float]] = {}
+    for inv in invocations:
+        for group in inv.get("groups", []):
+            if group.get("experiment") == part:
+                for run_id, entry in (group.get("lost") or {}).items():
+                    out.setdefault(run_id, {})[entry.get("jsonl_sha256")] = float(entry.get("device_s") or 0.0)
+    return out
+
+
 def _spent_and_left(spec, root: Path, device: str, batch_runs: int, groups_of: dict,
-                    sources: list[ResultsStore] = (), earlier: dict[str, str] | None = None) -> dict:
-    """Per experiment: runs planned / done / remaining / reused, device seconds spent (runs' records) and
-    estimated. A run that a reuse source (``sources``) holds complete is done (copied by the runner, never
-    trained here); one that an earlier part (``earlier``: ``_reuse``) plans into a reuse source but has not
-    completed is neither done nor remaining here: that part trains it, and its estimate counts it."""
-    store, runs, earlier = ResultsStore(root), plan(spec), earlier or {}
+                    sources: list[ResultsStore] = (), earlier: dict[str, str] | None = None,
+                    lost: dict | None = None) -> dict:
+    """Per experiment: runs planned / done / remaining / reused, device seconds spent (runs' records, with or
+    without checkpoints, plus the epochs ``lost``: ``_lost``) and estimated. A run that a reuse source
+    (``sources``) holds complete is done (copied by the runner, never trained here); one that an earlier part
+    (``earlier``: ``_reuse``) plans into a reuse source but has not completed is neither done nor remaining
+    here: that part trains it, and its estimate counts it."""
+    store, runs, earlier, lost = ResultsStore(root), plan(spec), earlier or {}, lost or {}
     done, todo, reused, awaited = [], [], [], []
     for r in runs:
         own = (root / "runs" / r.run_id).is_dir() and store.is_complete(r.run_id)
@@ -222,19 +296,30 @@ def _spent_and_left(spec, root: Path, device: str, batch_runs: int, groups_of: d
     for r in runs:
         if r.run_id in copies:  # trained by the part it is copied from: spent there
             continue
-        prov = _read(root / "runs" / r.run_id / "provenance.json")
-        size = (prov.get("batch") or {}).get("size") or groups_of.get(r.run_id, 1)
-        spent += sum(epochs_done(root / "runs" / r.run_id)) / size
+        run_dir = root / "runs" / r.run_id
+        spent += sum(epochs_recorded(run_dir, r.params)) / _group_size(run_dir, r.run_id, groups_of)
+        now = _jsonl_digest(run_dir)  # lost epochs still in metrics.jsonl (not yet trained again) are counted once
+        spent += sum(s for digest, s in lost.get(r.run_id, {}).items() if digest != now)
     estimated = sum(_group_cost(g, root, device)[0] for g in group_runs(spec.kind, todo, batch_runs)) \
         if spec.kind.name == "mobilenetv2" else 0.0
-    remaining = [f"{r.index} `{r.run_id}` ({len(epochs_done(root / 'runs' / r.run_id))}/"
-                 f"{r.params['train']['epochs']} epochs)" if spec.kind.name == "mobilenetv2" else str(r.index)
-                 for r in todo]
+    remaining, restarting = [], 0
+    for r in todo:
+        run_dir = root / "runs" / r.run_id
+        if spec.kind.name != "mobilenetv2":
+            remaining.append(str(r.index))
+        elif restarts(run_dir, r.params):
+            restarting += 1
+            remaining.append(f"{r.index} `{r.run_id}` ({len(epochs_recorded(run_dir, r.params))}/"
+                             f"{r.params['train']['epochs']} epochs in metrics.jsonl, no checkpoint: restarts from "
+                             "epoch 0)")
+        else:
+            remaining.append(f"{r.index} `{r.run_id}` ({len(epochs_checkpointed(run_dir))}/"
+                             f"{r.params['train']['epochs']} epochs)")
     from_parts = {}
     for r in awaited:
         from_parts.setdefault(earlier[r.run_id], []).append(f"{r.index} `{r.run_id}`")
     return dict(planned=len(runs), done=len(done), todo=len(todo), reused=len(reused) + len(awaited), spent=spent,
-                estimated=estimated, remaining=remaining, awaited=from_parts)
+                estimated=estimated, remaining=remaining, awaited=from_parts, restarting=restarting)
 
 
 def _read(path: Path) -> dict:
@@ -286,7 +371,7 @@ def run_campaign(path: str | Path, stop_after: float, *, report, out: str | Path
     try:
         for n, spec in enumerate([] if dry_run else suite.parts):
             outcome, status = _run_part(spec, root / spec.name, sizes[spec.name], device, left, call,
-                                        report, stop_after, part_gates(suite, n, root))
+                                        report, stop_after, part_gates(suite, n, root), ledger["invocations"])
             if outcome is not None:
                 break
         outcome = outcome or ("dry run: nothing was run" if dry_run else "complete: every run of every experiment is done")
@@ -306,10 +391,12 @@ def run_campaign(path: str | Path, stop_after: float, *, report, out: str | Path
 
 
 def _run_part(spec, out: Path, size: int, device: str, budget: Callable[[], float], call: dict, report,
-              stop_after: float, gates: list = ()):
+              stop_after: float, gates: list = (), invocations: list[dict] = ()):
     """Train the pending groups of one experiment while they fit and its ``gates`` (``(gate, its part, its
     part's folder)``: those after this part or an earlier one) let them; ``(None, 0)`` once it is done, else
-    ``(why the campaign stops, exit status)``."""
+    ``(why the campaign stops, exit status)``. Each group goes into ``call["groups"]`` as it starts (with the
+    epochs its runs train again for want of a checkpoint, ``lost``: they stay spent), so that a group
+    interrupted by the user is accounted too; the earlier ``invocations`` give the runs' group sizes."""
     failed: set[str] = set()
     while True:
         chosen: dict = {}
@@ -327,9 +414,20 @@ def _run_part(spec, out: Path, size: int, device: str, budget: Callable[[], floa
             cost, epoch = _group_cost(group, out, device) if spec.kind.name == "mobilenetv2" else (0.0, 0.0)
             left = budget()
             if cost <= left or (cost > stop_after and epoch <= left):
+                groups_of, lost = _groups_of([*invocations, call]), {}
+                for r in group:  # epochs recorded without a checkpoint: trained again, their minutes kept spent
+                    if restarts(run_dir := out / "runs" / r.run_id, r.params):
+                        seconds = epochs_recorded(run_dir, r.params)
+                        device_s = sum(seconds) / _group_size(run_dir, r.run_id, groups_of)
+                        lost[r.run_id] = {"epochs": len(seconds), "device_s": round(device_s, 3),
+                                          "jsonl_sha256": _jsonl_digest(run_dir)}
+                entry = {"experiment": spec.name, "run_ids": [r.run_id for r in group],
+                         "estimated_min": round(cost / 60, 2), "wall_min": 0.0, "outcome": "interrupted",
+                         **({"lost": lost} if lost else {})}
+                call["groups"].append(entry)
                 watcher = _Watcher([out / "runs" / r.run_id for r in group],
                                    group[0].params.get("train", {}).get("epochs", 0), budget)
-                chosen.update(group=group, cost=cost, watcher=watcher)
+                chosen.update(group=group, entry=entry, watcher=watcher)
                 watcher.start()
                 return group
             chosen["why"] = (f"stopped before {spec.name} run {group[0].index} ({len(group)} run(s) together): "
@@ -352,24 +450,29 @@ def _run_part(spec, out: Path, size: int, device: str, budget: Callable[[], floa
         finally:
             if "watcher" in chosen:
                 chosen["watcher"].close()
+                chosen["entry"]["wall_min"] = round((time.monotonic() - start) / 60, 2)
             if ignored:
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
         if "group" not in chosen:
             return chosen.get("why"), chosen.get("status", 0)
-        call["groups"].append({"experiment": spec.name, "run_ids": [r.run_id for r in chosen["group"]],
-                               "estimated_min": round(chosen["cost"] / 60, 2),
-                               "wall_min": round((time.monotonic() - start) / 60, 2),
-                               "outcome": stopped or ("failed" if summary.failed else "done")})
+        chosen["entry"]["outcome"] = stopped or ("failed" if summary.failed else "done")
         if stopped is not None:
             return f"{spec.name}: {stopped}", 0
         failed.update(run_id for run_id, _ in summary.failed)
 
 
+def _groups_of(invocations: list[dict]) -> dict[str, int]:
+    """``{run id: runs in its last group}`` of the ledger's invocations."""
+    return {i: len(g["run_ids"]) for inv in invocations for g in inv.get("groups", []) for i in g["run_ids"]}
+
+
 def _markdown(suite, root: Path, device: str, sizes: dict, invocations: list[dict]) -> str:
-    groups_of = {i: len(g["run_ids"]) for inv in invocations for g in inv.get("groups", []) for i in g["run_ids"]}
-    rows, remaining, totals = [], [], [0, 0, 0, 0, 0.0, 0.0]
+    groups_of = _groups_of(invocations)
+    rows, remaining, totals, restarting = [], [], [0, 0, 0, 0, 0.0, 0.0], 0
     for n, spec in enumerate(suite.parts):
-        s = _spent_and_left(spec, root / spec.name, device, sizes[spec.name], groups_of, *_reuse(suite, n, root))
+        s = _spent_and_left(spec, root / spec.name, device, sizes[spec.name], groups_of, *_reuse(suite, n, root),
+                            _lost(invocations, spec.name))
+        restarting += s["restarting"]
         rows.append(f"| [{spec.name}]({spec.name}/report.md) | {sizes[spec.name]} | {s['planned']} | {s['done']} | "
                     f"{s['todo']} | {s['reused']} | {s['spent'] / 60:.1f} | {s['estimated'] / 60:.1f} |")
         for i, v in enumerate((s["planned"], s["done"], s["todo"], s["reused"], s["spent"], s["estimated"])):
@@ -385,17 +488,23 @@ def _markdown(suite, root: Path, device: str, sizes: dict, invocations: list[dic
         "invocation; the next invocation continues where the last one stopped. *Reused* runs are another "
         "experiment's (its `reuse:` folders): copied, never trained here; done once complete there, until then "
         "remaining and estimated in that experiment only (so *remaining* is what this experiment trains itself, "
-        "and the totals of remaining runs and estimated minutes count each run once). Device minutes *spent* are the "
-        "epochs' seconds in each run's `metrics.jsonl`, divided by the runs trained together with it (reused runs "
-        "count where they were trained); *estimated* "
-        f"are the epochs left times the images of an epoch (training images plus {EVAL_COST:.2f} of each evaluated "
-        f"one) over the images/s below, on this device ({device}).", "",
+        "and the totals of remaining runs and estimated minutes count each run once). Device minutes *spent* are "
+        "the epochs' seconds in each run's `metrics.jsonl` (the epochs of its `metrics.json` at their mean images/s "
+        "without one), checkpoint or not, divided by the runs trained together with it, plus the epochs trained "
+        "again for want of a checkpoint (`lost` in campaign.json); reused runs count where they were trained. "
+        "*Estimated* are the epochs left after the last checkpoint (all of them without one) times the images "
+        f"of an epoch (training images plus {EVAL_COST:.2f} of each evaluated one) over the images/s below, on "
+        f"this device ({device}).", "",
         "| experiment | runs together | planned | done | remaining | reused | device min spent "
         "| device min estimated |",
         "|---|---:|---:|---:|---:|---:|---:|---:|", *rows,
         f"| total | | {totals[0]} | {totals[1]} | {totals[2]} | {totals[3]} | {totals[4] / 60:.1f} | "
         f"{totals[5] / 60:.1f} |", "",
-        "## Remaining runs (index, id, epochs checkpointed)", "", *(remaining or ["none"]), "",
+        *([f"{restarting} remaining run(s) have epochs in metrics.jsonl but no checkpoint.pt (checkpoints are not "
+           "committed, and a lent machine starts bare): they restart from epoch 0. The device minutes of those "
+           "epochs stay counted as spent and are counted again in the estimate.", ""] if restarting else []),
+        "## Remaining runs (index, id, epochs done: checkpointed, or recorded without a checkpoint)", "",
+        *(remaining or ["none"]), "",
         *gates_section(suite, root),
         "## Invocations", "",
         "| # | started | device | stop after (min) | groups trained | wall min of the groups | outcome |",
