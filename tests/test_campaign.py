@@ -486,3 +486,102 @@ def test_spent_comes_from_the_records_without_checkpoints(tmp_path, monkeypatch,
     assert _rows(md)["[camp_a](camp_a/report.md)"] == ["1", "2", "2", "0", "0", "8.3", "0.0"]
     assert _rows(md)["[camp_b](camp_b/report.md)"] == ["1", "4", "3", "1", "2", "2.0", "6.7"]  # the copies spent 0
     assert "restart" not in md.split("## Gates")[0].split("## Invocations")[0]
+
+
+# --------------------------------------------------------------------------- one device and one torch version
+H200, H100 = "NVIDIA H200", "NVIDIA H100 80GB HBM3"
+
+
+def on_device(monkeypatch, name: str, torch_version: str) -> None:
+    monkeypatch.setattr(campaign, "_device", lambda: ("cuda", name, torch_version))
+
+
+def provenance_on(name: str, torch_version: str) -> dict:
+    """A run's provenance.json (manifold_lab.execution.provenance.collect) on a GPU, the fields that matter."""
+    return {"packages": {"torch": torch_version}, "cpu": "AMD EPYC 7B13", "device": "cuda", "gpu": name,
+            "batch": {"size": 1}}
+
+
+def files_under(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def refused(path: Path, out: Path, capsys, *extra: str) -> str:
+    """The one line of a refusal (exit status 2), without its ``manifold-lab campaign: error: ``; nothing in
+    ``out`` changed. ``refused.printed``: what it printed on stdout."""
+    before = files_under(out)
+    assert exit_code(["campaign", str(path), "--stop-after", "10m", "--out", str(out), "--batch-runs", "1",
+                      *extra]) == 2
+    captured = capsys.readouterr()
+    assert len(captured.err.strip().splitlines()) == 1 and files_under(out) == before
+    refused.printed = captured.out
+    return captured.err.strip().removeprefix("manifold-lab campaign: error: ")
+
+
+def test_a_started_study_stays_on_its_device_and_torch(tmp_path, monkeypatch, capsys):
+    """A's seed 1 completed on an H200 with torch 2.3.1 (its provenance.json) and its seed 0 was stopped there
+    after 2 epochs (no provenance yet: the ledger's group names it); on an H100, or with torch 2.4.0, the
+    campaign refuses to continue A before anything is trained or written; --dry-run shows it and refuses too.
+    B reuses A's runs: it is refused too once A is done (the study holds A's runs)."""
+    path, out = write_reuse_campaign(tmp_path), tmp_path / "out"
+    plan_a, plan_b = reuse_plans(path)
+    construct_run(out / "camp_a", plan_a[1], [30.0] * 4, complete=True, provenance=provenance_on(H200, "2.3.1"))
+    construct_run(out / "camp_a", plan_a[0], [30.0] * 2)
+    ledger = {"invocations": [{"started": "2025-01-01T10:00:00", "device": H200, "torch": "2.3.1",
+                               "stop_after_min": 12.0, "outcome": "camp_a: stopped after epoch 2 of 4",
+                               "groups": [{"experiment": "camp_a", "run_ids": [plan_a[0].run_id],
+                                           "estimated_min": 2.0, "wall_min": 1.0, "outcome": "stopped"}]}]}
+    (out / "campaign.json").write_text(json.dumps(ledger))
+    where = f"camp_a in {out}"
+    on_device(monkeypatch, H100, "2.3.1")
+    assert refused(path, out, capsys) == (
+        f"{where} has epochs of 2 run(s) trained on NVIDIA H200 with torch 2.3.1, "
+        "and this is NVIDIA H100 80GB HBM3 with torch 2.3.1: a study stays on one device and one torch version; run "
+        "the campaign on NVIDIA H200 with torch 2.3.1, or give a different --out")
+    assert refused.printed == ""  # nothing trained: nothing printed before the line
+    line = refused(path, out, capsys, "--dry-run")  # the same line, after campaign.md with it
+    assert line.startswith(f"{where} has epochs of 2 run(s) trained on NVIDIA H200 with torch 2.3.1, and this is "
+                           "NVIDIA H100")
+    assert refused.printed.startswith(f"# Campaign camp\n\n**Refused on this device**: {line}.\n\n")
+    assert _rows(refused.printed)["[camp_a](camp_a/report.md)"][1:4] == ["2", "1", "1"]
+    # the ledger alone (seed 1's provenance gone) still names the device: 1 run
+    (out / "camp_a" / "runs" / plan_a[1].run_id / "provenance.json").unlink()
+    assert f"{where} has epochs of 1 run(s) trained on NVIDIA H200 with torch 2.3.1" in refused(path, out, capsys)
+    # the same GPU with another torch
+    (out / "camp_a" / "runs" / plan_a[1].run_id / "provenance.json").write_text(
+        json.dumps(provenance_on(H200, "2.3.1")))
+    on_device(monkeypatch, H200, "2.4.0")
+    assert refused(path, out, capsys).endswith(
+        "has epochs of 2 run(s) trained on NVIDIA H200 with torch 2.3.1, and this is NVIDIA H200 with torch 2.4.0: a "
+        "study stays on one device and one torch version; run the campaign on NVIDIA H200 with torch 2.3.1, or give "
+        "a different --out")
+    # where it started: no refusal
+    on_device(monkeypatch, H200, "2.3.1")
+    fixed_epochs(monkeypatch, plan_a[0].params)
+    assert "| 1 | 2025-01-01T10:00:00 | NVIDIA H200, torch 2.3.1 | 12.0 | 1 | 1.00 |" in dry_run(path, out, capsys)
+    # A complete on the H200: B, which holds A's runs (reused), stays there too
+    construct_run(out / "camp_a", plan_a[0], [30.0] * 4, complete=True, provenance=provenance_on(H200, "2.3.1"))
+    on_device(monkeypatch, H100, "2.3.1")
+    assert refused(path, out, capsys) == (
+        f"camp_b in {out} has epochs of 2 run(s) (2 of them reused) trained on NVIDIA "
+        "H200 with torch 2.3.1, and this is NVIDIA H100 80GB HBM3 with torch 2.3.1: a study stays on one device and "
+        "one torch version; run the campaign on NVIDIA H200 with torch 2.3.1, or give a different --out")
+
+
+def test_a_study_not_started_may_run_on_any_device(tmp_path, monkeypatch, capsys):
+    """A (no reuse) complete on an H200; B has trained nothing: an H100 may run B. Once B has epochs from the
+    H200 (one run stopped after its first epoch, named by the ledger), it may not."""
+    path, out = write_campaign(tmp_path), tmp_path / "out"
+    from manifold_lab.spec.suite import load_suite
+    from manifold_lab.spec.sweep import plan
+
+    (run_a,), (run_b,) = (plan(spec) for spec in load_suite(path).parts)
+    construct_run(out / "camp_a", run_a, [1.0], complete=True, provenance=provenance_on(H200, "2.3.1"))
+    on_device(monkeypatch, H100, "2.3.1")
+    assert _rows(dry_run(path, out, capsys))["[camp_b](camp_b/report.md)"][1:4] == ["1", "0", "1"]
+    construct_run(out / "camp_b", run_b, [1.0])
+    (out / "campaign.json").write_text(json.dumps({"invocations": [
+        {"started": "2025-01-01T10:00:00", "device": H200, "torch": "2.3.1", "stop_after_min": 12.0, "outcome": "x",
+         "groups": [{"experiment": "camp_b", "run_ids": [run_b.run_id], "estimated_min": 1.0, "wall_min": 1.0,
+                     "outcome": "stopped"}]}]}))
+    assert refused(path, out, capsys).startswith(f"camp_b in {out} has epochs of 1 run(s) trained on NVIDIA H200")

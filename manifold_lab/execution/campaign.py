@@ -36,6 +36,17 @@ on a CUDA device, ``batch.default_batch_runs``). Its rules, so that it stops bef
   group starts the ledger keeps the minutes of those epochs (``lost`` of the group in ``campaign.json``), so
   that they stay spent after the restart rewrites ``metrics.jsonl``. Each group enters the ledger as it
   starts, so that one interrupted by the user is accounted too.
+- *One device and one torch version per study*: before anything is trained or written, the campaign refuses
+  to continue a part that still has runs to train and already has trained epochs (runs with
+  ``metrics.jsonl`` lines or a ``metrics.json``, in its folder or complete in its reuse folders: a reused
+  run is one of the study's runs) recorded on another device name or torch version than this one's
+  (``_device``: the GPU's name, else the CPU's model name, and the installed torch). The records
+  (``_trained_on``): each run's ``provenance.json`` (``gpu`` or ``cpu``, ``packages.torch``; a run writes it
+  when it ends) and the ledger's groups that trained it (their invocation's ``device`` and ``torch`` in
+  ``campaign.json``: a run stopped at the wall time has no provenance yet). The refusal is one line naming
+  the part, both devices and what to do (run it on the device named, or give a different ``--out``), exit
+  status 2; ``--dry-run`` prints ``campaign.md`` with it, then refuses the same way. Parts with nothing
+  trained may run on any device.
 - *Reused runs*: a part's ``reuse:`` folders (``runner.reuse_sources``; Figure 6b's bottleneck arm is Figure
   6a's runs, the same ids) give it runs it never trains: one complete there is done (the runner copies it,
   ``copied_from`` in its ``status.json``); one that an earlier part of the suite plans into such a folder
@@ -254,6 +265,77 @@ def _reuse(suite, n: int, root: Path) -> tuple[list[ResultsStore], dict[str, str
     return sources, earlier
 
 
+def _classify(runs: list[PlannedRun], root: Path, sources: list[ResultsStore], earlier: dict[str, str]) -> tuple:
+    """``(done, todo, reused, awaited)`` of a part's ``runs`` in its folder ``root``: complete (in ``root`` or in a
+    reuse source), to be trained by this part, reused (copied or complete in a source; a subset of done) and
+    left to the earlier part that trains them (``earlier``: ``_reuse``)."""
+    store = ResultsStore(root)
+    done, todo, reused, awaited = [], [], [], []
+    for r in runs:
+        own = (root / "runs" / r.run_id).is_dir() and store.is_complete(r.run_id)
+        copied = own and "copied_from" in _read(root / "runs" / r.run_id / "status.json")
+        elsewhere = not own and any(s.is_complete(r.run_id) for s in sources)
+        if own or elsewhere:
+            done.append(r)
+            reused += [r] if copied or elsewhere else []
+        elif r.run_id in earlier:
+            awaited.append(r)
+        else:
+            todo.append(r)
+    return done, todo, reused, awaited
+
+
+def _trained_on(spec, root: Path, sources: list[ResultsStore], invocations: list[dict]) -> dict[tuple, set]:
+    """Where the epochs of part ``spec`` (folder ``root``) were trained: ``{(device name, torch version): run
+    ids}`` over its runs with epochs (``metrics.jsonl`` lines or ``metrics.json``) in its folder, or complete in a
+    reuse source (copied into it: the study's runs all the same). Two records, each used where it is there:
+    the run's ``provenance.json`` (written by the run when it ends: ``gpu``, else ``cpu``, and
+    ``packages.torch``), and the ledger's groups of this part that trained it (their invocation's ``device``
+    and ``torch``: a run stopped at the wall time has no provenance yet). None where a record does not say."""
+    where: dict[tuple, set] = {}
+    trained = set()
+    for r in plan(spec):
+        run_dir = root / "runs" / r.run_id
+        if not epochs_recorded(run_dir, r.params) and not (run_dir / "metrics.json").is_file():
+            run_dir = next((s.run_dir(r.run_id) for s in sources if s.is_complete(r.run_id)), None)
+            if run_dir is None:
+                continue
+        trained.add(r.run_id)
+        if prov := _read(run_dir / "provenance.json"):
+            name = (prov["gpu"] or prov.get("cpu")) if "gpu" in prov else None
+            where.setdefault((name, (prov.get("packages") or {}).get("torch")), set()).add(r.run_id)
+    for inv in invocations:
+        for group in inv.get("groups", []):
+            if group.get("experiment") == spec.name and (ids := trained & set(group.get("run_ids", []))):
+                where.setdefault((inv.get("device"), inv.get("torch")), set()).update(ids)
+    return where
+
+
+def _device_problem(suite, root: Path, name: str, torch_version: str | None, invocations: list[dict]) -> str | None:
+    """Why this device may not continue the campaign in ``root`` (None if it may): a part with runs still to train
+    whose epochs so far (``_trained_on``) were trained on another device name or torch version (module
+    docstring). Parts with nothing trained may run anywhere."""
+    def what(device: str | None, version: str | None) -> str:
+        return f"{device or 'an unrecorded device'} with torch {version or '(not recorded)'}"
+
+    for n, spec in enumerate(suite.parts):
+        sources, earlier = _reuse(suite, n, root)
+        _, todo, reused, _ = _classify(plan(spec), root / spec.name, sources, earlier)
+        if not todo:
+            continue
+        other = {key: ids for key, ids in _trained_on(spec, root / spec.name, sources, invocations).items()
+                 if (key[0] is not None and key[0] != name) or (key[1] is not None and key[1] != torch_version)}
+        if other:
+            (device, version), ids = max(other.items(), key=lambda item: len(item[1]))
+            copies = len(ids & {r.run_id for r in reused})
+            return (f"{spec.name} in {display_path(root)} has epochs of {len(ids)} run(s)"
+                    + (f" ({copies} of them reused)" if copies else "")
+                    + f" trained on {what(device, version)}, and this is {what(name, torch_version)}: a study "
+                    f"stays on one device and one torch version; run the campaign on {what(device, version)}, "
+                    "or give a different --out")
+    return None
+
+
 def _group_size(run_dir: Path, run_id: str, groups_of: dict) -> int:
     """The runs a run was trained together with (its provenance's batch, else the ledger's group, else 1)."""
     return (_read(run_dir / "provenance.json").get("batch") or {}).get("size") or groups_of.get(run_id, 1)
@@ -279,19 +361,8 @@ def _spent_and_left(spec, root: Path, device: str, batch_runs: int, groups_of: d
     (``sources``) holds complete is done (copied by the runner, never trained here); one that an earlier part
     (``earlier``: ``_reuse``) plans into a reuse source but has not completed is neither done nor remaining
     here: that part trains it, and its estimate counts it."""
-    store, runs, earlier, lost = ResultsStore(root), plan(spec), earlier or {}, lost or {}
-    done, todo, reused, awaited = [], [], [], []
-    for r in runs:
-        own = (root / "runs" / r.run_id).is_dir() and store.is_complete(r.run_id)
-        copied = own and "copied_from" in _read(root / "runs" / r.run_id / "status.json")
-        elsewhere = not own and any(s.is_complete(r.run_id) for s in sources)
-        if own or elsewhere:
-            done.append(r)
-            reused += [r] if copied or elsewhere else []
-        elif r.run_id in earlier:
-            awaited.append(r)
-        else:
-            todo.append(r)
+    runs, earlier, lost = plan(spec), earlier or {}, lost or {}
+    done, todo, reused, awaited = _classify(runs, root, sources, earlier)
     spent, copies = 0.0, {r.run_id for r in reused}
     for r in runs:
         if r.run_id in copies:  # trained by the part it is copied from: spent there
@@ -330,14 +401,22 @@ def _read(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _device() -> tuple[str, str]:
-    import platform
+def _device() -> tuple[str, str, str | None]:
+    """``(kind, name, torch version)`` of this device: ``cuda`` and the GPU's name, else ``cpu`` and the CPU's model
+    name, as a run's ``provenance.json`` records them (``gpu``, ``cpu``, ``packages.torch``)."""
+    from importlib import metadata
 
     import torch
 
+    from manifold_lab.execution.provenance import cpu_model
+
+    try:
+        version = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        version = None
     if torch.cuda.is_available():
-        return "cuda", torch.cuda.get_device_name()
-    return "cpu", platform.processor() or platform.machine()
+        return "cuda", torch.cuda.get_device_name(), version
+    return "cpu", cpu_model(), version
 
 
 def run_campaign(path: str | Path, stop_after: float, *, report, out: str | Path | None = None,
@@ -361,12 +440,17 @@ def run_campaign(path: str | Path, stop_after: float, *, report, out: str | Path
                          "(name, description, suite: [experiment files])")
     suite = load_suite(path)
     root = Path(out) if out else (REFERENCE_ROOT if reference else USER_ROOT) / suite.name
-    device, device_name = _device()
+    device, device_name, torch_version = _device()
     sizes = {spec.name: batch_runs or default_batch_runs(spec) for spec in suite.parts}
     ledger = _read(root / "campaign.json") or {"invocations": []}
+    problem = _device_problem(suite, root, device_name, torch_version, ledger["invocations"])
+    if problem is not None:  # before anything is trained or written; a dry run shows it too
+        if dry_run:
+            print(_markdown(suite, root, device, sizes, ledger["invocations"], refused=problem))
+        raise UsageError(problem)
     left, t0 = _budget(stop_after, clock), clock()
     call = {"started": datetime.datetime.now().isoformat(timespec="seconds"), "device": device_name,
-            "stop_after_min": round(stop_after / 60, 2), "groups": []}
+            "torch": torch_version, "stop_after_min": round(stop_after / 60, 2), "groups": []}
     outcome, status = None, 0
     try:
         for n, spec in enumerate([] if dry_run else suite.parts):
@@ -461,12 +545,18 @@ def _run_part(spec, out: Path, size: int, device: str, budget: Callable[[], floa
         failed.update(run_id for run_id, _ in summary.failed)
 
 
+def _device_cell(invocation: dict) -> str:
+    """An invocation's device name, with its torch version where the ledger records it."""
+    version = invocation.get("torch")
+    return f"{invocation['device']}, torch {version}" if version else str(invocation["device"])
+
+
 def _groups_of(invocations: list[dict]) -> dict[str, int]:
     """``{run id: runs in its last group}`` of the ledger's invocations."""
     return {i: len(g["run_ids"]) for inv in invocations for g in inv.get("groups", []) for i in g["run_ids"]}
 
 
-def _markdown(suite, root: Path, device: str, sizes: dict, invocations: list[dict]) -> str:
+def _markdown(suite, root: Path, device: str, sizes: dict, invocations: list[dict], refused: str | None = None) -> str:
     groups_of = _groups_of(invocations)
     rows, remaining, totals, restarting = [], [], [0, 0, 0, 0, 0.0, 0.0], 0
     for n, spec in enumerate(suite.parts):
@@ -484,6 +574,7 @@ def _markdown(suite, root: Path, device: str, sizes: dict, invocations: list[dic
                              "complete): " + ", ".join(items))
     lines = [
         f"# Campaign {suite.name}", "",
+        *([f"**Refused on this device**: {refused}.", ""] if refused else []),
         f"Written by `manifold-lab campaign {display_path(suite.source)} --stop-after DURATION` after every "
         "invocation; the next invocation continues where the last one stopped. *Reused* runs are another "
         "experiment's (its `reuse:` folders): copied, never trained here; done once complete there, until then "
@@ -509,7 +600,7 @@ def _markdown(suite, root: Path, device: str, sizes: dict, invocations: list[dic
         "## Invocations", "",
         "| # | started | device | stop after (min) | groups trained | wall min of the groups | outcome |",
         "|---:|---|---|---:|---:|---:|---|",
-        *[f"| {n} | {io.md_cell(inv['started'])} | {io.md_cell(inv['device'])} | {inv['stop_after_min']} | "
+        *[f"| {n} | {io.md_cell(inv['started'])} | {io.md_cell(_device_cell(inv))} | {inv['stop_after_min']} | "
           f"{len(inv['groups'])} | {sum(g['wall_min'] for g in inv['groups']):.2f} | {io.md_cell(inv['outcome'])} |"
           for n, inv in enumerate(invocations, 1)],
         "", "## Throughput used for the estimates", "", throughput_table(), "",
