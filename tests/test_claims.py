@@ -129,9 +129,9 @@ def test_gap_trend_over_width(tmp_path):
 def test_command_writes_the_table_and_rejects_a_missing_folder(tmp_path, capsys):
     assert main(["claims", "--results", str(tmp_path)]) == 0
     text = (tmp_path / "README.md").read_text()
-    tests = sum(len(spec.tests) for spec in C.PAIRED_CLAIMS.values())
-    # claim table, family table (one row per paired test), studies: a header line and the rows each
-    assert text.count("\n| ") == 3 + len(C.CLAIMS) + tests + len(M.STUDIES)
+    tests = sum(len(spec.tests) + len(getattr(spec.converged, "tests", ())) for spec in C.PAIRED_CLAIMS.values())
+    # claim table, family table (one row per paired test, both scales), studies: a header line and the rows each
+    assert text.count("\n| ") == 3 + len(C.CLAIMS) + tests + len(M.STUDIES) + len(M.CONVERGED_STUDIES)
     assert "not run yet" in text
     assert main(["claims", "--results", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -237,17 +237,30 @@ def test_budget_numbers_come_from_the_configuration():
     assert "1,560 steps of batch 128" in M._scale(REPO / "results")
 
 
-@pytest.mark.parametrize("key", sorted(C.PAIRED_CLAIMS))
+CONVERGED = sorted(key for key, spec in C.PAIRED_CLAIMS.items() if isinstance(spec.converged, V.ClaimSpec))
+
+
+@pytest.mark.parametrize("key", sorted(C.PAIRED_CLAIMS) + [f"{key}, converged" for key in CONVERGED])
 def test_every_paired_claim_matches_its_experiment_file(key):
-    """The declared tests name real studies, swept factors and planned arms (the pre-registration holds)."""
+    """The declared tests name real studies, swept factors and planned arms (the pre-registration holds), at the
+    budget and at the converged scale (a study of the campaign: experiments/<its folder's name>.yaml)."""
     from manifold_lab.spec.load import load_spec
     from manifold_lab.spec.sweep import plan
 
-    spec = C.PAIRED_CLAIMS[key]
+    spec = C.PAIRED_CLAIMS[key.split(",")[0]]
+    if key.endswith(", converged"):
+        spec = spec.converged
+        from manifold_lab.spec.suite import load_suite
+
+        suite = load_suite(REPO / C.CAMPAIGN)  # the campaign's --reference output: results/<suite>/<part>/
+        assert spec.command == C.CAMPAIGN_COMMAND
+        assert all(Path(s).parent.name == suite.name and Path(s).name in [p.name for p in suite.parts]
+                   for s in spec.studies)
+        assert all(t.all_planned is True and t.alternative == "two-sided" for t in spec.tests)
     for test in spec.tests:
         assert test.study in spec.studies and test.alternative in ("two-sided", "greater")
-        assert test.role in ("verdict", "descriptive")
-        experiment = load_spec(REPO / "experiments" / f"{test.study}.yaml")
+        assert test.role in ("verdict", "descriptive", "own")
+        experiment = load_spec(REPO / "experiments" / f"{Path(test.study).name}.yaml")
         for factor in filter(None, (test.across, test.at and test.at[0])):
             assert factor in experiment.sweep and len(experiment.sweep[factor]) >= 2
         runs = [RunRecord(r.run_id, r.params, r.seed, "done", {}, Path(".")) for r in plan(experiment)]

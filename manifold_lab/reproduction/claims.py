@@ -10,6 +10,11 @@ Claims as data: a claim stated as paired differences over seeds is a
 Theorem 1, Figure 1, the probe correlation, the ID profile) evaluated by
 ``RULES[row.rule]``. Adding a study adds a declaration, not code.
 
+The converged scale: a ``ClaimSpec`` declares the same claim at the converged scale as its
+``converged`` (a ``ClaimSpec`` on the converged study's folder under ``results/converged_campaign/``, the
+campaign's ``--reference`` output, with the convergence rule ``PAIRED_RULES["plateau"]``); its tests join
+the one Holm family and the table shows its verdict beside the row's.
+
 The rule that turns a row's tests into its verdict is ``manifold_lab.reproduction.verdict``;
 ``manifold_lab.reproduction.readme`` renders the rows as ``results/README.md``.
 """
@@ -31,6 +36,38 @@ _WHERE = {"none": _LIN, "all": {**_RELU6, "model.bottleneck_act_blocks": "all"},
 _CIFAR = "CIFAR-10 (JPEG copy)"
 _SUBSET = "figure6a_converged_subset_cifar10"
 _INJ, _INJECTIVE = "injective_bottleneck_cifar10", ("leaky_relu_0.1", "leaky_relu_0.3", "elu", "softplus")
+
+#: The GPU campaign of the converged studies; its studies' folders are results/<campaign>/<study>/ (its
+#: --reference output), their experiment files experiments/<study>.yaml.
+CAMPAIGN = "experiments/converged_campaign.yaml"
+CAMPAIGN_COMMAND = f"manifold-lab campaign {CAMPAIGN} --stop-after 12m --reference"
+_C6A, _C6B, _CINJ = (f"{Path(CAMPAIGN).stem}/{name}" for name in (
+    "figure6a_converged_cifar10", "figure6b_converged_cifar10", "injective_bottleneck_converged_cifar10"))
+
+
+def _at_convergence(claim: str, study: str, tests: tuple, arms: tuple, rule: str = "plateau") -> ClaimSpec:
+    """A row's claim at the converged scale: ``study`` (a folder of the campaign), its pre-registered ``tests``
+    (every one waits for all its planned runs) and ``arms``, judged by the convergence rule."""
+    return ClaimSpec(
+        f"{claim}, converged scale", "", f"full CIFAR-10 (JPEG copy, 50,000 training images), width {{width}}, "
+        f"{{param:train.epochs}} epochs, the full test split; {{planned}} pre-registered runs, no verdict before all "
+        f"are done; pre-registered in experiments/{Path(study).name}.yaml",
+        tests, (study,), arms=arms, rule=PAIRED_RULES[rule], command=CAMPAIGN_COMMAND)
+
+
+def _injective_tests(study: str) -> tuple:
+    """The injective study's pre-registered tests on a study folder: the relu6 penalty, then each injective arm
+    against relu6."""
+    return (PairedTest("penalty of relu6 (identity - relu6)", study, "test_acc", _LIN, _RELU6, all_planned=True),
+            *(PairedTest(f"{a} - relu6", study, "test_acc", {"model.bottleneck_act": a}, _RELU6, all_planned=True)
+              for a in _INJECTIVE))
+
+
+def _injective_arms(study: str) -> tuple:
+    return tuple((a, study, "test_acc", {"model.bottleneck_act": a}) for a in ("identity", "relu6", *_INJECTIVE))
+
+
+_SHORTCUT = {k: {"model.shortcut": k} for k in ("bottleneck", "expansion", "none", "sandglass")}
 
 
 def _old_rule_note() -> str:
@@ -56,7 +93,11 @@ PAIRED_CLAIMS = {
         (PairedTest("linear - relu6", "figure6a_linear_bottleneck_cifar10", "test_acc", _LIN, _RELU6),),
         ("figure6a_linear_bottleneck_cifar10",),
         arms=(("linear", "figure6a_linear_bottleneck_cifar10", "test_acc", _LIN),
-              ("relu6", "figure6a_linear_bottleneck_cifar10", "test_acc", _RELU6))),
+              ("relu6", "figure6a_linear_bottleneck_cifar10", "test_acc", _RELU6)),
+        converged=_at_convergence(
+            "Linear bottleneck beats ReLU6 in the bottleneck (Figure 6a)", _C6A,
+            (PairedTest("linear - relu6", _C6A, "test_acc", _LIN, _RELU6, all_planned=True),),
+            (("linear", _C6A, "test_acc", _LIN), ("relu6", _C6A, "test_acc", _RELU6)))),
     "figure6a_converged_subset": ClaimSpec(
         "Linear bottleneck beats ReLU6 in the bottleneck when both are trained to convergence (Figure 6a, "
         "CPU subset)",
@@ -67,7 +108,9 @@ PAIRED_CLAIMS = {
         (PairedTest("linear - relu6", _SUBSET, "test_acc", _LIN, _RELU6, all_planned=True),),
         (_SUBSET,),
         arms=(("linear", _SUBSET, "test_acc", _LIN), ("relu6", _SUBSET, "test_acc", _RELU6)),
-        rule=PAIRED_RULES["converged"]),
+        rule=PAIRED_RULES["converged"],
+        converged="none planned beyond this row (it is the CPU subset trained to convergence; the full-data study "
+                  "is in Figure 6a's row)"),
     "figure6b": ClaimSpec(
         "Shortcuts between bottlenecks beat shortcuts between expansions and no shortcut (Figure 6b)",
         "ImageNet: the bottleneck-to-bottleneck curve ends highest in Figure 6b",
@@ -78,7 +121,14 @@ PAIRED_CLAIMS = {
         ("figure6b_shortcuts_cifar10",),
         arms=tuple((k, "figure6b_shortcuts_cifar10", "test_acc", {"model.shortcut": k})
                    for k in ("bottleneck", "expansion", "none")),
-        stale=(("figure6b_shortcuts_cifar10", {"model.shortcut": "expansion"}, "shortcuts", _old_rule_note),)),
+        stale=(("figure6b_shortcuts_cifar10", {"model.shortcut": "expansion"}, "shortcuts", _old_rule_note),),
+        converged=_at_convergence(
+            "Shortcuts between bottlenecks beat shortcuts between expansions and no shortcut (Figure 6b)", _C6B,
+            (*(PairedTest(f"bottleneck - {other}", _C6B, "test_acc", _SHORTCUT["bottleneck"], _SHORTCUT[other],
+                          all_planned=True) for other in ("expansion", "none")),
+             PairedTest("sandglass - bottleneck (MobileNeXt's prediction; does not decide this row)", _C6B,
+                        "test_acc", _SHORTCUT["sandglass"], _SHORTCUT["bottleneck"], role="own", all_planned=True)),
+            tuple((k, _C6B, "test_acc", v) for k, v in _SHORTCUT.items()))),
     "width": ClaimSpec(
         "The ReLU6-bottleneck penalty grows as the bottleneck narrows",
         "The mechanism of sections 3.2 and Appendix A (ReLU on a narrow layer collapses the manifold; "
@@ -154,12 +204,13 @@ PAIRED_CLAIMS = {
         "tested in the paper; pre-registered in experiments/injective_bottleneck_cifar10.yaml",
         f"{_CIFAR}, width {{width}}, {{param:train.epochs}} epochs, the full test split; 5 pre-registered seeds per "
         "arm, no verdict before all have run",
-        (PairedTest("penalty of relu6 (identity - relu6)", _INJ, "test_acc", _LIN, _RELU6, all_planned=True),
-         *(PairedTest(f"{a} - relu6", _INJ, "test_acc", {"model.bottleneck_act": a}, _RELU6, all_planned=True)
-           for a in _INJECTIVE)),
+        _injective_tests(_INJ),
         (_INJ,),
-        arms=tuple((a, _INJ, "test_acc", {"model.bottleneck_act": a}) for a in ("identity", "relu6", *_INJECTIVE)),
-        rule=PAIRED_RULES["injective"]),
+        arms=_injective_arms(_INJ),
+        rule=PAIRED_RULES["injective"],
+        converged=_at_convergence(
+            "Beyond the paper: an injective non-linear bottleneck costs (almost) nothing, so the ReLU6 penalty is "
+            "information loss", _CINJ, _injective_tests(_CINJ), _injective_arms(_CINJ), rule="plateau_injective")),
 }
 
 

@@ -12,10 +12,11 @@ from pathlib import Path
 
 from manifold_lab import io
 from manifold_lab.io import md_cell
-from manifold_lab.reproduction.claims import PROBE_COMMAND
+from manifold_lab.reproduction.claims import CAMPAIGN, PROBE_COMMAND
 from manifold_lab.reproduction.device_check import devices_of, section
 from manifold_lab.reproduction.records import done_runs, run_counts
-from manifold_lab.reproduction.verdict import ALPHA, MIN_SEEDS, POWER, Claim, devices_text
+from manifold_lab.reproduction.rules import FLOOR, LAST_EPOCHS, PLATEAU
+from manifold_lab.reproduction.verdict import ALPHA, MIN_SEEDS, POWER, Claim, devices_text, planned_runs
 
 STUDIES = (
     ("figure1_spiral", "Figure 1 over ten seeds"),
@@ -38,6 +39,16 @@ STUDIES = (
     ("injective_bottleneck_cifar10", "injective bottlenecks: identity / relu6 / leaky ReLU 0.1, 0.3 / ELU / "
                                      "softplus, the full test split"),
 )
+
+#: The converged studies (the GPU campaign's, pre-registered): their folders are results/<campaign>/<study>/ and
+#: their planned runs are read from their experiment files until they have a plan.
+CONVERGED_STUDIES = tuple((f"{Path(CAMPAIGN).stem}/{name}", what) for name, what in (
+    ("figure6a_converged_cifar10", "Figure 6a at the converged scale (full CIFAR-10, 200 epochs, GPU campaign)"),
+    ("figure6b_converged_cifar10", "Figure 6b at the converged scale, with MobileNeXt's sandglass block as a fourth "
+                                   "arm (full CIFAR-10, 200 epochs, GPU campaign)"),
+    ("injective_bottleneck_converged_cifar10", "injective bottlenecks at the converged scale (full CIFAR-10, 200 "
+                                               "epochs, GPU campaign)"),
+))
 
 BUDGET_SPEC = "experiments/figure6a_linear_bottleneck_cifar10.yaml"
 
@@ -117,11 +128,17 @@ session at a time: `manifold-lab campaign experiments/converged_campaign.yaml --
 """
 
 
+def _all_tests(rows: list[Claim]) -> list:
+    """Every paired test of the table, at both scales."""
+    return [t for c in rows for t in (*c.tests, *(c.converged_row.tests if c.converged_row else ()))]
+
+
 def _family_table(rows: list[Claim]) -> list[str]:
-    """Every paired test of the table: n, mean difference, raw and Holm-adjusted p, verdict."""
+    """Every paired test of the table, at both scales (a converged-scale test's claim says so): n, mean
+    difference, raw and Holm-adjusted p, verdict."""
     lines = ["## The paired tests (one Holm family)", "",
              "Raw p: paired t test on the per-seed differences (one-sided where pre-registered); adjusted p: "
-             f"Holm's step-down adjustment over the {sum(not math.isnan(t.p) for c in rows for t in c.tests)} "
+             f"Holm's step-down adjustment over the {sum(not math.isnan(t.p) for t in _all_tests(rows))} "
              f"tests below that have a p-value; verdicts at adjusted p < {ALPHA:g}.", "",
              f"Detectable: the smallest mean difference the test detects with {POWER:.0%} power at its n and "
              f"observed spread (the paired t test at {ALPHA:g}, two- or one-sided as the test is; "
@@ -130,14 +147,15 @@ def _family_table(rows: list[Claim]) -> list[str]:
              "| claim | test | n | mean difference (points) | detectable (points) | raw p | adjusted p | verdict |",
              "|---|---|---|---|---|---|---|---|"]
     for c in rows:
-        for t in c.tests:
+        for claim, t in [(c.claim, t) for t in c.tests] + \
+                [(c.converged_row.claim, t) for t in (c.converged_row.tests if c.converged_row else [])]:
             mean = "" if not t.summary["n"] else f"{100 * t.summary['mean']:+.2f}"
             p = "" if math.isnan(t.p) else f"{t.p:.2g}{' (one-sided)' if t.spec.alternative == 'greater' else ''}"
             adj = "" if math.isnan(t.p_adj) else f"{t.p_adj:.2g}"
             role = " (descriptive)" if t.spec.role == "descriptive" else ""
             d = t.detectable()
             power = "" if math.isnan(d) else f"{100 * d:.2f}"
-            lines.append(_table_row([c.claim, t.spec.label, str(t.summary["n"]), mean, power, p, adj,
+            lines.append(_table_row([claim, t.spec.label, str(t.summary["n"]), mean, power, p, adj,
                                      t.verdict + role]))
     return lines + [""]
 
@@ -162,10 +180,20 @@ def render(rows: list[Claim], results: str | Path = "results") -> str:
         f"prediction at {MIN_SEEDS} seeds or fewer), and *not enough runs yet* with fewer than {MIN_SEEDS} seeds. "
         "A row that needs several differences takes the weakest verdict among them. Differences are in "
         "percentage points of test accuracy; intervals are unadjusted 95% t intervals.", "",
-        "| claim of the paper | the paper's evidence | ours | verdict | regenerate |",
-        "|---|---|---|---|---|",
+        "The converged-scale column shows, beside the row's verdict, the same claim where a converged study is "
+        f"pre-registered (full CIFAR-10, 200 epochs, GPU campaign `{CAMPAIGN}`; folders "
+        f"`{Path(CAMPAIGN).stem}/<study>/`): its tests are in the same Holm family, and a test has a verdict only "
+        f"once all its planned runs are done and converged: every run of each of its arms ends at {FLOOR:.0%} "
+        f"clean train accuracy or more, and each arm's mean clean train accuracy at the last epoch is within "
+        f"{100 * PLATEAU:g} point of its mean over the last {LAST_EPOCHS} epochs; otherwise *not converged: no "
+        "verdict*, naming the arm and by how much it misses. Converged, each test is decided as above, with *no "
+        "difference detected* (and its 95% interval) in place of *inconclusive*, and the row by its rule as at the "
+        "budget scale.", "",
+        "| claim of the paper | the paper's evidence | ours | verdict | converged scale | regenerate |",
+        "|---|---|---|---|---|---|",
     ]
-    lines += [_table_row([c.claim, c.paper, c.ours, f"**{c.verdict}**", f"`{c.command}`"]) for c in rows]
+    lines += [_table_row([c.claim, c.paper, c.ours, f"**{c.verdict}**", c.converged, f"`{c.command}`"])
+              for c in rows]
     lines += [""] + _family_table(rows) + section(results) + [_scale(results), "## The studies", "",
               "| study | what | runs (done / planned, failed) | trained on | report |", "|---|---|---|---|---|"]
     for name, what in STUDIES:
@@ -173,6 +201,12 @@ def render(rows: list[Claim], results: str | Path = "results") -> str:
         report = f"[{name}/report.md]({name}/report.md)" if (results / name / "report.md").exists() else "not run yet"
         devices = devices_of(r.run_dir for r in done_runs(results / name))
         where = devices_text(devices).replace("unknown", "not recorded")  # runs that predate provenance.json
+        lines.append(f"| {name} | {what} | {done} / {planned}, {failed} failed | {where} | {report} |")
+    for name, what in CONVERGED_STUDIES:
+        planned, done, failed = planned_runs(results, name)
+        report = f"[{name}/report.md]({name}/report.md)" if (results / name / "report.md").exists() else "not run yet"
+        where = devices_text(devices_of(r.run_dir for r in done_runs(results / name))).replace("unknown",
+                                                                                               "not recorded")
         lines.append(f"| {name} | {what} | {done} / {planned}, {failed} failed | {where} | {report} |")
     lines += ["", "Figure 1 and Theorem 1 as single commands: [figure1/](figure1/) (`manifold-lab spiral`), "
               "[theorem1/](theorem1/) (`manifold-lab theorem`). Table 3: [table3/](table3/table3.md) "

@@ -10,6 +10,7 @@ rule, ``manifold_lab.reproduction.verdict``; the rows themselves are data in
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +21,8 @@ from manifold_lab.reproduction.records import csv_rows, damaged, done_runs, old_
 from manifold_lab.reproduction.verdict import ALPHA, CONTRADICTED, INCONCLUSIVE, MIN_SEEDS, SUPPORTED
 from manifold_lab.stats import describe
 
-__all__ = ["RULES", "Row", "collapse_intervals", "described_profiles", "layers_below", "preregistered_correlation",
-           "z_within_bound"]
+__all__ = ["PAIRED_RULES", "RULES", "Row", "arm_convergence", "collapse_intervals", "converged_rule",
+           "described_profiles", "layers_below", "plateau_rule", "preregistered_correlation", "z_within_bound"]
 
 
 @dataclass(frozen=True)
@@ -244,9 +245,116 @@ def converged_rule(spec, tests: list, results: Path, *, at_least: float = 0.99) 
                   f"{100 * s['ci_high']:+.2f}])")
 
 
+def _no_difference(s: dict) -> str:
+    return (f"no difference detected ({100 * s['mean']:+.2f} points [{100 * s['ci_low']:+.2f}, "
+            f"{100 * s['ci_high']:+.2f}])")
+
+
+#: The convergence rule of the converged studies (``experiments/figure6a_converged_cifar10.yaml``, addendum 1;
+#: figure6b and the injective study refer to it): every run's last-epoch clean train accuracy at least ``FLOOR``,
+#: every arm's mean at the last epoch within ``PLATEAU`` of its mean over the last ``LAST_EPOCHS`` epochs.
+FLOOR, PLATEAU, LAST_EPOCHS = 0.99, 0.01, 10
+
+
+def arm_convergence(runs: list, params: dict, *, at_least: float = FLOOR, within: float = PLATEAU,
+                    last: int = LAST_EPOCHS) -> tuple[dict | None, list[str]]:
+    """The convergence rule on one arm (the done ``runs`` whose dotted params equal ``params``): ``(summary,
+    misses)``. ``misses`` says by how much each part misses (empty: converged): a run whose last-epoch clean train
+    accuracy (``clean_train_acc``, a fraction) is below ``at_least`` or not recorded, a run without a per-epoch
+    curve (``curve_clean_train_acc``) of at least ``last`` epochs, and the arm's mean at the last epoch more than
+    ``within`` from the arm's mean over the last ``last`` epochs (each run's curve, averaged over the runs). No
+    done run is a miss too. ``summary``: the arm's last-epoch mean, lowest run, last-epochs mean and n (None
+    without a recorded clean train accuracy)."""
+    mine = sorted((r for r in runs if all(r.param(k) == v for k, v in params.items())), key=lambda r: r.seed)
+    misses, finals, windows = [], [], []
+    for r in mine:
+        final, curve = r.metrics.get("clean_train_acc"), r.metrics.get("curve_clean_train_acc")
+        if final is None:
+            misses.append(f"seed {r.seed} (clean train accuracy not recorded)")
+            continue
+        finals.append(float(final))
+        if final < at_least:
+            misses.append(f"seed {r.seed} {100 * final:.2f}%, {100 * (at_least - final):.2f} points below "
+                          f"{at_least:.0%}")
+        if not isinstance(curve, list) or len(curve) < last:
+            misses.append(f"seed {r.seed} (no per-epoch clean train accuracy over the last {last} epochs)")
+        else:
+            windows.append(float(np.mean(curve[-last:])))
+    if not mine:
+        misses.append("no done run")
+    if not finals:
+        return None, misses
+    summary = {"n": len(finals), "final": float(np.mean(finals)), "lowest": min(finals),
+               "window": float(np.mean(windows)) if len(windows) == len(mine) else None}
+    if summary["window"] is not None:
+        gap = summary["final"] - summary["window"]
+        if abs(gap) > within + 1e-9:  # a gap of exactly 1 point passes, whatever the float rounding
+            misses.append(f"last-epoch mean {100 * summary['final']:.2f}% is {100 * abs(gap):.2f} points "
+                          f"{'above' if gap > 0 else 'below'} its mean over the last {last} epochs "
+                          f"({100 * summary['window']:.2f}%), {100 * (abs(gap) - within):.2f} points beyond the "
+                          f"{100 * within:g}-point plateau")
+    return summary, misses
+
+
+def _arm_label(spec, params: dict) -> str:
+    """The label ``spec.arms`` gives these params, else the params themselves."""
+    return next((label for label, _, _, arm in spec.arms if arm == params),
+                ", ".join(f"{k} = {v}" for k, v in params.items()))
+
+
+#: The converged-scale verdicts of several tests, weakest first (``plateau_rule``).
+_CONVERGED_ORDER = (CONTRADICTED, "not enough", NOT_CONVERGED, "no difference", INCONCLUSIVE)
+
+
+def plateau_rule(spec, tests: list, results: Path, *, decide=None, at_least: float = FLOOR,
+                 within: float = PLATEAU, last: int = LAST_EPOCHS) -> tuple[str, str]:
+    """The rule pre-registered for the converged studies (``experiments/figure6a_converged_cifar10.yaml`` and
+    its addendum 1; ``figure6b_converged_cifar10.yaml`` and ``injective_bottleneck_converged_cifar10.yaml``
+    take it over). A test is converged iff each of its arms passes ``arm_convergence`` (every run at least
+    ``at_least`` clean train accuracy at the last epoch; the arm's last-epoch mean within ``within`` of its mean
+    over the last ``last`` epochs). Each test's verdict becomes: *not enough runs yet* before every planned run
+    is done (the tests' ``all_planned``); *not converged: no verdict* naming the arm and by how much it misses;
+    else *supported* / *contradicted* at Holm-adjusted p < 0.05 (``judge``), and otherwise *no difference
+    detected* with its 95% interval. The row's verdict is the weakest of its ``verdict`` tests'
+    (``_CONVERGED_ORDER``), or, with ``decide`` (the study's own decision rule, ``rule(spec, tests, results)``,
+    e.g. ``injective_bottleneck``), that rule's verdict once every test is done and converged. Returns ``(text,
+    verdict)``: the arms' last-epoch clean train accuracies side by side."""
+    runs = done_runs(results / spec.studies[0])
+    checked: dict[str, tuple] = {}
+    for label, _, _, params in spec.arms:
+        checked[label] = arm_convergence(runs, params, at_least=at_least, within=within, last=last)
+    for t in tests:
+        if t.verdict.startswith("not enough"):
+            continue
+        arms = [{**t.spec.fixed, **arm} for pair in ((t.spec.a, t.spec.b), *t.spec.pairs) for arm in pair]
+        labels = {_arm_label(spec, arm): arm for arm in arms}
+        for label, arm in labels.items():
+            if label not in checked:
+                checked[label] = arm_convergence(runs, arm, at_least=at_least, within=within, last=last)
+        failing = [f"{label}: {', '.join(checked[label][1])}" for label in labels if checked[label][1]]
+        if failing:
+            t.verdict = f"{NOT_CONVERGED} ({'; '.join(failing)})"
+        elif t.verdict not in (SUPPORTED, CONTRADICTED):
+            t.verdict = _no_difference(t.summary)
+    side = "; ".join(f"{label} {100 * s['final']:.2f}% (lowest {100 * s['lowest']:.2f}%"
+                     + ("" if s["window"] is None else f", mean over the last {last} epochs {100 * s['window']:.2f}%")
+                     + f", n = {s['n']})" for label, (s, _) in checked.items() if s is not None)
+    text = (f"last-epoch clean train accuracy (convergence rule: every run at least {at_least:.0%}, every arm's "
+            f"mean within {100 * within:g} point of its mean over the last {last} epochs): {side}") if side else ""
+    deciding = [t.verdict for t in tests if t.spec.role == "verdict"]
+    if decide is None:
+        return text, next((got for v in _CONVERGED_ORDER for got in deciding if got.startswith(v)), SUPPORTED)
+    blocked = next((got for v in ("not enough", NOT_CONVERGED) for got in deciding if got.startswith(v)), None)
+    if blocked:
+        return text, blocked
+    more, verdict = decide(spec, tests, results)
+    return "; ".join(filter(None, (text, more))), verdict
+
+
 #: Rules of paired claims pre-registered as more than the weakest test (``ClaimSpec.rule``):
 #: ``rule(spec, evaluated tests, results) -> (text, verdict)``.
-PAIRED_RULES = {"injective": injective_bottleneck, "one_block": stage_rule, "converged": converged_rule}
+PAIRED_RULES = {"injective": injective_bottleneck, "one_block": stage_rule, "converged": converged_rule,
+                "plateau": plateau_rule, "plateau_injective": partial(plateau_rule, decide=injective_bottleneck)}
 
 #: One evaluator per kind of rule: ``evaluator(row, results) -> (ours, verdict)``.
 RULES = {"layers_below": layers_below, "z_within_bound": z_within_bound, "collapse_intervals": collapse_intervals,

@@ -15,8 +15,12 @@ family: their p-values are adjusted by Holm's step-down procedure
 
 A row with several verdict tests takes the weakest verdict among them;
 ``descriptive`` tests are shown (and counted in the family) but do not decide
-the row. Claims that are not paired differences (Theorem 1, Figure 1, Figure 7)
-state their own rule in their row. The inputs are study folders, read by
+the row, nor do ``own`` tests (a prediction other than the row's claim, judged on
+its own). A row may declare the same claim at the converged scale
+(``ClaimSpec.converged``): its tests join the one family and its rule draws a
+second verdict, shown beside the row's (``Claim.converged``). Claims that are
+not paired differences (Theorem 1, Figure 1, Figure 7) state their own rule in
+their row. The inputs are study folders, read by
 ``manifold_lab.reproduction.records`` (which states their shape).
 """
 
@@ -45,6 +49,8 @@ AGAINST = "; the point estimate runs against the prediction"
 #: direction into it.
 NO_EVIDENCE = "; no evidence either way"
 POWER = 0.8
+#: The converged-scale cell of a row that declares no converged study.
+NONE_PLANNED = "none planned"
 
 
 @dataclass
@@ -57,6 +63,8 @@ class Claim:
     verdict: str
     command: str
     tests: list = field(default_factory=list)
+    converged: str = NONE_PLANNED  # the converged-scale cell: verdict and numbers, "not run yet (...)" or a note
+    converged_row: Claim | None = None  # the converged-scale row evaluated (its tests: the family table)
 
 
 def _pts(summary: dict, scale: float = 100.0, unit: str = " points") -> str:
@@ -97,7 +105,8 @@ class PairedTest:
     largest *planned* value, so a partial sweep gives no verdict). ``at = (param, level)``
     pins a swept parameter at a planned level (``"last"``: the longest budget). ``alternative`` is
     ``"two-sided"`` or ``"greater"`` (a pre-registered one-sided test); ``role`` is
-    ``"verdict"`` or ``"descriptive"``; ``all_planned``: no p-value until every planned run of the
+    ``"verdict"``, ``"descriptive"`` or ``"own"`` (a verdict of its own, e.g. another paper's prediction,
+    that does not decide the row); ``all_planned``: no p-value until every planned run of the
     study is done (a pre-registered n), or, given as a tuple of arms (param filters), every planned run of
     those arms (a pre-registered part of the study). ``pairs``: further ``(a, b)`` pairs; ``d`` is then the
     per-seed mean of ``metric(a) - metric(b)`` over ``(a, b)`` and every pair, on the seeds that have them all.
@@ -136,7 +145,11 @@ class ClaimSpec:
     ``rules.PAIRED_RULES``) that draws the row's verdict from its evaluated tests (and adds its own
     description), instead of the weakest verdict of the tests. ``command``: the command that regenerates
     the row's committed runs when it is not ``manifold-lab run experiments/<study>.yaml --reference`` of each study
-    (a part of a study: ``--runs``).
+    (a part of a study: ``--runs``). ``converged``: the same claim at the converged scale, a ``ClaimSpec`` whose
+    tests join the table's Holm family and whose row fills the converged-scale column (its ``command``: the
+    campaign that runs it; a study is named by its folder under the results folder, its experiment file is
+    ``experiments/<the folder's name>.yaml``), or a note shown there instead of ``NONE_PLANNED``.
+    ``{planned}`` in ``setting``: the number of planned runs of the first study (``planned_runs``).
     """
 
     claim: str
@@ -151,6 +164,7 @@ class ClaimSpec:
     matched: tuple = ()
     rule: Any = None
     command: str = ""
+    converged: Any = None
 
 
 @dataclass
@@ -348,6 +362,26 @@ def _matched_text(results: Path, study: str, a: dict, b: dict, factor: str, leve
             f"{_pts(describe(list(d.values())))}")
 
 
+def _experiment(study: str) -> Path:
+    """The experiment file of a study folder (``results/<study>``, ``results/<campaign>/<study>``)."""
+    from manifold_lab.data.base import repo_root
+
+    return repo_root() / "experiments" / f"{Path(study).name}.yaml"
+
+
+def planned_runs(results: Path, study: str) -> tuple[int, int, int]:
+    """``(planned, done, failed)`` runs of a study: its folder's plan, or before it has one, the plan of its
+    experiment file (``spec.sweep.plan``: what the pre-registration plans, nothing done yet)."""
+    folder = Path(results) / study
+    if (folder / "plan.json").exists():
+        return run_counts(folder)
+    from manifold_lab.spec import load_spec
+    from manifold_lab.spec.sweep import plan
+
+    path = _experiment(study)
+    return (len(plan(load_spec(path))) if path.exists() else 0), 0, 0
+
+
 def _param_values(results: Path, study: str, key: str) -> str:
     """The values of a dotted parameter over a study's done runs, e.g. ``"20"``; its experiment file's value
     before any run."""
@@ -356,10 +390,9 @@ def _param_values(results: Path, study: str, key: str) -> str:
         with suppress(KeyError, TypeError):  # not recorded
             values.add(r.param(key))
     if not runs:
-        from manifold_lab.data.base import repo_root
         from manifold_lab.spec import load_spec
 
-        path = repo_root() / "experiments" / f"{study}.yaml"
+        path = _experiment(study)
         values = {RunRecord("", load_spec(path).params.model_dump(), 0, "", {}, path).param(key)} \
             if path.exists() else set()
     return ", ".join(f"{v:g}" for v in sorted(values - {None})) or "not recorded"
@@ -368,7 +401,6 @@ def _param_values(results: Path, study: str, key: str) -> str:
 def _width_of(results: Path, study: str) -> str:
     """The width multiplier a study ran at: its results' ``spec.yaml``, else its experiment file."""
     from manifold_lab import io
-    from manifold_lab.data.base import repo_root
     from manifold_lab.spec import load_spec
     from manifold_lab.spec.bounds import safe_load_bounded
 
@@ -378,45 +410,74 @@ def _width_of(results: Path, study: str) -> str:
         params = (safe_load_bounded(io.read_text(resolved)) or {}).get("params") or {}
         width = params.get("model", {}).get("width_mult")
     if width is None:
-        width = load_spec(repo_root() / "experiments" / f"{study}.yaml").params.model.width_mult
+        width = load_spec(_experiment(study)).params.model.width_mult
     return f"{width:g}"
 
 
+def _row(spec: ClaimSpec, rs: list[TestResult], results: Path) -> Claim:
+    """One ``ClaimSpec`` as a row, from its evaluated (judged) tests. Its rule runs first, as it may decide its
+    tests' verdicts (``rules.plateau_rule``), so that their texts show them."""
+    verdict = _worst([r.verdict for r in rs if r.spec.role == "verdict"])
+    rule_text = ""
+    if spec.rule:
+        rule_text, verdict = spec.rule(spec, rs, results)
+    parts = [f"{label} {_acc(done_runs(results / study), metric, params)}"
+             for label, study, metric, params in spec.arms if (results / study / "plan.json").exists()]
+    for study, metric, a, b, factor, fixed in spec.gaps:
+        folder = results / study
+        if (folder / "plan.json").exists():
+            parts.append(_gap_text(done_runs(folder), swept_values(folder, factor), metric, a, b, factor, fixed,
+                                   spec.slope))
+    parts += [r.text() for r in rs]
+    for study in spec.studies:
+        devices = devices_of(r.run_dir for r in done_runs(results / study))
+        if len(devices) > 1:
+            parts.append(f"{study} ran on {devices_text(devices, ' runs')}: a difference between runs "
+                         "of different devices includes the devices' offset")
+    parts += [text for m in spec.matched if (text := _matched_text(results, *m))]
+    for study, params, key, note in spec.stale:
+        if any(key not in r.metrics for r in done_runs(results / study)
+               if all(r.param(k) == v for k, v in params.items())):
+            parts.append(note())
+    parts += [rule_text] if rule_text else []
+    setting = spec.setting.replace("{width}", _width_of(results, spec.studies[0]))
+    if "{planned}" in setting:
+        setting = setting.replace("{planned}", str(planned_runs(results, spec.studies[0])[0]))
+    setting = re.sub(r"\{param:([\w.]+)\}", lambda m: _param_values(results, spec.studies[0], m.group(1)), setting)
+    return Claim(spec.claim, spec.paper, f"{setting}: " + "; ".join(parts), verdict,
+                 spec.command or "; ".join(f"manifold-lab run experiments/{s}.yaml --reference" for s in spec.studies),
+                 rs)
+
+
+def converged_cell(spec: ClaimSpec, row: Claim, results: Path) -> str:
+    """The converged-scale cell of a row: ``not run yet`` with the planned runs (its experiment file's plan) and
+    the campaign's command before its study has a plan; its verdict and numbers after."""
+    study = spec.studies[0]
+    if not (results / study / "plan.json").exists():
+        planned = planned_runs(results, study)[0]
+        return (f"not run yet (0 of {planned} planned runs; GPU campaign: `{spec.command}`, into "
+                f"results/{study}/)")
+    return f"**{row.verdict}**: {row.ours}"
+
+
 def evaluate(specs, results: str | Path = "results") -> list[Claim]:
-    """Every ``ClaimSpec`` as a row; Holm adjustment across all the paired tests of all rows."""
+    """Every ``ClaimSpec`` as a row, with its converged-scale row where it declares one; Holm adjustment across
+    all the paired tests of all rows, at both scales."""
     results = Path(results)
+    converged = [spec.converged if isinstance(spec.converged, ClaimSpec) else None for spec in specs]
     evaluated = [[run_test(results, t) for t in spec.tests] for spec in specs]
-    family = [r for rs in evaluated for r in rs]
+    at_convergence = [[run_test(results, t) for t in c.tests] if c else [] for c in converged]
+    family = [r for rs in (*evaluated, *at_convergence) for r in rs]
     for r, adj in zip(family, holm_adjust([r.p for r in family])):
         r.p_adj = adj
         r.verdict = judge(r)
     rows = []
-    for spec, rs in zip(specs, evaluated):
-        parts = [f"{label} {_acc(done_runs(results / study), metric, params)}"
-                 for label, study, metric, params in spec.arms if (results / study / "plan.json").exists()]
-        for study, metric, a, b, factor, fixed in spec.gaps:
-            folder = results / study
-            if (folder / "plan.json").exists():
-                parts.append(_gap_text(done_runs(folder), swept_values(folder, factor), metric, a, b, factor, fixed,
-                                       spec.slope))
-        parts += [r.text() for r in rs]
-        for study in spec.studies:
-            devices = devices_of(r.run_dir for r in done_runs(results / study))
-            if len(devices) > 1:
-                parts.append(f"{study} ran on {devices_text(devices, ' runs')}: a difference between runs "
-                             "of different devices includes the devices' offset")
-        parts += [text for m in spec.matched if (text := _matched_text(results, *m))]
-        for study, params, key, note in spec.stale:
-            if any(key not in r.metrics for r in done_runs(results / study)
-                   if all(r.param(k) == v for k, v in params.items())):
-                parts.append(note())
-        verdict = _worst([r.verdict for r in rs if r.spec.role == "verdict"])
-        if spec.rule:
-            text, verdict = spec.rule(spec, rs, results)
-            parts += [text] if text else []
-        setting = re.sub(r"\{param:([\w.]+)\}", lambda m: _param_values(results, spec.studies[0], m.group(1)),
-                         spec.setting.replace("{width}", _width_of(results, spec.studies[0])))
-        rows.append(Claim(spec.claim, spec.paper, f"{setting}: " + "; ".join(parts), verdict,
-                          spec.command or "; ".join(f"manifold-lab run experiments/{s}.yaml --reference" for s in spec.studies),
-                          rs))
+    for spec, rs, c, crs in zip(specs, evaluated, converged, at_convergence):
+        row = _row(spec, rs, results)
+        if c is not None:
+            row.converged_row = _row(c, crs, results)
+            row.converged = converged_cell(c, row.converged_row, results)
+        elif isinstance(spec.converged, str):
+            row.converged = spec.converged
+        rows.append(row)
     return rows
