@@ -387,7 +387,7 @@ def dry_run(path: Path, out: Path, capsys, *extra: str) -> str:
     return printed
 
 
-def reuse_plans(path: Path):
+def part_plans(path: Path):
     from manifold_lab.spec.suite import load_suite
     from manifold_lab.spec.sweep import plan
 
@@ -400,7 +400,7 @@ def test_reused_runs_are_done_or_the_source_parts_not_estimated_twice(tmp_path, 
     neither done nor remaining); once A holds one complete it is done in B too (copied later, never trained);
     a copy in B's folder spends nothing in B. Estimates: 100 s an epoch, 4 epochs a run."""
     path, out = write_reuse_campaign(tmp_path), tmp_path / "out"
-    plan_a, plan_b = reuse_plans(path)
+    plan_a, plan_b = part_plans(path)
     assert [r.run_id for r in plan_b[:2]] == [r.run_id for r in plan_a]  # the same runs
     fixed_epochs(monkeypatch, plan_a[0].params)
     rows = _rows(dry_run(path, out, capsys))
@@ -435,7 +435,7 @@ def test_spent_comes_from_the_records_without_checkpoints(tmp_path, monkeypatch,
     said to restart from epoch 0, its epochs estimated again, and once its group starts the ledger keeps their
     minutes (``lost``), so that they stay spent after the restart rewrote metrics.jsonl. 100 s an epoch."""
     path, out = write_reuse_campaign(tmp_path), tmp_path / "out"
-    plan_a, plan_b = reuse_plans(path)
+    plan_a, plan_b = part_plans(path)
     fixed_epochs(monkeypatch, plan_a[0].params)
     # A: seed 0 stopped after 3 epochs of 60 s, seed 1 complete (4 of 30 s); B: relu6 seed 0 complete with a
     # metrics.json and no metrics.jsonl (4 epochs at 50/30 images/s of its 50 training images: 30 s each)
@@ -524,7 +524,7 @@ def test_a_started_study_stays_on_its_device_and_torch(tmp_path, monkeypatch, ca
     campaign refuses to continue A before anything is trained or written; --dry-run shows it and refuses too.
     B reuses A's runs: it is refused too once A is done (the study holds A's runs)."""
     path, out = write_reuse_campaign(tmp_path), tmp_path / "out"
-    plan_a, plan_b = reuse_plans(path)
+    plan_a, plan_b = part_plans(path)
     construct_run(out / "camp_a", plan_a[1], [30.0] * 4, complete=True, provenance=provenance_on(H200, "2.3.1"))
     construct_run(out / "camp_a", plan_a[0], [30.0] * 2)
     ledger = {"invocations": [{"started": "2025-01-01T10:00:00", "device": H200, "torch": "2.3.1",
@@ -585,3 +585,23 @@ def test_a_study_not_started_may_run_on_any_device(tmp_path, monkeypatch, capsys
          "groups": [{"experiment": "camp_b", "run_ids": [run_b.run_id], "estimated_min": 1.0, "wall_min": 1.0,
                      "outcome": "stopped"}]}]}))
     assert refused(path, out, capsys).startswith(f"camp_b in {out} has epochs of 1 run(s) trained on NVIDIA H200")
+
+
+def test_the_estimate_groups_a_gated_arm_as_the_campaign_trains_it(tmp_path, monkeypatch, capsys):
+    """A's identity arm (the gate's, 3 seeds) trains alone while the gate is not passed: in groups of 2, [id 0, 1],
+    [id 2], then [relu6 0, 1], [relu6 2]: 4 groups of 1 epoch (100 s each, whatever the group's size), not the 3
+    of the 6 runs grouped in plan order. Once the pilot passed, relu6's 2 groups remain."""
+    path = write_campaign(tmp_path, sweep_a="model.bottleneck_act: [identity, relu6], seeds: [0, 1, 2]",
+                          gates=f"[{GATE % 0.5}]")
+    out = tmp_path / "out"
+    (plan_a, _) = part_plans(path)
+    rate = campaign.epoch_images(plan_a[0].params) / 100
+    monkeypatch.setattr(campaign, "THROUGHPUT", {"cpu": {1: rate, 2: rate}, "cuda": {1: rate, 2: rate}})
+    monkeypatch.setattr(campaign, "GROUP_OVERHEAD_S", 0.0)
+    argv = ["campaign", str(path), "--stop-after", "10m", "--out", str(out), "--batch-runs", "2", "--dry-run"]
+    assert main(argv) == 0
+    assert _rows(capsys.readouterr().out)["[camp_a](camp_a/report.md)"] == ["2", "6", "0", "6", "0", "0.0", "6.7"]
+    for run in plan_a[:3]:  # the pilot: identity, seeds 0-2, complete with test_acc 0.5
+        construct_run(out / "camp_a", run, [1.0], complete=True)
+    assert main(argv) == 0
+    assert _rows(capsys.readouterr().out)["[camp_a](camp_a/report.md)"] == ["2", "6", "3", "3", "0", "0.1", "3.3"]

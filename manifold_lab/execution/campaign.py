@@ -23,7 +23,8 @@ on a CUDA device, ``batch.default_batch_runs``). Its rules, so that it stops bef
 - *Gates* (the suite's ``gates``; ``manifold_lab.execution.gates``): while a gate is not passed, only
   its own arm's runs start; a group with any other run does not start and the campaign stops there:
   ``waiting at the gate after <part>: ...`` (pending, exit status 0) or ``stopped at the gate after
-  <part>: ...`` (failed, exit status 1).
+  <part>: ...`` (failed, exit status 1). The estimate in ``campaign.md`` groups the runs the same way
+  (``_training_groups``): a gated part's arm in groups of its own, then its other runs.
 - After every invocation ``campaign.md`` in the campaign folder lists, per experiment, the runs
   planned, done and remaining (with the epochs each remaining run has done), the device minutes
   spent according to the runs' records and the minutes estimated for what remains, every gate with
@@ -70,7 +71,7 @@ from pathlib import Path
 from manifold_lab import io
 from manifold_lab.errors import UsageError
 from manifold_lab.execution.batch import default_batch_runs, group_runs
-from manifold_lab.execution.gates import GateFilter, gates_section, part_gates
+from manifold_lab.execution.gates import GateFilter, gate_state, gates_section, part_gates
 from manifold_lab.execution.runner import reuse_sources, run_experiment
 from manifold_lab.execution.store import ResultsStore
 from manifold_lab.spec.sources import display_path
@@ -353,14 +354,25 @@ def _lost(invocations: list[dict], part: str) -> dict[str, dict[str, float]]:
     return out
 
 
+def _training_groups(spec, todo: list[PlannedRun], size: int, gates: list = ()) -> list[list[PlannedRun]]:
+    """The groups the campaign trains ``todo`` in (``_run_part``): while a gate after this part is not passed,
+    the runs of its arm alone (``GateFilter``), then the others; ``gates`` as ``part_gates`` gives them."""
+    closed = [st for g, part, folder in gates if g.after == spec.name
+              and (st := gate_state(g, part, folder)).state != "passed"]
+    first = [r for r in todo if all(r.run_id in st.run_ids for st in closed)]
+    rest = [r for r in todo if r not in first]
+    return group_runs(spec.kind, first, size) + group_runs(spec.kind, rest, size)
+
+
 def _spent_and_left(spec, root: Path, device: str, batch_runs: int, groups_of: dict,
                     sources: list[ResultsStore] = (), earlier: dict[str, str] | None = None,
-                    lost: dict | None = None) -> dict:
+                    lost: dict | None = None, gates: list = ()) -> dict:
     """Per experiment: runs planned / done / remaining / reused, device seconds spent (runs' records, with or
     without checkpoints, plus the epochs ``lost``: ``_lost``) and estimated. A run that a reuse source
     (``sources``) holds complete is done (copied by the runner, never trained here); one that an earlier part
     (``earlier``: ``_reuse``) plans into a reuse source but has not completed is neither done nor remaining
-    here: that part trains it, and its estimate counts it."""
+    here: that part trains it, and its estimate counts it. Estimated: the groups ``_training_groups`` forms
+    (``gates``: ``part_gates``)."""
     runs, earlier, lost = plan(spec), earlier or {}, lost or {}
     done, todo, reused, awaited = _classify(runs, root, sources, earlier)
     spent, copies = 0.0, {r.run_id for r in reused}
@@ -371,7 +383,7 @@ def _spent_and_left(spec, root: Path, device: str, batch_runs: int, groups_of: d
         spent += sum(epochs_recorded(run_dir, r.params)) / _group_size(run_dir, r.run_id, groups_of)
         now = _jsonl_digest(run_dir)  # lost epochs still in metrics.jsonl (not yet trained again) are counted once
         spent += sum(s for digest, s in lost.get(r.run_id, {}).items() if digest != now)
-    estimated = sum(_group_cost(g, root, device)[0] for g in group_runs(spec.kind, todo, batch_runs)) \
+    estimated = sum(_group_cost(g, root, device)[0] for g in _training_groups(spec, todo, batch_runs, gates)) \
         if spec.kind.name == "mobilenetv2" else 0.0
     remaining, restarting = [], 0
     for r in todo:
@@ -561,7 +573,7 @@ def _markdown(suite, root: Path, device: str, sizes: dict, invocations: list[dic
     rows, remaining, totals, restarting = [], [], [0, 0, 0, 0, 0.0, 0.0], 0
     for n, spec in enumerate(suite.parts):
         s = _spent_and_left(spec, root / spec.name, device, sizes[spec.name], groups_of, *_reuse(suite, n, root),
-                            _lost(invocations, spec.name))
+                            _lost(invocations, spec.name), part_gates(suite, n, root))
         restarting += s["restarting"]
         rows.append(f"| [{spec.name}]({spec.name}/report.md) | {sizes[spec.name]} | {s['planned']} | {s['done']} | "
                     f"{s['todo']} | {s['reused']} | {s['spent'] / 60:.1f} | {s['estimated'] / 60:.1f} |")
