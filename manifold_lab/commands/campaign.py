@@ -1,7 +1,7 @@
 """``manifold-lab campaign CAMPAIGN.yaml --stop-after 50m``: run a campaign's experiments within a wall time.
 
-See ``manifold_lab.execution.campaign`` for the rules (what starts, where it stops, how it resumes and
-what ``campaign.md`` accounts for).
+See ``manifold_lab.execution.campaign`` for the rules (what starts, where it stops, how it resumes,
+what ``campaign.md`` accounts for, and why a study begun on another device or torch version is refused).
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", action="store_true",
                         help="write the committed results/<campaign name>/ on purpose (no --out)")
     parser.add_argument("--dry-run", action="store_true",
-                        help="print campaign.md with the estimates for this device; run and write nothing")
+                        help="print campaign.md with the estimates for this device; run and write nothing (a "
+                             "study started on another device or torch version is refused here too, exit status 2)")
 
 
 def run(args: argparse.Namespace) -> int:
