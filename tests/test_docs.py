@@ -191,12 +191,24 @@ def reference_cell(spec_path):
     name = data["name"]
     if "suite" in data and name == "quickstart":  # the tour; a campaign suite has a results folder like a study
         return f"not committed: `make quickstart` writes `runs/{name}/report.md`"
+    name = campaign_parts().get(spec_path, "") + name  # a campaign's part lives in results/<campaign>/<part>
     folder = REPO / "results" / name
     if not (folder / "plan.json").exists():
         return f"not run: no results/{name}"
     runs = json.loads((folder / "plan.json").read_text())["runs"]
     done = sum((folder / "runs" / r["run_id"] / "metrics.json").exists() for r in runs)
     return f"[results/{name}](results/{name}/report.md), {done} of {len(runs)} runs done"
+
+
+def campaign_parts():
+    """``{experiment file: "<campaign name>/"}`` of the parts of every campaign suite (not the quickstart tour):
+    ``manifold-lab campaign --reference`` writes them into results/<campaign name>/<part name>/."""
+    parts = {}
+    for path in EXPERIMENTS:
+        data = yaml.safe_load((REPO / path).read_text())
+        if "suite" in data and data["name"] != "quickstart":
+            parts.update({part: f"{data['name']}/" for part in data["suite"]})
+    return parts
 
 
 def test_readme_experiment_table_matches_results():
