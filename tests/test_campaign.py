@@ -568,6 +568,27 @@ def test_a_started_study_stays_on_its_device_and_torch(tmp_path, monkeypatch, ca
         "one torch version; run the campaign on NVIDIA H200 with torch 2.3.1, or give a different --out")
 
 
+def test_a_study_reusing_runs_outside_the_campaign_folder_is_not_told_to_change_out(tmp_path, monkeypatch, capsys):
+    """B reuses a folder outside the campaign's (as the converged studies reuse the committed
+    results/converged_campaign/figure6a_converged_cifar10, whatever --out says): once that folder's runs are
+    complete on an H200, an H100 is refused for B under any --out, and the line names the folder instead of
+    advising a different --out, which would reuse the same runs."""
+    path = write_reuse_campaign(tmp_path)
+    ref = tmp_path / "ref" / "camp_a"
+    (tmp_path / "b.yaml").write_text(f"include: [a.yaml]\nname: camp_b\nreuse: [{ref}]\n"
+                                     "sweep: {model.bottleneck_act: [identity, relu6], seeds: [0, 1]}\n")
+    plan_a, _ = part_plans(path)
+    for run in plan_a:
+        construct_run(ref, run, [30.0] * 4, complete=True, provenance=provenance_on(H200, "2.3.1"))
+    on_device(monkeypatch, H100, "2.3.1")
+    for out in (tmp_path / "out", tmp_path / "elsewhere"):
+        line = refused(path, out, capsys)
+        assert line.startswith(f"camp_b in {out} has epochs of 2 run(s) (2 of them reused) trained on NVIDIA H200")
+        assert line.endswith(f"run the campaign on NVIDIA H200 with torch 2.3.1 (its reused runs in {ref} were "
+                             "trained there; another --out reuses them too)")
+        assert "give a different --out" not in line
+
+
 def test_a_study_not_started_may_run_on_any_device(tmp_path, monkeypatch, capsys):
     """A (no reuse) complete on an H200; B has trained nothing: an H100 may run B. Once B has epochs from the
     H200 (one run stopped after its first epoch, named by the ledger), it may not."""

@@ -329,12 +329,22 @@ def _device_problem(suite, root: Path, name: str, torch_version: str | None, inv
         if other:
             (device, version), ids = max(other.items(), key=lambda item: len(item[1]))
             copies = len(ids & {r.run_id for r in reused})
+            # a reuse folder outside the campaign's (e.g. the committed results/...) is read whatever --out says
+            fixed = sorted({display_path(s.root) for s in sources if not _inside(s.root, root)
+                            and any(s.is_complete(i) for i in ids)})
+            advice = (f" (its reused runs in {', '.join(fixed)} were trained there; another --out reuses them too)"
+                      if fixed else ", or give a different --out")
             return (f"{spec.name} in {display_path(root)} has epochs of {len(ids)} run(s)"
                     + (f" ({copies} of them reused)" if copies else "")
                     + f" trained on {what(device, version)}, and this is {what(name, torch_version)}: a study "
-                    f"stays on one device and one torch version; run the campaign on {what(device, version)}, "
-                    "or give a different --out")
+                    f"stays on one device and one torch version; run the campaign on {what(device, version)}"
+                    + advice)
     return None
+
+
+def _inside(folder: Path, root: Path) -> bool:
+    """Whether ``folder`` is ``root`` or lies under it."""
+    return folder.resolve().is_relative_to(root.resolve())
 
 
 def _group_size(run_dir: Path, run_id: str, groups_of: dict) -> int:
