@@ -156,7 +156,7 @@ def test_before_its_study_has_run_the_cell_says_not_run_yet_with_the_planned_run
         planned = len(plan(load_spec(REPO / "experiments" / f"{name.split('/')[1]}.yaml")))
         row = rows[C.PAIRED_CLAIMS[key].claim]
         assert row.converged == (f"not run yet (0 of {planned} planned runs; GPU campaign: `manifold-lab campaign "
-                                 f"experiments/converged_campaign.yaml --stop-after 12h --batch-runs 9 --reference`, into "
+                                 f"experiments/converged_campaign.yaml --stop-after 12h --batch-runs 10 --reference`, into "
                                  f"results/{name}/)")
         assert all(t.verdict == f"not enough runs yet ({name} not run yet)" for t in row.converged_row.tests)
     assert rows[C.PAIRED_CLAIMS["width"].claim].converged == "none planned"

@@ -40,7 +40,7 @@ _INJ, _INJECTIVE = "injective_bottleneck_cifar10", ("leaky_relu_0.1", "leaky_rel
 #: The GPU campaign of the converged studies; its studies' folders are results/<campaign>/<study>/ (its
 #: --reference output), their experiment files experiments/<study>.yaml.
 CAMPAIGN = "experiments/converged_campaign.yaml"
-CAMPAIGN_COMMAND = f"manifold-lab campaign {CAMPAIGN} --stop-after 12h --batch-runs 9 --reference"
+CAMPAIGN_COMMAND = f"manifold-lab campaign {CAMPAIGN} --stop-after 12h --batch-runs 10 --reference"
 _C6A, _C6B, _CINJ = (f"{Path(CAMPAIGN).stem}/{name}" for name in (
     "figure6a_converged_cifar10", "figure6b_converged_cifar10", "injective_bottleneck_converged_cifar10"))
 

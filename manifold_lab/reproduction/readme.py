@@ -122,9 +122,9 @@ With GPUs, go further with the paper's own recipe:
     manifold-lab run experiments/imagenet_paper_recipe.yaml params.data.root=/path/to/imagenet
     torchrun --nproc_per_node=8 -m manifold_lab train experiments/imagenet_paper_recipe.yaml ...
 
-or the converged CIFAR-10 studies (all 50,000 training images, 200 epochs, pre-registered; about 590
-device-minutes on an H200, 65 minutes in one piece for each group of runs):
-`manifold-lab campaign experiments/converged_campaign.yaml --stop-after 12h --batch-runs 9 --reference`
+or the converged CIFAR-10 studies (all 50,000 training images, 200 epochs, pre-registered; about 585
+device-minutes on an H200 by the estimator, 65 to 80 minutes in one piece for each group of runs):
+`manifold-lab campaign experiments/converged_campaign.yaml --stop-after 12h --batch-runs 10 --reference`
 (README, "The converged campaign on a GPU", which also says why it has not run).
 """
 
