@@ -11,6 +11,7 @@ processes are real subprocesses killed with real signals and looked up in
 
 from __future__ import annotations
 
+import fcntl
 import http.server
 import json
 import os
@@ -408,13 +409,22 @@ def train_proc(out: Path, *extra, wrapper: str = ""):
 @pytest.mark.slow
 def test_two_trainings_into_one_folder_the_second_refuses(tmp_path):
     out = tmp_path / "t"
-    first = train_proc(out, "params.train.epochs=3")
+    first = train_proc(out, "params.train.epochs=5")
     wait_for(lambda: (out / ".lock").exists() and str(first.pid) in (out / ".lock").read_text(), 300, first)
-    second = train_proc(out, "params.train.epochs=1")
-    stdout, stderr = second.communicate(timeout=300)
-    one_line(subprocess.CompletedProcess([], second.returncode, stdout, stderr), "is locked by another runner")
+    # Freeze the first while it holds the lock: on a loaded machine it could otherwise finish before
+    # the second has started, and the second would then meet its checkpoint instead of its lock.
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        with open(out / ".lock") as f, pytest.raises(BlockingIOError):
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # precondition: the lock is held right now
+        second = train_proc(out, "params.train.epochs=1")
+        stdout, stderr = second.communicate(timeout=300)
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    one_line(subprocess.CompletedProcess([], second.returncode, stdout, stderr), "is locked by another runner",
+             f"pid {first.pid}")
     assert first.wait(timeout=300) == 0, first.communicate()
-    assert json.loads((out / "metrics.json").read_text())["epochs"] == 3  # the first one's results stand
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 5  # the first one's results stand
 
 
 def test_a_second_train_refuses_while_the_folder_is_locked(tmp_path):
