@@ -384,7 +384,16 @@ def test_report_does_not_race_a_runner(tmp_path):
     root = tmp_path / "runs" / "h"
     proc = start_runner(tmp_path)
     wait_for(lambda: (root / "runs").is_dir() and running_runs(root) == 1, proc=proc)
-    one_line(cli("report", "runs/h", cwd=tmp_path), "is locked by another runner", "run report after")
+    frozen = [proc.pid, *descendants(proc.pid)]  # frozen mid-run, so a slow `report` start cannot miss it
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        assert proc.poll() is None
+        refused = cli("report", "runs/h", cwd=tmp_path)
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+    one_line(refused, "is locked by another runner", "run report after")
     assert not (root / "report.md").exists()  # no stale report to land after the runner's
     assert proc.wait(timeout=120) == 0
     assert "2 runs: 2 done, 0 failed, 0 not run" in (root / "report.md").read_text()
