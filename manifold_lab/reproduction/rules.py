@@ -211,6 +211,11 @@ def injective_bottleneck(spec, tests: list, results: Path) -> tuple[str, str]:
 NOT_CONVERGED = "not converged: no verdict"
 
 
+def _no_difference(s: dict) -> str:
+    return (f"no difference detected ({100 * s['mean']:+.2f} points [{100 * s['ci_low']:+.2f}, "
+            f"{100 * s['ci_high']:+.2f}])")
+
+
 def converged_rule(spec, tests: list, results: Path, *, at_least: float = 0.99) -> tuple[str, str]:
     """The rule pre-registered in ``experiments/figure6a_converged_subset_cifar10.yaml``: every run of every arm
     (``spec.arms``) must end with a clean train accuracy (``clean_train_acc``: eval mode, no augmentation) of at
@@ -240,14 +245,7 @@ def converged_rule(spec, tests: list, results: Path, *, at_least: float = 0.99) 
         return text, f"{NOT_CONVERGED} ({len(below)} of {total} runs below {at_least:.0%}: {', '.join(below)})"
     if test.verdict in (SUPPORTED, CONTRADICTED):
         return text, test.verdict
-    s = test.summary
-    return text, (f"no difference detected ({100 * s['mean']:+.2f} points [{100 * s['ci_low']:+.2f}, "
-                  f"{100 * s['ci_high']:+.2f}])")
-
-
-def _no_difference(s: dict) -> str:
-    return (f"no difference detected ({100 * s['mean']:+.2f} points [{100 * s['ci_low']:+.2f}, "
-            f"{100 * s['ci_high']:+.2f}])")
+    return text, _no_difference(test.summary)
 
 
 #: The convergence rule of the converged studies (``experiments/figure6a_converged_cifar10.yaml``, addendum 1;
