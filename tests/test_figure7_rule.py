@@ -37,12 +37,14 @@ def records(silenced=()):
     return relu_stats(network(silenced), images, bn="calibrated", calibration=calibration)
 
 
-def study(tmp_path, final):
-    """A Figure 6a folder whose 6 networks (2 arms x 3 seeds) all end with the records ``final``."""
+def study(tmp_path, final, seeds=None):
+    """A Figure 6a folder whose networks (per arm ``seeds[act]`` seeds, 3 by default) all end with the records
+    ``final``."""
+    seeds = {"identity": 3, "relu6": 3, **(seeds or {})}
     runs = [({**MODEL, "model.bottleneck_act": act}, s, {"test_acc": 0.5},
              {"sample": {"per_class": 25, "bn": {"step0": "running statistics of a calibration pass"}},
               "step0": records(), "final": final})
-            for act in ("identity", "relu6") for s in range(3)]
+            for act in ("identity", "relu6") for s in range(seeds[act])]
     make_study(tmp_path, "figure6a_linear_bottleneck_cifar10", "mobilenetv2",
                {"model.bottleneck_act": ["identity", "relu6"]}, runs)
     return C.row_claim(C.ROWS["figure7"], tmp_path)
@@ -75,6 +77,14 @@ def test_a_network_with_silenced_channels_fails_the_rule_and_a_healthy_one_passe
     assert "trained: 6, 6, 6 of 35 layers below (per seed)" in row.ours or \
         "trained: 7, 7, 7 of 35 layers below (per seed)" in row.ours
     assert "smallest margin 0.00-0.00" in row.ours
+
+
+def test_every_arm_needs_its_own_seeds_not_the_arms_together(tmp_path):
+    """6 trained networks, but 5 of relu6 and 1 linear: no verdict (the rule asks MIN_SEEDS of each arm)."""
+    row = study(tmp_path / "lopsided", records(), {"identity": 1, "relu6": 5})
+    assert row.verdict == "not enough runs yet (linear 1 of 3 trained networks)"
+    row = study(tmp_path / "balanced", records(), {"identity": 3, "relu6": 5})
+    assert row.verdict == V.SUPPORTED
 
 
 def test_old_records_are_judged_by_todays_thresholds_and_step0_is_read_as_measured(tmp_path):

@@ -67,22 +67,23 @@ def layers_below(row: Row, results: Path) -> tuple[str, str]:
         return step0(run.run_dir, relu_stats(run))
 
     runs = done_runs(results / row.source)
-    parts, counts = [], []
+    parts, counts = [], {}
     old = sum(old_sample(r) for r in runs)
     for act, label in row.params["arms"].items():
         mine = [r for r in runs if r.param("model.bottleneck_act") == act]
         for when, records in (("step 0", step0_records), ("trained", lambda r: (relu_stats(r) or {}).get("final"))):
             found = [margins(recs, thresholds(r.params.get("model", {}))) for r in mine if (recs := records(r))]
             if when == "trained":
-                counts += [sum(v < 1 for v in m.values()) for m in found]
+                counts[label] = [sum(v < 1 for v in m.values()) for m in found]
             if found:
                 parts.append(_margins_text(label, when, found))
     missing = sum(relu_stats(r) is not None and step0_records(r) is None for r in runs)
-    needed = len(row.params["arms"]) * MIN_SEEDS
-    if len(counts) < needed:
-        verdict = f"not enough runs yet ({len(counts)} of {needed} trained networks)"
+    short = {label: len(c) for label, c in counts.items() if len(c) < MIN_SEEDS}
+    if short:
+        verdict = ("not enough runs yet (" + ", ".join(f"{label} {n} of {MIN_SEEDS}" for label, n in short.items())
+                   + " trained networks)")
     else:
-        verdict = SUPPORTED if max(counts) <= row.params["at_most"] else CONTRADICTED
+        verdict = SUPPORTED if max(max(c) for c in counts.values()) <= row.params["at_most"] else CONTRADICTED
     note = (f" **{old} of {len(runs)} runs predate issue 11: their statistics come from the first 256 test "
             "images of a class-sorted split (all one class), with the threshold C/6 for every layer and step 0 on "
             "fresh running statistics; without checkpoints they are recomputed only by rerunning the study.**"
