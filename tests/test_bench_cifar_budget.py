@@ -39,6 +39,16 @@ def test_commands_differ_only_in_the_arm_switches(tmp_path):
     assert all("sweep.seeds=[0, 1]" in c for c in cmds.values())
     assert cmds["batch2"][cmds["batch2"].index("--batch-runs") + 1] == "2" and "params.train.threads=2" in cmds["batch2"]
 
+    def common(arm):  # the command without its arm's switches (threads, compile, --jobs N, --batch-runs N, --out)
+        words = [w for w in cmds[arm] if not w.startswith(("params.train.threads=", "params.train.compile="))]
+        for option in ("--jobs", "--batch-runs", "--out"):
+            if option in words:
+                i = words.index(option)
+                del words[i:i + 2]
+        return words
+    assert all(common(arm) == common("baseline") for arm in bench.ARMS)
+    assert len(common("baseline")) == 7  # python -m manifold_lab run SPEC sweep.model... sweep.seeds=...
+
 
 @pytest.mark.slow
 def test_quick_run_of_two_arms(tmp_path, monkeypatch):

@@ -199,6 +199,7 @@ def test_holm_across_the_table_can_turn_a_raw_p_below_005_into_inconclusive(tmp_
     assert adjusted == pytest.approx([max(2 * p_exp, p_6a), 2 * p_exp, 3 * p_none])
     # bottleneck - expansion: raw p 0.034 < 0.05, adjusted 0.068: no longer supported
     assert [t.verdict for r in rows for t in r.tests] == [V.INCONCLUSIVE, V.INCONCLUSIVE, V.SUPPORTED]
+    assert rows[1].verdict == V.INCONCLUSIVE  # a row takes its weakest test's verdict: inconclusive beats supported
     assert f"paired t p = {p_exp:.2g}, Holm-adjusted p = {2 * p_exp:.2g}, detectable" in rows[1].ours
     assert "predate issue 11" not in rows[1].ours  # every expansion run recorded its shortcut count
     # the same expansion runs without a recorded count are flagged as made under the old rule
@@ -310,4 +311,72 @@ def test_a_preregistered_study_gives_no_verdict_before_all_its_planned_runs(tmp_
                 runs.append((values, s, None if failed else {"test_acc": acc, "clean_train_acc": acc}, None))
     make_study(tmp_path, study, "mobilenetv2", {**factors, "model.bottleneck_act": ["identity", "relu6"]}, runs)
     row = V.evaluate([spec], tmp_path)[0]
-    assert row.verdict.startswith("not enough runs yet"), row.verdict
+    assert "planned runs done)" in row.verdict and row.verdict.startswith("not enough runs yet"), row.verdict
+    assert all(t.summary["n"] >= V.MIN_SEEDS for t in row.tests)  # the paired test alone would have had a verdict
+
+
+def test_a_row_with_a_contradicted_test_is_contradicted_whatever_its_other_tests_say(tmp_path):
+    """Figure 6b: bottleneck - expansion clearly positive, bottleneck - none clearly negative (two-sided)."""
+    acc = {"bottleneck": [0.60, 0.61, 0.62, 0.60], "expansion": [0.50, 0.52, 0.51, 0.50],
+           "none": [0.70, 0.72, 0.71, 0.73]}
+    runs = [({"model.shortcut": k}, s, {"test_acc": v, "shortcuts": 10 * (k != "none")}, None)
+            for k, vs in acc.items() for s, v in enumerate(vs)]
+    make_study(tmp_path, "figure6b_shortcuts_cifar10", "mobilenetv2", {"model.shortcut": list(acc)}, runs)
+    row, = V.evaluate([C.PAIRED_CLAIMS["figure6b"]], tmp_path)
+    assert sorted(t.verdict for t in row.tests) == sorted([V.SUPPORTED, V.CONTRADICTED])
+    assert row.verdict == V.CONTRADICTED
+
+
+def _committed_copy(tmp_path, relative):
+    """A copy of the committed ``results/<relative>`` at ``tmp_path/<relative>``; returns its path."""
+    path = tmp_path / relative
+    path.parent.mkdir(parents=True)
+    path.write_bytes((Path(__file__).resolve().parents[1] / "results" / relative).read_bytes())
+    return path
+
+
+def _rewrite_csv(path, change):
+    """Rewrite the CSV at ``path`` with ``change(rows)`` applied to its list of dict rows."""
+    import csv
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    change(rows)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_the_theorem1_rule_fails_on_one_point_far_from_theory_and_ignores_exact_points(tmp_path):
+    """The committed Monte Carlo table passes; one point moved to |z| = 5 fails it; a point without sampling
+    error (stderr 0) does not enter, whatever its z."""
+    path = _committed_copy(tmp_path, "theorem1/theorem1.csv")
+    row = C.ROWS["theorem1"]
+    assert C.row_claim(row, tmp_path).verdict == V.SUPPORTED
+
+    def exact_point_far_off(rows):
+        rows[0].update(stderr="0", z="50")
+    _rewrite_csv(path, exact_point_far_off)
+    assert C.row_claim(row, tmp_path).verdict == V.SUPPORTED
+
+    def one_point_far_off(rows):
+        sampled = next(r for r in rows if float(r["stderr"]) > 0)
+        sampled["z"] = "-5"
+    _rewrite_csv(path, one_point_far_off)
+    claim = C.row_claim(row, tmp_path)
+    assert claim.verdict == V.CONTRADICTED and "largest |z| = 5.00" in claim.ours
+
+
+@pytest.mark.parametrize("column, value", [("collapsed_fraction_n2_ci_low", "0"),
+                                           ("collapsed_fraction_n3_ci_low", "-0.001"),
+                                           ("collapsed_fraction_n15_ci_high", "0.02"),
+                                           ("collapsed_fraction_n30_ci_high", "0.01")])
+def test_the_figure1_rule_fails_when_a_low_dimension_keeps_the_spiral_or_a_high_one_loses_it(tmp_path, column,
+                                                                                            value):
+    """The committed summary passes; an interval touching 0 at n = 2 or 3, or reaching 1% at n = 15 or 30,
+    fails it."""
+    path = _committed_copy(tmp_path, "figure1_spiral/summary.csv")
+    row = C.ROWS["figure1"]
+    assert C.row_claim(row, tmp_path).verdict == V.SUPPORTED
+    _rewrite_csv(path, lambda rows: rows[0].update({column: value}))
+    assert C.row_claim(row, tmp_path).verdict == V.CONTRADICTED

@@ -26,13 +26,15 @@ def _identity_bn(bn: nn.BatchNorm2d, bias: float = 0.0) -> None:
     bn.running_var.fill_(1.0)
 
 
-def identity_block(k: int = 4, *, bottleneck_act="identity", bn3_shift=0.0, shortcut="none") -> nn.Module:
+def identity_block(k: int = 4, *, bottleneck_act="identity", bn3_shift=0.0, shortcut="none", expand_act="relu",
+                   bn1_shift=0.0) -> nn.Module:
     """A non-residual block ``x -> [I; -I] -> ReLU -> [I, -I]``: the output is ``x`` exactly (ReLU(x) - ReLU(-x)).
 
     ``bn3_shift`` adds a constant to the bottleneck pre-activation (BN's beta): ``pre = x + bn3_shift``;
+    ``bn1_shift`` the same to the expansion pre-activation ``z = [x; -x] + bn1_shift`` (activation ``expand_act``);
     ``shortcut="bottleneck"`` makes the output ``x + act3(pre)``.
     """
-    block = InvertedResidual(k, k, 1, 2, bottleneck_act=bottleneck_act, shortcut=shortcut, expand_act="relu",
+    block = InvertedResidual(k, k, 1, 2, bottleneck_act=bottleneck_act, shortcut=shortcut, expand_act=expand_act,
                              depthwise_act="identity")
     eye = torch.eye(k)
     with torch.no_grad():
@@ -40,8 +42,8 @@ def identity_block(k: int = 4, *, bottleneck_act="identity", bn3_shift=0.0, shor
         block.conv_dw.weight.zero_()
         block.conv_dw.weight[:, 0, 1, 1] = 1.0  # the centre tap: the depthwise conv is the identity
         block.conv_pwl.weight.copy_(torch.cat([eye, -eye], 1)[:, :, None, None])
-        for bn in (block.bn1, block.bn2):
-            _identity_bn(bn)
+        _identity_bn(block.bn1, bn1_shift)
+        _identity_bn(block.bn2)
         _identity_bn(block.bn3, bn3_shift)
     return nn.Sequential(block).eval()
 
@@ -73,6 +75,21 @@ def test_bn_shift_that_makes_every_unit_negative_recovers_nothing():
     assert rec["r2_input_knn"] < 0.05
     assert rec["rankme"] == 0.0 and rec["twonn_mean"] == 0.0
     assert rec["lemma2_failure_fraction"] == 0.0  # the expansion itself is still invertible
+
+
+def test_relu6_clipped_at_6_counts_as_outside_its_linear_piece():
+    """A BN shift of +100 puts every unit above 6: ReLU6 is constant there, so nothing is active. In the
+    bottleneck: no active channel, every position below the manifold's dimension. In a ReLU6 expansion: no
+    active row at any position, so Lemma 2 fails everywhere (a ReLU expansion, unclipped, keeps all its rows
+    active and invertible)."""
+    x = torch.randn(40, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    (rec,) = probe_network(identity_block(bottleneck_act="relu6", bn3_shift=100.0), x, positions=1000)
+    assert rec["clipped_fraction"] == 1.0 and rec["zeroed_fraction"] == 0.0
+    assert rec["active_mean"] == 0.0 and rec["below_id_fraction"] == 1.0
+    (rec,) = probe_network(identity_block(expand_act="relu6", bn1_shift=100.0), x, positions=1000)
+    assert rec["expansion_active_mean"] == 0.0 and rec["lemma2_failure_fraction"] == 1.0
+    (rec,) = probe_network(identity_block(expand_act="relu", bn1_shift=100.0), x, positions=1000)
+    assert rec["expansion_active_mean"] == 8.0 and rec["lemma2_failure_fraction"] == 0.0
 
 
 def _random_bn(model, generator, shift=-0.5):
