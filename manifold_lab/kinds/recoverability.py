@@ -3,7 +3,7 @@
 A manifold from ``manifold_lab.manifolds.MANIFOLDS`` is embedded into the
 bottleneck space ``R^k`` by a random matrix and pushed through ``depth`` random
 inverted-residual blocks (``manifold_lab.relu_maps.random_stack``):
-``x -> x + A act(ReLU6(B x))`` or without the shortcut, with ``act`` the
+``x -> x + act(A ReLU6(B x))`` or without the shortcut, with ``act`` the
 bottleneck activation (identity = the paper's linear bottleneck). After every
 block the kind measures every recoverability and geometry metric of the
 library against the block's input manifold:

@@ -25,7 +25,7 @@ the batch size as long as the batches are the same.
 Batch norm: the model runs in eval mode, so every BN uses its *running* statistics, the same
 ones ``folded_expansion`` folds in. At step 0 those are the fresh ones (mean 0, variance 1), so
 each BN is the identity up to its eps; Figure 7's step-0 statistics (``train.relu_stats``,
-``bn="batch"``) normalise with the sample's batch statistics instead.
+``bn="calibrated"``) use the running statistics of a calibration pass over clean training images instead.
 """
 
 from __future__ import annotations

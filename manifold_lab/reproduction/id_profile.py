@@ -8,7 +8,8 @@ trained CIFAR-10 network carried the probe. Its data are the per-block records
 of every CIFAR-10 run's ``probe.json`` (``manifold_lab.train.trainer``): the
 TwoNN ID of each block's output, ``twonn_mean``, and its spread over the probe's
 random resamples, ``twonn_std`` (``manifold_lab.probe.measures``; 100
-class-balanced test images, 3 resamples of 90% of the points), at ``step0`` and
+class-balanced test images, 3 random halves of the points, each fitted on 90% of its
+ratios), at ``step0`` and
 after training (``final``).
 
 For one profile ``ID_1 .. ID_B`` (blocks in forward order) with spreads

@@ -22,6 +22,9 @@ STUDIES = (
     ("figure1_spiral", "Figure 1 over ten seeds"),
     ("theorem1_collapse", "Theorem 1 over an (m, n) grid"),
     ("recoverability_depth", "recoverability through stacks of random blocks"),
+    ("cover_count", "external check: activation patterns of ReLU(Bx) counted exactly against Cover's C(m, n)"),
+    ("relu_injectivity", "external check: global injectivity of a Gaussian ReLU layer against Puthawala et al.'s "
+                         "window [3.4, 10.5]"),
     ("toy_linear_bottleneck", "toy ablation, 5 seeds, widths 1-8"),
     ("toy_bottleneck_at_scale", "toy ablation at scale, 20 seeds, widths 1-16"),
     ("figure6a_linear_bottleneck_cifar10", "Figure 6a on CIFAR-10 (JPEG copy)"),
@@ -209,9 +212,9 @@ def render(rows: list[Claim], results: str | Path = "results") -> str:
         where = devices_text(devices_of(r.run_dir for r in done_runs(results / name))).replace("unknown",
                                                                                                "not recorded")
         lines.append(f"| {name} | {what} | {done} / {planned}, {failed} failed | {where} | {report} |")
-    lines += ["", "Figure 1 and Theorem 1 as single commands: [figure1/](figure1/) (`manifold-lab spiral`), "
-              "[theorem1/](theorem1/) (`manifold-lab theorem`). Table 3: [table3/](table3/table3.md) "
-              "(`manifold-lab models --table3`). Beyond the paper, the lost information against the ReLU6 penalty and "
+    lines += ["", "Figure 1 and Theorem 1 as single commands: [figure1/](figure1/) (`manifold-lab spiral --out "
+              "results/figure1`), [theorem1/](theorem1/) (`manifold-lab theorem --out results/theorem1`). Table 3: "
+              "[table3/](table3/table3.md) (`manifold-lab models --table3 --out results/table3`). Beyond the paper, the lost information against the ReLU6 penalty and "
               "the ID profiles: [probe_penalty_correlation/](probe_penalty_correlation/report.md) "
               f"(`{PROBE_COMMAND}`).", ""]
     return "\n".join(lines)

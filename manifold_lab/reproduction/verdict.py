@@ -10,7 +10,8 @@ family: their p-values are adjusted by Holm's step-down procedure
 - *supported*: adjusted p < 0.05 and mean of ``d`` > 0;
 - *contradicted*: adjusted p < 0.05 and mean of ``d`` < 0 (two-sided tests only);
 - *inconclusive at this scale*: otherwise; when the mean of ``d`` runs against the prediction, it says so
-  with more than ``MIN_SEEDS`` seeds (``AGAINST``) and "no evidence either way" with fewer (``NO_EVIDENCE``);
+  with more than ``MIN_SEEDS`` seeds (``AGAINST``) and "no evidence either way" with ``MIN_SEEDS`` exactly
+  (``NO_EVIDENCE``);
 - *not enough runs yet*: fewer than ``MIN_SEEDS`` seeds completed both sides.
 
 A row with several verdict tests takes the weakest verdict among them;
