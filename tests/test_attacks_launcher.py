@@ -182,8 +182,15 @@ def test_wait_goes_on_while_squeue_lists_the_job_then_ends(tmp_path):
     (bin_dir / "squeue.out").write_text("4242|ml-e|PENDING\n")
     proc = start(tmp_path, "run", "s.yaml", "--launcher", "slurm", "--wait", "launcher.wait_grace_s=1",
                  env=env_with_kinds(bin_dir))
-    time.sleep(6)
-    assert proc.poll() is None  # still queued: it waits
+    calls = bin_dir / "squeue.calls"
+
+    def polls():
+        return calls.read_text().count("--jobs=4242") if calls.exists() else 0
+    deadline = time.monotonic() + 90
+    while polls() < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # three polls (0.5 s, then 1 s, apart) span more than the 1 s grace: listed as queued, it still waits
+    assert polls() >= 3 and proc.poll() is None
     (bin_dir / "squeue.out").unlink()  # the job is gone and did nothing
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 1 and "0 done, 1 failed" in stdout, stderr
@@ -201,7 +208,7 @@ def test_report_and_run_are_refused_during_a_local_launch_also_between_tasks(tmp
     epochs_spec(tmp_path, 3, 0.3, seeds="[0, 1, 2]")
     root = tmp_path / "runs" / "e"
     proc = start(tmp_path, "run", "s.yaml", "--launcher", "local")
-    tried, others = 0, []
+    tried, others, refused = 0, [], []
     while proc.poll() is None:
         if (root / "plan.json").exists():
             with open(root / ".lock") as f:
@@ -213,12 +220,19 @@ def test_report_and_run_are_refused_during_a_local_launch_also_between_tasks(tmp
                     assert "3 runs: 3 done" in (root / "report.md").read_text()
                     break
             if not others and (run_dirs(root)[0] / "metrics.json").exists():  # run 0 done, the next one starting
-                others = [start(tmp_path, *args) for args in (["report", "runs/e"], ["run", "s.yaml"])]
+                # the launcher is frozen between its tasks while the others start, so a slow start cannot find
+                # the sweep already over; frozen, it still holds the lock
+                os.kill(proc.pid, signal.SIGSTOP)
+                try:
+                    others = [start(tmp_path, *args) for args in (["report", "runs/e"], ["run", "s.yaml"])]
+                    refused = [(other.communicate(timeout=120)[1], other.returncode) for other in others]
+                finally:
+                    os.kill(proc.pid, signal.SIGCONT)
         time.sleep(0.02)
     assert proc.wait(timeout=120) == 0 and tried > 100
-    for other in others:
-        err = other.communicate(timeout=60)[1]
-        assert other.returncode == 2 and "is locked by another runner" in err, err
+    assert len(refused) == 2
+    for err, returncode in refused:
+        assert returncode == 2 and "is locked by another runner" in err, err
     assert "3 runs: 3 done, 0 failed, 0 not run" in (root / "report.md").read_text()
 
 
@@ -378,11 +392,12 @@ def test_ctrl_c_during_a_local_launch_prints_one_line_and_the_runs_resume(tmp_pa
     deadline = time.monotonic() + 90
     while not ((root / "plan.json").exists() and checkpointed(run_dirs(root)[0]) >= 2) and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert (root / "plan.json").exists() and checkpointed(run_dirs(root)[0]) >= 2, "no checkpoint of epoch 2 in 90 s"
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does: the whole process group
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130 and stderr.strip().splitlines() == ["manifold-lab run: interrupted"], stderr
     stopped = checkpointed(run_dirs(root)[0])
-    assert stopped < 6
+    assert 2 <= stopped < 6
     again = ml("run", "s.yaml", "--launcher", "local", cwd=tmp_path)
     assert again.returncode == 0 and "1 done, 0 failed" in again.stdout, again.stderr
     assert json.loads((run_dirs(root)[0] / "metrics.json").read_text())["resumed_at"] >= stopped

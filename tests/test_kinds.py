@@ -164,16 +164,14 @@ def test_spiral_figure_kind(tmp_path):
 @pytest.mark.slow
 def test_quickstart_end_to_end_then_skips(tmp_path, capfd, monkeypatch):
     """`python -m manifold_lab run experiments/quickstart.yaml` (a suite of three parts) writes
-    report.md in under 2 minutes; a rerun skips every run."""
+    report.md with every part's answer; a rerun skips every run."""
     import re
-    import time
 
     out = tmp_path / "quickstart"
     cmd = [sys.executable, "-m", "manifold_lab", "run", "experiments/quickstart.yaml", "--out", str(out)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    start = time.monotonic()
+    # its wall time is a benchmark (benchmarks/results/quickstart.json), not a test; 240 s only stops a hang
     first = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
-    elapsed = time.monotonic() - start
     assert first.returncode == 0, first.stderr[-2000:]
     parts = re.findall(r"(quickstart_\w+): (\d+) runs: (\d+) done, 0 skipped, 0 failed", first.stdout)
     assert [p[0] for p in parts] == ["quickstart_spiral", "quickstart_theorem", "quickstart_toy"]
@@ -190,8 +188,6 @@ def test_quickstart_end_to_end_then_skips(tmp_path, capfd, monkeypatch):
     metrics = sorted(out.glob("*/runs/*/metrics.json"))
     assert len(metrics) == n_runs
     stamps = [p.stat().st_mtime_ns for p in metrics]
-    # the budget of issue 3 is 2 minutes on 2 cores; allow for a loaded CI machine
-    assert elapsed < 240
 
     # the rerun in this process (the first run above is the command itself): nothing to train
     from manifold_lab.cli import main

@@ -13,6 +13,7 @@ import dataclasses
 import io as textio
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -158,10 +159,11 @@ def test_ctrl_c_with_two_jobs_prints_one_line_and_list_says_where_the_runs_resum
                "--out", str(out)]
     proc = subprocess.Popen([sys.executable, "-m", "manifold_lab", *command], cwd=REPO, env=cli_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    lines = []
-    while not any(": epoch 1/50" in line for line in lines):  # both workers import torch and train
+    lines, training = [], set()
+    while len(training) < 2:  # both workers import torch and train: two runs report an epoch
         lines.append(proc.stderr.readline())
         assert lines[-1], "".join(lines)
+        training |= set(re.findall(r": (run \d+): epoch \d+/50", lines[-1]))
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
     stderr = "".join(lines) + proc.communicate(timeout=120)[1]
     assert proc.returncode == 130
@@ -169,7 +171,7 @@ def test_ctrl_c_with_two_jobs_prints_one_line_and_list_says_where_the_runs_resum
     # No worker traceback (BrokenPipeError), no "leaked semaphore" warning of the resource tracker.
     assert "Traceback" not in stderr and "Error" not in stderr and "Warning" not in stderr, stderr
     listed = cli(*command, "--list", cwd=REPO)
-    assert "resumes at epoch " in listed.stdout and "/50" in listed.stdout, listed.stdout
+    assert listed.stdout.count("resumes at epoch ") == 2 and "/50" in listed.stdout, listed.stdout
 
 
 # --------------------------------------------------------------------------- 9: what the commands print
