@@ -214,7 +214,8 @@ def render(rows: list[Claim], results: str | Path = "results") -> str:
         lines.append(f"| {name} | {what} | {done} / {planned}, {failed} failed | {where} | {report} |")
     lines += ["", "Figure 1 and Theorem 1 as single commands: [figure1/](figure1/) (`manifold-lab spiral --out "
               "results/figure1`), [theorem1/](theorem1/) (`manifold-lab theorem --out results/theorem1`). Table 3: "
-              "[table3/](table3/table3.md) (`manifold-lab models --table3 --out results/table3`). Beyond the paper, the lost information against the ReLU6 penalty and "
-              "the ID profiles: [probe_penalty_correlation/](probe_penalty_correlation/report.md) "
+              "[table3/](table3/table3.md) (`manifold-lab models --table3 --out results/table3`). Beyond the paper, "
+              "the lost information against the ReLU6 penalty and the ID profiles: "
+              "[probe_penalty_correlation/](probe_penalty_correlation/report.md) "
               f"(`{PROBE_COMMAND}`).", ""]
     return "\n".join(lines)
